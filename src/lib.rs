@@ -1,0 +1,4 @@
+//! mimi-discovery: discovery for interoperable end-to-end encrypted messaging (IETF MIMI).
+pub mod name;
+pub mod record;
+pub mod sii;
