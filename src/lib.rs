@@ -1,4 +1,6 @@
 //! mimi-discovery: discovery for interoperable end-to-end encrypted messaging (IETF MIMI).
+pub mod cli;
 pub mod name;
 pub mod record;
 pub mod sii;
+pub mod zone;

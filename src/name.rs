@@ -431,7 +431,7 @@ mod tests {
 
     #[test]
     fn canonical_order() {
-        let mut v = vec![
+        let mut v = [
             n("z.example."),
             n("example."),
             n("a.example."),

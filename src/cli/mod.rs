@@ -1,0 +1,123 @@
+//! The `mimi` command line: argument parsing and the edge where errors become messages
+//! and exit codes.
+
+mod key;
+mod zone;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::name::Name;
+use crate::sii::{Sii, DEFAULT_APEX};
+
+/// Exit code for a check that found problems or a lookup that found nothing.
+pub const EXIT_NEGATIVE: u8 = 1;
+/// Exit code for bad input or a failure.
+pub const EXIT_ERROR: u8 = 2;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "mimi",
+    version,
+    about = "Discovery for interoperable end-to-end encrypted messaging (IETF MIMI)"
+)]
+pub struct Cli {
+    /// Apex of the discovery tree.
+    #[arg(long, global = true, env = "MIMI_APEX", default_value = DEFAULT_APEX)]
+    pub apex: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Print the DNS owner name of a phone number or email address.
+    Name {
+        /// E.164 number (+1 555 111 2222) or email address.
+        sii: String,
+        /// Region for national-format numbers (ISO 3166, e.g. US, GB).
+        #[arg(long)]
+        region: Option<String>,
+    },
+    /// App-provider signing keys.
+    #[command(subcommand)]
+    Key(key::KeyCommand),
+    /// Zone files: create, sign mappings into, check, export.
+    #[command(subcommand)]
+    Zone(zone::ZoneCommand),
+}
+
+/// Runs the CLI and turns the outcome into an exit code; errors are printed once, here.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("mimi: {e:#}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MIMI_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<u8> {
+    let apex = parse_apex(&cli.apex)?;
+    match cli.command {
+        Command::Name { sii, region } => {
+            let parsed = Sii::parse(&sii, region.as_deref()).and_then(|s| s.owner_name(&apex));
+            match parsed {
+                Ok(name) => {
+                    println!("{name}");
+                    Ok(0)
+                }
+                Err(e) => {
+                    eprintln!("mimi: invalid identifier {sii:?}: {e}");
+                    Ok(EXIT_ERROR)
+                }
+            }
+        }
+        Command::Key(cmd) => key::run(cmd, &apex),
+        Command::Zone(cmd) => zone::run(cmd, &apex),
+    }
+}
+
+fn parse_apex(text: &str) -> anyhow::Result<Name> {
+    parse_name(text, "--apex")
+}
+
+/// Parses a domain name given on the command line (absolute, trailing dot optional).
+pub fn parse_name(text: &str, what: &str) -> anyhow::Result<Name> {
+    Name::parse(text, Some(&Name::root())).map_err(|e| anyhow::anyhow!("{what} {text:?}: {e}"))
+}
+
+/// Seconds since the Unix epoch.
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Parses `NAME=IP` as given to `--ns`. Names on the command line are absolute, with
+/// or without the trailing dot.
+pub fn parse_ns(arg: &str) -> anyhow::Result<(Name, std::net::IpAddr)> {
+    let (name, ip) = arg.split_once('=').ok_or_else(|| {
+        anyhow::anyhow!("--ns {arg:?}: expected NAME=IP, e.g. ns1.example.=127.0.0.1")
+    })?;
+    let name =
+        Name::parse(name, Some(&Name::root())).map_err(|e| anyhow::anyhow!("--ns {arg:?}: {e}"))?;
+    let ip = ip
+        .parse()
+        .map_err(|_| anyhow::anyhow!("--ns {arg:?}: {ip:?} is not an IP address"))?;
+    Ok((name, ip))
+}

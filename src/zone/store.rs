@@ -1,0 +1,297 @@
+//! The in-memory zone store: nodes indexed by owner name for the server.
+//!
+//! Every ancestor of every owner (up to the apex) exists as a node, so "does this name or
+//! anything below it exist" is one hash lookup: a missing node is NXDOMAIN, a node with no
+//! RRset of the asked type (including an empty non-terminal) is NODATA. Delegations are
+//! found by probing the query name's ancestors from the apex down, so no lookup ever scans
+//! the zone. Glue for each delegation is collected once at build time.
+
+use std::collections::HashMap;
+
+use super::rdata::{RData, Soa, TYPE_A, TYPE_AAAA, TYPE_NS, TYPE_SOA};
+use super::Record;
+use crate::name::Name;
+
+/// All records of one type at one owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RRset {
+    pub rtype: u16,
+    pub ttl: u32,
+    pub rdatas: Vec<RData>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct Node {
+    pub rrsets: Vec<RRset>,
+    /// At a delegation point: the address records of the in-zone NS targets.
+    pub glue: Vec<Record>,
+    /// True for a zone cut (NS records below the apex).
+    pub is_cut: bool,
+}
+
+impl Node {
+    pub fn rrset(&self, rtype: u16) -> Option<&RRset> {
+        self.rrsets.iter().find(|r| r.rtype == rtype)
+    }
+}
+
+/// What the store says about a query name.
+#[derive(Debug)]
+pub enum Lookup<'a> {
+    /// The name exists in this zone (it may lack the asked type: NODATA).
+    Exact(&'a Node),
+    /// The name is at or below a delegation; `cut` is the delegated name's wire form.
+    Referral { cut: &'a [u8], node: &'a Node },
+    /// Neither the name nor anything below it exists.
+    NxDomain,
+    /// The name is not in this zone.
+    OutOfZone,
+}
+
+#[derive(Debug, Clone)]
+pub struct ZoneStore {
+    origin: Name,
+    soa: Soa,
+    soa_ttl: u32,
+    nodes: HashMap<Box<[u8]>, Node>,
+    records: usize,
+}
+
+impl ZoneStore {
+    /// Indexes records. The zone must have an SOA at `origin`; records outside the zone
+    /// are skipped (the zone check reports them).
+    pub fn build(
+        origin: Name,
+        records: impl IntoIterator<Item = Record>,
+    ) -> Result<ZoneStore, String> {
+        let mut nodes: HashMap<Box<[u8]>, Node> = HashMap::new();
+        let mut count = 0;
+        let origin_len = origin.as_wire().len();
+        for r in records {
+            if !r.name.is_subdomain_of(&origin) {
+                continue;
+            }
+            count += 1;
+            // Empty non-terminals: make sure every ancestor down from the apex exists.
+            for suffix in r.name.suffixes().skip(1) {
+                if suffix.len() < origin_len || nodes.contains_key(suffix) {
+                    break;
+                }
+                nodes.insert(suffix.into(), Node::default());
+            }
+            let node = nodes.entry(r.name.as_wire().into()).or_default();
+            let rtype = r.data.rtype();
+            match node.rrsets.iter_mut().find(|s| s.rtype == rtype) {
+                Some(set) => {
+                    // One TTL per RRset (RFC 2181 section 5.2): the lowest wins.
+                    set.ttl = set.ttl.min(r.ttl);
+                    if !set.rdatas.contains(&r.data) {
+                        set.rdatas.push(r.data);
+                    }
+                }
+                None => node.rrsets.push(RRset {
+                    rtype,
+                    ttl: r.ttl,
+                    rdatas: vec![r.data],
+                }),
+            }
+        }
+        let apex = nodes
+            .get(origin.as_wire())
+            .ok_or_else(|| format!("zone {origin} has no records at its apex"))?;
+        let soa_set = apex
+            .rrset(TYPE_SOA)
+            .ok_or_else(|| format!("zone {origin} has no SOA record at its apex"))?;
+        let (soa, soa_ttl) = match soa_set.rdatas.as_slice() {
+            [RData::Soa(s)] => ((**s).clone(), soa_set.ttl),
+            _ => return Err(format!("zone {origin} must have exactly one SOA record")),
+        };
+        if apex.rrset(TYPE_NS).is_none() {
+            return Err(format!("zone {origin} has no NS records at its apex"));
+        }
+        // Mark cuts and gather their glue.
+        let cuts: Vec<Box<[u8]>> = nodes
+            .iter()
+            .filter(|(k, n)| k.len() != origin_len && n.rrset(TYPE_NS).is_some())
+            .map(|(k, _)| k.clone())
+            .collect();
+        for cut in cuts {
+            let targets: Vec<Name> = nodes[&cut]
+                .rrset(TYPE_NS)
+                .map(|s| {
+                    s.rdatas
+                        .iter()
+                        .filter_map(|d| match d {
+                            RData::Ns(n) if n.is_subdomain_of(&origin) => Some(n.clone()),
+                            _ => None,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let mut glue = Vec::new();
+            for target in targets {
+                if let Some(tnode) = nodes.get(target.as_wire()) {
+                    for set in tnode
+                        .rrsets
+                        .iter()
+                        .filter(|s| s.rtype == TYPE_A || s.rtype == TYPE_AAAA)
+                    {
+                        for d in &set.rdatas {
+                            glue.push(Record {
+                                name: target.clone(),
+                                ttl: set.ttl,
+                                data: d.clone(),
+                                line: 0,
+                            });
+                        }
+                    }
+                }
+            }
+            if let Some(node) = nodes.get_mut(&cut) {
+                node.is_cut = true;
+                node.glue = glue;
+            }
+        }
+        Ok(ZoneStore {
+            origin,
+            soa,
+            soa_ttl,
+            nodes,
+            records: count,
+        })
+    }
+
+    pub fn origin(&self) -> &Name {
+        &self.origin
+    }
+
+    pub fn soa(&self) -> &Soa {
+        &self.soa
+    }
+
+    /// TTL for the SOA in negative answers: min(SOA TTL, MINIMUM) (RFC 2308 section 3).
+    pub fn negative_ttl(&self) -> u32 {
+        self.soa_ttl.min(self.soa.minimum)
+    }
+
+    pub fn soa_ttl(&self) -> u32 {
+        self.soa_ttl
+    }
+
+    pub fn record_count(&self) -> usize {
+        self.records
+    }
+
+    /// The node at exactly this name, if any (no delegation logic).
+    pub fn node(&self, wire: &[u8]) -> Option<&Node> {
+        self.nodes.get(wire)
+    }
+
+    pub fn apex(&self) -> &Node {
+        // build() guarantees the apex node exists; an empty node stands in otherwise.
+        static EMPTY: Node = Node {
+            rrsets: Vec::new(),
+            glue: Vec::new(),
+            is_cut: false,
+        };
+        self.nodes.get(self.origin.as_wire()).unwrap_or(&EMPTY)
+    }
+
+    /// Looks a name up (lowercase wire form). Probes the name's ancestors from the apex
+    /// down: at most one hash lookup per label, never a scan.
+    pub fn lookup(&self, qname: &[u8]) -> Lookup<'_> {
+        let origin = self.origin.as_wire();
+        if qname.len() < origin.len() || &qname[qname.len() - origin.len()..] != origin {
+            return Lookup::OutOfZone;
+        }
+        // Label start offsets of qname above the apex, most specific first.
+        let mut starts = [0usize; 128];
+        let mut n = 0;
+        let mut i = 0;
+        let end = qname.len() - origin.len();
+        while i < end {
+            starts[n] = i;
+            n += 1;
+            i += 1 + qname[i] as usize;
+        }
+        if i != end {
+            // The suffix matched by bytes but not on a label boundary.
+            return Lookup::OutOfZone;
+        }
+        for k in (0..n).rev() {
+            let suffix = &qname[starts[k]..];
+            let Some((cut, node)) = self.nodes.get_key_value(suffix) else {
+                return Lookup::NxDomain;
+            };
+            if node.is_cut {
+                return Lookup::Referral { cut, node };
+            }
+            if k == 0 {
+                return Lookup::Exact(node);
+            }
+        }
+        Lookup::Exact(self.apex())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::zone::ZoneFile;
+
+    fn store() -> ZoneStore {
+        let text = "$ORIGIN mimi.arpa.\n$TTL 3600\n@ SOA ns1 host 1 2 3 4 300\n@ NS ns1\nns1 A 127.0.0.1\n\
+                    e164 NS ns.e164\nns.e164 A 127.0.0.2\nns.e164 AAAA ::2\n\
+                    2.2.1.email TXT \"x\"\n";
+        let z = ZoneFile::from_str_named(text, "t", None).unwrap();
+        ZoneStore::build(z.origin.clone(), z.records).unwrap()
+    }
+
+    fn w(s: &str) -> Vec<u8> {
+        s.parse::<Name>().unwrap().as_wire().to_vec()
+    }
+
+    #[test]
+    fn exact_nodata_nxdomain() {
+        let s = store();
+        assert!(
+            matches!(s.lookup(&w("mimi.arpa.")), Lookup::Exact(n) if n.rrset(TYPE_SOA).is_some())
+        );
+        assert!(
+            matches!(s.lookup(&w("ns1.mimi.arpa.")), Lookup::Exact(n) if n.rrset(TYPE_A).is_some())
+        );
+        // Empty non-terminals exist.
+        assert!(
+            matches!(s.lookup(&w("email.mimi.arpa.")), Lookup::Exact(n) if n.rrsets.is_empty())
+        );
+        assert!(matches!(
+            s.lookup(&w("1.email.mimi.arpa.")),
+            Lookup::Exact(_)
+        ));
+        assert!(matches!(
+            s.lookup(&w("3.email.mimi.arpa.")),
+            Lookup::NxDomain
+        ));
+        assert!(matches!(
+            s.lookup(&w("9.2.2.1.email.mimi.arpa.")),
+            Lookup::NxDomain
+        ));
+        assert!(matches!(s.lookup(&w("example.org.")), Lookup::OutOfZone));
+        assert!(matches!(s.lookup(&w("xmimi.arpa.")), Lookup::OutOfZone));
+        assert_eq!(s.negative_ttl(), 300);
+    }
+
+    #[test]
+    fn referral_with_glue() {
+        let s = store();
+        for q in ["e164.mimi.arpa.", "1.e164.mimi.arpa.", "ns.e164.mimi.arpa."] {
+            match s.lookup(&w(q)) {
+                Lookup::Referral { cut, node } => {
+                    assert_eq!(cut, w("e164.mimi.arpa.").as_slice());
+                    assert_eq!(node.glue.len(), 2);
+                }
+                other => panic!("{q}: {other:?}"),
+            }
+        }
+    }
+}
