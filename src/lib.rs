@@ -1,5 +1,6 @@
 //! mimi-discovery: discovery for interoperable end-to-end encrypted messaging (IETF MIMI).
 pub mod cli;
+pub mod dp;
 pub mod name;
 pub mod record;
 pub mod sii;

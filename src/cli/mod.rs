@@ -46,12 +46,35 @@ pub enum Command {
     /// Zone files: create, sign mappings into, check, export.
     #[command(subcommand)]
     Zone(zone::ZoneCommand),
+    /// The discovery provider's authoritative DNS server.
+    #[command(subcommand)]
+    Dp(DpCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DpCommand {
+    /// Serve the configured zones until SIGTERM/SIGINT; SIGHUP reloads, SIGUSR1 logs counters.
+    Serve {
+        #[arg(long)]
+        config: std::path::PathBuf,
+    },
+    /// Check a DP config and load every zone in it as `serve` would, then exit.
+    Check {
+        #[arg(long)]
+        config: std::path::PathBuf,
+    },
 }
 
 /// Runs the CLI and turns the outcome into an exit code; errors are printed once, here.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    // Servers log what they do; one-shot commands only their problems.
+    let default_level = if matches!(cli.command, Command::Dp(_)) {
+        "info"
+    } else {
+        "warn"
+    };
+    init_tracing(default_level);
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
@@ -61,9 +84,9 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_tracing() {
+fn init_tracing(default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("MIMI_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -88,6 +111,32 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Key(cmd) => key::run(cmd, &apex),
         Command::Zone(cmd) => zone::run(cmd, &apex),
+        Command::Dp(cmd) => dp(cmd),
+    }
+}
+
+fn dp(cmd: DpCommand) -> anyhow::Result<u8> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cmd {
+        DpCommand::Serve { config } => runtime.block_on(async {
+            let server = crate::dp::DpServer::start(&config).await?;
+            server.run_until_signalled().await?;
+            Ok(0)
+        }),
+        DpCommand::Check { config } => {
+            let cfg = crate::dp::DpConfig::load(&config)?;
+            let (zones, _) =
+                crate::dp::zones::load_all(&cfg, None, now()).map_err(anyhow::Error::msg)?;
+            println!(
+                "{}: {} zone(s) load; listen on {:?}",
+                config.display(),
+                zones.len(),
+                cfg.listen
+            );
+            Ok(0)
+        }
     }
 }
 

@@ -34,6 +34,17 @@ pub struct Record {
     pub line: usize,
 }
 
+impl Record {
+    /// The record as hickory's wire-format type, for answering queries.
+    pub fn to_wire_record(&self) -> hickory_proto::rr::Record {
+        hickory_proto::rr::Record::from_rdata(
+            self.name.to_hickory(),
+            self.ttl,
+            self.data.to_hickory(),
+        )
+    }
+}
+
 /// A problem at a place in a zone file.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 #[error("{file}:{line}: {message}")]

@@ -53,6 +53,33 @@ impl RData {
         }
     }
 
+    /// The same data as hickory's type; SSI, APKEY and unknown types travel as opaque
+    /// RFC 3597 data.
+    pub fn to_hickory(&self) -> hickory_proto::rr::RData {
+        use hickory_proto::rr::{rdata, RData as H, RecordType};
+        match self {
+            RData::A(a) => H::A(rdata::A(*a)),
+            RData::Aaaa(a) => H::AAAA(rdata::AAAA(*a)),
+            RData::Ns(n) => H::NS(rdata::NS(n.to_hickory())),
+            RData::Soa(s) => H::SOA(rdata::SOA::new(
+                s.mname.to_hickory(),
+                s.rname.to_hickory(),
+                s.serial,
+                s.refresh as i32,
+                s.retry as i32,
+                s.expire as i32,
+                s.minimum,
+            )),
+            RData::Txt(strings) => H::TXT(rdata::TXT::from_bytes(
+                strings.iter().map(|s| &s[..]).collect(),
+            )),
+            _ => H::Unknown {
+                code: RecordType::from(self.rtype()),
+                rdata: rdata::NULL::with(self.to_wire()),
+            },
+        }
+    }
+
     /// Appends the uncompressed wire form of the RDATA (without its length).
     pub fn encode(&self, out: &mut Vec<u8>) {
         match self {

@@ -5,26 +5,31 @@
 //! RRset of the asked type (including an empty non-terminal) is NODATA. Delegations are
 //! found by probing the query name's ancestors from the apex down, so no lookup ever scans
 //! the zone. Glue for each delegation is collected once at build time.
+//!
+//! RRsets hold ready-made hickory records, the form the server answers with, so answering
+//! a query builds nothing per record.
 
 use std::collections::HashMap;
 
-use super::rdata::{RData, Soa, TYPE_A, TYPE_AAAA, TYPE_NS, TYPE_SOA};
+use hickory_proto::rr::Record as WireRecord;
+
+use super::rdata::{RData, Soa, TYPE_A, TYPE_AAAA, TYPE_NS};
 use super::Record;
 use crate::name::Name;
 
-/// All records of one type at one owner.
+/// All records of one type at one owner, with one TTL (RFC 2181 section 5.2).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RRset {
     pub rtype: u16,
     pub ttl: u32,
-    pub rdatas: Vec<RData>,
+    pub records: Vec<WireRecord>,
 }
 
 #[derive(Debug, Default, Clone)]
 pub struct Node {
     pub rrsets: Vec<RRset>,
     /// At a delegation point: the address records of the in-zone NS targets.
-    pub glue: Vec<Record>,
+    pub glue: Vec<WireRecord>,
     /// True for a zone cut (NS records below the apex).
     pub is_cut: bool,
 }
@@ -67,6 +72,8 @@ impl ZoneStore {
         let mut nodes: HashMap<Box<[u8]>, Node> = HashMap::new();
         let mut count = 0;
         let origin_len = origin.as_wire().len();
+        let mut soa: Option<(Soa, u32)> = None;
+        let mut ns_targets: Vec<(Box<[u8]>, Name)> = Vec::new();
         for r in records {
             if !r.name.is_subdomain_of(&origin) {
                 continue;
@@ -79,33 +86,44 @@ impl ZoneStore {
                 }
                 nodes.insert(suffix.into(), Node::default());
             }
-            let node = nodes.entry(r.name.as_wire().into()).or_default();
+            match &r.data {
+                RData::Soa(s)
+                    if r.name == origin && soa.replace(((**s).clone(), r.ttl)).is_some() =>
+                {
+                    return Err(format!("zone {origin} must have exactly one SOA record"));
+                }
+                RData::Ns(target) if r.name != origin && target.is_subdomain_of(&origin) => {
+                    ns_targets.push((r.name.as_wire().into(), target.clone()));
+                }
+                _ => {}
+            }
             let rtype = r.data.rtype();
+            let wire = r.to_wire_record();
+            let node = nodes.entry(r.name.as_wire().into()).or_default();
             match node.rrsets.iter_mut().find(|s| s.rtype == rtype) {
                 Some(set) => {
-                    // One TTL per RRset (RFC 2181 section 5.2): the lowest wins.
-                    set.ttl = set.ttl.min(r.ttl);
-                    if !set.rdatas.contains(&r.data) {
-                        set.rdatas.push(r.data);
+                    if !set.records.iter().any(|x| x.data == wire.data) {
+                        set.records.push(wire);
+                    }
+                    if r.ttl < set.ttl {
+                        set.ttl = r.ttl;
+                        set.records.iter_mut().for_each(|x| x.ttl = r.ttl);
+                    } else {
+                        set.records.iter_mut().for_each(|x| x.ttl = set.ttl);
                     }
                 }
                 None => node.rrsets.push(RRset {
                     rtype,
                     ttl: r.ttl,
-                    rdatas: vec![r.data],
+                    records: vec![wire],
                 }),
             }
         }
+        let (soa, soa_ttl) =
+            soa.ok_or_else(|| format!("zone {origin} has no SOA record at its apex"))?;
         let apex = nodes
             .get(origin.as_wire())
             .ok_or_else(|| format!("zone {origin} has no records at its apex"))?;
-        let soa_set = apex
-            .rrset(TYPE_SOA)
-            .ok_or_else(|| format!("zone {origin} has no SOA record at its apex"))?;
-        let (soa, soa_ttl) = match soa_set.rdatas.as_slice() {
-            [RData::Soa(s)] => ((**s).clone(), soa_set.ttl),
-            _ => return Err(format!("zone {origin} must have exactly one SOA record")),
-        };
         if apex.rrset(TYPE_NS).is_none() {
             return Err(format!("zone {origin} has no NS records at its apex"));
         }
@@ -116,34 +134,15 @@ impl ZoneStore {
             .map(|(k, _)| k.clone())
             .collect();
         for cut in cuts {
-            let targets: Vec<Name> = nodes[&cut]
-                .rrset(TYPE_NS)
-                .map(|s| {
-                    s.rdatas
-                        .iter()
-                        .filter_map(|d| match d {
-                            RData::Ns(n) if n.is_subdomain_of(&origin) => Some(n.clone()),
-                            _ => None,
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
             let mut glue = Vec::new();
-            for target in targets {
+            for (_, target) in ns_targets.iter().filter(|(c, _)| *c == cut) {
                 if let Some(tnode) = nodes.get(target.as_wire()) {
                     for set in tnode
                         .rrsets
                         .iter()
                         .filter(|s| s.rtype == TYPE_A || s.rtype == TYPE_AAAA)
                     {
-                        for d in &set.rdatas {
-                            glue.push(Record {
-                                name: target.clone(),
-                                ttl: set.ttl,
-                                data: d.clone(),
-                                line: 0,
-                            });
-                        }
+                        glue.extend(set.records.iter().cloned());
                     }
                 }
             }
@@ -180,6 +179,13 @@ impl ZoneStore {
 
     pub fn record_count(&self) -> usize {
         self.records
+    }
+
+    /// Every record of the zone, glue included, in no particular order (for AXFR).
+    pub fn records(&self) -> impl Iterator<Item = &WireRecord> {
+        self.nodes
+            .values()
+            .flat_map(|n| n.rrsets.iter().flat_map(|s| s.records.iter()))
     }
 
     /// The node at exactly this name, if any (no delegation logic).
@@ -237,6 +243,7 @@ impl ZoneStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::zone::rdata::TYPE_SOA;
     use crate::zone::ZoneFile;
 
     fn store() -> ZoneStore {

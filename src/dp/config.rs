@@ -1,0 +1,399 @@
+//! The DP's configuration file (TOML); see docs/dp.md. Every error names the file and,
+//! where it comes from a value, the line.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use thiserror::Error;
+use toml::Spanned;
+
+use crate::name::Name;
+use crate::sii::DEFAULT_APEX;
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("{file}: {source}")]
+    Io {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{file}:{line}: {message}")]
+    At {
+        file: String,
+        line: usize,
+        message: String,
+    },
+    #[error("{file}: {message}")]
+    File { file: String, message: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct ZoneConfig {
+    pub origin: Name,
+    pub file: PathBuf,
+    /// Line of the config where the zone is declared, for messages.
+    pub line: usize,
+}
+
+/// An address block, such as 127.0.0.0/8 or ::1/128.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Net {
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+impl Net {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        fn masked(bytes: &[u8], prefix: u8) -> impl Iterator<Item = u8> + '_ {
+            bytes.iter().enumerate().map(move |(i, b)| {
+                let bits = (prefix as usize).saturating_sub(i * 8).min(8);
+                if bits == 0 {
+                    0
+                } else {
+                    b & (0xffu8 << (8 - bits))
+                }
+            })
+        }
+        let ip = match (self.addr, ip) {
+            (IpAddr::V4(_), IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => return false,
+            },
+            _ => ip,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(a), IpAddr::V4(b)) => {
+                masked(&a.octets(), self.prefix).eq(masked(&b.octets(), self.prefix))
+            }
+            (IpAddr::V6(a), IpAddr::V6(b)) => {
+                masked(&a.octets(), self.prefix).eq(masked(&b.octets(), self.prefix))
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::str::FromStr for Net {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Net, String> {
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: IpAddr = addr
+            .parse()
+            .map_err(|_| format!("{s:?} is not an IP address or address/prefix"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("{s:?}: prefix length must be 0 to {max}"))?,
+        };
+        Ok(Net { addr, prefix })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest UDP response we send, whatever the client offers (RFC 6891; 1232 avoids
+    /// fragmentation, as DNS Flag Day 2020 recommends).
+    pub udp_payload: u16,
+    /// TCP connections served at once; more wait in the accept queue.
+    pub tcp_connections: usize,
+    /// A TCP connection idle this long is closed.
+    pub tcp_idle_timeout: Duration,
+    /// Largest request accepted over TCP; a longer frame closes the connection.
+    pub max_request_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            udp_payload: 1232,
+            tcp_connections: 256,
+            tcp_idle_timeout: Duration::from_secs(10),
+            max_request_bytes: 16 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DpConfig {
+    pub path: PathBuf,
+    pub apex: Name,
+    pub listen: Vec<SocketAddr>,
+    /// Trust file: the app providers' keys this DP accepts mappings under.
+    pub trust: PathBuf,
+    pub zones: Vec<ZoneConfig>,
+    /// Who may transfer zones (AXFR/IXFR).
+    pub axfr_allow: Vec<Net>,
+    pub limits: Limits,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    apex: Option<Spanned<String>>,
+    listen: Spanned<Vec<Spanned<String>>>,
+    trust: Spanned<String>,
+    #[serde(default, rename = "zone")]
+    zones: Vec<RawZone>,
+    #[serde(default)]
+    axfr: RawAxfr,
+    #[serde(default)]
+    limits: RawLimits,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawZone {
+    origin: Spanned<String>,
+    file: Spanned<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAxfr {
+    #[serde(default)]
+    allow: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    udp_payload: Option<Spanned<u16>>,
+    tcp_connections: Option<Spanned<usize>>,
+    tcp_idle_timeout_secs: Option<Spanned<u64>>,
+    max_request_bytes: Option<Spanned<usize>>,
+}
+
+/// Default DNS port when a listen address has none.
+pub const DNS_PORT: u16 = 53;
+
+/// Parses `IP`, `IP:PORT` or `[IPv6]:PORT`.
+pub fn parse_listen(s: &str, default_port: u16) -> Result<SocketAddr, String> {
+    if let Ok(sa) = s.parse::<SocketAddr>() {
+        return Ok(sa);
+    }
+    if let Ok(ip) = s
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+    {
+        return Ok(SocketAddr::new(ip, default_port));
+    }
+    Err(format!(
+        "{s:?} is not an address (IP, IP:PORT or [IPv6]:PORT)"
+    ))
+}
+
+impl DpConfig {
+    pub fn load(path: &Path) -> Result<DpConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            file: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses config text; relative paths in it are relative to `path`'s directory.
+    pub fn parse(text: &str, path: &Path) -> Result<DpConfig, ConfigError> {
+        let file = path.display().to_string();
+        let at = |span: std::ops::Range<usize>, message: String| ConfigError::At {
+            file: file.clone(),
+            line: line_of(text, span.start),
+            message,
+        };
+        let raw: Raw = toml::from_str(text).map_err(|e| match e.span() {
+            Some(span) => at(span, e.message().to_string()),
+            None => ConfigError::File {
+                file: file.clone(),
+                message: e.to_string(),
+            },
+        })?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let name = |s: &Spanned<String>, what: &str| {
+            Name::parse(s.get_ref(), Some(&Name::root()))
+                .map_err(|e| at(s.span(), format!("{what}: {e}")))
+        };
+        let apex = match &raw.apex {
+            Some(a) => name(a, "apex")?,
+            None => Name::parse(DEFAULT_APEX, None).map_err(|e| ConfigError::File {
+                file: file.clone(),
+                message: e.to_string(),
+            })?,
+        };
+        if raw.listen.get_ref().is_empty() {
+            return Err(at(
+                raw.listen.span(),
+                "listen needs at least one address".into(),
+            ));
+        }
+        let mut listen = Vec::new();
+        for l in raw.listen.get_ref() {
+            let addr = parse_listen(l.get_ref(), DNS_PORT).map_err(|m| at(l.span(), m))?;
+            if listen.contains(&addr) {
+                return Err(at(l.span(), format!("{addr} is listed twice")));
+            }
+            listen.push(addr);
+        }
+        let mut zones: Vec<ZoneConfig> = Vec::new();
+        for z in &raw.zones {
+            let origin = name(&z.origin, "zone origin")?;
+            if zones.iter().any(|o| o.origin == origin) {
+                return Err(at(
+                    z.origin.span(),
+                    format!("zone {origin} is configured twice"),
+                ));
+            }
+            zones.push(ZoneConfig {
+                origin,
+                file: dir.join(z.file.get_ref()),
+                line: line_of(text, z.origin.span().start),
+            });
+        }
+        if zones.is_empty() {
+            return Err(ConfigError::File {
+                file,
+                message: "no [[zone]] configured: nothing to serve".into(),
+            });
+        }
+        let axfr_allow = raw
+            .axfr
+            .allow
+            .iter()
+            .map(|a| {
+                a.get_ref()
+                    .parse::<Net>()
+                    .map_err(|m| at(a.span(), format!("axfr.allow: {m}")))
+            })
+            .collect::<Result<_, _>>()?;
+        let mut limits = Limits::default();
+        if let Some(v) = &raw.limits.udp_payload {
+            if *v.get_ref() < 512 {
+                return Err(at(
+                    v.span(),
+                    "limits.udp_payload must be at least 512".into(),
+                ));
+            }
+            limits.udp_payload = *v.get_ref();
+        }
+        if let Some(v) = &raw.limits.tcp_connections {
+            if *v.get_ref() == 0 {
+                return Err(at(
+                    v.span(),
+                    "limits.tcp_connections must be at least 1".into(),
+                ));
+            }
+            limits.tcp_connections = *v.get_ref();
+        }
+        if let Some(v) = &raw.limits.tcp_idle_timeout_secs {
+            if *v.get_ref() == 0 {
+                return Err(at(
+                    v.span(),
+                    "limits.tcp_idle_timeout_secs must be at least 1".into(),
+                ));
+            }
+            limits.tcp_idle_timeout = Duration::from_secs(*v.get_ref());
+        }
+        if let Some(v) = &raw.limits.max_request_bytes {
+            if !(512..=65535).contains(v.get_ref()) {
+                return Err(at(
+                    v.span(),
+                    "limits.max_request_bytes must be 512 to 65535".into(),
+                ));
+            }
+            limits.max_request_bytes = *v.get_ref();
+        }
+        Ok(DpConfig {
+            path: path.to_path_buf(),
+            apex,
+            listen,
+            trust: dir.join(raw.trust.get_ref()),
+            zones,
+            axfr_allow,
+            limits,
+        })
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.get(..offset)
+        .map_or(0, |t| t.bytes().filter(|&b| b == b'\n').count())
+        + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<DpConfig, ConfigError> {
+        DpConfig::parse(text, Path::new("/etc/mimi/dp.toml"))
+    }
+
+    #[test]
+    fn full_config() {
+        let c = parse(
+            "listen = [\"127.0.0.1:5300\", \"::1\"]\ntrust = \"trust.toml\"\n[[zone]]\norigin = \"mimi.arpa\"\nfile = \"root.zone\"\n[axfr]\nallow = [\"127.0.0.0/8\"]\n[limits]\ntcp_connections = 5\n",
+        )
+        .unwrap();
+        assert_eq!(c.listen[0], "127.0.0.1:5300".parse().unwrap());
+        assert_eq!(c.listen[1], "[::1]:53".parse().unwrap());
+        assert_eq!(c.trust, Path::new("/etc/mimi/trust.toml"));
+        assert_eq!(c.zones[0].origin.to_string(), "mimi.arpa.");
+        assert_eq!(c.zones[0].file, Path::new("/etc/mimi/root.zone"));
+        assert_eq!(c.zones[0].line, 4);
+        assert!(c.axfr_allow[0].contains("127.9.9.9".parse().unwrap()));
+        assert!(!c.axfr_allow[0].contains("10.0.0.1".parse().unwrap()));
+        assert_eq!(c.limits.tcp_connections, 5);
+        assert_eq!(c.limits.udp_payload, 1232);
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        let e = parse(
+            "listen = [\"127.0.0.1\"]\ntrust = \"t\"\n[[zone]]\norigin = \"a..b\"\nfile = \"z\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("/etc/mimi/dp.toml:4: zone origin"), "{e}");
+        let e = parse("listen = [\"nonsense\"]\ntrust = \"t\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("/etc/mimi/dp.toml:1:") && e.contains("not an address"),
+            "{e}"
+        );
+        let e = parse("listen = [\"127.0.0.1\"]\ntrust = \"t\"\nbogus = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(":3:") && e.contains("bogus"), "{e}");
+        let e = parse("listen = [\"127.0.0.1\"]\ntrust = \"t\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no [[zone]]"), "{e}");
+        let e = parse("listen = [\"127.0.0.1\"]\ntrust = \"t\"\n[axfr]\nallow = [\"10.0.0.0/33\"]\n[[zone]]\norigin = \"x\"\nfile = \"z\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(":4:") && e.contains("prefix"), "{e}");
+    }
+
+    #[test]
+    fn nets() {
+        let n: Net = "10.1.0.0/16".parse().unwrap();
+        assert!(n.contains("10.1.200.3".parse().unwrap()));
+        assert!(!n.contains("10.2.0.1".parse().unwrap()));
+        assert!(n.contains("::ffff:10.1.0.9".parse().unwrap()));
+        let n: Net = "::1".parse().unwrap();
+        assert!(n.contains("::1".parse().unwrap()));
+        assert!(!n.contains("::2".parse().unwrap()));
+        let all: Net = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains("1.2.3.4".parse().unwrap()));
+    }
+}

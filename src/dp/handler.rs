@@ -1,0 +1,401 @@
+//! Answering queries from the zone store (RFC 1034 section 4.3.2, RFC 2308, RFC 6891,
+//! RFC 8482) and zone transfers (RFC 5936).
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use hickory_proto::op::{Edns, MessageType, Metadata, OpCode, ResponseCode};
+use hickory_proto::rr::{DNSClass, Record, RecordType};
+use hickory_server::net::runtime::Time;
+use hickory_server::net::xfer::Protocol;
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::zone_handler::MessageResponseBuilder;
+use tracing::{debug, warn};
+
+use super::config::Net;
+use super::zones::{ServedZone, ZoneSet};
+use crate::name::MAX_WIRE_LEN;
+use crate::zone::Lookup;
+
+/// Records per AXFR message: keeps each message well under 64 KiB.
+const AXFR_CHUNK: usize = 200;
+
+/// Counters for the summary on SIGUSR1 and at shutdown.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub queries: AtomicU64,
+    pub noerror: AtomicU64,
+    pub nxdomain: AtomicU64,
+    pub refused: AtomicU64,
+    pub formerr: AtomicU64,
+    pub notimp: AtomicU64,
+    pub servfail: AtomicU64,
+    pub other_rcode: AtomicU64,
+    pub referrals: AtomicU64,
+    pub nodata: AtomicU64,
+    pub truncated: AtomicU64,
+    pub transfers: AtomicU64,
+}
+
+impl Stats {
+    fn count_rcode(&self, rcode: ResponseCode) {
+        let c = match rcode {
+            ResponseCode::NoError => &self.noerror,
+            ResponseCode::NXDomain => &self.nxdomain,
+            ResponseCode::Refused => &self.refused,
+            ResponseCode::FormErr => &self.formerr,
+            ResponseCode::NotImp => &self.notimp,
+            ResponseCode::ServFail => &self.servfail,
+            _ => &self.other_rcode,
+        };
+        c.fetch_add(1, Relaxed);
+    }
+
+    /// One line: `queries=.. noerror=.. ...`.
+    pub fn summary(&self) -> String {
+        let fields = [
+            ("queries", &self.queries),
+            ("noerror", &self.noerror),
+            ("nxdomain", &self.nxdomain),
+            ("nodata", &self.nodata),
+            ("referrals", &self.referrals),
+            ("refused", &self.refused),
+            ("formerr", &self.formerr),
+            ("notimp", &self.notimp),
+            ("servfail", &self.servfail),
+            ("other_rcode", &self.other_rcode),
+            ("truncated", &self.truncated),
+            ("transfers", &self.transfers),
+        ];
+        fields
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.load(Relaxed)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// State shared by every listener: the zones (swapped whole on reload) and counters.
+#[derive(Debug)]
+pub struct Shared {
+    pub zones: ArcSwap<ZoneSet>,
+    pub stats: Stats,
+    pub axfr_allow: Vec<Net>,
+    /// Our largest UDP payload; the client's offer is honoured up to this.
+    pub udp_payload: u16,
+}
+
+#[derive(Clone, Debug)]
+pub struct DpHandler(pub Arc<Shared>);
+
+/// Lowercase wire form of a hickory name into `buf`; None if it does not fit.
+fn wire_name<'b>(
+    name: &hickory_proto::rr::Name,
+    buf: &'b mut [u8; MAX_WIRE_LEN],
+) -> Option<&'b [u8]> {
+    let mut i = 0;
+    for label in name.iter() {
+        let end = i + 1 + label.len();
+        if end >= MAX_WIRE_LEN {
+            return None;
+        }
+        buf[i] = label.len() as u8;
+        for (d, s) in buf[i + 1..end].iter_mut().zip(label) {
+            *d = s.to_ascii_lowercase();
+        }
+        i = end;
+    }
+    buf[i] = 0;
+    Some(&buf[..=i])
+}
+
+/// What to put in a response.
+struct Sections<'a> {
+    rcode: ResponseCode,
+    authoritative: bool,
+    answers: &'a [Record],
+    authority: &'a [Record],
+    additional: &'a [Record],
+}
+
+impl<'a> Sections<'a> {
+    fn error(rcode: ResponseCode) -> Sections<'static> {
+        Sections {
+            rcode,
+            authoritative: false,
+            answers: &[],
+            authority: &[],
+            additional: &[],
+        }
+    }
+}
+
+impl DpHandler {
+    async fn send<R: ResponseHandler>(
+        &self,
+        request: &Request,
+        edns: Option<&Edns>,
+        s: Sections<'_>,
+        mut handle: R,
+    ) -> ResponseInfo {
+        let mut metadata = Metadata::response_from_request(&request.metadata);
+        metadata.authoritative = s.authoritative;
+        metadata.response_code = s.rcode;
+        metadata.recursion_available = false;
+        let mut builder = MessageResponseBuilder::from_message_request(request);
+        if let Some(e) = edns {
+            builder.edns(e);
+        }
+        let response = builder.build(
+            metadata,
+            s.answers.iter(),
+            s.authority.iter(),
+            std::iter::empty(),
+            s.additional.iter(),
+        );
+        let stats = &self.0.stats;
+        match handle.send_response(response).await {
+            Ok(info) => {
+                stats.count_rcode(info.response_code);
+                if info.truncation {
+                    stats.truncated.fetch_add(1, Relaxed);
+                }
+                info
+            }
+            Err(e) => {
+                debug!(src = %request.src(), "response not sent: {e}");
+                let mut m = metadata;
+                m.response_code = ResponseCode::ServFail;
+                ResponseInfo::from(hickory_proto::op::Header {
+                    metadata: m,
+                    counts: Default::default(),
+                })
+            }
+        }
+    }
+
+    /// Answers a standard query from the zone that holds its name.
+    fn answer<'z>(&self, zone: &'z ServedZone, qname: &[u8], qtype: RecordType) -> Sections<'z> {
+        let stats = &self.0.stats;
+        let negative = std::slice::from_ref(&zone.negative_soa);
+        match zone.store.lookup(qname) {
+            Lookup::Exact(node) => {
+                let set = if qtype == RecordType::ANY {
+                    // RFC 8482: one RRset is enough for ANY.
+                    node.rrsets.first()
+                } else {
+                    node.rrset(u16::from(qtype))
+                };
+                match set {
+                    Some(set) => Sections {
+                        rcode: ResponseCode::NoError,
+                        authoritative: true,
+                        answers: &set.records,
+                        authority: &[],
+                        additional: &[],
+                    },
+                    None => {
+                        stats.nodata.fetch_add(1, Relaxed);
+                        Sections {
+                            rcode: ResponseCode::NoError,
+                            authoritative: true,
+                            answers: &[],
+                            authority: negative,
+                            additional: &[],
+                        }
+                    }
+                }
+            }
+            Lookup::Referral { node, .. } => {
+                stats.referrals.fetch_add(1, Relaxed);
+                let ns = node
+                    .rrset(u16::from(RecordType::NS))
+                    .map_or(&[][..], |s| &s.records[..]);
+                Sections {
+                    rcode: ResponseCode::NoError,
+                    authoritative: false,
+                    answers: &[],
+                    authority: ns,
+                    additional: &node.glue,
+                }
+            }
+            Lookup::NxDomain => Sections {
+                rcode: ResponseCode::NXDomain,
+                authoritative: true,
+                answers: &[],
+                authority: negative,
+                additional: &[],
+            },
+            Lookup::OutOfZone => Sections::error(ResponseCode::Refused),
+        }
+    }
+
+    /// AXFR (and IXFR, answered with the whole zone as RFC 1995 section 4 allows) over TCP
+    /// to allowed addresses.
+    async fn transfer<R: ResponseHandler>(
+        &self,
+        request: &Request,
+        zone: &ServedZone,
+        edns: Option<&Edns>,
+        mut handle: R,
+    ) -> ResponseInfo {
+        self.0.stats.transfers.fetch_add(1, Relaxed);
+        let records: Vec<&Record> = std::iter::once(&zone.soa)
+            .chain(
+                zone.store
+                    .records()
+                    .filter(|r| r.record_type() != RecordType::SOA),
+            )
+            .chain(std::iter::once(&zone.soa))
+            .collect();
+        let mut last = None;
+        for chunk in records.chunks(AXFR_CHUNK) {
+            let mut metadata = Metadata::response_from_request(&request.metadata);
+            metadata.authoritative = true;
+            let mut builder = MessageResponseBuilder::from_message_request(request);
+            if let Some(e) = edns {
+                builder.edns(e);
+            }
+            let response = builder.build(
+                metadata,
+                chunk.iter().copied(),
+                std::iter::empty(),
+                std::iter::empty(),
+                std::iter::empty(),
+            );
+            match handle.send_response(response).await {
+                Ok(info) => last = Some(info),
+                Err(e) => {
+                    warn!(src = %request.src(), "zone transfer aborted: {e}");
+                    break;
+                }
+            }
+        }
+        self.0.stats.count_rcode(ResponseCode::NoError);
+        last.unwrap_or_else(|| {
+            let mut m = Metadata::response_from_request(&request.metadata);
+            m.response_code = ResponseCode::ServFail;
+            ResponseInfo::from(hickory_proto::op::Header {
+                metadata: m,
+                counts: Default::default(),
+            })
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl RequestHandler for DpHandler {
+    async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        handle: R,
+    ) -> ResponseInfo {
+        let shared = &self.0;
+        shared.stats.queries.fetch_add(1, Relaxed);
+
+        let mut response_edns = Edns::new();
+        let edns = match &request.edns {
+            Some(req) => {
+                let size = req.max_payload().clamp(512, shared.udp_payload.max(512));
+                response_edns.set_max_payload(size).set_version(0);
+                if req.version() > 0 {
+                    return self
+                        .send(
+                            request,
+                            Some(&response_edns),
+                            Sections::error(ResponseCode::BADVERS),
+                            handle,
+                        )
+                        .await;
+                }
+                Some(&response_edns)
+            }
+            None => None,
+        };
+        if request.metadata.message_type != MessageType::Query {
+            return self
+                .send(
+                    request,
+                    edns,
+                    Sections::error(ResponseCode::FormErr),
+                    handle,
+                )
+                .await;
+        }
+        if request.metadata.op_code != OpCode::Query {
+            return self
+                .send(request, edns, Sections::error(ResponseCode::NotImp), handle)
+                .await;
+        }
+        let query = match request.queries.queries() {
+            [q] => q,
+            _ => {
+                return self
+                    .send(
+                        request,
+                        edns,
+                        Sections::error(ResponseCode::FormErr),
+                        handle,
+                    )
+                    .await
+            }
+        };
+        let qtype = query.query_type();
+        let mut buf = [0u8; MAX_WIRE_LEN];
+        let Some(qname) = wire_name(query.name(), &mut buf) else {
+            return self
+                .send(
+                    request,
+                    edns,
+                    Sections::error(ResponseCode::FormErr),
+                    handle,
+                )
+                .await;
+        };
+        if query.query_class() != DNSClass::IN {
+            return self
+                .send(
+                    request,
+                    edns,
+                    Sections::error(ResponseCode::Refused),
+                    handle,
+                )
+                .await;
+        }
+        debug!(src = %request.src(), proto = ?request.protocol(), qname = %query.name(), %qtype, "query");
+
+        let zones = shared.zones.load_full();
+        if matches!(qtype, RecordType::AXFR | RecordType::IXFR) {
+            let allowed = shared
+                .axfr_allow
+                .iter()
+                .any(|n| n.contains(request.src().ip()));
+            let zone = zones
+                .find(qname)
+                .filter(|z| z.store.origin().as_wire() == qname);
+            return match zone {
+                Some(zone) if allowed && request.protocol() == Protocol::Tcp => {
+                    self.transfer(request, zone, edns, handle).await
+                }
+                _ => {
+                    if !allowed {
+                        warn!(src = %request.src(), qname = %query.name(), "zone transfer refused: address not in axfr.allow");
+                    }
+                    self.send(
+                        request,
+                        edns,
+                        Sections::error(ResponseCode::Refused),
+                        handle,
+                    )
+                    .await
+                }
+            };
+        }
+        let sections = match zones.find(qname) {
+            Some(zone) => self.answer(zone, qname, qtype),
+            None => Sections::error(ResponseCode::Refused),
+        };
+        self.send(request, edns, sections, handle).await
+    }
+}

@@ -1,0 +1,148 @@
+//! DNS over TCP (RFC 7766) with the limits a public server needs: a bound on open
+//! connections, an idle timeout, and a maximum request size. hickory's `Server` accepts
+//! TCP connections without a bound, so this listener is ours; requests still go through
+//! hickory's message types and our `RequestHandler`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use hickory_proto::rr::Record;
+use hickory_proto::serialize::binary::BinEncoder;
+use hickory_server::net::runtime::TokioTime;
+use hickory_server::net::xfer::Protocol;
+use hickory_server::net::NetError;
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::zone_handler::MessageResponse;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Mutex, Semaphore};
+use tokio::time::timeout;
+use tracing::{debug, warn};
+
+use super::config::Limits;
+use super::handler::DpHandler;
+
+/// Writes each response as one length-prefixed frame on the connection.
+#[derive(Clone)]
+struct TcpResponder {
+    writer: Arc<Mutex<OwnedWriteHalf>>,
+}
+
+#[async_trait::async_trait]
+impl ResponseHandler for TcpResponder {
+    async fn send_response<'a>(
+        &mut self,
+        response: MessageResponse<
+            '_,
+            'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+        >,
+    ) -> Result<ResponseInfo, NetError> {
+        let mut bytes = Vec::with_capacity(512);
+        let info = {
+            let mut encoder = BinEncoder::new(&mut bytes);
+            encoder.set_max_size(u16::MAX);
+            response.destructive_emit(&mut encoder)?
+        };
+        // Compression pointers count from the message start, so the length prefix is
+        // added after encoding.
+        let len = u16::try_from(bytes.len()).map_err(|_| NetError::from("response too large"))?;
+        let mut frame = Vec::with_capacity(bytes.len() + 2);
+        frame.extend_from_slice(&len.to_be_bytes());
+        frame.extend_from_slice(&bytes);
+        let mut w = self.writer.lock().await;
+        w.write_all(&frame).await?;
+        Ok(info)
+    }
+}
+
+/// A FORMERR reply built from the request's header alone, for requests hickory cannot
+/// parse. None when there is not even a header.
+fn formerr(raw: &[u8]) -> Option<[u8; 12]> {
+    let header = raw.get(..12)?;
+    let mut out = [0u8; 12];
+    out[..2].copy_from_slice(&header[..2]);
+    // QR=1, the request's opcode and RD; RCODE=1 (FORMERR); all counts zero.
+    out[2] = 0x80 | (header[2] & 0x79);
+    out[3] = 0x01;
+    Some(out)
+}
+
+/// Accepts connections while fewer than `limits.tcp_connections` are open.
+pub async fn serve(listener: TcpListener, handler: DpHandler, limits: Limits) {
+    let slots = Arc::new(Semaphore::new(limits.tcp_connections));
+    loop {
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let (stream, src) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                warn!("TCP accept failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let handler = handler.clone();
+        let limits = limits.clone();
+        tokio::spawn(async move {
+            connection(stream, src, handler, &limits).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn connection(stream: TcpStream, src: SocketAddr, handler: DpHandler, limits: &Limits) {
+    let _ = stream.set_nodelay(true);
+    let (mut reader, writer) = stream.into_split();
+    let responder = TcpResponder {
+        writer: Arc::new(Mutex::new(writer)),
+    };
+    loop {
+        let len = match timeout(limits.tcp_idle_timeout, reader.read_u16()).await {
+            Ok(Ok(len)) => len as usize,
+            Ok(Err(_)) => return, // closed by the client
+            Err(_) => {
+                debug!(%src, "closing idle TCP connection");
+                return;
+            }
+        };
+        if len > limits.max_request_bytes {
+            warn!(%src, len, "TCP request larger than limits.max_request_bytes: closing");
+            return;
+        }
+        let mut buf = vec![0u8; len];
+        match timeout(limits.tcp_idle_timeout, reader.read_exact(&mut buf)).await {
+            Ok(Ok(_)) => {}
+            _ => return,
+        }
+        // Kept before the buffer moves into the parser, to answer FORMERR if it fails.
+        let reply = formerr(&buf);
+        match Request::from_bytes(buf, src, Protocol::Tcp) {
+            Ok(request) => {
+                handler
+                    .handle_request::<_, TokioTime>(&request, responder.clone())
+                    .await;
+            }
+            Err(e) => {
+                debug!(%src, "malformed TCP request: {e}");
+                // A request shorter than a header gets no answer.
+                let Some(reply) = reply else {
+                    return;
+                };
+                let mut w = responder.writer.lock().await;
+                let mut frame = Vec::with_capacity(14);
+                frame.extend_from_slice(&(reply.len() as u16).to_be_bytes());
+                frame.extend_from_slice(&reply);
+                if w.write_all(&frame).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! Loading the configured zones through the zone checks, and finding the zone for a name.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use hickory_proto::rr::Record as WireRecord;
+use tracing::{info, warn};
+
+use super::config::{DpConfig, ZoneConfig};
+use crate::name::Name;
+use crate::record::TrustStore;
+use crate::zone::{check, RData, Severity, ZoneFile, ZoneStore};
+
+/// A zone as served: its store plus the SOA record negative answers carry.
+#[derive(Debug)]
+pub struct ServedZone {
+    pub store: ZoneStore,
+    /// The SOA with TTL min(SOA TTL, MINIMUM), for NXDOMAIN and NODATA (RFC 2308).
+    pub negative_soa: WireRecord,
+    /// The SOA as it stands in the zone, for AXFR.
+    pub soa: WireRecord,
+    /// Records refused at load (bad signature, expired, ...).
+    pub rejected: usize,
+}
+
+/// Every zone this server answers for, keyed by origin (wire form).
+#[derive(Debug, Default)]
+pub struct ZoneSet {
+    zones: HashMap<Box<[u8]>, Arc<ServedZone>>,
+}
+
+impl ZoneSet {
+    /// The most specific zone containing `qname` (lowercase wire form).
+    pub fn find(&self, qname: &[u8]) -> Option<&Arc<ServedZone>> {
+        let mut rest = qname;
+        loop {
+            if let Some(z) = self.zones.get(rest) {
+                return Some(z);
+            }
+            let len = *rest.first()? as usize;
+            if len == 0 {
+                return None;
+            }
+            rest = rest.get(1 + len..)?;
+        }
+    }
+
+    pub fn get(&self, origin: &Name) -> Option<&Arc<ServedZone>> {
+        self.zones.get(origin.as_wire())
+    }
+
+    pub fn len(&self) -> usize {
+        self.zones.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.zones.is_empty()
+    }
+
+    pub fn insert(&mut self, zone: Arc<ServedZone>) {
+        self.zones
+            .insert(zone.store.origin().as_wire().into(), zone);
+    }
+}
+
+/// Reads, checks and indexes one zone. Records with errors (bad signature, expired,
+/// untrusted provider, ...) are refused and logged with their line; the rest is served.
+/// A zone-level problem (unreadable, no SOA, wrong origin) fails the whole zone.
+pub fn load_zone(
+    zc: &ZoneConfig,
+    trust: &TrustStore,
+    apex: &Name,
+    now: u64,
+) -> Result<ServedZone, String> {
+    let file = zc.file.display().to_string();
+    let zone = ZoneFile::load(&zc.file).map_err(|e| e.to_string())?;
+    if zone.origin != zc.origin {
+        return Err(format!(
+            "{file}: the file's origin is {} but the config says {}",
+            zone.origin, zc.origin
+        ));
+    }
+    let report = check(&zone, trust, apex, now);
+    let mut fatal = Vec::new();
+    for p in &report.problems {
+        match (p.severity, p.record) {
+            (Severity::Error, Some(_)) => {
+                warn!(zone = %zc.origin, "{file}:{}: record refused: {}", p.line, p.message)
+            }
+            (Severity::Error, None) => fatal.push(format!("{file}:{}: {}", p.line, p.message)),
+            (Severity::Warning, _) => warn!(zone = %zc.origin, "{file}:{}: {}", p.line, p.message),
+        }
+    }
+    if !fatal.is_empty() {
+        return Err(fatal.join("; "));
+    }
+    let rejected = report.rejected_records();
+    let records = zone
+        .records
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| !rejected.contains(i))
+        .map(|(_, r)| r);
+    let store = ZoneStore::build(zc.origin.clone(), records).map_err(|e| format!("{file}: {e}"))?;
+    let soa_record = crate::zone::Record {
+        name: zc.origin.clone(),
+        ttl: store.soa_ttl(),
+        data: RData::Soa(Box::new(store.soa().clone())),
+        line: 0,
+    };
+    let soa = soa_record.to_wire_record();
+    let mut negative_soa = soa.clone();
+    negative_soa.ttl = store.negative_ttl();
+    info!(
+        zone = %zc.origin,
+        records = store.record_count(),
+        refused = rejected.len(),
+        serial = store.soa().serial,
+        "zone loaded from {file}"
+    );
+    Ok(ServedZone {
+        store,
+        negative_soa,
+        soa,
+        rejected: rejected.len(),
+    })
+}
+
+/// Loads every configured zone. On a reload (`previous` given) a zone that fails keeps
+/// its previous version; at start-up any failure is an error.
+pub fn load_all(
+    config: &DpConfig,
+    previous: Option<&ZoneSet>,
+    now: u64,
+) -> Result<(ZoneSet, Vec<String>), String> {
+    let trust = TrustStore::load(&config.trust).map_err(|e| e.to_string())?;
+    let mut set = ZoneSet::default();
+    let mut failures = Vec::new();
+    for zc in &config.zones {
+        match load_zone(zc, &trust, &config.apex, now) {
+            Ok(z) => set.insert(Arc::new(z)),
+            Err(e) => match previous.and_then(|p| p.get(&zc.origin)) {
+                Some(old) => {
+                    warn!(zone = %zc.origin, "reload failed, still serving the previous version: {e}");
+                    failures.push(e);
+                    set.insert(old.clone());
+                }
+                None => {
+                    if previous.is_none() {
+                        return Err(format!(
+                            "{} (zone {} at {}:{})",
+                            e,
+                            zc.origin,
+                            config.path.display(),
+                            zc.line
+                        ));
+                    }
+                    warn!(zone = %zc.origin, "zone not loaded: {e}");
+                    failures.push(e);
+                }
+            },
+        }
+    }
+    Ok((set, failures))
+}
