@@ -3,5 +3,6 @@ pub mod cli;
 pub mod dp;
 pub mod name;
 pub mod record;
+pub mod resolver;
 pub mod sii;
 pub mod zone;

@@ -441,7 +441,7 @@ fn check_cmd(file: &Path, trust: &Path, apex: &Name) -> anyhow::Result<u8> {
         Ok(z) => z,
         Err(crate::zone::ZoneError::Syntax(errors)) => {
             for e in &errors {
-                println!("{e}: error");
+                println!("{}:{}: error: {}", e.file, e.line, e.message);
             }
             println!("{}: {} error(s)", file.display(), errors.len());
             return Ok(EXIT_NEGATIVE);
@@ -574,13 +574,29 @@ fn import(
     params: &SignParams,
     apex: &Name,
 ) -> anyhow::Result<usize> {
-    let file = std::fs::File::open(csv_path)
-        .with_context(|| format!("cannot open {}", csv_path.display()))?;
+    let text =
+        std::fs::read(csv_path).with_context(|| format!("cannot read {}", csv_path.display()))?;
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .trim(csv::Trim::All)
         .flexible(true)
-        .from_reader(std::io::BufReader::new(file));
+        .from_reader(&text[..]);
+    // The reader's own line count skips blank lines; count newlines up to each record's
+    // byte offset instead (offsets only grow, so the count is incremental).
+    let (mut counted_to, mut line_at) = (0usize, 1usize);
+    let mut line_of = |byte: usize| {
+        // A record's position is where reading it began, before any blank lines.
+        let mut byte = byte.min(text.len());
+        while matches!(text.get(byte), Some(b'\n' | b'\r')) {
+            byte += 1;
+        }
+        line_at += text[counted_to..byte]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count();
+        counted_to = byte;
+        line_at
+    };
     let headers = reader
         .headers()
         .with_context(|| format!("{}: cannot read the header row", csv_path.display()))?
@@ -592,9 +608,13 @@ fn import(
         );
     }
     let mut rows = Vec::new();
-    for (i, result) in reader.deserialize::<CsvRow>().enumerate() {
-        let line = i + 2;
-        let row = result.with_context(|| format!("{}:{line}", csv_path.display()))?;
+    for result in reader.records() {
+        let record = result.with_context(|| format!("{}", csv_path.display()))?;
+        // The csv reader skips blank lines and quoted fields span lines: ask it.
+        let line = record.position().map_or(0, |p| line_of(p.byte() as usize));
+        let row: CsvRow = record
+            .deserialize(Some(&headers))
+            .with_context(|| format!("{}:{line}", csv_path.display()))?;
         let context = match row.context.as_deref() {
             None | Some("") => Context::Any,
             Some(c) => c.parse().map_err(|e| {

@@ -134,6 +134,9 @@ pub struct DpConfig {
     /// Who may transfer zones (AXFR/IXFR).
     pub axfr_allow: Vec<Net>,
     pub limits: Limits,
+    /// Serve records that fail the checks instead of refusing them. Only for testing
+    /// resolvers against a misbehaving DP (`mimi demo` uses it); never in production.
+    pub serve_invalid_records: bool,
 }
 
 #[derive(Deserialize)]
@@ -142,6 +145,8 @@ struct Raw {
     apex: Option<Spanned<String>>,
     listen: Spanned<Vec<Spanned<String>>>,
     trust: Spanned<String>,
+    #[serde(default)]
+    serve_invalid_records: bool,
     #[serde(default, rename = "zone")]
     zones: Vec<RawZone>,
     #[serde(default)]
@@ -319,6 +324,7 @@ impl DpConfig {
             zones,
             axfr_allow,
             limits,
+            serve_invalid_records: raw.serve_invalid_records,
         })
     }
 }

@@ -71,6 +71,7 @@ pub fn load_zone(
     trust: &TrustStore,
     apex: &Name,
     now: u64,
+    serve_invalid: bool,
 ) -> Result<ServedZone, String> {
     let file = zc.file.display().to_string();
     let zone = ZoneFile::load(&zc.file).map_err(|e| e.to_string())?;
@@ -84,6 +85,9 @@ pub fn load_zone(
     let mut fatal = Vec::new();
     for p in &report.problems {
         match (p.severity, p.record) {
+            (Severity::Error, Some(_)) if serve_invalid => {
+                warn!(zone = %zc.origin, "{file}:{}: INVALID record served (serve_invalid_records): {}", p.line, p.message)
+            }
             (Severity::Error, Some(_)) => {
                 warn!(zone = %zc.origin, "{file}:{}: record refused: {}", p.line, p.message)
             }
@@ -94,7 +98,11 @@ pub fn load_zone(
     if !fatal.is_empty() {
         return Err(fatal.join("; "));
     }
-    let rejected = report.rejected_records();
+    let rejected = if serve_invalid {
+        Default::default()
+    } else {
+        report.rejected_records()
+    };
     let records = zone
         .records
         .into_iter()
@@ -137,7 +145,7 @@ pub fn load_all(
     let mut set = ZoneSet::default();
     let mut failures = Vec::new();
     for zc in &config.zones {
-        match load_zone(zc, &trust, &config.apex, now) {
+        match load_zone(zc, &trust, &config.apex, now, config.serve_invalid_records) {
             Ok(z) => set.insert(Arc::new(z)),
             Err(e) => match previous.and_then(|p| p.get(&zc.origin)) {
                 Some(old) => {

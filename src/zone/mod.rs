@@ -136,11 +136,14 @@ impl ZoneFile {
     }
 }
 
-/// The path of the temporary file used to write `path` atomically.
+/// A fresh temporary path beside `path` for writing it atomically: process id plus a
+/// counter, so concurrent writers of the same file never share one.
 fn temp_path(path: &Path) -> PathBuf {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let file = path
         .file_name()
         .map(|f| f.to_string_lossy().into_owned())
         .unwrap_or_else(|| "zone".into());
-    path.with_file_name(format!(".{file}.tmp.{}", std::process::id()))
+    path.with_file_name(format!(".{file}.tmp.{}.{n}", std::process::id()))
 }

@@ -388,7 +388,6 @@ fn record<'a>(
     let data = if rdata.first().is_some_and(|t| !t.quoted && t.text == "\\#") {
         generic(rtype, &rdata[1..])?
     } else {
-        let origin = origin.ok_or((None, "relative data with no $ORIGIN".to_string()))?;
         fields.clear();
         let mut quoted = Vec::with_capacity(rdata.len());
         for t in rdata {

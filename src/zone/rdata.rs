@@ -196,7 +196,7 @@ impl RData {
         rtype: u16,
         fields: &[&str],
         quoted: &[bool],
-        origin: &Name,
+        origin: Option<&Name>,
     ) -> Result<RData, String> {
         let want = |n: usize| {
             if fields.len() == n {
@@ -210,7 +210,8 @@ impl RData {
                 ))
             }
         };
-        let name = |s: &str| Name::parse(s, Some(origin)).map_err(|e| e.to_string());
+        // Relative names without an origin fail here, naming the name.
+        let name = |s: &str| Name::parse(s, origin).map_err(|e| e.to_string());
         let num = |s: &str, what: &str| {
             super::parse::parse_u32(s).ok_or_else(|| format!("SOA {what} {s:?} is not a number"))
         };

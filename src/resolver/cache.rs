@@ -1,0 +1,170 @@
+//! The resolver's cache: verified answers, negative answers (RFC 2308) and delegations
+//! by zone cut, in one LRU bounded by entries. Expired entries stay until evicted so
+//! they can be served stale (RFC 8767) when a zone's servers are all unreachable.
+
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use lru::LruCache;
+
+use hickory_proto::rr::Record;
+
+use super::{Mapping, Rejection};
+use crate::name::Name;
+
+/// A zone cut: the zone's name servers and the addresses known for them.
+#[derive(Debug, Clone)]
+pub struct Delegation {
+    pub zone: Name,
+    pub servers: Vec<(Name, Vec<IpAddr>)>,
+}
+
+/// Why a name has no mappings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Negative {
+    /// NXDOMAIN: the name does not exist.
+    NoSuchName,
+    /// NODATA: the name exists but has no SSI records.
+    NoMappings,
+}
+
+/// A verified answer: all valid mappings at a name, before any policy is applied.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub mappings: Arc<Vec<Mapping>>,
+    /// Records at the name that failed verification, for reporting.
+    pub rejected: Arc<Vec<Rejection>>,
+    pub zone: Name,
+    pub server: SocketAddr,
+}
+
+#[derive(Debug, Clone)]
+pub enum Entry {
+    Answer(Answer),
+    Negative {
+        kind: Negative,
+        zone: Name,
+        server: SocketAddr,
+        /// The SOA of the denial, passed on by the DNS listener.
+        soa: Option<Arc<Record>>,
+    },
+    Delegation(Arc<Delegation>),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+enum Kind {
+    Answer = 1,
+    Delegation = 2,
+}
+
+/// Wire name followed by the kind byte: a plain byte string, so lookups borrow a key
+/// built on the stack instead of allocating one.
+type Key = Box<[u8]>;
+
+fn key_into<'b>(wire: &[u8], kind: Kind, buf: &'b mut [u8; 256]) -> &'b [u8] {
+    buf[..wire.len()].copy_from_slice(wire);
+    buf[wire.len()] = kind as u8;
+    &buf[..=wire.len()]
+}
+
+struct Slot {
+    entry: Entry,
+    expires: Instant,
+}
+
+/// What a cache read found.
+pub enum Hit {
+    Fresh(Entry, Duration),
+    /// Expired `ago`, kept for serve-stale.
+    Stale(Entry, Duration),
+}
+
+pub struct Cache {
+    lru: Mutex<LruCache<Key, Slot>>,
+}
+
+impl Cache {
+    pub fn new(entries: usize) -> Cache {
+        let cap = NonZeroUsize::new(entries.max(1)).unwrap_or(NonZeroUsize::MIN);
+        Cache {
+            lru: Mutex::new(LruCache::new(cap)),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LruCache<Key, Slot>> {
+        // A panic while holding the lock cannot leave the LRU inconsistent for readers.
+        self.lru.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn get(&self, name: &Name, kind: Kind, now: Instant) -> Option<Hit> {
+        let mut buf = [0u8; 256];
+        let key = key_into(name.as_wire(), kind, &mut buf);
+        let mut lru = self.lock();
+        let slot = lru.get(key)?;
+        Some(if slot.expires > now {
+            Hit::Fresh(slot.entry.clone(), slot.expires - now)
+        } else {
+            Hit::Stale(slot.entry.clone(), now - slot.expires)
+        })
+    }
+
+    fn put(&self, name: &Name, kind: Kind, entry: Entry, ttl: Duration, now: Instant) {
+        let slot = Slot {
+            entry,
+            expires: now + ttl,
+        };
+        let mut buf = [0u8; 256];
+        let key = key_into(name.as_wire(), kind, &mut buf);
+        self.lock().put(key.into(), slot);
+    }
+
+    /// The cached answer (positive or negative) for an owner name.
+    pub fn answer(&self, name: &Name, now: Instant) -> Option<Hit> {
+        self.get(name, Kind::Answer, now)
+    }
+
+    pub fn put_answer(&self, name: &Name, entry: Entry, ttl: Duration, now: Instant) {
+        self.put(name, Kind::Answer, entry, ttl, now);
+    }
+
+    /// The deepest fresh delegation at or above `name`.
+    pub fn closest_delegation(&self, name: &Name, now: Instant) -> Option<Arc<Delegation>> {
+        let mut buf = [0u8; 256];
+        let mut lru = self.lock();
+        for suffix in name.suffixes() {
+            if let Some(slot) = lru.get(key_into(suffix, Kind::Delegation, &mut buf)) {
+                if slot.expires > now {
+                    if let Entry::Delegation(d) = &slot.entry {
+                        return Some(d.clone());
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    pub fn put_delegation(&self, d: Delegation, ttl: Duration, now: Instant) {
+        let zone = d.zone.clone();
+        self.put(
+            &zone,
+            Kind::Delegation,
+            Entry::Delegation(Arc::new(d)),
+            ttl,
+            now,
+        );
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+}

@@ -1,0 +1,824 @@
+//! The app provider's resolver: iterative, caching and verifying.
+//!
+//! `Resolver::lookup` walks the discovery tree from the configured root servers with
+//! QNAME minimisation (RFC 9156), follows referrals (glue only from the referring zone's
+//! bailiwick), verifies every SSI record against the trust file (DESIGN.md section 5),
+//! caches verified answers, negative answers and delegations, and applies the context
+//! policy. A lookup is bounded in referrals and queries, so a broken or hostile tree
+//! ends in an error rather than a loop.
+
+pub mod cache;
+pub mod config;
+pub mod server;
+pub mod transport;
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::rr::{RData as HRData, Record, RecordType};
+use thiserror::Error;
+use tracing::{debug, warn};
+
+use self::cache::{Answer, Cache, Delegation, Entry, Hit, Negative};
+pub use self::config::ResolverConfig;
+use crate::name::Name;
+use crate::record::{verify_against, Context, KeyError, Ssi, TrustStore, TYPE_SSI};
+use crate::sii::{Sii, SiiError};
+
+const TYPE_NS: u16 = 2;
+const TYPE_A: u16 = 1;
+const TYPE_AAAA: u16 = 28;
+/// TTL on stale answers (RFC 8767 section 4 suggests 30 seconds).
+const STALE_TTL: u32 = 30;
+
+/// One verified mapping.
+#[derive(Debug, Clone)]
+pub struct Mapping {
+    pub owner: Name,
+    pub ssi: Ssi,
+    /// Seconds the mapping may be cached, from when it was fetched.
+    pub ttl: u32,
+}
+
+/// A record that was dropped, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub provider: String,
+    pub ssi: String,
+    pub reason: String,
+}
+
+/// Why an identifier is not discoverable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotFound {
+    /// The owner name does not exist in the tree (NXDOMAIN).
+    NoSuchName,
+    /// The name exists but holds no valid mapping (NODATA, or only withdrawn ones).
+    NoMappings,
+    /// Mappings exist, none for the asked context.
+    NoneForContext(Context),
+}
+
+impl std::fmt::Display for NotFound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NotFound::NoSuchName => f.write_str("no such name in the tree"),
+            NotFound::NoMappings => f.write_str("no mappings for this identifier"),
+            NotFound::NoneForContext(c) => write!(f, "no mapping for context {c}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// Valid mappings for the policy, sorted by priority.
+    Found(Vec<Mapping>),
+    NotDiscoverable(NotFound),
+}
+
+/// The result of one lookup, with where it came from.
+#[derive(Debug, Clone)]
+pub struct LookupResult {
+    pub owner: Name,
+    pub outcome: Outcome,
+    /// The zone and server that gave the final answer.
+    pub zone: Option<Name>,
+    pub server: Option<SocketAddr>,
+    pub from_cache: bool,
+    /// Served from an expired cache entry because the zone's servers were unreachable.
+    pub stale: bool,
+    /// Queries this lookup sent.
+    pub queries: u32,
+    pub elapsed: Duration,
+    /// Records at the name that failed verification.
+    pub rejected: Vec<Rejection>,
+    /// Seconds this result may still be cached by whoever receives it.
+    pub ttl: u32,
+    /// For a negative answer, the zone's SOA (TTL already min(SOA TTL, MINIMUM)).
+    pub soa: Option<Arc<Record>>,
+}
+
+#[derive(Debug, Error)]
+pub enum ResolveError {
+    #[error("invalid identifier: {0}")]
+    InvalidIdentifier(#[from] SiiError),
+    #[error("{name} is outside the discovery tree {apex}")]
+    OutsideTree { name: Name, apex: Name },
+    #[error("no server of zone {zone} answered: {}", .tried.join("; "))]
+    NoServerAnswered { zone: Name, tried: Vec<String> },
+    #[error("the servers of zone {zone} answered badly: {}", .details.join("; "))]
+    BadAnswer { zone: Name, details: Vec<String> },
+    #[error("every record at {owner} failed verification: {}", .reasons.join("; "))]
+    AllRejected { owner: Name, reasons: Vec<String> },
+    #[error("more than {limit} referrals: the tree is too deep or loops")]
+    TooDeep { limit: u32 },
+    #[error("more than {limit} queries for one lookup")]
+    TooManyQueries { limit: u32 },
+    #[error("no address for any name server of {zone}: {detail}")]
+    NoServerAddress { zone: Name, detail: String },
+}
+
+/// Counters for the resolver as a whole.
+#[derive(Debug, Default)]
+pub struct ResolverStats {
+    pub lookups: AtomicU64,
+    pub cache_hits: AtomicU64,
+    pub queries_sent: AtomicU64,
+    pub rejected_records: AtomicU64,
+}
+
+/// What the tree said about a name, before verification.
+enum Resolved {
+    Records {
+        records: Vec<Record>,
+        zone: Name,
+        server: SocketAddr,
+    },
+    Negative {
+        kind: Negative,
+        ttl: u32,
+        zone: Name,
+        server: SocketAddr,
+        soa: Option<Box<Record>>,
+    },
+}
+
+/// One reply, classified.
+enum Reply {
+    Answer(Vec<Record>),
+    Referral {
+        cut: Name,
+        ns: Vec<Name>,
+        glue: Vec<(Name, IpAddr)>,
+        ttl: u32,
+    },
+    NoData {
+        ttl: u32,
+        soa: Option<Box<Record>>,
+    },
+    NxDomain {
+        ttl: u32,
+        soa: Option<Box<Record>>,
+    },
+}
+
+/// Per-lookup budget.
+struct Walk {
+    queries: u32,
+    referrals: u32,
+}
+
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+pub struct Resolver {
+    config: ResolverConfig,
+    trust: TrustStore,
+    cache: Cache,
+    pub stats: ResolverStats,
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl Resolver {
+    pub fn new(config: ResolverConfig, trust: TrustStore) -> Resolver {
+        let cache = Cache::new(config.cache.entries);
+        Resolver {
+            config,
+            trust,
+            cache,
+            stats: ResolverStats::default(),
+        }
+    }
+
+    /// Builds a resolver from a config file, loading its trust file.
+    pub fn from_config_file(path: &std::path::Path) -> Result<Resolver, ResolverSetupError> {
+        let config = ResolverConfig::load(path)?;
+        let trust = TrustStore::load(&config.trust)?;
+        Ok(Resolver::new(config, trust))
+    }
+
+    pub fn config(&self) -> &ResolverConfig {
+        &self.config
+    }
+
+    pub fn cache(&self) -> &Cache {
+        &self.cache
+    }
+
+    /// Finds the mappings of an identifier under `context` (None: the configured default).
+    pub async fn lookup(
+        &self,
+        sii: &Sii,
+        context: Option<Context>,
+    ) -> Result<LookupResult, ResolveError> {
+        let owner = sii.owner_name(&self.config.apex)?;
+        self.lookup_name(&owner, context).await
+    }
+
+    /// Like `lookup`, for an owner name already computed.
+    pub async fn lookup_name(
+        &self,
+        owner: &Name,
+        context: Option<Context>,
+    ) -> Result<LookupResult, ResolveError> {
+        let started = Instant::now();
+        let context = context.unwrap_or(self.config.context);
+        self.stats.lookups.fetch_add(1, Relaxed);
+        if !owner.is_subdomain_of(&self.config.apex) {
+            return Err(ResolveError::OutsideTree {
+                name: owner.clone(),
+                apex: self.config.apex.clone(),
+            });
+        }
+        let mut stale_entry = None;
+        match self.cache.answer(owner, started) {
+            Some(Hit::Fresh(entry, left)) => {
+                self.stats.cache_hits.fetch_add(1, Relaxed);
+                let mut r = self.result_from(owner, entry, context, true, false, 0, started);
+                r.ttl = u32::try_from(left.as_secs()).unwrap_or(u32::MAX);
+                return Ok(r);
+            }
+            Some(Hit::Stale(entry, ago))
+                if self.config.cache.serve_stale && ago <= self.config.cache.stale_window =>
+            {
+                stale_entry = Some(entry);
+            }
+            _ => {}
+        }
+        let mut walk = Walk {
+            queries: 0,
+            referrals: 0,
+        };
+        let resolved = self.iterate(owner, TYPE_SSI, &mut walk).await;
+        self.stats
+            .queries_sent
+            .fetch_add(u64::from(walk.queries), Relaxed);
+        let resolved = match (resolved, stale_entry) {
+            (Ok(r), _) => r,
+            (Err(e @ ResolveError::NoServerAnswered { .. }), Some(entry)) => {
+                warn!(%owner, "serving stale answer: {e}");
+                let mut r =
+                    self.result_from(owner, entry, context, true, true, walk.queries, started);
+                r.ttl = STALE_TTL;
+                return Ok(r);
+            }
+            (Err(e), _) => return Err(e),
+        };
+        let ttl;
+        let entry = match resolved {
+            Resolved::Negative {
+                kind,
+                ttl: neg_ttl,
+                zone,
+                server,
+                soa,
+            } => {
+                ttl =
+                    Duration::from_secs(u64::from(neg_ttl)).min(self.config.cache.max_negative_ttl);
+                let entry = Entry::Negative {
+                    kind,
+                    zone,
+                    server,
+                    soa: soa.map(|s| Arc::new(*s)),
+                };
+                self.cache
+                    .put_answer(owner, entry.clone(), ttl, Instant::now());
+                entry
+            }
+            Resolved::Records {
+                records,
+                zone,
+                server,
+            } => {
+                let (mappings, rejected) = self.verify(owner, &records);
+                if mappings.is_empty() && !rejected.is_empty() {
+                    return Err(ResolveError::AllRejected {
+                        owner: owner.clone(),
+                        reasons: rejected
+                            .iter()
+                            .map(|r| format!("{} ({}): {}", r.ssi, r.provider, r.reason))
+                            .collect(),
+                    });
+                }
+                let min = mappings.iter().map(|m| m.ttl).min().unwrap_or(0);
+                ttl = Duration::from_secs(u64::from(min)).min(self.config.cache.max_ttl);
+                let entry = Entry::Answer(Answer {
+                    mappings: Arc::new(mappings),
+                    rejected: Arc::new(rejected),
+                    zone,
+                    server,
+                });
+                self.cache
+                    .put_answer(owner, entry.clone(), ttl, Instant::now());
+                entry
+            }
+        };
+        let mut r = self.result_from(owner, entry, context, false, false, walk.queries, started);
+        r.ttl = u32::try_from(ttl.as_secs()).unwrap_or(u32::MAX);
+        Ok(r)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn result_from(
+        &self,
+        owner: &Name,
+        entry: Entry,
+        context: Context,
+        from_cache: bool,
+        stale: bool,
+        queries: u32,
+        started: Instant,
+    ) -> LookupResult {
+        let mut soa = None;
+        let (outcome, zone, server, rejected) = match entry {
+            Entry::Negative {
+                kind,
+                zone,
+                server,
+                soa: s,
+            } => {
+                let nf = match kind {
+                    Negative::NoSuchName => NotFound::NoSuchName,
+                    Negative::NoMappings => NotFound::NoMappings,
+                };
+                soa = s;
+                (
+                    Outcome::NotDiscoverable(nf),
+                    Some(zone),
+                    Some(server),
+                    Vec::new(),
+                )
+            }
+            Entry::Answer(a) => {
+                let picked: Vec<Mapping> = a
+                    .mappings
+                    .iter()
+                    .filter(|m| m.ssi.context.matches(context))
+                    .cloned()
+                    .collect();
+                let outcome = if !picked.is_empty() {
+                    Outcome::Found(picked)
+                } else if a.mappings.is_empty() {
+                    Outcome::NotDiscoverable(NotFound::NoMappings)
+                } else {
+                    Outcome::NotDiscoverable(NotFound::NoneForContext(context))
+                };
+                (
+                    outcome,
+                    Some(a.zone),
+                    Some(a.server),
+                    a.rejected.as_ref().clone(),
+                )
+            }
+            Entry::Delegation(_) => (
+                Outcome::NotDiscoverable(NotFound::NoMappings),
+                None,
+                None,
+                Vec::new(),
+            ),
+        };
+        LookupResult {
+            owner: owner.clone(),
+            outcome,
+            zone,
+            server,
+            from_cache,
+            stale,
+            queries,
+            elapsed: started.elapsed(),
+            rejected,
+            ttl: 0,
+            soa,
+        }
+    }
+
+    /// Verifies SSI records at `owner`: signature under a trusted key, owner binding, SSI
+    /// host, validity now. Tombstones and higher `seq` numbers retire older records of the
+    /// same provider. Valid mappings come back sorted by priority.
+    fn verify(&self, owner: &Name, records: &[Record]) -> (Vec<Mapping>, Vec<Rejection>) {
+        let now = unix_now();
+        let mut valid: Vec<(Ssi, u32)> = Vec::new();
+        let mut rejected = Vec::new();
+        let mut reject = |provider: String, ssi: String, reason: String| {
+            warn!(%owner, %provider, %ssi, "record rejected: {reason}");
+            self.stats.rejected_records.fetch_add(1, Relaxed);
+            rejected.push(Rejection {
+                provider,
+                ssi,
+                reason,
+            });
+        };
+        for r in records {
+            let bytes = match &r.data {
+                HRData::Unknown { rdata, .. } => &rdata.anything[..],
+                _ => {
+                    reject(String::new(), String::new(), "not SSI record data".into());
+                    continue;
+                }
+            };
+            let ssi = match Ssi::from_wire(bytes) {
+                Ok(s) => s,
+                Err(e) => {
+                    reject(String::new(), String::new(), format!("malformed: {e}"));
+                    continue;
+                }
+            };
+            match Name::from_hickory(&r.name) {
+                Ok(n) if n == *owner => {}
+                _ => {
+                    reject(
+                        ssi.provider.to_string(),
+                        ssi.uri.clone(),
+                        format!("owner {} is not {owner}", r.name),
+                    );
+                    continue;
+                }
+            }
+            if let Err(e) = verify_against(&ssi, owner, &self.trust, now) {
+                reject(ssi.provider.to_string(), ssi.uri.clone(), e.to_string());
+                continue;
+            }
+            let ttl = r
+                .ttl
+                .min(u32::try_from(ssi.not_after.saturating_sub(now)).unwrap_or(u32::MAX));
+            valid.push((ssi, ttl));
+        }
+        // Per provider only the highest seq stands; a tombstone there withdraws them all.
+        let mut newest: std::collections::HashMap<Name, u64> = std::collections::HashMap::new();
+        for (s, _) in &valid {
+            let e = newest.entry(s.provider.clone()).or_insert(s.seq);
+            *e = (*e).max(s.seq);
+        }
+        let mut mappings: Vec<Mapping> = Vec::new();
+        for (ssi, ttl) in valid {
+            let top = newest.get(&ssi.provider).copied().unwrap_or(ssi.seq);
+            if ssi.seq < top {
+                debug!(%owner, provider = %ssi.provider, "seq {} superseded by {top}", ssi.seq);
+                continue;
+            }
+            if ssi.withdrawn {
+                debug!(%owner, provider = %ssi.provider, "mapping withdrawn at seq {}", ssi.seq);
+                continue;
+            }
+            mappings.push(Mapping {
+                owner: owner.clone(),
+                ssi,
+                ttl,
+            });
+        }
+        mappings.sort_by(|a, b| {
+            (a.ssi.priority, &a.ssi.provider).cmp(&(b.ssi.priority, &b.ssi.provider))
+        });
+        (mappings, rejected)
+    }
+
+    fn root_delegation(&self) -> Arc<Delegation> {
+        Arc::new(Delegation {
+            zone: self.config.apex.clone(),
+            servers: vec![(self.config.apex.clone(), self.config.roots.clone())],
+        })
+    }
+
+    /// Resolves (`target`, `qtype`) iteratively from the closest known zone cut.
+    fn iterate<'a>(
+        &'a self,
+        target: &'a Name,
+        qtype: u16,
+        walk: &'a mut Walk,
+    ) -> BoxFuture<'a, Result<Resolved, ResolveError>> {
+        Box::pin(async move {
+            let apex = &self.config.apex;
+            if !target.is_subdomain_of(apex) {
+                return Err(ResolveError::OutsideTree {
+                    name: target.clone(),
+                    apex: apex.clone(),
+                });
+            }
+            let mut zone = self
+                .cache
+                .closest_delegation(target, Instant::now())
+                .filter(|d| d.zone.is_subdomain_of(apex))
+                .unwrap_or_else(|| self.root_delegation());
+            let target_labels = target.label_count();
+            let mut labels = zone.zone.label_count() + 1;
+            loop {
+                let labels_now = labels.min(target_labels);
+                let qname = suffix_with_labels(target, labels_now);
+                let final_step = labels_now == target_labels;
+                // RFC 9156: intermediate steps ask for NS, which also finds zone cuts.
+                let qt = if final_step { qtype } else { TYPE_NS };
+                let (reply, server) = self.ask_zone(&zone, &qname, qt, walk).await?;
+                match reply {
+                    Reply::Answer(records) if final_step => {
+                        return Ok(Resolved::Records {
+                            records,
+                            zone: zone.zone.clone(),
+                            server,
+                        })
+                    }
+                    Reply::Answer(_) => {
+                        // An authoritative NS answer below the current zone: a cut served
+                        // by the same servers. Continue there.
+                        walk.referrals += 1;
+                        if walk.referrals > self.config.limits.max_referrals {
+                            return Err(ResolveError::TooDeep {
+                                limit: self.config.limits.max_referrals,
+                            });
+                        }
+                        zone = Arc::new(Delegation {
+                            zone: qname.clone(),
+                            servers: zone.servers.clone(),
+                        });
+                        labels = labels_now + 1;
+                    }
+                    Reply::Referral { cut, ns, glue, ttl } => {
+                        walk.referrals += 1;
+                        if walk.referrals > self.config.limits.max_referrals {
+                            return Err(ResolveError::TooDeep {
+                                limit: self.config.limits.max_referrals,
+                            });
+                        }
+                        let servers = ns
+                            .into_iter()
+                            .map(|n| {
+                                let addrs = glue
+                                    .iter()
+                                    .filter(|(g, _)| *g == n)
+                                    .map(|(_, a)| *a)
+                                    .collect();
+                                (n, addrs)
+                            })
+                            .collect();
+                        let d = Delegation {
+                            zone: cut.clone(),
+                            servers,
+                        };
+                        let ttl =
+                            Duration::from_secs(u64::from(ttl)).min(self.config.cache.max_ttl);
+                        self.cache.put_delegation(d.clone(), ttl, Instant::now());
+                        labels = cut.label_count() + 1;
+                        zone = Arc::new(d);
+                    }
+                    Reply::NoData { ttl, soa } if final_step => {
+                        return Ok(Resolved::Negative {
+                            kind: Negative::NoMappings,
+                            ttl,
+                            zone: zone.zone.clone(),
+                            server,
+                            soa,
+                        })
+                    }
+                    Reply::NoData { .. } => labels = labels_now + 1,
+                    // RFC 8020: nothing exists below a name that does not exist.
+                    Reply::NxDomain { ttl, soa } => {
+                        return Ok(Resolved::Negative {
+                            kind: Negative::NoSuchName,
+                            ttl,
+                            zone: zone.zone.clone(),
+                            server,
+                            soa,
+                        })
+                    }
+                }
+            }
+        })
+    }
+
+    /// Asks the servers of `zone` in turn until one gives a usable reply.
+    async fn ask_zone(
+        &self,
+        zone: &Delegation,
+        qname: &Name,
+        qtype: u16,
+        walk: &mut Walk,
+    ) -> Result<(Reply, SocketAddr), ResolveError> {
+        let limits = &self.config.limits;
+        let mut timeouts = Vec::new();
+        let mut bad = Vec::new();
+        let mut no_address = Vec::new();
+        for (ns_name, glue) in &zone.servers {
+            let addrs = if glue.is_empty() {
+                match self.addresses_of(ns_name, zone, walk).await {
+                    Ok(a) => a,
+                    Err(
+                        e @ (ResolveError::TooManyQueries { .. } | ResolveError::TooDeep { .. }),
+                    ) => return Err(e),
+                    Err(e) => {
+                        no_address.push(format!("{ns_name}: {e}"));
+                        continue;
+                    }
+                }
+            } else {
+                glue.clone()
+            };
+            for ip in addrs {
+                let server = SocketAddr::new(ip, self.config.port);
+                for _attempt in 0..=limits.retries {
+                    walk.queries += 1;
+                    if walk.queries > limits.max_queries {
+                        return Err(ResolveError::TooManyQueries {
+                            limit: limits.max_queries,
+                        });
+                    }
+                    debug!(%server, %qname, qtype, "query");
+                    match transport::exchange(server, qname, qtype, limits.timeout).await {
+                        Ok((reply, _tcp)) => match classify(&reply, &zone.zone, qname, qtype) {
+                            Ok(r) => return Ok((r, server)),
+                            Err(why) => {
+                                bad.push(format!("{server}: {why}"));
+                                break;
+                            }
+                        },
+                        Err(transport::ExchangeError::Timeout) => {
+                            timeouts.push(format!("{server}: timed out"));
+                        }
+                        Err(e) => {
+                            // Refused connection and the like: retrying will not help.
+                            timeouts.push(format!("{server}: {e}"));
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        if !bad.is_empty() {
+            bad.extend(timeouts);
+            return Err(ResolveError::BadAnswer {
+                zone: zone.zone.clone(),
+                details: bad,
+            });
+        }
+        if timeouts.is_empty() {
+            return Err(ResolveError::NoServerAddress {
+                zone: zone.zone.clone(),
+                detail: no_address.join("; "),
+            });
+        }
+        timeouts.extend(no_address);
+        Err(ResolveError::NoServerAnswered {
+            zone: zone.zone.clone(),
+            tried: timeouts,
+        })
+    }
+
+    /// Addresses of a name server that came without glue, resolved through the tree.
+    async fn addresses_of(
+        &self,
+        ns: &Name,
+        zone: &Delegation,
+        walk: &mut Walk,
+    ) -> Result<Vec<IpAddr>, ResolveError> {
+        if ns.is_subdomain_of(&zone.zone) {
+            // In the zone it serves but no glue: unreachable by definition.
+            return Err(ResolveError::NoServerAddress {
+                zone: zone.zone.clone(),
+                detail: format!("{ns} lies inside the zone and came without glue"),
+            });
+        }
+        let mut out = Vec::new();
+        for qt in [TYPE_A, TYPE_AAAA] {
+            if let Resolved::Records { records, .. } = self.iterate(ns, qt, walk).await? {
+                out.extend(records.iter().filter_map(|r| match &r.data {
+                    HRData::A(a) => Some(IpAddr::V4(a.0)),
+                    HRData::AAAA(a) => Some(IpAddr::V6(a.0)),
+                    _ => None,
+                }));
+            }
+        }
+        if out.is_empty() {
+            return Err(ResolveError::NoServerAddress {
+                zone: zone.zone.clone(),
+                detail: format!("{ns} has no address"),
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// The last `labels` labels of `name`.
+fn suffix_with_labels(name: &Name, labels: usize) -> Name {
+    let total = name.label_count();
+    name.suffixes()
+        .nth(total.saturating_sub(labels))
+        .map(Name::from_wire_trusted)
+        .unwrap_or_else(|| name.clone())
+}
+
+/// The SOA of a negative answer with its TTL set to min(SOA TTL, MINIMUM), the time
+/// the denial may be cached (RFC 2308 section 5); no SOA means no caching.
+fn negative_soa(reply: &Message) -> (u32, Option<Box<Record>>) {
+    reply
+        .authorities
+        .iter()
+        .find_map(|r| match &r.data {
+            HRData::SOA(soa) => {
+                let mut r = r.clone();
+                r.ttl = r.ttl.min(soa.minimum);
+                Some((r.ttl, Some(Box::new(r))))
+            }
+            _ => None,
+        })
+        .unwrap_or((0, None))
+}
+
+/// Classifies a reply from a server of `zone` to (`qname`, `qtype`).
+fn classify(reply: &Message, zone: &Name, qname: &Name, qtype: u16) -> Result<Reply, String> {
+    let rcode = reply.metadata.response_code;
+    if rcode == ResponseCode::NXDomain {
+        let (ttl, soa) = negative_soa(reply);
+        return Ok(Reply::NxDomain { ttl, soa });
+    }
+    if rcode != ResponseCode::NoError {
+        return Err(format!("answered {rcode}"));
+    }
+    let same = |n: &hickory_proto::rr::Name| Name::from_hickory(n).is_ok_and(|n| n == *qname);
+    let answers: Vec<Record> = reply
+        .answers
+        .iter()
+        .filter(|r| u16::from(r.record_type()) == qtype && same(&r.name))
+        .cloned()
+        .collect();
+    if !answers.is_empty() {
+        if !reply.metadata.authoritative {
+            return Err("answer without the AA flag".into());
+        }
+        return Ok(Reply::Answer(answers));
+    }
+    let ns: Vec<&Record> = reply
+        .authorities
+        .iter()
+        .filter(|r| r.record_type() == RecordType::NS)
+        .collect();
+    if let Some(first) = ns.first() {
+        let cut = Name::from_hickory(&first.name).map_err(|e| format!("bad NS owner: {e}"))?;
+        if cut == *zone || !cut.is_subdomain_of(zone) {
+            return Err(format!("referral to {cut}, which is not below {zone}"));
+        }
+        if !qname.is_subdomain_of(&cut) {
+            return Err(format!("referral to {cut}, which does not contain {qname}"));
+        }
+        let mut targets = Vec::new();
+        let mut ttl = u32::MAX;
+        for r in &ns {
+            if Name::from_hickory(&r.name).ok().as_ref() != Some(&cut) {
+                continue;
+            }
+            if let HRData::NS(t) = &r.data {
+                if let Ok(t) = Name::from_hickory(&t.0) {
+                    targets.push(t);
+                    ttl = ttl.min(r.ttl);
+                }
+            }
+        }
+        if targets.is_empty() {
+            return Err(format!("referral to {cut} without name servers"));
+        }
+        // Glue only for the delegation's name servers and only inside the referring
+        // zone's bailiwick, so a server cannot plant addresses for other names.
+        let glue = reply
+            .additionals
+            .iter()
+            .filter_map(|r| {
+                let n = Name::from_hickory(&r.name).ok()?;
+                if !n.is_subdomain_of(zone) || !targets.contains(&n) {
+                    return None;
+                }
+                match &r.data {
+                    HRData::A(a) => Some((n, IpAddr::V4(a.0))),
+                    HRData::AAAA(a) => Some((n, IpAddr::V6(a.0))),
+                    _ => None,
+                }
+            })
+            .collect();
+        return Ok(Reply::Referral {
+            cut,
+            ns: targets,
+            glue,
+            ttl,
+        });
+    }
+    if reply.metadata.authoritative {
+        let (ttl, soa) = negative_soa(reply);
+        return Ok(Reply::NoData { ttl, soa });
+    }
+    Err("neither an answer, a referral nor an authoritative denial (lame server?)".into())
+}
+
+/// Errors building a resolver from files.
+#[derive(Debug, Error)]
+pub enum ResolverSetupError {
+    #[error(transparent)]
+    Config(#[from] crate::dp::ConfigError),
+    #[error(transparent)]
+    Trust(#[from] KeyError),
+}

@@ -1,0 +1,130 @@
+//! `mimi resolver serve`: the resolver behind a DNS listener, so an AP's own systems (or
+//! dig) can ask for SSI records and get only verified ones.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hickory_proto::op::{Edns, Metadata, OpCode, ResponseCode};
+use hickory_proto::rr::{rdata::NULL, DNSClass, RData, Record, RecordType};
+use hickory_server::net::runtime::Time;
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::zone_handler::MessageResponseBuilder;
+use tracing::{debug, warn};
+
+use super::{NotFound, Outcome, Resolver};
+use crate::name::Name;
+use crate::record::TYPE_SSI;
+
+/// Answers SSI queries through the resolver; other types are refused.
+#[derive(Clone)]
+pub struct ResolverHandler(pub Arc<Resolver>);
+
+#[async_trait::async_trait]
+impl RequestHandler for ResolverHandler {
+    async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        mut handle: R,
+    ) -> ResponseInfo {
+        let mut metadata = Metadata::response_from_request(&request.metadata);
+        metadata.recursion_available = true;
+        let mut edns = Edns::new();
+        edns.set_max_payload(
+            request
+                .edns
+                .as_ref()
+                .map_or(512, |e| e.max_payload().clamp(512, 1232)),
+        );
+        let mut builder = MessageResponseBuilder::from_message_request(request);
+        if request.edns.is_some() {
+            builder.edns(&edns);
+        }
+        let mut answers: Vec<Record> = Vec::new();
+        let mut authority: Vec<Record> = Vec::new();
+        metadata.response_code = match request.queries.queries() {
+            _ if request.metadata.op_code != OpCode::Query => ResponseCode::NotImp,
+            [q] if q.query_class() == DNSClass::IN && u16::from(q.query_type()) == TYPE_SSI => {
+                match Name::from_hickory(q.name()) {
+                    Err(_) => ResponseCode::FormErr,
+                    Ok(owner) => match self.0.lookup_name(&owner, None).await {
+                        Ok(result) => match &result.outcome {
+                            Outcome::Found(mappings) => {
+                                let qname = q.name().clone();
+                                answers.extend(mappings.iter().map(|m| {
+                                    Record::from_rdata(
+                                        qname.clone().into(),
+                                        result.ttl.min(m.ttl),
+                                        RData::Unknown {
+                                            code: RecordType::from(TYPE_SSI),
+                                            rdata: NULL::with(m.ssi.to_wire()),
+                                        },
+                                    )
+                                }));
+                                ResponseCode::NoError
+                            }
+                            Outcome::NotDiscoverable(nf) => {
+                                if let Some(soa) = &result.soa {
+                                    let mut soa = (**soa).clone();
+                                    soa.ttl = soa.ttl.min(result.ttl);
+                                    authority.push(soa);
+                                }
+                                match nf {
+                                    NotFound::NoSuchName => ResponseCode::NXDomain,
+                                    _ => ResponseCode::NoError,
+                                }
+                            }
+                        },
+                        Err(e) => {
+                            warn!(%owner, "lookup failed: {e}");
+                            ResponseCode::ServFail
+                        }
+                    },
+                }
+            }
+            [_] => ResponseCode::Refused,
+            _ => ResponseCode::FormErr,
+        };
+        debug!(src = %request.src(), rcode = %metadata.response_code, answers = answers.len(), "resolver query");
+        let response = builder.build(
+            metadata,
+            answers.iter(),
+            authority.iter(),
+            std::iter::empty(),
+            std::iter::empty(),
+        );
+        match handle.send_response(response).await {
+            Ok(info) => info,
+            Err(e) => {
+                debug!("response not sent: {e}");
+                let mut m = metadata;
+                m.response_code = ResponseCode::ServFail;
+                ResponseInfo::from(hickory_proto::op::Header {
+                    metadata: m,
+                    counts: Default::default(),
+                })
+            }
+        }
+    }
+}
+
+/// Listens on every configured address (UDP and TCP) until the returned server is shut
+/// down; returns the bound addresses.
+pub async fn listen(
+    resolver: Arc<Resolver>,
+    addrs: &[std::net::SocketAddr],
+) -> std::io::Result<(
+    hickory_server::Server<ResolverHandler>,
+    Vec<std::net::SocketAddr>,
+)> {
+    let mut server = hickory_server::Server::new(ResolverHandler(resolver));
+    let mut bound = Vec::new();
+    for &addr in addrs {
+        let udp = tokio::net::UdpSocket::bind(addr).await?;
+        let local = udp.local_addr()?;
+        let tcp = tokio::net::TcpListener::bind(local).await?;
+        server.register_socket(udp);
+        server.register_listener(tcp, Duration::from_secs(10), 65535);
+        bound.push(local);
+    }
+    Ok((server, bound))
+}
