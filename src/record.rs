@@ -136,13 +136,13 @@ pub enum RecordError {
     BadPublicKey { key: String },
     #[error("public key {key}: weak (small-order) Ed25519 key")]
     WeakKey { key: String },
-    #[error("SSI at {owner}: key id {record} does not match the verifying key's id {key}")]
+    #[error("key id {record} does not match the verifying key's id {key} (SSI at {owner})")]
     KeyIdMismatch {
         owner: String,
         record: String,
         key: String,
     },
-    #[error("SSI at {owner} (provider {provider}): signature does not verify under key {key_id}")]
+    #[error("signature does not verify under key {key_id} (SSI at {owner}, provider {provider})")]
     BadSignature {
         owner: String,
         provider: String,

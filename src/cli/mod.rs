@@ -1,7 +1,9 @@
 //! The `mimi` command line: argument parsing and the edge where errors become messages
 //! and exit codes.
 
+mod demo;
 mod key;
+mod lookup;
 mod zone;
 
 use std::process::ExitCode;
@@ -49,6 +51,26 @@ pub enum Command {
     /// The discovery provider's authoritative DNS server.
     #[command(subcommand)]
     Dp(DpCommand),
+    /// The app provider's verifying, caching resolver.
+    #[command(subcommand)]
+    Resolver(ResolverCommand),
+    /// Look up an identifier's verified mappings; exit 0 found, 1 not discoverable, 2 error.
+    Lookup(lookup::LookupArgs),
+    /// Start the demo tree from zones/ on loopback with a resolver, and run sample lookups.
+    Demo {
+        /// Directory with the demo zones (default: ./zones, then the source tree's).
+        #[arg(long)]
+        zones: Option<std::path::PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ResolverCommand {
+    /// Answer SSI queries over DNS with verified records only, until SIGTERM/SIGINT.
+    Serve {
+        #[arg(long)]
+        config: std::path::PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -69,10 +91,11 @@ pub enum DpCommand {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // Servers log what they do; one-shot commands only their problems.
-    let default_level = if matches!(cli.command, Command::Dp(_)) {
-        "info"
-    } else {
-        "warn"
+    let default_level = match cli.command {
+        Command::Dp(_) | Command::Resolver(_) => "info",
+        // The demo shows rejections in its table; the log would repeat them.
+        Command::Demo { .. } => "error",
+        _ => "warn",
     };
     init_tracing(default_level);
     match run(cli) {
@@ -112,6 +135,9 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Key(cmd) => key::run(cmd, &apex),
         Command::Zone(cmd) => zone::run(cmd, &apex),
         Command::Dp(cmd) => dp(cmd),
+        Command::Resolver(ResolverCommand::Serve { config }) => lookup::serve(config),
+        Command::Lookup(args) => lookup::run(args, &apex),
+        Command::Demo { zones } => demo::run(zones, &apex),
     }
 }
 

@@ -18,8 +18,31 @@ use super::zones::{ServedZone, ZoneSet};
 use crate::name::MAX_WIRE_LEN;
 use crate::zone::Lookup;
 
-/// Records per AXFR message: keeps each message well under 64 KiB.
-const AXFR_CHUNK: usize = 200;
+/// Uncompressed bytes of records per AXFR message: well under the 64 KiB a TCP message
+/// can hold, so no message is ever truncated.
+const AXFR_MESSAGE_BYTES: usize = 16 * 1024;
+
+/// Splits records into runs whose uncompressed size stays within `AXFR_MESSAGE_BYTES`
+/// (a single larger record gets a message of its own).
+fn axfr_chunks<'r>(records: &[&'r Record]) -> Vec<Vec<&'r Record>> {
+    use hickory_proto::serialize::binary::BinEncodable;
+    let mut chunks = Vec::new();
+    let mut current = Vec::new();
+    let mut size = 0;
+    for &r in records {
+        let len = r.name.len() + 12 + r.data.to_bytes().map_or(0, |b| b.len());
+        if !current.is_empty() && size + len > AXFR_MESSAGE_BYTES {
+            chunks.push(std::mem::take(&mut current));
+            size = 0;
+        }
+        size += len;
+        current.push(r);
+    }
+    if !current.is_empty() {
+        chunks.push(current);
+    }
+    chunks
+}
 
 /// Counters for the summary on SIGUSR1 and at shutdown.
 #[derive(Debug, Default)]
@@ -250,7 +273,7 @@ impl DpHandler {
             .chain(std::iter::once(&zone.soa))
             .collect();
         let mut last = None;
-        for chunk in records.chunks(AXFR_CHUNK) {
+        for chunk in axfr_chunks(&records) {
             let mut metadata = Metadata::response_from_request(&request.metadata);
             metadata.authoritative = true;
             let mut builder = MessageResponseBuilder::from_message_request(request);

@@ -4,7 +4,9 @@
 //! hickory's message types and our `RequestHandler`.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use hickory_proto::rr::Record;
 use hickory_proto::serialize::binary::BinEncoder;
@@ -27,6 +29,25 @@ use super::handler::DpHandler;
 #[derive(Clone)]
 struct TcpResponder {
     writer: Arc<Mutex<OwnedWriteHalf>>,
+    /// A client that stops reading must not hold its slot: writes give up after this.
+    write_timeout: Duration,
+    /// Set when a write failed or timed out; the connection is then closed.
+    failed: Arc<AtomicBool>,
+}
+
+impl TcpResponder {
+    async fn write_frame(&self, frame: &[u8]) -> Result<(), NetError> {
+        let mut w = self.writer.lock().await;
+        let result = match timeout(self.write_timeout, w.write_all(frame)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(NetError::from(e)),
+            Err(_) => Err(NetError::from("client is not reading its answers")),
+        };
+        if result.is_err() {
+            self.failed.store(true, Ordering::Relaxed);
+        }
+        result
+    }
 }
 
 #[async_trait::async_trait]
@@ -54,8 +75,7 @@ impl ResponseHandler for TcpResponder {
         let mut frame = Vec::with_capacity(bytes.len() + 2);
         frame.extend_from_slice(&len.to_be_bytes());
         frame.extend_from_slice(&bytes);
-        let mut w = self.writer.lock().await;
-        w.write_all(&frame).await?;
+        self.write_frame(&frame).await?;
         Ok(info)
     }
 }
@@ -102,6 +122,8 @@ async fn connection(stream: TcpStream, src: SocketAddr, handler: DpHandler, limi
     let (mut reader, writer) = stream.into_split();
     let responder = TcpResponder {
         writer: Arc::new(Mutex::new(writer)),
+        write_timeout: limits.tcp_idle_timeout,
+        failed: Arc::new(AtomicBool::new(false)),
     };
     loop {
         let len = match timeout(limits.tcp_idle_timeout, reader.read_u16()).await {
@@ -128,18 +150,25 @@ async fn connection(stream: TcpStream, src: SocketAddr, handler: DpHandler, limi
                 handler
                     .handle_request::<_, TokioTime>(&request, responder.clone())
                     .await;
+                if responder.failed.load(Ordering::Relaxed) {
+                    debug!(%src, "closing TCP connection after a failed write");
+                    return;
+                }
             }
             Err(e) => {
                 debug!(%src, "malformed TCP request: {e}");
+                // Counted here: the handler never sees what hickory cannot parse.
+                let stats = &handler.0.stats;
+                stats.queries.fetch_add(1, Ordering::Relaxed);
+                stats.formerr.fetch_add(1, Ordering::Relaxed);
                 // A request shorter than a header gets no answer.
                 let Some(reply) = reply else {
                     return;
                 };
-                let mut w = responder.writer.lock().await;
                 let mut frame = Vec::with_capacity(14);
                 frame.extend_from_slice(&(reply.len() as u16).to_be_bytes());
                 frame.extend_from_slice(&reply);
-                if w.write_all(&frame).await.is_err() {
+                if responder.write_frame(&frame).await.is_err() {
                     return;
                 }
             }

@@ -113,8 +113,11 @@ pub enum ResolveError {
     NoServerAnswered { zone: Name, tried: Vec<String> },
     #[error("the servers of zone {zone} answered badly: {}", .details.join("; "))]
     BadAnswer { zone: Name, details: Vec<String> },
-    #[error("every record at {owner} failed verification: {}", .reasons.join("; "))]
-    AllRejected { owner: Name, reasons: Vec<String> },
+    #[error("every record at {owner} failed verification: {}", .rejected.iter().map(|r| format!("{} ({}): {}", r.ssi, r.provider, r.reason)).collect::<Vec<_>>().join("; "))]
+    AllRejected {
+        owner: Name,
+        rejected: Vec<Rejection>,
+    },
     #[error("more than {limit} referrals: the tree is too deep or loops")]
     TooDeep { limit: u32 },
     #[error("more than {limit} queries for one lookup")]
@@ -304,10 +307,7 @@ impl Resolver {
                 if mappings.is_empty() && !rejected.is_empty() {
                     return Err(ResolveError::AllRejected {
                         owner: owner.clone(),
-                        reasons: rejected
-                            .iter()
-                            .map(|r| format!("{} ({}): {}", r.ssi, r.provider, r.reason))
-                            .collect(),
+                        rejected,
                     });
                 }
                 let min = mappings.iter().map(|m| m.ttl).min().unwrap_or(0);

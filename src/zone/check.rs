@@ -768,12 +768,7 @@ mod tests {
         );
         let report = run(&text, &trust(&[&c]));
         let p = only(&report);
-        assert_problem(
-            p,
-            Severity::Error,
-            7,
-            "SSI at 3.3.3.3.1.1.1.5.5.5.1.e164.mimi.arpa. (provider chat.example.): signature does not verify",
-        );
+        assert_problem(p, Severity::Error, 7, "signature does not verify under key");
         assert_eq!(p.record, Some(4));
         assert_eq!(report.signatures_verified, 1);
 

@@ -1,0 +1,385 @@
+//! `mimi demo`: the demo tree from zones/ on loopback, a resolver, and lookups that show
+//! each case.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+
+use crate::dp::{DpError, DpServer};
+use crate::name::Name;
+use crate::record::{Context, ProviderKey, TrustStore};
+use crate::resolver::{Outcome, ResolveError, Resolver, ResolverConfig};
+use crate::sii::Sii;
+use crate::zone::{RData, WriteStyle, ZoneFile};
+
+/// One DP of the demo tree: zone file, origin, and the loopback addresses serving it
+/// (the glue in zones/*.zone).
+const TREE: &[(&str, &str, &[&str])] = &[
+    ("root.zone", "mimi.arpa.", &["127.53.0.1"]),
+    ("e164.zone", "e164.mimi.arpa.", &["127.53.0.2"]),
+    ("1.e164.zone", "1.e164.mimi.arpa.", &["127.53.0.3"]),
+    (
+        "5.5.5.1.e164.zone",
+        "5.5.5.1.e164.mimi.arpa.",
+        &["127.53.0.4", "127.53.0.14"],
+    ),
+    ("4.4.e164.zone", "4.4.e164.mimi.arpa.", &["127.53.0.5"]),
+    ("email.zone", "email.mimi.arpa.", &["127.53.0.6"]),
+    (
+        "example.com.email.zone",
+        "example.com.email.mimi.arpa.",
+        &["127.53.0.7"],
+    ),
+];
+const CARRIER: &str = "5.5.5.1.e164.zone";
+
+/// The zones directory: --zones, ./zones, or the one in the source tree.
+fn zones_dir(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    let candidates = match given {
+        Some(d) => vec![d],
+        None => vec![
+            PathBuf::from("zones"),
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("zones"),
+        ],
+    };
+    candidates
+        .into_iter()
+        .find(|d| d.join("root.zone").is_file())
+        .ok_or_else(|| {
+            anyhow::anyhow!("no demo zones found (looked for zones/root.zone); pass --zones DIR")
+        })
+}
+
+/// Adds the records a misbehaving DP might serve: a forged mapping (another mapping's
+/// record with its URI changed) and one signed by a provider the resolver does not trust.
+fn add_bad_records(carrier: &mut ZoneFile, apex: &Name) -> anyhow::Result<()> {
+    let alice = Sii::parse("+1 555 111 2222", None)?.owner_name(apex)?;
+    let template = carrier
+        .records
+        .iter()
+        .find_map(|r| match &r.data {
+            RData::Ssi(s) if r.name == alice => Some((**s).clone()),
+            _ => None,
+        })
+        .context("the carrier zone has no mapping for +1 555 111 2222")?;
+    let mut forged = template.clone();
+    forged.uri = "mimi://chat.example/u/mallory".into();
+    carrier.put_ssi(
+        Sii::parse("+1 555 111 4444", None)?.owner_name(apex)?,
+        3600,
+        forged,
+    );
+
+    let rogue = ProviderKey::generate(Name::parse("evil.example.", None)?);
+    let owner = Sii::parse("+1 555 111 6666", None)?.owner_name(apex)?;
+    let mut untrusted = template;
+    untrusted.provider = rogue.provider.clone();
+    untrusted.uri = "mimi://evil.example/u/eve".into();
+    untrusted.sign(&owner, &rogue.signing);
+    carrier.put_ssi(owner, 3600, untrusted);
+    Ok(())
+}
+
+async fn start_tree(
+    zones: &Path,
+    work: &Path,
+    port: u16,
+    apex: &Name,
+) -> anyhow::Result<Vec<(String, DpServer)>> {
+    let trust = std::fs::canonicalize(zones.join("trust.toml")).context("zones/trust.toml")?;
+    let mut servers = Vec::new();
+    for (file, origin, addrs) in TREE {
+        let mut zone_path = std::fs::canonicalize(zones.join(file))
+            .with_context(|| format!("{}", zones.join(file).display()))?;
+        let mut extra = "";
+        if *file == CARRIER {
+            let mut z = ZoneFile::load(&zone_path)?;
+            add_bad_records(&mut z, apex)?;
+            zone_path = work.join(file);
+            z.save(&zone_path, WriteStyle::Native)?;
+            // This DP plays a misbehaving one, so the resolver's own checks show.
+            extra = "serve_invalid_records = true\n";
+        }
+        let listen: Vec<String> = addrs.iter().map(|a| format!("\"{a}:{port}\"")).collect();
+        for (i, _) in addrs.iter().enumerate() {
+            // One DP process per address, as separate operators would run them.
+            let config = work.join(format!("{origin}{i}.toml"));
+            std::fs::write(
+                &config,
+                format!(
+                    "listen = [{}]\ntrust = {:?}\n{extra}[[zone]]\norigin = \"{origin}\"\nfile = {:?}\n",
+                    listen[i],
+                    trust.display().to_string(),
+                    zone_path.display().to_string()
+                ),
+            )?;
+            let server = DpServer::start(&config).await?;
+            servers.push((addrs[i].to_string(), server));
+        }
+    }
+    Ok(servers)
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    let s = std::net::UdpSocket::bind("127.53.0.1:0")?;
+    Ok(s.local_addr()?.port())
+}
+
+struct Row {
+    what: &'static str,
+    sii: &'static str,
+    context: Option<Context>,
+}
+
+pub fn run(zones: Option<PathBuf>, apex: &Name) -> anyhow::Result<u8> {
+    let zones = zones_dir(zones)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(demo(&zones, apex))
+}
+
+async fn demo(zones: &Path, apex: &Name) -> anyhow::Result<u8> {
+    let work = tempfile_dir()?;
+    // Every DP of a deployment listens on one port; find one free on all the addresses.
+    let mut attempt = 0;
+    let (port, mut servers) = loop {
+        attempt += 1;
+        let port = free_port()?;
+        match start_tree(zones, &work, port, apex).await {
+            Ok(s) => break (port, s),
+            Err(e)
+                if attempt < 10
+                    && e.downcast_ref::<DpError>()
+                        .is_some_and(|d| matches!(d, DpError::Bind { .. })) =>
+            {
+                continue
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    println!(
+        "mimi demo: {} DP servers for {} zones on 127.53.0.x port {port} (zones from {})",
+        servers.len(),
+        TREE.len(),
+        zones.display()
+    );
+    println!("The carrier DP (5.5.5.1.e164.mimi.arpa.) is set to serve invalid records too, so the resolver's checks show.\n");
+
+    let trust = TrustStore::load(zones.join("trust.toml"))?;
+    let mut config = ResolverConfig::new(
+        vec![IpAddr::from([127, 53, 0, 1])],
+        port,
+        zones.join("trust.toml"),
+    );
+    config.apex = apex.clone();
+    config.limits.timeout = Duration::from_millis(300);
+    config.limits.retries = 0;
+    let resolver = Arc::new(Resolver::new(config, trust));
+
+    let rows = [
+        Row {
+            what: "one provider",
+            sii: "+1 (555) 111-2222",
+            context: None,
+        },
+        Row {
+            what: "two providers",
+            sii: "+1 555 111 3333",
+            context: None,
+        },
+        Row {
+            what: "business only",
+            sii: "+1 555 111 3333",
+            context: Some(Context::Business),
+        },
+        Row {
+            what: "personal only",
+            sii: "+1 555 111 3333",
+            context: Some(Context::Personal),
+        },
+        Row {
+            what: "country DP",
+            sii: "+1 202 555 0100",
+            context: None,
+        },
+        Row {
+            what: "second country",
+            sii: "+44 20 7946 0000",
+            context: None,
+        },
+        Row {
+            what: "email",
+            sii: "Hugh@Example.com",
+            context: None,
+        },
+        Row {
+            what: "unknown number",
+            sii: "+1 555 111 0000",
+            context: None,
+        },
+        Row {
+            what: "unknown email",
+            sii: "nobody@example.com",
+            context: None,
+        },
+        Row {
+            what: "forged record",
+            sii: "+1 555 111 4444",
+            context: None,
+        },
+        Row {
+            what: "untrusted provider",
+            sii: "+1 555 111 6666",
+            context: None,
+        },
+        Row {
+            what: "expired record",
+            sii: "+1 555 111 9999",
+            context: None,
+        },
+        Row {
+            what: "cached repeat",
+            sii: "+1 (555) 111-2222",
+            context: None,
+        },
+    ];
+    println!(
+        "{:<19} {:<20} {:<9} {:<16} {:<60} {:<18} {:>3} {:>8}",
+        "case", "identifier", "context", "result", "mappings / reason", "answered by", "q", "time"
+    );
+    let mut failures = 0;
+    for row in &rows {
+        failures += lookup_row(&resolver, row.what, row.sii, row.context).await?;
+    }
+    // Failover: the carrier's first name server goes away; its second one answers.
+    if let Some(i) = servers.iter().position(|(a, _)| a == "127.53.0.4") {
+        let (_, primary) = servers.remove(i);
+        primary.shutdown().await;
+        resolver.cache().clear();
+        failures += lookup_row(
+            &resolver,
+            "one NS down",
+            "+1 555 111 3333",
+            Some(Context::Personal),
+        )
+        .await?;
+    }
+    for (_, s) in servers {
+        s.shutdown().await;
+    }
+    let _ = std::fs::remove_dir_all(&work);
+    println!();
+    if failures > 0 {
+        bail!("{failures} demo lookup(s) did not give the expected result");
+    }
+    println!("All lookups behaved as expected. Try one yourself: mimi lookup --help");
+    Ok(0)
+}
+
+/// Runs and prints one lookup; returns 1 when the outcome is not what the case expects.
+async fn lookup_row(
+    resolver: &Resolver,
+    what: &str,
+    sii: &str,
+    context: Option<Context>,
+) -> anyhow::Result<u32> {
+    let parsed = Sii::parse(sii, None)?;
+    let started = std::time::Instant::now();
+    let result = resolver.lookup(&parsed, context).await;
+    let took = started.elapsed().as_secs_f64() * 1000.0;
+    let ctx = context.map_or("any".to_string(), |c| c.to_string());
+    let (status, detail, by, queries, ms, ok) = match &result {
+        Ok(r) => {
+            let by = match (&r.zone, r.server) {
+                (_, _) if r.from_cache => "cache".to_string(),
+                (Some(_), Some(s)) => s.to_string(),
+                _ => String::new(),
+            };
+            let ms = r.elapsed.as_secs_f64() * 1000.0;
+            match &r.outcome {
+                Outcome::Found(m) => {
+                    let list: Vec<String> = m
+                        .iter()
+                        .map(|m| {
+                            format!(
+                                "{} ({})",
+                                m.ssi.uri.trim_start_matches("mimi://"),
+                                m.ssi.context
+                            )
+                        })
+                        .collect();
+                    let ok = !what.contains("unknown")
+                        && !what.contains("forged")
+                        && !what.contains("expired")
+                        && !what.contains("untrusted");
+                    ("found".to_string(), list.join(", "), by, r.queries, ms, ok)
+                }
+                Outcome::NotDiscoverable(nf) => (
+                    "not discoverable".to_string(),
+                    nf.to_string(),
+                    by,
+                    r.queries,
+                    ms,
+                    what.contains("unknown"),
+                ),
+            }
+        }
+        Err(ResolveError::AllRejected { rejected, .. }) => {
+            let reason: Vec<&str> = rejected.iter().map(|r| r.reason.as_str()).collect();
+            let ok =
+                what.contains("forged") || what.contains("expired") || what.contains("untrusted");
+            (
+                "rejected".to_string(),
+                reason.join("; "),
+                String::new(),
+                0,
+                took,
+                ok,
+            )
+        }
+        Err(e) => (
+            "error".to_string(),
+            e.to_string(),
+            String::new(),
+            0,
+            took,
+            false,
+        ),
+    };
+    let detail = shorten(&detail, 60);
+    println!(
+        "{what:<19} {sii:<20} {ctx:<9} {status:<16} {detail:<60} {by:<18} {queries:>3} {ms:>6.1}ms"
+    );
+    if let Ok(r) = &result {
+        for x in &r.rejected {
+            println!(
+                "{:<19} {:<20} {:<9} {:<16} {}",
+                "",
+                "",
+                "",
+                "  rejected",
+                shorten(&format!("{}: {}", x.ssi, x.reason), 90)
+            );
+        }
+    }
+    Ok(u32::from(!ok))
+}
+
+fn shorten(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(max - 1).collect();
+    out.push('…');
+    out
+}
+
+fn tempfile_dir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("mimi-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}

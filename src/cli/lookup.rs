@@ -1,0 +1,290 @@
+//! `mimi lookup` and `mimi resolver serve`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use clap::Args;
+use serde_json::json;
+
+use super::zone::ContextArg;
+use super::{EXIT_ERROR, EXIT_NEGATIVE};
+use crate::name::Name;
+use crate::record::{format_time, Context, Ssi, TrustStore, TYPE_SSI};
+use crate::resolver::{LookupResult, NotFound, Outcome, ResolveError, Resolver};
+use crate::sii::Sii;
+
+#[derive(Args, Debug)]
+pub struct LookupArgs {
+    /// Phone number (+1 555 111 2222) or email address.
+    pub sii: String,
+    /// Ask this resolver (`mimi resolver serve` or another DNS resolver) instead of
+    /// resolving here; IP or IP:PORT.
+    #[arg(long, conflicts_with = "config")]
+    pub server: Option<String>,
+    /// Resolve here, iterating from the root servers in this resolver config.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// With --server: also verify the answer against this trust file.
+    #[arg(long, requires = "server")]
+    pub trust: Option<PathBuf>,
+    #[arg(long, value_enum)]
+    pub context: Option<ContextArg>,
+    /// Region for national-format numbers (ISO 3166, e.g. US).
+    #[arg(long)]
+    pub region: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: LookupArgs, apex: &Name) -> anyhow::Result<u8> {
+    let sii = match Sii::parse(&args.sii, args.region.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("mimi: invalid identifier {:?}: {e}", args.sii);
+            return Ok(EXIT_ERROR);
+        }
+    };
+    let context = args.context.map(Context::from);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let result = match (&args.server, &args.config) {
+        (Some(server), _) => runtime.block_on(ask_server(
+            server,
+            &sii,
+            apex,
+            context,
+            args.trust.as_deref(),
+        ))?,
+        (None, Some(config)) => {
+            let resolver = Resolver::from_config_file(config)?;
+            runtime.block_on(resolver.lookup(&sii, context))
+        }
+        (None, None) => anyhow::bail!(
+            "give --config RESOLVER.toml (resolve here) or --server ADDR (ask a resolver)"
+        ),
+    };
+    Ok(print_result(&sii, &result, args.json))
+}
+
+/// Prints a lookup for a person (or as JSON) and returns the exit code.
+pub fn print_result(sii: &Sii, result: &Result<LookupResult, ResolveError>, as_json: bool) -> u8 {
+    match result {
+        Ok(r) => {
+            if as_json {
+                println!("{}", result_json(sii, r));
+            } else {
+                print_human(sii, r);
+            }
+            match r.outcome {
+                Outcome::Found(_) => 0,
+                Outcome::NotDiscoverable(_) => EXIT_NEGATIVE,
+            }
+        }
+        Err(e) => {
+            if as_json {
+                println!(
+                    "{}",
+                    json!({"sii": sii.to_string(), "status": "error", "error": e.to_string()})
+                );
+            } else {
+                eprintln!("mimi: lookup of {sii} failed: {e}");
+            }
+            EXIT_ERROR
+        }
+    }
+}
+
+fn mapping_json(m: &crate::resolver::Mapping) -> serde_json::Value {
+    json!({
+        "ssi": m.ssi.uri,
+        "provider": m.ssi.provider.to_string().trim_end_matches('.'),
+        "context": m.ssi.context.to_string(),
+        "priority": m.ssi.priority,
+        "seq": m.ssi.seq,
+        "method": m.ssi.method.to_string(),
+        "verified_at": format_time(m.ssi.verified_at),
+        "not_after": format_time(m.ssi.not_after),
+        "ttl": m.ttl,
+    })
+}
+
+pub fn result_json(sii: &Sii, r: &LookupResult) -> serde_json::Value {
+    let (status, mappings, reason) = match &r.outcome {
+        Outcome::Found(m) => ("found", m.iter().map(mapping_json).collect(), None),
+        Outcome::NotDiscoverable(nf) => ("not_discoverable", Vec::new(), Some(nf.to_string())),
+    };
+    json!({
+        "sii": sii.to_string(),
+        "owner": r.owner.to_string(),
+        "status": status,
+        "reason": reason,
+        "mappings": mappings,
+        "rejected": r.rejected.iter().map(|x| json!({"ssi": x.ssi, "provider": x.provider, "reason": x.reason})).collect::<Vec<_>>(),
+        "zone": r.zone.as_ref().map(|z| z.to_string()),
+        "server": r.server.map(|s| s.to_string()),
+        "from_cache": r.from_cache,
+        "stale": r.stale,
+        "queries": r.queries,
+        "elapsed_ms": r.elapsed.as_secs_f64() * 1000.0,
+    })
+}
+
+fn print_human(sii: &Sii, r: &LookupResult) {
+    println!("{sii}  ({})", r.owner);
+    match &r.outcome {
+        Outcome::Found(mappings) => {
+            for (i, m) in mappings.iter().enumerate() {
+                println!(
+                    "  {}. {}  provider {}  context {}  priority {}  valid until {}",
+                    i + 1,
+                    m.ssi.uri,
+                    m.ssi.provider.to_string().trim_end_matches('.'),
+                    m.ssi.context,
+                    m.ssi.priority,
+                    format_time(m.ssi.not_after)
+                );
+            }
+        }
+        Outcome::NotDiscoverable(nf) => println!("  not discoverable: {nf}"),
+    }
+    for x in &r.rejected {
+        println!("  rejected {} ({}): {}", x.ssi, x.provider, x.reason);
+    }
+    let source = match (&r.zone, r.server) {
+        (Some(z), Some(s)) => format!("zone {z} at {s}"),
+        _ => "the resolver".into(),
+    };
+    let how = if r.stale {
+        " (stale cache: servers unreachable)".to_string()
+    } else if r.from_cache {
+        " (cache)".to_string()
+    } else {
+        format!(", {} queries", r.queries)
+    };
+    println!(
+        "  answered by {source} in {:.1} ms{how}",
+        r.elapsed.as_secs_f64() * 1000.0
+    );
+}
+
+/// Asks a resolver's DNS listener for the SSI records of `sii`.
+async fn ask_server(
+    server: &str,
+    sii: &Sii,
+    apex: &Name,
+    context: Option<Context>,
+    trust: Option<&std::path::Path>,
+) -> anyhow::Result<Result<LookupResult, ResolveError>> {
+    let addr: SocketAddr =
+        crate::dp::config::parse_listen(server, 53).map_err(anyhow::Error::msg)?;
+    let owner = sii.owner_name(apex)?;
+    let trust = trust.map(TrustStore::load).transpose()?;
+    let started = Instant::now();
+    let reply = crate::resolver::transport::exchange_with(
+        addr,
+        &owner,
+        TYPE_SSI,
+        std::time::Duration::from_secs(5),
+        true,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{addr}: {e}"))
+    .context("asking the resolver")?
+    .0;
+    let now = super::now();
+    let rcode = reply.metadata.response_code;
+    let outcome = match rcode {
+        hickory_proto::op::ResponseCode::NXDomain => Outcome::NotDiscoverable(NotFound::NoSuchName),
+        hickory_proto::op::ResponseCode::NoError => {
+            let mut mappings = Vec::new();
+            for r in &reply.answers {
+                let hickory_proto::rr::RData::Unknown { rdata, .. } = &r.data else {
+                    continue;
+                };
+                let ssi = Ssi::from_wire(&rdata.anything)
+                    .map_err(|e| anyhow::anyhow!("{addr} sent a malformed SSI record: {e}"))?;
+                if let Some(t) = &trust {
+                    crate::record::verify_against(&ssi, &owner, t, now).map_err(|e| {
+                        anyhow::anyhow!("{addr} sent a record that fails verification: {e}")
+                    })?;
+                }
+                if context.is_none_or(|c| ssi.context.matches(c)) {
+                    mappings.push(crate::resolver::Mapping {
+                        owner: owner.clone(),
+                        ssi,
+                        ttl: r.ttl,
+                    });
+                }
+            }
+            if mappings.is_empty() {
+                Outcome::NotDiscoverable(NotFound::NoMappings)
+            } else {
+                mappings.sort_by_key(|m| m.ssi.priority);
+                Outcome::Found(mappings)
+            }
+        }
+        other => {
+            return Ok(Err(ResolveError::BadAnswer {
+                zone: owner.clone(),
+                details: vec![format!("{addr} answered {other}")],
+            }))
+        }
+    };
+    Ok(Ok(LookupResult {
+        owner,
+        outcome,
+        zone: None,
+        server: Some(addr),
+        from_cache: false,
+        stale: false,
+        queries: 1,
+        elapsed: started.elapsed(),
+        rejected: Vec::new(),
+        ttl: 0,
+        soa: None,
+    }))
+}
+
+/// `mimi resolver serve --config FILE`.
+pub fn serve(config: PathBuf) -> anyhow::Result<u8> {
+    let resolver = Arc::new(Resolver::from_config_file(&config)?);
+    if resolver.config().listen.is_empty() {
+        anyhow::bail!(
+            "{}: `listen` is empty: nothing to serve on",
+            config.display()
+        );
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let listen = resolver.config().listen.clone();
+        let (mut server, bound) =
+            crate::resolver::server::listen(resolver.clone(), &listen).await?;
+        for b in &bound {
+            tracing::info!("resolver listening on {b} (UDP and TCP)");
+        }
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        let s = &resolver.stats;
+        tracing::info!(
+            "shutting down; lookups={} cache_hits={} queries_sent={} rejected_records={}",
+            s.lookups.load(std::sync::atomic::Ordering::Relaxed),
+            s.cache_hits.load(std::sync::atomic::Ordering::Relaxed),
+            s.queries_sent.load(std::sync::atomic::Ordering::Relaxed),
+            s.rejected_records
+                .load(std::sync::atomic::Ordering::Relaxed)
+        );
+        server.shutdown_gracefully().await?;
+        Ok(0)
+    })
+}
