@@ -92,7 +92,8 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // Servers log what they do; one-shot commands only their problems.
     let default_level = match cli.command {
-        Command::Dp(_) | Command::Resolver(_) => "info",
+        // hickory-server logs every UDP query at info; one line per query is ours, at debug.
+        Command::Dp(_) | Command::Resolver(_) => "info,hickory_server=warn",
         // The demo shows rejections in its table; the log would repeat them.
         Command::Demo { .. } => "error",
         _ => "warn",
@@ -112,6 +113,7 @@ fn init_tracing(default_level: &str) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .try_init();
 }

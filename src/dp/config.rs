@@ -133,6 +133,8 @@ pub struct DpConfig {
     pub zones: Vec<ZoneConfig>,
     /// Who may transfer zones (AXFR/IXFR).
     pub axfr_allow: Vec<Net>,
+    /// Secondaries told of every new serial with DNS NOTIFY (RFC 1996).
+    pub notify: Vec<SocketAddr>,
     pub limits: Limits,
     /// Serve records that fail the checks instead of refusing them. Only for testing
     /// resolvers against a misbehaving DP (`mimi demo` uses it); never in production.
@@ -167,6 +169,8 @@ struct RawZone {
 struct RawAxfr {
     #[serde(default)]
     allow: Vec<Spanned<String>>,
+    #[serde(default)]
+    notify: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -279,6 +283,12 @@ impl DpConfig {
                     .map_err(|m| at(a.span(), format!("axfr.allow: {m}")))
             })
             .collect::<Result<_, _>>()?;
+        let notify = raw
+            .axfr
+            .notify
+            .iter()
+            .map(|a| parse_listen(a.get_ref(), DNS_PORT).map_err(|m| at(a.span(), format!("axfr.notify: {m}"))))
+            .collect::<Result<_, _>>()?;
         let mut limits = Limits::default();
         if let Some(v) = &raw.limits.udp_payload {
             if *v.get_ref() < 512 {
@@ -323,6 +333,7 @@ impl DpConfig {
             trust: dir.join(raw.trust.get_ref()),
             zones,
             axfr_allow,
+            notify,
             limits,
             serve_invalid_records: raw.serve_invalid_records,
         })

@@ -216,7 +216,12 @@ impl DpHandler {
                         authoritative: true,
                         answers: &set.records,
                         authority: &[],
-                        additional: &[],
+                        // Addresses of the name servers, for NS answers at the apex.
+                        additional: if set.rtype == u16::from(RecordType::NS) {
+                            &node.glue
+                        } else {
+                            &[]
+                        },
                     },
                     None => {
                         stats.nodata.fetch_add(1, Relaxed);
@@ -228,6 +233,18 @@ impl DpHandler {
                             additional: &[],
                         }
                     }
+                }
+            }
+            // DS belongs to the parent side of a cut (RFC 4035 section 3.1.4.1): without
+            // DNSSEC data that is an authoritative NODATA, not a referral.
+            Lookup::Referral { cut, .. } if qtype == RecordType::DS && cut == qname => {
+                stats.nodata.fetch_add(1, Relaxed);
+                Sections {
+                    rcode: ResponseCode::NoError,
+                    authoritative: true,
+                    answers: &[],
+                    authority: negative,
+                    additional: &[],
                 }
             }
             Lookup::Referral { node, .. } => {

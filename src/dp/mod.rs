@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod handler;
+mod notify;
 mod tcp;
 pub mod zones;
 
@@ -18,6 +19,8 @@ use thiserror::Error;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
+
+use crate::name::Name;
 
 pub use config::{ConfigError, DpConfig};
 pub use handler::{DpHandler, Shared, Stats};
@@ -142,6 +145,17 @@ impl DpServer {
         }
     }
 
+    async fn reload_and_log(&self) {
+        match self.reload().await {
+            Ok(f) if f.is_empty() => info!("reload complete"),
+            Ok(f) => warn!(
+                "reload complete with {} zone(s) kept at their previous version",
+                f.len()
+            ),
+            Err(e) => warn!("reload failed, still serving the previous zones: {e}"),
+        }
+    }
+
     /// Serves until SIGINT or SIGTERM, reloading on SIGHUP and logging counters on SIGUSR1
     /// and at the end.
     pub async fn run_until_signalled(self) -> Result<(), DpError> {
@@ -154,14 +168,22 @@ impl DpServer {
         let mut term = sig(SignalKind::terminate())?;
         let mut int = sig(SignalKind::interrupt())?;
         loop {
+            // Re-check the zones when the first served mapping expires (at most once a
+            // minute, at least once a day), so expired mappings stop being served.
+            let wait = self
+                .shared
+                .zones
+                .load()
+                .next_expiry()
+                .map_or(86_400, |t| t.saturating_sub(now()).clamp(60, 86_400));
             tokio::select! {
                 _ = hup.recv() => {
                     info!("SIGHUP: reloading zones");
-                    match self.reload().await {
-                        Ok(f) if f.is_empty() => info!("reload complete"),
-                        Ok(f) => warn!("reload complete with {} zone(s) kept at their previous version", f.len()),
-                        Err(e) => warn!("reload failed, still serving the previous zones: {e}"),
-                    }
+                    self.reload_and_log().await;
+                }
+                _ = tokio::time::sleep(std::time::Duration::from_secs(wait + 1)) => {
+                    info!("a served mapping expired: checking the zones again");
+                    self.reload_and_log().await;
                 }
                 _ = usr1.recv() => info!("counters: {}", self.stats().summary()),
                 _ = term.recv() => break,
@@ -177,11 +199,23 @@ impl DpServer {
 async fn reload(config_path: &Path, shared: &Arc<Shared>) -> Result<Vec<String>, DpError> {
     let config = DpConfig::load(config_path)?;
     let current = shared.zones.load_full();
+    let notify = config.notify.clone();
+    let listen = config.listen.clone();
     let (set, failures) =
         tokio::task::spawn_blocking(move || zones::load_all(&config, Some(&current), now()))
             .await
             .map_err(|e| DpError::Zone(e.to_string()))?
             .map_err(DpError::Zone)?;
+    let before = shared.zones.load().serials();
+    let changed: Vec<Name> = set
+        .serials()
+        .into_iter()
+        .filter(|s| !before.contains(s))
+        .map(|(origin, _)| origin)
+        .collect();
     shared.zones.store(Arc::new(set));
+    if !notify.is_empty() && !changed.is_empty() {
+        tokio::spawn(notify::send_all(changed, notify, listen));
+    }
     Ok(failures)
 }

@@ -21,6 +21,9 @@ pub struct ServedZone {
     pub soa: WireRecord,
     /// Records refused at load (bad signature, expired, ...).
     pub rejected: usize,
+    /// The earliest `not_after` of the mappings and keys served: the zone must be checked
+    /// again then, so an expired mapping stops being served.
+    pub next_expiry: Option<u64>,
 }
 
 /// Every zone this server answers for, keyed by origin (wire form).
@@ -55,6 +58,19 @@ impl ZoneSet {
 
     pub fn is_empty(&self) -> bool {
         self.zones.is_empty()
+    }
+
+    /// The earliest time any served mapping expires.
+    pub fn next_expiry(&self) -> Option<u64> {
+        self.zones.values().filter_map(|z| z.next_expiry).min()
+    }
+
+    /// Origin and SOA serial of every zone.
+    pub fn serials(&self) -> Vec<(Name, u32)> {
+        self.zones
+            .values()
+            .map(|z| (z.store.origin().clone(), z.store.soa().serial))
+            .collect()
     }
 
     pub fn insert(&mut self, zone: Arc<ServedZone>) {
@@ -103,6 +119,18 @@ pub fn load_zone(
     } else {
         report.rejected_records()
     };
+    let next_expiry = zone
+        .records
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !rejected.contains(i))
+        .filter_map(|(_, r)| match &r.data {
+            RData::Ssi(s) => Some(s.not_after),
+            RData::ApKey(k) => Some(k.not_after),
+            _ => None,
+        })
+        .filter(|&t| t >= now)
+        .min();
     let records = zone
         .records
         .into_iter()
@@ -131,6 +159,7 @@ pub fn load_zone(
         negative_soa,
         soa,
         rejected: rejected.len(),
+        next_expiry,
     })
 }
 

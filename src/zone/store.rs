@@ -28,7 +28,7 @@ pub struct RRset {
 #[derive(Debug, Default, Clone)]
 pub struct Node {
     pub rrsets: Vec<RRset>,
-    /// At a delegation point: the address records of the in-zone NS targets.
+    /// At a delegation point or the apex: the address records of the in-zone NS targets.
     pub glue: Vec<WireRecord>,
     /// True for a zone cut (NS records below the apex).
     pub is_cut: bool,
@@ -92,7 +92,7 @@ impl ZoneStore {
                 {
                     return Err(format!("zone {origin} must have exactly one SOA record"));
                 }
-                RData::Ns(target) if r.name != origin && target.is_subdomain_of(&origin) => {
+                RData::Ns(target) if target.is_subdomain_of(&origin) => {
                     ns_targets.push((r.name.as_wire().into(), target.clone()));
                 }
                 _ => {}
@@ -127,10 +127,11 @@ impl ZoneStore {
         if apex.rrset(TYPE_NS).is_none() {
             return Err(format!("zone {origin} has no NS records at its apex"));
         }
-        // Mark cuts and gather their glue.
+        // Mark cuts and gather the addresses of in-zone name servers: glue for referrals,
+        // and at the apex the additional data of NS answers (RFC 1035 section 3.3.11).
         let cuts: Vec<Box<[u8]>> = nodes
             .iter()
-            .filter(|(k, n)| k.len() != origin_len && n.rrset(TYPE_NS).is_some())
+            .filter(|(_, n)| n.rrset(TYPE_NS).is_some())
             .map(|(k, _)| k.clone())
             .collect();
         for cut in cuts {
@@ -147,7 +148,7 @@ impl ZoneStore {
                 }
             }
             if let Some(node) = nodes.get_mut(&cut) {
-                node.is_cut = true;
+                node.is_cut = cut.len() != origin_len;
                 node.glue = glue;
             }
         }
