@@ -1511,3 +1511,70 @@ async fn counters_count_what_was_answered() {
     assert!(summary.contains("truncated=1"), "{summary}");
     stop(server).await;
 }
+
+// ---------------------------------------------------------------------------------------
+// NS at the apex, DS at a cut, NOTIFY
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apex_ns_answer_carries_addresses_and_ds_at_cut_is_parent_nodata() {
+    let fx = Fx::new();
+    let server = start(&fx.carrier_config(61, "")).await;
+    let addr = server.addrs[0];
+    let resp = query(addr, ZONE, RecordType::NS).await;
+    assert_eq!(resp.metadata.response_code, ResponseCode::NoError);
+    assert!(resp.metadata.authoritative);
+    assert_eq!(resp.answers.len(), 1);
+    let glue: Vec<String> = resp
+        .additionals
+        .iter()
+        .filter(|r| r.record_type() == RecordType::A)
+        .map(|r| format!("{} {}", r.name, r.data))
+        .collect();
+    assert_eq!(glue, [format!("ns1.{ZONE} 127.0.0.61")]);
+    // DS lives on the parent side of a cut: authoritative NODATA with our SOA.
+    let resp = query(addr, CHILD, RecordType::DS).await;
+    assert_negative(&resp, ResponseCode::NoError, ZONE, SOA_MINIMUM);
+    assert!(resp.metadata.authoritative);
+    // Below the cut, DS is the child's business: referral.
+    assert_referral(&query(addr, BELOW_CHILD, RecordType::DS).await);
+    stop(server).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_with_new_serial_sends_notify_from_the_listen_address() {
+    let fx = Fx::new();
+    // A stand-in secondary that records NOTIFYs and acknowledges them.
+    let secondary = tokio::net::UdpSocket::bind("127.0.0.63:0").await.unwrap();
+    let sec_addr = secondary.local_addr().unwrap();
+    let config = fx.carrier_config(62, &format!("[axfr]\nnotify = [\"{sec_addr}\"]\n"));
+    let server = start(&config).await;
+    fx.carrier(62, "mimi://chat.example/u/alice2", 2)
+        .save(&fx.path("carrier.zone"), WriteStyle::Native)
+        .unwrap();
+    assert!(server.reload().await.unwrap().is_empty());
+    let mut buf = [0u8; 512];
+    let (n, from) = timeout(T, secondary.recv_from(&mut buf))
+        .await
+        .expect("a NOTIFY within 3 s")
+        .unwrap();
+    assert_eq!(from.ip(), lo(62), "sent from the server's own address");
+    let notify = Message::from_vec(&buf[..n]).unwrap();
+    assert_eq!(notify.metadata.op_code, OpCode::Notify);
+    assert!(notify.metadata.authoritative);
+    assert_eq!(notify.queries[0].name().to_string(), ZONE);
+    assert_eq!(notify.queries[0].query_type(), RecordType::SOA);
+    let mut ack = notify.clone();
+    ack.metadata.message_type = MessageType::Response;
+    secondary
+        .send_to(&ack.to_vec().unwrap(), from)
+        .await
+        .unwrap();
+    // The same serial again: no NOTIFY.
+    assert!(server.reload().await.unwrap().is_empty());
+    assert!(
+        timeout(Duration::from_millis(500), secondary.recv_from(&mut buf))
+            .await
+            .is_err()
+    );
+    stop(server).await;
+}

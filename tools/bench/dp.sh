@@ -32,7 +32,12 @@ wait_up() { # addr port
   done
   echo "server on $1:$2 did not come up"; exit 1
 }
-rss_mib() { echo $(( $(ps -o rss= -p "$1" | tr -d ' ') / 1024 )); }
+# Resident memory of a server and its children (NSD serves from forked processes).
+rss_mib() {
+  local kib
+  kib=$(ps -o rss= -p "$1" --ppid "$1" | awk '{ s += $1 } END { print s }')
+  echo $((kib / 1024))
+}
 perf() { # addr port file mode -> qps
   taskset -c "$LOAD_CPU" dnsperf -s "$1" -p "$2" -d "$3" -m "$4" -l "$SECS" -c 20 -q 200 2>/dev/null \
     | awk '/Queries per second/ { print int($4) }'
