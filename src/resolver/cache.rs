@@ -51,12 +51,15 @@ pub enum Entry {
         soa: Option<Arc<Record>>,
     },
     Delegation(Arc<Delegation>),
+    /// Addresses of a name server that came without glue.
+    Addresses(Arc<[IpAddr]>),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 enum Kind {
     Answer = 1,
     Delegation = 2,
+    Addresses = 3,
 }
 
 /// Wire name followed by the kind byte: a plain byte string, so lookups borrow a key
@@ -151,6 +154,21 @@ impl Cache {
             &zone,
             Kind::Delegation,
             Entry::Delegation(Arc::new(d)),
+            ttl,
+            now,
+        );
+    }
+
+    /// The cached addresses of a name server.
+    pub fn addresses(&self, name: &Name, now: Instant) -> Option<Hit> {
+        self.get(name, Kind::Addresses, now)
+    }
+
+    pub fn put_addresses(&self, name: &Name, addrs: Vec<IpAddr>, ttl: Duration, now: Instant) {
+        self.put(
+            name,
+            Kind::Addresses,
+            Entry::Addresses(addrs.into()),
             ttl,
             now,
         );

@@ -174,6 +174,8 @@ enum Reply {
 struct Walk {
     queries: u32,
     referrals: u32,
+    /// Name servers whose addresses are being looked up, to stop glueless cycles.
+    resolving: Vec<Name>,
 }
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -261,6 +263,7 @@ impl Resolver {
         let mut walk = Walk {
             queries: 0,
             referrals: 0,
+            resolving: Vec::new(),
         };
         let resolved = self.iterate(owner, TYPE_SSI, &mut walk).await;
         self.stats
@@ -310,7 +313,13 @@ impl Resolver {
                         rejected,
                     });
                 }
-                let min = mappings.iter().map(|m| m.ttl).min().unwrap_or(0);
+                // With no mapping left (all withdrawn), the records' own TTL still applies.
+                let min = mappings
+                    .iter()
+                    .map(|m| m.ttl)
+                    .min()
+                    .or_else(|| records.iter().map(|r| r.ttl).min())
+                    .unwrap_or(0);
                 ttl = Duration::from_secs(u64::from(min)).min(self.config.cache.max_ttl);
                 let entry = Entry::Answer(Answer {
                     mappings: Arc::new(mappings),
@@ -380,7 +389,7 @@ impl Resolver {
                     a.rejected.as_ref().clone(),
                 )
             }
-            Entry::Delegation(_) => (
+            Entry::Delegation(_) | Entry::Addresses(_) => (
                 Outcome::NotDiscoverable(NotFound::NoMappings),
                 None,
                 None,
@@ -685,23 +694,65 @@ impl Resolver {
                 detail: format!("{ns} lies inside the zone and came without glue"),
             });
         }
-        let mut out = Vec::new();
-        for qt in [TYPE_A, TYPE_AAAA] {
-            if let Resolved::Records { records, .. } = self.iterate(ns, qt, walk).await? {
-                out.extend(records.iter().filter_map(|r| match &r.data {
-                    HRData::A(a) => Some(IpAddr::V4(a.0)),
-                    HRData::AAAA(a) => Some(IpAddr::V6(a.0)),
-                    _ => None,
-                }));
-            }
+        if let Some(Hit::Fresh(Entry::Addresses(a), _)) = self.cache.addresses(ns, Instant::now()) {
+            return Ok(a.to_vec());
         }
+        if walk.resolving.contains(ns) {
+            return Err(ResolveError::NoServerAddress {
+                zone: zone.zone.clone(),
+                detail: format!(
+                    "{ns} needs itself to be found (a cycle of name servers without glue)"
+                ),
+            });
+        }
+        // Each glueless name server is a side trip down the tree: count it as a referral
+        // so the depth limit bounds nested ones.
+        walk.referrals += 1;
+        if walk.referrals > self.config.limits.max_referrals {
+            return Err(ResolveError::TooDeep {
+                limit: self.config.limits.max_referrals,
+            });
+        }
+        walk.resolving.push(ns.clone());
+        let result = self.resolve_addresses(ns, walk).await;
+        walk.resolving.pop();
+        let (out, ttl) = result?;
         if out.is_empty() {
             return Err(ResolveError::NoServerAddress {
                 zone: zone.zone.clone(),
                 detail: format!("{ns} has no address"),
             });
         }
+        let ttl = Duration::from_secs(u64::from(ttl)).min(self.config.cache.max_ttl);
+        self.cache
+            .put_addresses(ns, out.clone(), ttl, Instant::now());
         Ok(out)
+    }
+
+    /// A records of a name server, then AAAA only when there is no A; with the lowest TTL.
+    async fn resolve_addresses(
+        &self,
+        ns: &Name,
+        walk: &mut Walk,
+    ) -> Result<(Vec<IpAddr>, u32), ResolveError> {
+        let mut out = Vec::new();
+        let mut ttl = u32::MAX;
+        for qt in [TYPE_A, TYPE_AAAA] {
+            if let Resolved::Records { records, .. } = self.iterate(ns, qt, walk).await? {
+                for r in &records {
+                    match &r.data {
+                        HRData::A(a) => out.push(IpAddr::V4(a.0)),
+                        HRData::AAAA(a) => out.push(IpAddr::V6(a.0)),
+                        _ => continue,
+                    }
+                    ttl = ttl.min(r.ttl);
+                }
+            }
+            if !out.is_empty() {
+                break;
+            }
+        }
+        Ok((out, ttl))
     }
 }
 

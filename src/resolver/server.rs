@@ -74,6 +74,8 @@ impl RequestHandler for ResolverHandler {
                                 }
                             }
                         },
+                        // Not ours to answer, like any name outside an authoritative zone.
+                        Err(super::ResolveError::OutsideTree { .. }) => ResponseCode::Refused,
                         Err(e) => {
                             warn!(%owner, "lookup failed: {e}");
                             ResponseCode::ServFail
