@@ -287,7 +287,10 @@ impl DpConfig {
             .axfr
             .notify
             .iter()
-            .map(|a| parse_listen(a.get_ref(), DNS_PORT).map_err(|m| at(a.span(), format!("axfr.notify: {m}"))))
+            .map(|a| {
+                parse_listen(a.get_ref(), DNS_PORT)
+                    .map_err(|m| at(a.span(), format!("axfr.notify: {m}")))
+            })
             .collect::<Result<_, _>>()?;
         let mut limits = Limits::default();
         if let Some(v) = &raw.limits.udp_payload {
