@@ -7,6 +7,7 @@
 pub mod config;
 pub mod handler;
 mod notify;
+pub mod ratelimit;
 mod tcp;
 pub mod zones;
 
