@@ -25,6 +25,7 @@
 #        KEEP=1 keeps the temporary directory with configs and logs)
 # Unbound listens on 127.0.0.91, mimi resolver serve on 127.0.0.92, at free ports.
 set -euo pipefail
+SELF=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
 cd "$(dirname "$0")/../.."
 MIMI=${MIMI:-target/release/mimi}
 [ -x "$MIMI" ] || cargo build --release --quiet
@@ -41,7 +42,7 @@ if [ -z "${MIMI_IN_NETNS:-}" ] && [ -z "${MIMI_NO_NETNS:-}" ] && command -v unsh
    command -v "$IP" >/dev/null; then
   for flags in -n -rn; do
     if unshare $flags "$IP" link set lo up 2>/dev/null; then
-      exec unshare $flags env MIMI_IN_NETNS=1 MIMI="$MIMI" bash "$0" "$@"
+      exec unshare $flags env MIMI_IN_NETNS=1 MIMI="$MIMI" bash "$SELF" "$@"
     fi
   done
 fi
