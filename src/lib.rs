@@ -2,6 +2,7 @@
 pub mod cli;
 pub mod dp;
 pub mod name;
+pub mod pir;
 pub mod record;
 pub mod resolver;
 pub mod sii;

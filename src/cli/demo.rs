@@ -105,12 +105,13 @@ async fn start_tree(
         }
         let listen: Vec<String> = addrs.iter().map(|a| format!("\"{a}:{port}\"")).collect();
         for (i, _) in addrs.iter().enumerate() {
-            // One DP process per address, as separate operators would run them.
+            // One DP process per address, as separate operators would run them; each offers
+            // private lookups too.
             let config = work.join(format!("{origin}{i}.toml"));
             std::fs::write(
                 &config,
                 format!(
-                    "listen = [{}]\ntrust = {:?}\n{extra}[[zone]]\norigin = \"{origin}\"\nfile = {:?}\n",
+                    "listen = [{}]\ntrust = {:?}\n{extra}[[zone]]\norigin = \"{origin}\"\nfile = {:?}\n[pir]\nthreads = 1\n",
                     listen[i],
                     trust.display().to_string(),
                     zone_path.display().to_string()
@@ -180,7 +181,7 @@ async fn demo(zones: &Path, apex: &Name) -> anyhow::Result<u8> {
     config.limits.retries = 0;
     let resolver = Arc::new(Resolver::new(config, trust));
 
-    let rows = [
+    let rows: [Row; 13] = [
         Row {
             what: "one provider",
             sii: "+1 (555) 111-2222",
@@ -254,6 +255,15 @@ async fn demo(zones: &Path, apex: &Name) -> anyhow::Result<u8> {
     let mut failures = 0;
     for row in &rows {
         failures += lookup_row(&resolver, row.what, row.sii, row.context).await?;
+    }
+    // Private lookups: the DPs see the zone and a shard number, never the identifier.
+    for (what, sii) in [
+        ("private: one prov.", "+1 (555) 111-2222"),
+        ("private: two prov.", "+1 555 111 3333"),
+        ("private: email", "Hugh@Example.com"),
+        ("private: unknown", "+1 555 111 0000"),
+    ] {
+        failures += private_row(&resolver, what, sii).await?;
     }
     // Failover: the carrier's first name server goes away; its second one answers.
     if let Some(i) = servers.iter().position(|(a, _)| a == "127.53.0.4") {
@@ -367,6 +377,52 @@ async fn lookup_row(
         }
     }
     Ok(u32::from(!ok))
+}
+
+/// A private lookup row: must find exactly what the public lookup found.
+async fn private_row(resolver: &Resolver, what: &str, sii: &str) -> anyhow::Result<u32> {
+    let parsed = Sii::parse(sii, None)?;
+    let public = resolver.lookup(&parsed, None).await;
+    let started = std::time::Instant::now();
+    let private = resolver.lookup_private(&parsed, None).await;
+    let took = started.elapsed().as_secs_f64() * 1000.0;
+    let uris = |r: &Result<crate::resolver::LookupResult, ResolveError>| match r {
+        Ok(r) => match &r.outcome {
+            Outcome::Found(m) => m
+                .iter()
+                .map(|m| m.ssi.uri.trim_start_matches("mimi://").to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            Outcome::NotDiscoverable(nf) => nf.to_string(),
+        },
+        Err(e) => e.to_string(),
+    };
+    let same = uris(&public) == uris(&private);
+    let (status, by, q) = match &private {
+        Ok(r) => (
+            if matches!(r.outcome, Outcome::Found(_)) {
+                "found"
+            } else {
+                "not discoverable"
+            },
+            r.server.map(|s| s.to_string()).unwrap_or_default(),
+            r.queries,
+        ),
+        Err(_) => ("error", String::new(), 0),
+    };
+    let detail = shorten(
+        &format!(
+            "{}{}",
+            uris(&private),
+            if same { "" } else { "  (DIFFERS from public)" }
+        ),
+        60,
+    );
+    println!(
+        "{what:<19} {sii:<20} {:<9} {status:<16} {detail:<60} {by:<18} {q:>3} {took:>6.1}ms",
+        "any"
+    );
+    Ok(u32::from(!same))
 }
 
 fn shorten(s: &str, max: usize) -> String {

@@ -27,6 +27,10 @@ pub struct LookupArgs {
     /// Resolve here, iterating from the root servers in this resolver config.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Private lookup (OPRF + PIR): the DPs learn the zone and a shard number, not the
+    /// identifier. Needs --config.
+    #[arg(long, requires = "config")]
+    pub private: bool,
     /// With --server: also verify the answer against this trust file.
     #[arg(long, requires = "server")]
     pub trust: Option<PathBuf>,
@@ -61,7 +65,11 @@ pub fn run(args: LookupArgs, apex: &Name) -> anyhow::Result<u8> {
         ))?,
         (None, Some(config)) => {
             let resolver = Resolver::from_config_file(config)?;
-            runtime.block_on(resolver.lookup(&sii, context))
+            if args.private {
+                runtime.block_on(resolver.lookup_private(&sii, context))
+            } else {
+                runtime.block_on(resolver.lookup(&sii, context))
+            }
         }
         (None, None) => anyhow::bail!(
             "give --config RESOLVER.toml (resolve here) or --server ADDR (ask a resolver)"
@@ -163,7 +171,11 @@ fn print_human(sii: &Sii, r: &LookupResult) {
     } else if r.from_cache {
         " (cache)".to_string()
     } else {
-        format!(", {} queries", r.queries)
+        format!(
+            ", {} quer{}",
+            r.queries,
+            if r.queries == 1 { "y" } else { "ies" }
+        )
     };
     println!(
         "  answered by {source} in {:.1} ms{how}",

@@ -156,7 +156,8 @@ fn dp(cmd: DpCommand) -> anyhow::Result<u8> {
         DpCommand::Check { config } => {
             let cfg = crate::dp::DpConfig::load(&config)?;
             let (zones, _) =
-                crate::dp::zones::load_all(&cfg, None, now()).map_err(anyhow::Error::msg)?;
+                crate::dp::zones::load_all(&cfg, None, now(), &rand::random::<[u8; 32]>())
+                    .map_err(anyhow::Error::msg)?;
             println!(
                 "{}: {} zone(s) load; listen on {:?}",
                 config.display(),

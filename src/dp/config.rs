@@ -136,6 +136,8 @@ pub struct DpConfig {
     /// Secondaries told of every new serial with DNS NOTIFY (RFC 1996).
     pub notify: Vec<SocketAddr>,
     pub limits: Limits,
+    /// Private lookups (`[pir]`); None when not offered.
+    pub pir: Option<super::private::PirSettings>,
     /// Serve records that fail the checks instead of refusing them. Only for testing
     /// resolvers against a misbehaving DP (`mimi demo` uses it); never in production.
     pub serve_invalid_records: bool,
@@ -155,6 +157,27 @@ struct Raw {
     axfr: RawAxfr,
     #[serde(default)]
     limits: RawLimits,
+    pir: Option<RawPir>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPir {
+    #[serde(default = "yes")]
+    enabled: bool,
+    shards: Option<Spanned<u32>>,
+    slot_size: Option<Spanned<usize>>,
+    threads: Option<Spanned<usize>>,
+    max_queue: Option<Spanned<usize>>,
+    oprf_burst: Option<Spanned<f64>>,
+    oprf_per_hour: Option<Spanned<f64>>,
+    queries_burst: Option<Spanned<f64>>,
+    queries_per_hour: Option<Spanned<f64>>,
+    key_cache_mib: Option<Spanned<usize>>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Deserialize)]
@@ -329,8 +352,63 @@ impl DpConfig {
             }
             limits.max_request_bytes = *v.get_ref();
         }
+        let pir = match &raw.pir {
+            Some(p) if p.enabled => {
+                let mut s = super::private::PirSettings::default();
+                let positive = |v: &Spanned<f64>, what: &str| {
+                    if v.get_ref().is_finite() && *v.get_ref() > 0.0 {
+                        Ok(*v.get_ref())
+                    } else {
+                        Err(at(
+                            v.span(),
+                            format!("pir.{what} must be a positive number"),
+                        ))
+                    }
+                };
+                if let Some(v) = &p.shards {
+                    if *v.get_ref() == 0 {
+                        return Err(at(v.span(), "pir.shards must be at least 1".into()));
+                    }
+                    s.shards = *v.get_ref();
+                }
+                if let Some(v) = &p.slot_size {
+                    if !(64..=4096).contains(v.get_ref()) {
+                        return Err(at(v.span(), "pir.slot_size must be 64 to 4096".into()));
+                    }
+                    s.slot_size = *v.get_ref();
+                }
+                if let Some(v) = &p.threads {
+                    s.threads = (*v.get_ref()).max(1);
+                }
+                if let Some(v) = &p.max_queue {
+                    s.max_queue = (*v.get_ref()).max(1);
+                }
+                if let Some(v) = &p.oprf_burst {
+                    s.oprf_rate.burst = positive(v, "oprf_burst")?;
+                }
+                if let Some(v) = &p.oprf_per_hour {
+                    s.oprf_rate.per_hour = positive(v, "oprf_per_hour")?;
+                }
+                if let Some(v) = &p.queries_burst {
+                    s.query_rate.burst = positive(v, "queries_burst")?;
+                }
+                if let Some(v) = &p.queries_per_hour {
+                    s.query_rate.per_hour = positive(v, "queries_per_hour")?;
+                }
+                if let Some(v) = &p.key_cache_mib {
+                    s.key_cache_bytes = (*v.get_ref()).max(1) << 20;
+                }
+                // PIR queries and key chunks are near 64 KiB.
+                if raw.limits.max_request_bytes.is_none() {
+                    limits.max_request_bytes = 65535;
+                }
+                Some(s)
+            }
+            _ => None,
+        };
         Ok(DpConfig {
             path: path.to_path_buf(),
+            pir,
             apex,
             listen,
             trust: dir.join(raw.trust.get_ref()),

@@ -107,6 +107,10 @@ pub struct Shared {
     pub axfr_allow: Vec<Net>,
     /// Our largest UDP payload; the client's offer is honoured up to this.
     pub udp_payload: u16,
+    /// The private-lookup service, when offered.
+    pub pir: Option<Arc<super::private::PirService>>,
+    /// Secret the zones' OPRF keys derive from (with zone and epoch).
+    pub pir_secret: [u8; 32],
 }
 
 #[derive(Clone, Debug)]
@@ -324,6 +328,94 @@ impl DpHandler {
     }
 }
 
+impl DpHandler {
+    /// A private-lookup exchange at `_pir.<zone>`: the request in EDNS option 65001, the
+    /// answer as one PIR record, failures as RCODE plus an extended DNS error.
+    async fn private<R: ResponseHandler>(
+        &self,
+        request: &Request,
+        edns: Option<&Edns>,
+        zones: &ZoneSet,
+        qname: &[u8],
+        handle: R,
+    ) -> ResponseInfo {
+        use crate::pir::carrier::{self, ede};
+        use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
+        let failure = |rcode: ResponseCode, code: u16, text: &str| {
+            let mut e = edns.cloned().unwrap_or_default();
+            e.options_mut().insert(EdnsOption::Unknown(
+                carrier::EDE_OPTION,
+                carrier::ede_bytes(code, text),
+            ));
+            (rcode, e)
+        };
+        let state = zones
+            .find(qname)
+            .and_then(|z| z.pir.clone())
+            .filter(|st| carrier::pir_name(&st.origin).is_ok_and(|n| n.as_wire() == qname));
+        let outcome = match (state, &self.0.pir) {
+            (Some(state), Some(service)) if request.protocol() == Protocol::Tcp => {
+                let option = request
+                    .edns
+                    .as_ref()
+                    .and_then(|e| e.option(EdnsCode::from(carrier::EDNS_OPTION)));
+                match option {
+                    Some(EdnsOption::Unknown(_, bytes)) => match carrier::Request::decode(bytes) {
+                        Ok(req) => service
+                            .handle(&state, request.src().ip(), req)
+                            .await
+                            .map_err(|f| failure(f.rcode, f.code, &f.text)),
+                        Err(e) => Err(failure(
+                            ResponseCode::FormErr,
+                            ede::BAD_REQUEST,
+                            &e.to_string(),
+                        )),
+                    },
+                    _ => Err(failure(
+                        ResponseCode::FormErr,
+                        ede::BAD_REQUEST,
+                        "no private-lookup request (EDNS option 65001)",
+                    )),
+                }
+            }
+            (Some(_), Some(_)) => Err(failure(
+                ResponseCode::Refused,
+                ede::BAD_REQUEST,
+                "private lookups run over TCP",
+            )),
+            _ => Err(failure(
+                ResponseCode::Refused,
+                ede::NOT_OFFERED,
+                "no private lookups for this name",
+            )),
+        };
+        match outcome {
+            Ok(response) => {
+                let record = Record::from_rdata(
+                    request.queries.queries()[0].name().into(),
+                    0,
+                    hickory_proto::rr::RData::Unknown {
+                        code: RecordType::from(crate::record::TYPE_PIR),
+                        rdata: hickory_proto::rr::rdata::NULL::with(response.encode()),
+                    },
+                );
+                let s = Sections {
+                    rcode: ResponseCode::NoError,
+                    authoritative: true,
+                    answers: std::slice::from_ref(&record),
+                    authority: &[],
+                    additional: &[],
+                };
+                self.send(request, edns, s, handle).await
+            }
+            Err((rcode, e)) => {
+                self.send(request, Some(&e), Sections::error(rcode), handle)
+                    .await
+            }
+        }
+    }
+}
+
 #[async_trait::async_trait]
 impl RequestHandler for DpHandler {
     async fn handle_request<R: ResponseHandler, T: Time>(
@@ -431,6 +523,9 @@ impl RequestHandler for DpHandler {
                     .await
                 }
             };
+        }
+        if u16::from(qtype) == crate::record::TYPE_PIR {
+            return self.private(request, edns, &zones, qname, handle).await;
         }
         let sections = match zones.find(qname) {
             Some(zone) => self.answer(zone, qname, qtype),

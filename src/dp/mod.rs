@@ -7,6 +7,7 @@
 pub mod config;
 pub mod handler;
 mod notify;
+pub mod private;
 pub mod ratelimit;
 mod tcp;
 pub mod zones;
@@ -84,9 +85,17 @@ impl DpServer {
     /// Loads the config and every zone (any failure stops start-up), then listens.
     pub async fn start(config_path: &Path) -> Result<DpServer, DpError> {
         let config = DpConfig::load(config_path)?;
+        // Keys the zones' OPRF keys; new each start, so clients simply see a new epoch.
+        let secret: [u8; 32] = rand::random();
+        let pir = match &config.pir {
+            Some(s) => Some(Arc::new(
+                private::PirService::new(s.clone()).map_err(DpError::Zone)?,
+            )),
+            None => None,
+        };
         let loaded = {
             let config = config.clone();
-            tokio::task::spawn_blocking(move || zones::load_all(&config, None, now()))
+            tokio::task::spawn_blocking(move || zones::load_all(&config, None, now(), &secret))
                 .await
                 .map_err(|e| DpError::Zone(e.to_string()))?
         };
@@ -96,6 +105,8 @@ impl DpServer {
             stats: Stats::default(),
             axfr_allow: config.axfr_allow.clone(),
             udp_payload: config.limits.udp_payload,
+            pir,
+            pir_secret: secret,
         });
         let handler = DpHandler(shared.clone());
         let mut udp = hickory_server::Server::new(handler.clone());
@@ -202,11 +213,13 @@ async fn reload(config_path: &Path, shared: &Arc<Shared>) -> Result<Vec<String>,
     let current = shared.zones.load_full();
     let notify = config.notify.clone();
     let listen = config.listen.clone();
-    let (set, failures) =
-        tokio::task::spawn_blocking(move || zones::load_all(&config, Some(&current), now()))
-            .await
-            .map_err(|e| DpError::Zone(e.to_string()))?
-            .map_err(DpError::Zone)?;
+    let secret = shared.pir_secret;
+    let (set, failures) = tokio::task::spawn_blocking(move || {
+        zones::load_all(&config, Some(&current), now(), &secret)
+    })
+    .await
+    .map_err(|e| DpError::Zone(e.to_string()))?
+    .map_err(DpError::Zone)?;
     let before = shared.zones.load().serials();
     let changed: Vec<Name> = set
         .serials()

@@ -7,8 +7,11 @@ use hickory_proto::rr::Record as WireRecord;
 use tracing::{info, warn};
 
 use super::config::{DpConfig, ZoneConfig};
+use super::private::{build_zone, PirSettings, ZonePirState};
 use crate::name::Name;
+use crate::pir::carrier::pir_name;
 use crate::record::TrustStore;
+use crate::record::TYPE_PIRCFG;
 use crate::zone::{check, RData, Severity, ZoneFile, ZoneStore};
 
 /// A zone as served: its store plus the SOA record negative answers carry.
@@ -24,6 +27,45 @@ pub struct ServedZone {
     /// The earliest `not_after` of the mappings and keys served: the zone must be checked
     /// again then, so an expired mapping stops being served.
     pub next_expiry: Option<u64>,
+    /// The private-lookup database, when the DP offers private lookups.
+    pub pir: Option<Arc<ZonePirState>>,
+}
+
+/// PIRCFG changes with every epoch (each load): keep clients' copies short-lived.
+const PIRCFG_TTL: u32 = 60;
+
+/// The private-lookup database of a zone's served mappings: one entry per owner name
+/// (the OPRF input) with its SSI records; mappings below a delegation belong to the child.
+fn build_private(
+    origin: &Name,
+    records: &[crate::zone::Record],
+    settings: &PirSettings,
+    secret: &[u8],
+) -> Result<ZonePirState, String> {
+    let children: Vec<Name> = records
+        .iter()
+        .filter(|r| matches!(r.data, RData::Ns(_)) && r.name != *origin)
+        .map(|r| r.name.clone())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut groups: std::collections::BTreeMap<&Name, Vec<Vec<u8>>> = Default::default();
+    for r in records {
+        if let RData::Ssi(s) = &r.data {
+            if !children.iter().any(|c| r.name.is_subdomain_of(c)) {
+                groups.entry(&r.name).or_default().push(s.to_wire());
+            }
+        }
+    }
+    let entries = groups
+        .into_iter()
+        .map(|(n, w)| (n.to_string(), w))
+        .collect();
+    let pir = build_zone(origin, secret, settings, entries, children)?;
+    Ok(ZonePirState {
+        origin: origin.clone(),
+        pir,
+    })
 }
 
 /// Every zone this server answers for, keyed by origin (wire form).
@@ -88,6 +130,7 @@ pub fn load_zone(
     apex: &Name,
     now: u64,
     serve_invalid: bool,
+    pir: Option<(&PirSettings, &[u8])>,
 ) -> Result<ServedZone, String> {
     let file = zc.file.display().to_string();
     let zone = ZoneFile::load(&zc.file).map_err(|e| e.to_string())?;
@@ -131,12 +174,29 @@ pub fn load_zone(
         })
         .filter(|&t| t >= now)
         .min();
-    let records = zone
+    let mut records: Vec<crate::zone::Record> = zone
         .records
         .into_iter()
         .enumerate()
         .filter(|(i, _)| !rejected.contains(i))
-        .map(|(_, r)| r);
+        .map(|(_, r)| r)
+        .collect();
+    let pir = match pir {
+        Some((settings, secret)) => {
+            let state = build_private(&zc.origin, &records, settings, secret)?;
+            records.push(crate::zone::Record {
+                name: pir_name(&zc.origin).map_err(|e| format!("{file}: {e}"))?,
+                ttl: PIRCFG_TTL,
+                data: RData::Unknown {
+                    rtype: TYPE_PIRCFG,
+                    data: state.pir.record.encode().into(),
+                },
+                line: 0,
+            });
+            Some(Arc::new(state))
+        }
+        None => None,
+    };
     let store = ZoneStore::build(zc.origin.clone(), records).map_err(|e| format!("{file}: {e}"))?;
     let soa_record = crate::zone::Record {
         name: zc.origin.clone(),
@@ -160,6 +220,7 @@ pub fn load_zone(
         soa,
         rejected: rejected.len(),
         next_expiry,
+        pir,
     })
 }
 
@@ -169,12 +230,21 @@ pub fn load_all(
     config: &DpConfig,
     previous: Option<&ZoneSet>,
     now: u64,
+    pir_secret: &[u8],
 ) -> Result<(ZoneSet, Vec<String>), String> {
     let trust = TrustStore::load(&config.trust).map_err(|e| e.to_string())?;
     let mut set = ZoneSet::default();
     let mut failures = Vec::new();
     for zc in &config.zones {
-        match load_zone(zc, &trust, &config.apex, now, config.serve_invalid_records) {
+        let pir = config.pir.as_ref().map(|s| (s, pir_secret));
+        match load_zone(
+            zc,
+            &trust,
+            &config.apex,
+            now,
+            config.serve_invalid_records,
+            pir,
+        ) {
             Ok(z) => set.insert(Arc::new(z)),
             Err(e) => match previous.and_then(|p| p.get(&zc.origin)) {
                 Some(old) => {

@@ -9,6 +9,7 @@
 
 pub mod cache;
 pub mod config;
+mod private;
 pub mod server;
 pub mod transport;
 
@@ -122,6 +123,10 @@ pub enum ResolveError {
     TooDeep { limit: u32 },
     #[error("more than {limit} queries for one lookup")]
     TooManyQueries { limit: u32 },
+    #[error("private lookup in {zone} failed: {reason}")]
+    Private { zone: Name, reason: String },
+    #[error("zone {zone} moved to a new private-lookup epoch during the lookup")]
+    EpochChanged { zone: Name },
     #[error("no address for any name server of {zone}: {detail}")]
     NoServerAddress { zone: Name, detail: String },
 }
@@ -185,6 +190,7 @@ pub struct Resolver {
     trust: TrustStore,
     cache: Cache,
     pub stats: ResolverStats,
+    pir_keys: private::KeyStore,
 }
 
 fn unix_now() -> u64 {
@@ -202,6 +208,7 @@ impl Resolver {
             trust,
             cache,
             stats: ResolverStats::default(),
+            pir_keys: private::KeyStore::default(),
         }
     }
 

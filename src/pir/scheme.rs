@@ -1,0 +1,76 @@
+//! Index PIR behind traits, so a faster scheme (Spiral, Respire, ...) can replace MulPIR
+//! without touching keyword derivation, slots or the carrier.
+//!
+//! The database is `num_elements` fixed-size elements (here: cuckoo buckets). A client makes
+//! keys once (per zone and epoch), uploads the evaluation-key bytes, then sends one query per
+//! element it wants; the server answers each query with the client's parsed key. Every message
+//! is a byte string; every length is a function of the shape alone, so it is the same whichever
+//! element is asked for and whether or not it holds anything.
+
+use super::PirError;
+
+/// What a PIR database looks like to both sides (published through PIRCFG).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DbShape {
+    pub num_elements: usize,
+    pub element_size: usize,
+}
+
+/// A PIR scheme: its identifier in PIRCFG and its two halves.
+pub trait IndexPir: Send + Sync + 'static {
+    /// Scheme number carried in PIRCFG.
+    const SCHEME_ID: u8;
+    /// Human-readable name.
+    const NAME: &'static str;
+    type Client: PirClient;
+    type Server: PirServer;
+}
+
+/// The client half: secret keys and query/decode.
+pub trait PirClient: Sized + Send + Sync {
+    /// Fresh secret keys for `shape`; returns the client and the evaluation-key bytes to upload.
+    fn setup(shape: &DbShape) -> Result<(Self, Vec<u8>), PirError>;
+    fn shape(&self) -> &DbShape;
+    /// An encrypted query for element `index`.
+    fn query(&self, index: usize) -> Result<Vec<u8>, PirError>;
+    /// The element bytes from the server's response to the query for `index`.
+    fn decode(&self, index: usize, response: &[u8]) -> Result<Vec<u8>, PirError>;
+}
+
+/// The server half: a loaded database and the answer function.
+pub trait PirServer: Sized + Send + Sync {
+    /// A client's evaluation key, parsed and validated once, then reused for its queries (the
+    /// carrier keeps these in a bounded cache under a key id).
+    type Key: Send + Sync;
+
+    /// Preprocesses `elements` (`shape.num_elements * shape.element_size` bytes, element `i`
+    /// at `i * element_size`).
+    fn load(shape: &DbShape, elements: &[u8]) -> Result<Self, PirError>;
+    fn shape(&self) -> &DbShape;
+    /// Parses and validates uploaded evaluation-key bytes.
+    fn parse_key(&self, key: &[u8]) -> Result<Self::Key, PirError>;
+    /// Answers one query. Runs on the calling thread's rayon pool: call it inside
+    /// `pool.install(..)` to bound or pin the threads it uses.
+    fn answer(&self, key: &Self::Key, query: &[u8]) -> Result<Vec<u8>, PirError>;
+    /// Answers several queries (of one or several clients) together. Schemes whose cost is
+    /// dominated by reading the database read it once per batch; the results are in order,
+    /// and one bad query or key fails only itself.
+    fn answer_batch(&self, items: &[(&Self::Key, &[u8])]) -> Vec<Result<Vec<u8>, PirError>> {
+        items.iter().map(|(k, q)| self.answer(k, q)).collect()
+    }
+
+    /// Bytes of every query for this database.
+    fn query_len(&self) -> usize;
+    /// Bytes of every response.
+    fn response_len(&self) -> usize;
+    /// Approximate resident bytes of the preprocessed database.
+    fn memory_bytes(&self) -> usize;
+    /// Approximate resident bytes of one parsed key (for the key cache's memory bound).
+    fn key_memory_bytes(key: &Self::Key) -> usize;
+
+    /// Convenience: parse the key bytes and answer (for one-off use; costs a key parse).
+    fn answer_with_key_bytes(&self, key: &[u8], query: &[u8]) -> Result<Vec<u8>, PirError> {
+        let key = self.parse_key(key)?;
+        self.answer(&key, query)
+    }
+}
