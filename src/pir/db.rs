@@ -209,7 +209,7 @@ pub fn open(
         }
     }
     let cipher = ChaCha20Poly1305::new(Key::from_slice(&keys.key));
-    let (head, rest) = selected.split_at_mut(TAG_LEN);
+    let (_, rest) = selected.split_at_mut(TAG_LEN);
     let (body, tag) = rest.split_at_mut(s - TAG_LEN - AEAD_TAG_LEN);
     let ad = associated_data(&keys.tag);
     let verified = cipher
@@ -220,7 +220,6 @@ pub fn open(
             Tag::from_slice(tag),
         )
         .is_ok();
-    let _ = head;
     match (bool::from(found), verified) {
         (false, _) => Ok(None),
         (true, false) => Err(PirError::SlotAuth),

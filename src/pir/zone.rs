@@ -1,7 +1,7 @@
 //! A zone's private-lookup database (DP side) and the client-side steps of a lookup.
 //!
-//! DP: [`ZonePirDb::build`] takes `(normalised SII string, [SSI wire RDATA])` pairs, evaluates
-//! the OPRF on each SII with the zone's key for the epoch, seals the records into slots, places
+//! DP: [`ZonePirDb::build`] takes `(OPRF input, [SSI wire RDATA])` pairs, evaluates
+//! the OPRF on each input with the zone's key for the epoch, seals the records into slots, places
 //! the slots of each shard in a cuckoo table and preprocesses the tables for PIR. It then
 //! answers OPRF requests ([`ZonePirDb::oprf_evaluate`]) and PIR queries ([`ZonePirDb::answer`])
 //! and publishes [`ZonePirDb::config`] (the PIR part of PIRCFG).
@@ -193,8 +193,9 @@ impl<P: IndexPir> std::fmt::Debug for ZonePirDb<P> {
 }
 
 impl<P: IndexPir> ZonePirDb<P> {
-    /// Builds the database of `zone` for `epoch` from `(normalised SII, [SSI wire RDATA])`
-    /// pairs. The epoch must change whenever the content does (it keys the OPRF and the
+    /// Builds the database of `zone` for `epoch` from `(OPRF input, [SSI wire RDATA])` pairs
+    /// (the OPRF input is the identifier string the clients blind, e.g. the normalised SII).
+    /// The epoch must change whenever the content does (it keys the OPRF and the
     /// keywords). Identifiers that cannot be stored are reported, not fatal.
     pub fn build<I>(
         zone: &Name,

@@ -1,0 +1,341 @@
+//! Private-lookup benchmark: builds a synthetic zone of 2^k slots (load 0.9, 256-byte slots,
+//! 4-slot buckets), then measures OPRF and MulPIR lookups against it. Run through
+//! `tools/bench/pir.sh`, which documents the arguments.
+//!
+//! Usage: pir_bench [--log-slots 16,18,20] [--queries N] [--slot-size B] [--bucket-slots S]
+
+use std::time::{Duration, Instant};
+
+use mimi_discovery::name::Name;
+use mimi_discovery::pir::mulpir::{self, AnswerTimings, MulPirClient};
+use mimi_discovery::pir::oprf;
+use mimi_discovery::pir::scheme::PirServer;
+use mimi_discovery::pir::{BuildOptions, MulPir, ZonePirClient, ZonePirDb};
+use rand::{Rng, RngCore};
+
+use mimi_discovery::pir::mulpir::thread_cpu_time as thread_cpu;
+
+fn status_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
+        })
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+struct Args {
+    log_slots: Vec<u32>,
+    queries: usize,
+    slot_size: usize,
+    bucket_slots: usize,
+}
+
+fn parse_args() -> Args {
+    let mut a = Args {
+        log_slots: vec![16, 18, 20],
+        queries: 3,
+        slot_size: 256,
+        bucket_slots: 4,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it.next().unwrap_or_default();
+        match flag.as_str() {
+            "--log-slots" => {
+                a.log_slots = value.split(',').filter_map(|v| v.parse().ok()).collect()
+            }
+            "--queries" => a.queries = value.parse().unwrap_or(3),
+            "--slot-size" => a.slot_size = value.parse().unwrap_or(256),
+            "--bucket-slots" => a.bucket_slots = value.parse().unwrap_or(4),
+            other => {
+                eprintln!("unknown argument {other}");
+                std::process::exit(2);
+            }
+        }
+    }
+    a
+}
+
+struct Row {
+    log_slots: u32,
+    query: usize,
+    response: usize,
+    eval_key: usize,
+    oprf_up: usize,
+    oprf_down: usize,
+    server_1t: f64,
+    server_1t_cpu: f64,
+    server_all: f64,
+    server_pair_1t_cpu: f64,
+    client_query: f64,
+    client_decode: f64,
+    keygen: f64,
+    build_s: f64,
+    db_mib: f64,
+    rss_mib: f64,
+    noise: usize,
+    phases: AnswerTimings,
+}
+
+fn run(args: &Args, log_slots: u32, pool1: &rayon::ThreadPool) -> Row {
+    let slots = 1usize << log_slots;
+    let ids = slots * 9 / 10;
+    let zone = Name::parse("1.e164.mimi.arpa.", None).expect("zone name");
+    let mut rng = rand::thread_rng();
+    let mut secret = [0u8; 32];
+    rng.fill_bytes(&mut secret);
+    println!(
+        "\n== 2^{log_slots} slots of {} bytes: {ids} identifiers (load 0.9) ==",
+        args.slot_size
+    );
+    let entries: Vec<(String, Vec<Vec<u8>>)> = (0..ids)
+        .map(|i| {
+            let mut record = vec![0u8; 160];
+            rng.fill_bytes(&mut record);
+            (format!("+1{:010}", 2_000_000_000 + i), vec![record])
+        })
+        .collect();
+    let options = BuildOptions {
+        slot_size: args.slot_size,
+        bucket_slots: args.bucket_slots,
+        ..BuildOptions::default()
+    };
+    let rss_before = status_kib("VmRSS:");
+    let started = Instant::now();
+    let (db, report) =
+        ZonePirDb::<MulPir>::build(&zone, &secret, 1, &options, entries).expect("build");
+    let build = started.elapsed();
+    let rss_after = status_kib("VmRSS:");
+    let layout = *db.shard_server(0).expect("shard 0").layout();
+    println!(
+        "build {:.1} s (OPRF+seal {:.1} s, cuckoo {:.2} s in {} attempt(s), PIR preprocessing {:.1} s); \
+         load {:.3}; {} buckets; PIR matrix {}x{} of {} plaintexts, expansion depth {}",
+        build.as_secs_f64(),
+        report.oprf_time.as_secs_f64(),
+        report.table_time.as_secs_f64(),
+        report.attempts,
+        report.pir_time.as_secs_f64(),
+        report.max_shard_load,
+        db.config().buckets,
+        layout.d1,
+        layout.d2,
+        layout.num_pts,
+        layout.level,
+    );
+    let db_mib = db.memory_bytes() as f64 / (1 << 20) as f64;
+    println!(
+        "PIR database {:.0} MiB in memory; process RSS {:.0} -> {:.0} MiB (peak {:.0} MiB)",
+        db_mib,
+        rss_before as f64 / 1024.0,
+        rss_after as f64 / 1024.0,
+        status_kib("VmHWM:") as f64 / 1024.0
+    );
+
+    let started = Instant::now();
+    let (client, key_bytes) = ZonePirClient::<MulPir>::new(db.config().clone()).expect("client");
+    let keygen = started.elapsed();
+    let started = Instant::now();
+    let key = db.parse_key(&key_bytes).expect("key");
+    println!(
+        "client keys {:.0} ms, {} bytes of evaluation keys; server key parse {:.0} ms",
+        ms(keygen),
+        key_bytes.len(),
+        ms(started.elapsed())
+    );
+
+    let mut s1 = Vec::new();
+    let mut s1cpu = Vec::new();
+    let mut pair1 = Vec::new();
+    let mut sall = Vec::new();
+    let mut cq = Vec::new();
+    let mut cd = Vec::new();
+    let mut phases = AnswerTimings::default();
+    let mut noise = 0;
+    let (mut oprf_up, mut oprf_down) = (0, 0);
+    let server = db.shard_server(0).expect("shard 0");
+    for q in 0..args.queries {
+        let present = q % 2 == 0;
+        let sii = if present {
+            format!("+1{:010}", 2_000_000_000 + rng.gen_range(0..ids))
+        } else {
+            format!("+1{:010}", 3_000_000_000u64 + rng.gen_range(0..ids as u64))
+        };
+        let (state, request) = oprf::blind(&[sii.as_bytes()]).expect("blind");
+        let response = db.oprf_evaluate(&request).expect("oprf");
+        oprf_up = request.len();
+        oprf_down = response.len();
+        let y = state
+            .finalize(&response, &db.config().oprf_public_key)
+            .expect("finalize")[0];
+        let probe = client.probe(&y, 0);
+        let started = Instant::now();
+        let [qa, qb] = client.queries(&probe).expect("queries");
+        cq.push(ms(started.elapsed()) / 2.0);
+        let mut responses = Vec::new();
+        for query in [&qa, &qb] {
+            let (r1, cpu, wall, t) = pool1.install(|| {
+                let c = thread_cpu();
+                let w = Instant::now();
+                let (r, t) = server.answer_timed(&key, query).expect("answer");
+                (r, thread_cpu() - c, w.elapsed(), t)
+            });
+            s1.push(ms(wall));
+            s1cpu.push(ms(cpu));
+            phases = t;
+            let w = Instant::now();
+            let rall = server.answer(&key, query).expect("answer");
+            sall.push(ms(w.elapsed()));
+            assert_eq!(r1.len(), rall.len());
+            responses.push(rall);
+        }
+        // Both bucket queries of the lookup in one pass over the database.
+        let (batch, bt) = pool1.install(|| {
+            let c = thread_cpu();
+            let out = server.answer_batch(&[(&key, &qa[..]), (&key, &qb[..])]);
+            (out, thread_cpu() - c)
+        });
+        assert!(batch.iter().all(|r| r.is_ok()));
+        pair1.push(ms(bt));
+        let started = Instant::now();
+        let chunk = client
+            .open(&probe, [&responses[0], &responses[1]])
+            .expect("open");
+        cd.push(ms(started.elapsed()) / 2.0);
+        assert_eq!(chunk.is_some(), present, "lookup of {sii}");
+        let inner: &MulPirClient = client.pir_client();
+        noise = noise.max(inner.response_noise_bits(&responses[0]).expect("noise"));
+        println!(
+            "query {q} ({}): server 1 thread {:.0} ms wall / {:.0} ms CPU, {} threads {:.0} ms wall; \
+             both bucket queries batched, 1 thread {:.0} ms CPU",
+            if present { "present" } else { "absent" },
+            s1[s1.len() - 1],
+            s1cpu[s1cpu.len() - 1],
+            rayon::current_num_threads(),
+            sall[sall.len() - 1],
+            pair1[pair1.len() - 1],
+        );
+    }
+    println!(
+        "phases of the last single-thread answer (CPU): parse {:.0} ms, expansion {:.0} ms, inner products {:.0} ms, \
+         ciphertext products {:.0} ms, relinearise+switch+encode {:.0} ms",
+        ms(phases.parse.cpu),
+        ms(phases.expand.cpu),
+        ms(phases.inner_products.cpu),
+        ms(phases.multiply.cpu),
+        ms(phases.finish.cpu)
+    );
+    println!(
+        "response noise {noise} bits (decryption fails at 42: {} bits of margin)",
+        42 - noise as i64
+    );
+    Row {
+        log_slots,
+        query: mulpir::query_len().unwrap_or(0),
+        response: mulpir::response_len().unwrap_or(0),
+        eval_key: key_bytes.len(),
+        oprf_up,
+        oprf_down,
+        server_1t: median(s1),
+        server_1t_cpu: median(s1cpu),
+        server_all: median(sall),
+        server_pair_1t_cpu: median(pair1),
+        client_query: median(cq),
+        client_decode: median(cd),
+        keygen: ms(keygen),
+        build_s: build.as_secs_f64(),
+        db_mib,
+        rss_mib: status_kib("VmHWM:") as f64 / 1024.0,
+        noise,
+        phases,
+    }
+}
+
+fn main() {
+    let args = parse_args();
+    mulpir::tune_allocator();
+    let pool1 = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .expect("single-thread pool");
+    println!(
+        "MulPIR (BFV N={}, q = 28+27+27+27 bits, t = {}), {} cores for the all-cores runs",
+        mulpir::DEGREE,
+        mulpir::PLAINTEXT_MODULUS,
+        rayon::current_num_threads()
+    );
+    let rows: Vec<Row> = args
+        .log_slots
+        .iter()
+        .map(|&k| run(&args, k, &pool1))
+        .collect();
+    let kb = |b: usize| b as f64 / 1000.0;
+    println!("\n## Per PIR query (one bucket)\n");
+    println!("| slots | query | response | eval keys | server 1 thread (CPU) | server all cores | client query + decode | keygen | build | PIR DB | peak RSS | noise margin | 1-thread CPU: expand / inner products / ct products |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for r in &rows {
+        println!(
+            "| 2^{} | {:.1} KB | {:.1} KB | {:.2} MB | {:.0} ms ({:.0} ms) | {:.0} ms | {:.1} + {:.1} ms | {:.0} ms | {:.1} s | {:.0} MiB | {:.0} MiB | {} bits | {:.0} / {:.0} / {:.0} ms |",
+            r.log_slots,
+            kb(r.query),
+            kb(r.response),
+            r.eval_key as f64 / 1e6,
+            r.server_1t,
+            r.server_1t_cpu,
+            r.server_all,
+            r.client_query,
+            r.client_decode,
+            r.keygen,
+            r.build_s,
+            r.db_mib,
+            r.rss_mib,
+            42 - r.noise as i64,
+            ms(r.phases.expand.cpu),
+            ms(r.phases.inner_products.cpu),
+            ms(r.phases.multiply.cpu),
+        );
+    }
+    println!("\n## Per lookup (OPRF + 2 PIR queries) beside draft-party-mimi-user-private-discovery, Table 2 (1M-record shard)\n");
+    println!("| slots | upload (draft 14 KB) | download (draft 21 KB) | client keys (draft storage 5 MB) | client time (draft 0.1 s) | server 1 thread (draft 0.8-1 s) | server 1 thread, 2 queries batched |");
+    println!("|---|---|---|---|---|---|---|");
+    for r in &rows {
+        let up = r.oprf_up + 2 * r.query;
+        let down = r.oprf_down + 2 * r.response;
+        let client = 2.0 * (r.client_query + r.client_decode);
+        let server = 2.0 * r.server_1t_cpu;
+        let pair = r.server_pair_1t_cpu;
+        println!(
+            "| 2^{} | {:.1} KB ({:.1}x) | {:.1} KB ({:.1}x) | {:.2} MB ({:.2}x) | {:.0} ms ({:.1}x) | {:.0} ms ({:.1}x-{:.1}x) | {:.0} ms ({:.1}x-{:.1}x) |",
+            r.log_slots,
+            kb(up),
+            kb(up) / 14.0,
+            kb(down),
+            kb(down) / 21.0,
+            r.eval_key as f64 / 1e6,
+            r.eval_key as f64 / 5e6,
+            client,
+            client / 100.0,
+            server,
+            server / 1000.0,
+            server / 800.0,
+            pair,
+            pair / 1000.0,
+            pair / 800.0,
+        );
+    }
+}
