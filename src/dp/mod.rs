@@ -88,9 +88,12 @@ impl DpServer {
         // Keys the zones' OPRF keys; new each start, so clients simply see a new epoch.
         let secret: [u8; 32] = rand::random();
         let pir = match &config.pir {
-            Some(s) => Some(Arc::new(
-                private::PirService::new(s.clone()).map_err(DpError::Zone)?,
-            )),
+            Some(s) => {
+                crate::pir::mulpir::tune_allocator();
+                Some(Arc::new(
+                    private::PirService::new(s.clone()).map_err(DpError::Zone)?,
+                ))
+            }
             None => None,
         };
         let loaded = {
