@@ -225,13 +225,35 @@ pub fn parse_listen(s: &str, default_port: u16) -> Result<SocketAddr, String> {
     ))
 }
 
+/// Reads a config file, naming it in the error.
+pub(crate) fn read_config(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+        file: path.display().to_string(),
+        source,
+    })
+}
+
+/// Deserialises config text; a syntax or type error names the file and line.
+pub(crate) fn from_toml<T: serde::de::DeserializeOwned>(
+    text: &str,
+    file: &str,
+) -> Result<T, ConfigError> {
+    toml::from_str(text).map_err(|e| match e.span() {
+        Some(span) => ConfigError::At {
+            file: file.to_string(),
+            line: line_of(text, span.start),
+            message: e.message().to_string(),
+        },
+        None => ConfigError::File {
+            file: file.to_string(),
+            message: e.to_string(),
+        },
+    })
+}
+
 impl DpConfig {
     pub fn load(path: &Path) -> Result<DpConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
-            file: path.display().to_string(),
-            source,
-        })?;
-        Self::parse(&text, path)
+        Self::parse(&read_config(path)?, path)
     }
 
     /// Parses config text; relative paths in it are relative to `path`'s directory.
@@ -242,13 +264,7 @@ impl DpConfig {
             line: line_of(text, span.start),
             message,
         };
-        let raw: Raw = toml::from_str(text).map_err(|e| match e.span() {
-            Some(span) => at(span, e.message().to_string()),
-            None => ConfigError::File {
-                file: file.clone(),
-                message: e.to_string(),
-            },
-        })?;
+        let raw: Raw = from_toml(text, &file)?;
         let dir = path.parent().unwrap_or(Path::new("."));
         let name = |s: &Spanned<String>, what: &str| {
             Name::parse(s.get_ref(), Some(&Name::root()))
@@ -421,7 +437,7 @@ impl DpConfig {
     }
 }
 
-fn line_of(text: &str, offset: usize) -> usize {
+pub(crate) fn line_of(text: &str, offset: usize) -> usize {
     text.get(..offset)
         .map_or(0, |t| t.bytes().filter(|&b| b == b'\n').count())
         + 1

@@ -21,6 +21,24 @@ pub struct Delegation {
     pub servers: Vec<(Name, Vec<IpAddr>)>,
 }
 
+impl Delegation {
+    /// The delegation a referral describes: each name server with its glue addresses.
+    pub fn from_referral(zone: Name, ns: Vec<Name>, glue: &[(Name, IpAddr)]) -> Delegation {
+        let servers = ns
+            .into_iter()
+            .map(|n| {
+                let addrs = glue
+                    .iter()
+                    .filter(|(g, _)| *g == n)
+                    .map(|(_, a)| *a)
+                    .collect();
+                (n, addrs)
+            })
+            .collect();
+        Delegation { zone, servers }
+    }
+}
+
 /// Why a name has no mappings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Negative {

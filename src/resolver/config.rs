@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::dp::config::{parse_listen, ConfigError, DNS_PORT};
+use crate::dp::config::{from_toml, line_of, parse_listen, read_config, ConfigError, DNS_PORT};
 use crate::name::Name;
 use crate::record::Context;
 use crate::sii::DEFAULT_APEX;
@@ -93,30 +93,17 @@ impl ResolverConfig {
     }
 
     pub fn load(path: &Path) -> Result<ResolverConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
-            file: path.display().to_string(),
-            source,
-        })?;
-        Self::parse(&text, path)
+        Self::parse(&read_config(path)?, path)
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<ResolverConfig, ConfigError> {
         let file = path.display().to_string();
         let at = |span: std::ops::Range<usize>, message: String| ConfigError::At {
             file: file.clone(),
-            line: text
-                .get(..span.start)
-                .map_or(0, |t| t.matches('\n').count())
-                + 1,
+            line: line_of(text, span.start),
             message,
         };
-        let raw: Raw = toml::from_str(text).map_err(|e| match e.span() {
-            Some(span) => at(span, e.message().to_string()),
-            None => ConfigError::File {
-                file: file.clone(),
-                message: e.to_string(),
-            },
-        })?;
+        let raw: Raw = from_toml(text, &file)?;
         let dir = path.parent().unwrap_or(Path::new("."));
         let mut config = ResolverConfig::new(Vec::new(), DNS_PORT, dir.join(raw.trust.get_ref()));
         if let Some(a) = &raw.apex {

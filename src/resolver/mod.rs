@@ -183,6 +183,19 @@ struct Walk {
     resolving: Vec<Name>,
 }
 
+impl Walk {
+    /// Counts one more step down the tree (a referral or a side trip for an NS address).
+    fn referral(&mut self, limits: &config::Limits) -> Result<(), ResolveError> {
+        self.referrals += 1;
+        if self.referrals > limits.max_referrals {
+            return Err(ResolveError::TooDeep {
+                limit: limits.max_referrals,
+            });
+        }
+        Ok(())
+    }
+}
+
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 pub struct Resolver {
@@ -545,12 +558,7 @@ impl Resolver {
                     Reply::Answer(_) => {
                         // An authoritative NS answer below the current zone: a cut served
                         // by the same servers. Continue there.
-                        walk.referrals += 1;
-                        if walk.referrals > self.config.limits.max_referrals {
-                            return Err(ResolveError::TooDeep {
-                                limit: self.config.limits.max_referrals,
-                            });
-                        }
+                        walk.referral(&self.config.limits)?;
                         zone = Arc::new(Delegation {
                             zone: qname.clone(),
                             servers: zone.servers.clone(),
@@ -558,27 +566,8 @@ impl Resolver {
                         labels = labels_now + 1;
                     }
                     Reply::Referral { cut, ns, glue, ttl } => {
-                        walk.referrals += 1;
-                        if walk.referrals > self.config.limits.max_referrals {
-                            return Err(ResolveError::TooDeep {
-                                limit: self.config.limits.max_referrals,
-                            });
-                        }
-                        let servers = ns
-                            .into_iter()
-                            .map(|n| {
-                                let addrs = glue
-                                    .iter()
-                                    .filter(|(g, _)| *g == n)
-                                    .map(|(_, a)| *a)
-                                    .collect();
-                                (n, addrs)
-                            })
-                            .collect();
-                        let d = Delegation {
-                            zone: cut.clone(),
-                            servers,
-                        };
+                        walk.referral(&self.config.limits)?;
+                        let d = Delegation::from_referral(cut.clone(), ns, &glue);
                         let ttl =
                             Duration::from_secs(u64::from(ttl)).min(self.config.cache.max_ttl);
                         self.cache.put_delegation(d.clone(), ttl, Instant::now());
@@ -714,12 +703,7 @@ impl Resolver {
         }
         // Each glueless name server is a side trip down the tree: count it as a referral
         // so the depth limit bounds nested ones.
-        walk.referrals += 1;
-        if walk.referrals > self.config.limits.max_referrals {
-            return Err(ResolveError::TooDeep {
-                limit: self.config.limits.max_referrals,
-            });
-        }
+        walk.referral(&self.config.limits)?;
         walk.resolving.push(ns.clone());
         let result = self.resolve_addresses(ns, walk).await;
         walk.resolving.pop();

@@ -292,26 +292,10 @@ impl Resolver {
                 },
                 None => super::suffix_with_labels(owner, next_label),
             };
-            walk.referrals += 1;
-            if walk.referrals > self.config.limits.max_referrals {
-                return Err(ResolveError::TooDeep {
-                    limit: self.config.limits.max_referrals,
-                });
-            }
+            walk.referral(&self.config.limits)?;
             match self.ask_zone(&zone, &step, TYPE_NS, walk).await? {
                 (super::Reply::Referral { cut, ns, glue, .. }, _) => {
-                    let servers = ns
-                        .into_iter()
-                        .map(|n| {
-                            let addrs = glue
-                                .iter()
-                                .filter(|(g, _)| *g == n)
-                                .map(|(_, a)| *a)
-                                .collect();
-                            (n, addrs)
-                        })
-                        .collect();
-                    zone = Arc::new(Delegation { zone: cut, servers });
+                    zone = Arc::new(Delegation::from_referral(cut, ns, &glue));
                 }
                 (super::Reply::NxDomain { .. }, _) => return Ok(Err(NotFound::NoSuchName)),
                 _ => {
