@@ -127,6 +127,7 @@ pub fn build_zone(
     );
     let record = PirCfgRecord {
         config: db.config().clone(),
+        probes: u8::try_from(report.max_slots.max(1)).unwrap_or(u8::MAX),
         children,
     };
     Ok(ZonePir { db, record })

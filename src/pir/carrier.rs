@@ -230,6 +230,9 @@ impl Response {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PirCfgRecord {
     pub config: PirConfig,
+    /// Probes (spill indexes) every lookup fetches: the most slots any identifier of the
+    /// zone fills, so present, absent and multi-provider identifiers look the same.
+    pub probes: u8,
     /// Delegated child zones (absolute names).
     pub children: Vec<Name>,
 }
@@ -241,6 +244,7 @@ impl PirCfgRecord {
         out.push(VERSION);
         out.extend_from_slice(&(config.len() as u16).to_be_bytes());
         out.extend_from_slice(&config);
+        out.push(self.probes);
         out.extend_from_slice(&(self.children.len() as u16).to_be_bytes());
         for c in &self.children {
             out.extend_from_slice(c.as_wire());
@@ -260,6 +264,7 @@ impl PirCfgRecord {
         }
         let len = r.u16("config length")? as usize;
         let config = PirConfig::from_wire(r.take(len, "config")?)?;
+        let probes = r.u8("probes")?.max(1);
         let count = r.u16("child count")?;
         let mut children = Vec::with_capacity(usize::from(count).min(1024));
         let mut rest = r.rest();
@@ -275,7 +280,11 @@ impl PirCfgRecord {
                 format!("{} trailing bytes", rest.len()),
             ));
         }
-        Ok(PirCfgRecord { config, children })
+        Ok(PirCfgRecord {
+            config,
+            probes,
+            children,
+        })
     }
 }
 

@@ -156,6 +156,9 @@ pub struct BuildReport {
     pub slots_used: usize,
     /// Identifiers that needed more than one slot.
     pub spilled: usize,
+    /// The most slots any one identifier needed: clients fetch this many probes for every
+    /// lookup, so the number of exchanges does not tell present from absent.
+    pub max_slots: usize,
     /// Identifiers left out, with the reason (too many records, duplicate, bad input).
     pub rejected: Vec<(String, PirError)>,
     pub attempts: u32,
@@ -273,6 +276,7 @@ impl<P: IndexPir> ZonePirDb<P> {
             match r {
                 Ok((shard, slots)) => {
                     report.identifiers += 1;
+                    report.max_slots = report.max_slots.max(slots.len());
                     if slots.len() > 1 {
                         report.spilled += 1;
                     }

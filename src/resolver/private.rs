@@ -23,9 +23,6 @@ use crate::pir::{oprf, Chunk, MulPir, ZonePirClient};
 use crate::record::{Context, TYPE_PIR, TYPE_PIRCFG};
 use crate::sii::Sii;
 
-/// Probes fetched for every identifier, present or not, so the number of exchanges does
-/// not tell the DP whether it held the identifier (more only for records that spill).
-const PAD_PROBES: u32 = 1;
 /// A PIR answer can take seconds on a large shard.
 const PIR_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -386,7 +383,10 @@ impl Resolver {
         let mut chunks: Vec<Chunk> = Vec::new();
         let mut done = false;
         let mut index = 0u32;
-        while !done || index < PAD_PROBES {
+        // Every lookup fetches the zone's published number of probes, present or absent,
+        // one mapping or several: the exchanges look the same on the wire.
+        let probes = u32::from(cfg.probes.max(1));
+        while !done || index < probes {
             let probe = keys.client.probe(&y, index);
             let queries = keys
                 .client
