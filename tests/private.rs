@@ -1375,7 +1375,7 @@ async fn request_and_response_sizes_are_identical_for_present_and_absent_identif
             // OPRF, then two PIR queries per published probe, each answered: one
             // connection, 2 + 4 x probes frames.
             assert!(
-                tcp.len() >= 6 && (tcp.len() - 2) % 4 == 0,
+                tcp.len() >= 6 && (tcp.len() - 2).is_multiple_of(4),
                 "{s}: {:?}",
                 shape(&frames)
             );
