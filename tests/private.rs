@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use hickory_proto::op::{Edns, Message, Query, ResponseCode};
 use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
-use hickory_proto::rr::{Name as HName, RData as HRData, RecordType};
+use hickory_proto::rr::{RData as HRData, RecordType};
 use mimi_discovery::dp::{DpError, DpServer};
 use mimi_discovery::name::Name;
 use mimi_discovery::pir::carrier::{
@@ -20,13 +20,10 @@ use mimi_discovery::pir::carrier::{
 };
 use mimi_discovery::pir::mulpir::{MulPirLayout, DEGREE};
 use mimi_discovery::pir::{db, oprf, MulPir, ZonePirClient};
-use mimi_discovery::record::{
-    self, Context, Method, ProviderKey, Ssi, TrustStore, RECORD_VERSION, TYPE_PIR, TYPE_PIRCFG,
-};
+use mimi_discovery::record::{Context, Ssi, TrustStore, TYPE_PIR, TYPE_PIRCFG};
 use mimi_discovery::resolver::{
     LookupResult, NotFound, Outcome, ResolveError, Resolver, ResolverConfig,
 };
-use mimi_discovery::sii::Sii;
 use mimi_discovery::zone::{RData, Record, WriteStyle, ZoneFile};
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -34,8 +31,6 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::oneshot;
 use tokio::time::timeout;
 
-/// Bound on a whole test.
-const TEST_LIMIT: Duration = Duration::from_secs(90);
 /// Bound on one network wait of the test itself.
 const T: Duration = Duration::from_secs(5);
 /// Bound on one private lookup (key generation and upload included).
@@ -79,112 +74,11 @@ const FORGED: &str = "+1 555 122 0001";
 /// One good (chat) and one forged (talk) record.
 const MIXED: &str = "+1 555 122 0010";
 
-fn n(s: &str) -> Name {
-    s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
-}
-
-fn hn(s: &str) -> HName {
-    HName::from_ascii(s).unwrap()
-}
-
-fn apex() -> Name {
-    n(ROOT)
-}
-
-/// The owner name of an identifier.
-fn owner(sii: &str) -> Name {
-    Sii::parse(sii, None)
-        .unwrap_or_else(|e| panic!("{sii}: {e}"))
-        .owner_name(&apex())
-        .unwrap()
-}
-
-fn sii(s: &str) -> Sii {
-    Sii::parse(s, None).unwrap_or_else(|e| panic!("{s}: {e}"))
-}
+mod common;
+use common::*;
 
 fn ip(t: u8, x: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(127, 62, t, x))
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-/// Runs a test body with a time bound.
-async fn bounded<F: std::future::Future<Output = ()>>(f: F) {
-    timeout(TEST_LIMIT, f).await.expect("test timed out");
-}
-
-// ---------------------------------------------------------------------------------------
-// Keys and mappings
-
-struct Keys {
-    chat: ProviderKey,
-    talk: ProviderKey,
-    meet: ProviderKey,
-}
-
-impl Keys {
-    fn new() -> Keys {
-        Keys {
-            chat: ProviderKey::generate(n("chat.example.")),
-            talk: ProviderKey::generate(n("talk.example.")),
-            meet: ProviderKey::generate(n("meet.example.")),
-        }
-    }
-
-    /// Trust file text accepting chat, talk and meet.
-    fn trust_toml(&self) -> String {
-        [&self.chat, &self.talk, &self.meet]
-            .iter()
-            .map(|k| record::trust_entry_toml(&k.provider, &[k.verifying_key()]))
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
-}
-
-fn host_of(key: &ProviderKey) -> String {
-    key.provider.to_string().trim_end_matches('.').to_string()
-}
-
-fn uri(key: &ProviderKey, who: &str) -> String {
-    format!("mimi://{}/u/{who}", host_of(key))
-}
-
-/// A mapping valid from yesterday for a year, signed by `key` for `owner`.
-fn mapping(key: &ProviderKey, owner: &Name, who: &str, context: Context, priority: u16) -> Ssi {
-    let t = now();
-    let mut s = Ssi {
-        version: RECORD_VERSION,
-        context,
-        withdrawn: false,
-        priority,
-        seq: 1,
-        not_before: t - 86400,
-        not_after: t + 365 * 86400,
-        method: Method::SmsOtp,
-        verified_at: t - 86400,
-        provider: key.provider.clone(),
-        uri: uri(key, who),
-        key_id: [0; 8],
-        signature: [0; 64],
-    };
-    s.sign(owner, &key.signing);
-    s
-}
-
-/// Adds an SSI record without replacing others of the same provider (as `put_ssi` does).
-fn push_ssi(z: &mut ZoneFile, owner: &Name, ttl: u32, ssi: Ssi) {
-    z.records.push(Record {
-        name: owner.clone(),
-        ttl,
-        data: RData::Ssi(Box::new(ssi)),
-        line: 0,
-    });
 }
 
 fn push_txt(z: &mut ZoneFile, name: &Name, text: &str) {
