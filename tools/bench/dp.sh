@@ -7,6 +7,7 @@
 # Needs knot, nsd, dnsperf (apt-get install knot nsd dnsperf).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. tools/lib.sh
 SECS=${1:-10}
 shift || true
 SIZES=${*:-10000 1000000}
@@ -20,7 +21,6 @@ dir=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$dir"; }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 ORIGIN=5.5.5.1.e164.mimi.arpa.
 SERVER_CPU=0 LOAD_CPU=1
 [ "$(nproc)" -ge 2 ] || { SERVER_CPU=0; LOAD_CPU=0; echo "note: one core only, server and load share it"; }
@@ -71,7 +71,7 @@ PY
   "$MIMI" zone export "$d/z.zone" --generic --out "$d/g.zone"
 
   # mimi
-  mp=$(free_port)
+  mp=$(free_port 127.0.0.81)
   cat > "$d/dp.toml" <<EOF
 listen = ["127.0.0.81:$mp"]
 trust = "trust.toml"
@@ -84,7 +84,7 @@ EOF
   MIMI_LOG=warn taskset -c "$SERVER_CPU" "$MIMI" dp serve --config "$d/dp.toml" 2>"$d/mimi.log" &
   pids+=($!); mimi_pid=$!
   # Knot
-  kp=$(free_port)
+  kp=$(free_port 127.0.0.82)
   mkdir -p "$d/knot"
   cat > "$d/knot.conf" <<EOF
 server:
@@ -105,7 +105,7 @@ EOF
   taskset -c "$SERVER_CPU" knotd -c "$d/knot.conf" 2>"$d/knot.log" &
   pids+=($!); knot_pid=$!
   # NSD
-  np=$(free_port)
+  np=$(free_port 127.0.0.83)
   mkdir -p "$d/nsd"
   cat > "$d/nsd.conf" <<EOF
 server:

@@ -27,6 +27,7 @@
 set -euo pipefail
 SELF=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
 cd "$(dirname "$0")/../.."
+. tools/lib.sh
 SECS=${1:-10}
 N=${2:-2000}
 [ -n "${MIMI_IN_NETNS:-}" ] || cargo build --release --quiet
@@ -57,39 +58,7 @@ cleanup() {
 trap cleanup EXIT
 die() { echo "resolver.sh: $*" >&2; exit 1; }
 
-free_port() {
-  python3 - "$@" <<'EOF'
-import socket, sys
-addrs = sys.argv[1:]
-for _ in range(100):
-    t = socket.socket(); t.bind((addrs[0], 0)); p = t.getsockname()[1]; t.close()
-    socks = []
-    try:
-        for a in addrs:
-            for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
-                s = socket.socket(socket.AF_INET, kind); socks.append(s); s.bind((a, p))
-    except OSError:
-        continue
-    finally:
-        for s in socks: s.close()
-    print(p); break
-else:
-    sys.exit("no free port")
-EOF
-}
 
-TREE=(
-  "root.zone mimi.arpa. 127.53.0.1"
-  "e164.zone e164.mimi.arpa. 127.53.0.2"
-  "1.e164.zone 1.e164.mimi.arpa. 127.53.0.3"
-  "5.5.5.1.e164.zone 5.5.5.1.e164.mimi.arpa. 127.53.0.4"
-  "5.5.5.1.e164.zone 5.5.5.1.e164.mimi.arpa. 127.53.0.14"
-  "4.4.e164.zone 4.4.e164.mimi.arpa. 127.53.0.5"
-  "email.zone email.mimi.arpa. 127.53.0.6"
-  "example.com.email.zone example.com.email.mimi.arpa. 127.53.0.7"
-)
-ALL_DP=()
-for t in "${TREE[@]}"; do read -r _ _ a <<<"$t"; ALL_DP+=("$a"); done
 if [ -n "${MIMI_IN_NETNS:-}" ]; then
   "$IP" link set lo up
   MODE=netns P=53

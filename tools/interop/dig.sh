@@ -9,6 +9,7 @@
 # 127.0.0.63 only, and tried from 127.0.0.64.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. tools/lib.sh
 MIMI=${MIMI:-target/release/mimi}
 [ -x "$MIMI" ] || cargo build --release --quiet
 for tool in dig kdig python3; do
@@ -31,24 +32,6 @@ bad() { fail=$((fail + 1)); echo "FAIL $*"; }
 # check WHAT WANT GOT
 check() { if [ "$2" = "$3" ]; then ok "$1"; else bad "$1: want [$2] got [$3]"; fi; }
 
-# A port free for both TCP and UDP on ADDR.
-free_port() {
-  python3 - "$1" <<'EOF'
-import socket, sys
-for _ in range(50):
-    t = socket.socket(); t.bind((sys.argv[1], 0)); p = t.getsockname()[1]
-    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        u.bind((sys.argv[1], p))
-    except OSError:
-        continue
-    finally:
-        t.close(); u.close()
-    print(p); break
-else:
-    sys.exit("no free port")
-EOF
-}
 
 # start_dp LOG CONFIG ADDR PORT: starts a server, waits (bounded) until it answers.
 start_dp() {

@@ -17,6 +17,7 @@
 # free ports.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. tools/lib.sh
 MIMI=${MIMI:-target/release/mimi}
 [ -x "$MIMI" ] || cargo build --release --quiet
 sbin() { command -v "$1" 2>/dev/null || { [ -x "/usr/sbin/$1" ] && echo "/usr/sbin/$1"; } || echo "$1"; }
@@ -45,24 +46,6 @@ pass=0 fail=0
 ok() { pass=$((pass + 1)); echo "ok   $*"; }
 bad() { fail=$((fail + 1)); echo "FAIL $*"; }
 
-# A port free for both TCP and UDP on ADDR.
-free_port() {
-  python3 - "$1" <<'EOF'
-import socket, sys
-for _ in range(50):
-    t = socket.socket(); t.bind((sys.argv[1], 0)); p = t.getsockname()[1]
-    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        u.bind((sys.argv[1], p))
-    except OSError:
-        continue
-    finally:
-        t.close(); u.close()
-    print(p); break
-else:
-    sys.exit("no free port")
-EOF
-}
 MP=$(free_port $MA)
 KP=$(free_port $KA)
 NP=$(free_port $NA)
