@@ -31,6 +31,8 @@ pub(super) struct KeySet {
     client: ZonePirClient<MulPir>,
     key_bytes: Vec<u8>,
     key_id: [u8; 16],
+    /// Set once a DP has acknowledged the whole key.
+    sent: std::sync::atomic::AtomicBool,
 }
 
 /// PIR keys by (zone, epoch): made and uploaded once, reused by later lookups.
@@ -379,7 +381,13 @@ impl Resolver {
         };
 
         let keys = self.pir_keys(zone, cfg)?;
+        // A new key goes up before the first query; a known one only when the DP has
+        // evicted it (UNKNOWN_KEY below).
         let mut uploaded = false;
+        if !keys.sent.load(std::sync::atomic::Ordering::Relaxed) {
+            upload(&mut session, epoch, &keys).await?;
+            uploaded = true;
+        }
         let mut chunks: Vec<Chunk> = Vec::new();
         let mut done = false;
         let mut index = 0u32;
@@ -460,6 +468,7 @@ impl Resolver {
             client,
             key_bytes,
             key_id: rand::random(),
+            sent: std::sync::atomic::AtomicBool::new(false),
         });
         keys.insert(id, set.clone());
         Ok(set)
@@ -498,5 +507,6 @@ async fn upload(session: &mut Session, epoch: u64, keys: &KeySet) -> Result<(), 
             }
         }
     }
+    keys.sent.store(true, std::sync::atomic::Ordering::Relaxed);
     Ok(())
 }
