@@ -6,26 +6,22 @@
 //! .6 email, .7 example.com.email; other addresses as the test needs.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use hickory_proto::op::{Edns, Message, Query, ResponseCode};
 use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
 use hickory_proto::rr::{RData as HRData, RecordType};
-use mimi_discovery::dp::{DpError, DpServer};
 use mimi_discovery::name::Name;
 use mimi_discovery::pir::carrier::{
     self, ede, parse_ede, PirCfgRecord, Request, Response, EDE_OPTION, EDNS_OPTION, KEY_CHUNK,
 };
 use mimi_discovery::pir::mulpir::{MulPirLayout, DEGREE};
 use mimi_discovery::pir::{db, oprf, MulPir, ZonePirClient};
-use mimi_discovery::record::{Context, Ssi, TrustStore, TYPE_PIR, TYPE_PIRCFG};
-use mimi_discovery::resolver::{
-    LookupResult, NotFound, Outcome, ResolveError, Resolver, ResolverConfig,
-};
+use mimi_discovery::record::{Context, Ssi, TYPE_PIR, TYPE_PIRCFG};
+use mimi_discovery::resolver::{LookupResult, NotFound, Outcome, ResolveError, Resolver};
 use mimi_discovery::zone::{RData, Record, WriteStyle, ZoneFile};
-use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::oneshot;
@@ -77,9 +73,13 @@ const MIXED: &str = "+1 555 122 0010";
 mod common;
 use common::*;
 
-fn ip(t: u8, x: u8) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::new(127, 62, t, x))
-}
+/// This file's address block: 127.62.t.x.
+const BLOCK: u8 = 62;
+/// Timeouts that survive a busy machine (PIR answers take tens of milliseconds).
+const RESOLVER_TIMEOUT: Duration = Duration::from_secs(2);
+const RESOLVER_RETRIES: u32 = 1;
+/// Every DP of these trees offers private lookups.
+const CONFIG_EXTRA: &str = PIR;
 
 fn push_txt(z: &mut ZoneFile, name: &Name, text: &str) {
     z.records.push(Record {
@@ -193,22 +193,6 @@ fn example_zone(t: u8, k: &Keys) -> ZoneFile {
 
 /// A zone, the addresses (127.62.t.x) of the DPs serving it, whether they serve records
 /// that fail the checks, and their `[pir]` section.
-struct Spec {
-    zone: ZoneFile,
-    addrs: Vec<u8>,
-    invalid: bool,
-    pir: String,
-}
-
-fn spec(zone: ZoneFile, addrs: &[u8]) -> Spec {
-    Spec {
-        zone,
-        addrs: addrs.to_vec(),
-        invalid: false,
-        pir: PIR.to_string(),
-    }
-}
-
 /// Index of the carrier zone in `std_specs`.
 const CARRIER_SPEC: usize = 3;
 
@@ -226,161 +210,7 @@ fn std_specs(t: u8, k: &Keys, carrier: ZoneFile, glue: u8) -> Vec<Spec> {
 }
 
 // ---------------------------------------------------------------------------------------
-// A running tree
-
-struct Tree {
-    t: u8,
-    dir: TempDir,
-    port: u16,
-    trust: PathBuf,
-    /// (x of 127.62.t.x, config file, server): one DP per address.
-    servers: Vec<(u8, PathBuf, Option<DpServer>)>,
-    /// The zone file of each spec, in spec order.
-    files: Vec<PathBuf>,
-}
-
-impl Tree {
-    /// Writes the zones, the trust file and one DP config per address, and starts them
-    /// all on one port free on every address.
-    async fn start(t: u8, trust_toml: &str, specs: Vec<Spec>) -> Tree {
-        let dir = tempfile::tempdir().unwrap();
-        let trust = dir.path().join("trust.toml");
-        std::fs::write(&trust, trust_toml).unwrap();
-        let mut files = Vec::new();
-        for (i, s) in specs.iter().enumerate() {
-            let file = dir.path().join(format!("zone{i}.zone"));
-            s.zone.save(&file, WriteStyle::Native).unwrap();
-            files.push(file);
-        }
-        for attempt in 0.. {
-            let port = std::net::UdpSocket::bind((ip(t, 1), 0))
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            let mut servers = Vec::new();
-            let mut failed = None;
-            'all: for (s, file) in specs.iter().zip(&files) {
-                for &x in &s.addrs {
-                    let config = dir.path().join(format!("dp{x}.toml"));
-                    std::fs::write(
-                        &config,
-                        format!(
-                            "listen = [\"{}:{port}\"]\ntrust = \"trust.toml\"\nserve_invalid_records = {}\n[[zone]]\norigin = \"{}\"\nfile = {:?}\n{}",
-                            ip(t, x),
-                            s.invalid,
-                            s.zone.origin,
-                            file.display().to_string(),
-                            s.pir,
-                        ),
-                    )
-                    .unwrap();
-                    match timeout(Duration::from_secs(30), DpServer::start(&config)).await {
-                        Ok(Ok(server)) => servers.push((x, config, Some(server))),
-                        Ok(Err(e @ DpError::Bind { .. })) if attempt < 10 => {
-                            failed = Some(e);
-                            break 'all;
-                        }
-                        Ok(Err(e)) => panic!("DP {} did not start: {e}", ip(t, x)),
-                        Err(_) => panic!("DP start timed out"),
-                    }
-                }
-            }
-            match failed {
-                None => {
-                    return Tree {
-                        t,
-                        dir,
-                        port,
-                        trust,
-                        servers,
-                        files,
-                    }
-                }
-                Some(e) => {
-                    eprintln!("port {port} busy ({e}); trying another");
-                    for (_, _, s) in servers.into_iter() {
-                        if let Some(s) = s {
-                            s.shutdown().await;
-                        }
-                    }
-                }
-            }
-        }
-        unreachable!()
-    }
-
-    fn addr(&self, x: u8) -> SocketAddr {
-        SocketAddr::new(ip(self.t, x), self.port)
-    }
-
-    fn server(&self, x: u8) -> &DpServer {
-        self.servers
-            .iter()
-            .find(|(a, _, _)| *a == x)
-            .and_then(|(_, _, s)| s.as_ref())
-            .unwrap_or_else(|| panic!("no running DP at .{x}"))
-    }
-
-    fn config_file(&self, x: u8) -> PathBuf {
-        self.servers
-            .iter()
-            .find(|(a, _, _)| *a == x)
-            .map(|(_, c, _)| c.clone())
-            .expect("no such DP")
-    }
-
-    /// Stops the DP at .x; its address then has nothing listening.
-    async fn stop(&mut self, x: u8) {
-        let slot = self
-            .servers
-            .iter_mut()
-            .find(|(a, _, _)| *a == x)
-            .expect("no such DP");
-        if let Some(s) = slot.2.take() {
-            timeout(Duration::from_secs(10), s.shutdown())
-                .await
-                .expect("shutdown timed out");
-        }
-    }
-
-    /// Starts the DP at .x again from its config.
-    async fn restart(&mut self, x: u8) {
-        let slot = self
-            .servers
-            .iter_mut()
-            .find(|(a, _, _)| *a == x)
-            .expect("no such DP");
-        assert!(slot.2.is_none(), "DP .{x} is running");
-        let s = timeout(Duration::from_secs(30), DpServer::start(&slot.1))
-            .await
-            .expect("DP start timed out")
-            .expect("DP restart");
-        slot.2 = Some(s);
-    }
-
-    async fn shutdown(mut self) {
-        let xs: Vec<u8> = self.servers.iter().map(|(x, _, _)| *x).collect();
-        for x in xs {
-            self.stop(x).await;
-        }
-    }
-
-    /// A resolver config for this tree: root .1, timeouts that survive a busy machine.
-    fn config(&self) -> ResolverConfig {
-        let mut c = ResolverConfig::new(vec![ip(self.t, 1)], self.port, self.trust.clone());
-        c.limits.timeout = Duration::from_secs(2);
-        c.limits.retries = 1;
-        c
-    }
-
-    /// A fresh resolver: its own cache and its own PIR keys.
-    fn resolver(&self) -> Resolver {
-        let config = self.config();
-        let trust = TrustStore::load(&config.trust).unwrap();
-        Resolver::new(config, trust)
-    }
-}
+// A running tree: tests/common
 
 async fn public(
     r: &Resolver,
@@ -1326,7 +1156,7 @@ async fn the_oprf_rate_limit_stops_an_enumeration_loop_per_client_address() {
         let t = 5;
         let k = Keys::new();
         let mut specs = std_specs(t, &k, carrier_zone(t, &k, 4, 1), 4);
-        specs[CARRIER_SPEC].pir = format!("{PIR}oprf_burst = 3\noprf_per_hour = 1\n");
+        specs[CARRIER_SPEC].config_extra = format!("{PIR}oprf_burst = 3\noprf_per_hour = 1\n");
         let tree = Tree::start(t, &k.trust_toml(), specs).await;
         let r = tree.resolver();
 

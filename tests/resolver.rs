@@ -5,22 +5,20 @@
 //! .6 email, .7 example.com.email; other addresses as the test needs.
 
 use std::collections::BTreeSet;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hickory_proto::op::{Edns, Message, Query, ResponseCode};
 use hickory_proto::rr::{RData as HRData, Record as HRecord, RecordType};
-use mimi_discovery::dp::{DpError, DpServer};
 use mimi_discovery::name::Name;
-use mimi_discovery::record::{self, Context, ProviderKey, Ssi, TrustStore, TYPE_SSI};
+use mimi_discovery::record::{self, Context, ProviderKey, Ssi, TYPE_SSI};
 use mimi_discovery::resolver::{
-    self, LookupResult, Mapping, NotFound, Outcome, ResolveError, Resolver, ResolverConfig,
+    self, LookupResult, Mapping, NotFound, Outcome, ResolveError, Resolver,
 };
-use mimi_discovery::zone::{RData, Record, WriteStyle, ZoneFile};
-use tempfile::TempDir;
+use mimi_discovery::zone::{RData, Record, ZoneFile};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::timeout;
@@ -70,9 +68,12 @@ const IN_CARRIER: u32 = 7;
 mod common;
 use common::*;
 
-fn ip(t: u8, x: u8) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::new(127, 61, t, x))
-}
+/// This file's address block: 127.61.t.x.
+const BLOCK: u8 = 61;
+/// Short timeouts, no retries: servers that are down are found quickly.
+const RESOLVER_TIMEOUT: Duration = Duration::from_millis(300);
+const RESOLVER_RETRIES: u32 = 0;
+const CONFIG_EXTRA: &str = "";
 
 fn push_a(z: &mut ZoneFile, name: &str, addr: IpAddr) {
     let data = match addr {
@@ -202,23 +203,6 @@ fn example_zone(t: u8, k: &Keys, ttl: u32) -> ZoneFile {
 
 /// A zone, the addresses (127.61.t.x) of the DPs serving it, and whether they serve
 /// records that fail the checks.
-struct Spec {
-    zone: ZoneFile,
-    /// More zones served by the same DPs.
-    extra: Vec<ZoneFile>,
-    addrs: Vec<u8>,
-    invalid: bool,
-}
-
-fn spec(zone: ZoneFile, addrs: &[u8]) -> Spec {
-    Spec {
-        zone,
-        extra: Vec::new(),
-        addrs: addrs.to_vec(),
-        invalid: false,
-    }
-}
-
 /// The standard tree with `carrier` as the carrier zone.
 fn std_specs(t: u8, k: &Keys, carrier: ZoneFile, carrier_invalid: bool) -> Vec<Spec> {
     vec![
@@ -226,10 +210,9 @@ fn std_specs(t: u8, k: &Keys, carrier: ZoneFile, carrier_invalid: bool) -> Vec<S
         spec(e164_zone(t), &[2]),
         spec(cc1_zone(t), &[3]),
         Spec {
-            zone: carrier,
-            extra: Vec::new(),
             addrs: vec![4, 14],
             invalid: carrier_invalid,
+            ..spec(carrier, &[])
         },
         spec(email_zone(t), &[6]),
         spec(example_zone(t, k, TTL), &[7]),
@@ -238,191 +221,7 @@ fn std_specs(t: u8, k: &Keys, carrier: ZoneFile, carrier_invalid: bool) -> Vec<S
 
 // ---------------------------------------------------------------------------------------
 // A running tree
-
-struct Tree {
-    t: u8,
-    dir: TempDir,
-    port: u16,
-    trust: PathBuf,
-    /// (x of 127.61.t.x, config file, server): one DP per address.
-    servers: Vec<(u8, PathBuf, Option<DpServer>)>,
-}
-
-impl Tree {
-    /// Writes the zones, the trust file and one DP config per address, and starts them
-    /// all on one port free on every address.
-    async fn start(t: u8, trust_toml: &str, specs: Vec<Spec>) -> Tree {
-        let dir = tempfile::tempdir().unwrap();
-        let trust = dir.path().join("trust.toml");
-        std::fs::write(&trust, trust_toml).unwrap();
-        // Per spec, the [[zone]] blocks of its DPs' configs.
-        let mut blocks = Vec::new();
-        for (i, s) in specs.iter().enumerate() {
-            let mut text = String::new();
-            for (j, z) in std::iter::once(&s.zone).chain(&s.extra).enumerate() {
-                let file = dir.path().join(format!("zone{i}-{j}.zone"));
-                z.save(&file, WriteStyle::Native).unwrap();
-                text.push_str(&format!(
-                    "[[zone]]\norigin = \"{}\"\nfile = {:?}\n",
-                    z.origin,
-                    file.display().to_string()
-                ));
-            }
-            blocks.push(text);
-        }
-        for attempt in 0.. {
-            let port = std::net::UdpSocket::bind((ip(t, 1), 0))
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            let mut servers = Vec::new();
-            let mut failed = None;
-            'all: for (s, zones) in specs.iter().zip(&blocks) {
-                for &x in &s.addrs {
-                    let config = dir.path().join(format!("dp{x}.toml"));
-                    std::fs::write(
-                        &config,
-                        format!(
-                            "listen = [\"{}:{port}\"]\ntrust = \"trust.toml\"\nserve_invalid_records = {}\n{zones}",
-                            ip(t, x),
-                            s.invalid,
-                        ),
-                    )
-                    .unwrap();
-                    match timeout(Duration::from_secs(30), DpServer::start(&config)).await {
-                        Ok(Ok(server)) => servers.push((x, config, Some(server))),
-                        Ok(Err(e @ DpError::Bind { .. })) if attempt < 10 => {
-                            failed = Some(e);
-                            break 'all;
-                        }
-                        Ok(Err(e)) => panic!("DP {} did not start: {e}", ip(t, x)),
-                        Err(_) => panic!("DP start timed out"),
-                    }
-                }
-            }
-            match failed {
-                None => {
-                    return Tree {
-                        t,
-                        dir,
-                        port,
-                        trust,
-                        servers,
-                    }
-                }
-                Some(e) => {
-                    eprintln!("port {port} busy ({e}); trying another");
-                    for (_, _, s) in servers {
-                        if let Some(s) = s {
-                            s.shutdown().await;
-                        }
-                    }
-                }
-            }
-        }
-        unreachable!()
-    }
-
-    fn addr(&self, x: u8) -> SocketAddr {
-        SocketAddr::new(ip(self.t, x), self.port)
-    }
-
-    fn server(&self, x: u8) -> &DpServer {
-        self.servers
-            .iter()
-            .find(|(a, _, _)| *a == x)
-            .and_then(|(_, _, s)| s.as_ref())
-            .unwrap_or_else(|| panic!("no running DP at .{x}"))
-    }
-
-    /// Queries the DP at .x has received.
-    fn queries(&self, x: u8) -> u64 {
-        self.servers
-            .iter()
-            .find(|(a, _, _)| *a == x)
-            .and_then(|(_, _, s)| s.as_ref())
-            .map_or(0, |s| s.stats().queries.load(Relaxed))
-    }
-
-    fn referrals(&self, x: u8) -> u64 {
-        self.server(x).stats().referrals.load(Relaxed)
-    }
-
-    /// Queries received by every DP of the tree together.
-    fn total_queries(&self) -> u64 {
-        self.servers
-            .iter()
-            .filter_map(|(_, _, s)| s.as_ref())
-            .map(|s| s.stats().queries.load(Relaxed))
-            .sum()
-    }
-
-    /// Query counts per DP, to compare before and after.
-    fn counts(&self) -> Vec<(u8, u64)> {
-        self.servers
-            .iter()
-            .map(|(x, _, _)| (*x, self.queries(*x)))
-            .collect()
-    }
-
-    /// Stops the DP at .x; its address then has nothing listening.
-    async fn stop(&mut self, x: u8) {
-        let slot = self
-            .servers
-            .iter_mut()
-            .find(|(a, _, _)| *a == x)
-            .expect("no such DP");
-        if let Some(s) = slot.2.take() {
-            timeout(Duration::from_secs(10), s.shutdown())
-                .await
-                .expect("shutdown timed out");
-        }
-    }
-
-    /// Starts the DP at .x again from its config.
-    async fn restart(&mut self, x: u8) {
-        let slot = self
-            .servers
-            .iter_mut()
-            .find(|(a, _, _)| *a == x)
-            .expect("no such DP");
-        assert!(slot.2.is_none(), "DP .{x} is running");
-        let s = timeout(Duration::from_secs(30), DpServer::start(&slot.1))
-            .await
-            .expect("DP start timed out")
-            .expect("DP restart");
-        slot.2 = Some(s);
-    }
-
-    async fn shutdown(mut self) {
-        let xs: Vec<u8> = self.servers.iter().map(|(x, _, _)| *x).collect();
-        for x in xs {
-            self.stop(x).await;
-        }
-    }
-
-    /// A resolver config for this tree: root .1, short timeouts, no retries.
-    fn config(&self) -> ResolverConfig {
-        let mut c = ResolverConfig::new(vec![ip(self.t, 1)], self.port, self.trust.clone());
-        c.limits.timeout = Duration::from_millis(300);
-        c.limits.retries = 0;
-        c
-    }
-
-    fn resolver_with(&self, config: ResolverConfig) -> Resolver {
-        let trust = TrustStore::load(&config.trust).unwrap();
-        Resolver::new(config, trust)
-    }
-
-    fn resolver(&self) -> Resolver {
-        self.resolver_with(self.config())
-    }
-
-    fn path(&self, file: &str) -> PathBuf {
-        self.dir.path().join(file)
-    }
-}
+// (tests/common: Tree)
 
 async fn look(r: &Resolver, s: &str, context: Option<Context>) -> LookupResult {
     match timeout(T * 4, r.lookup(&sii(s), context)).await {
@@ -1673,10 +1472,8 @@ async fn an_over_deep_tree_stops_at_max_referrals() {
         let mut zones = chain_zones(t, &k, Some(9));
         let first = zones.remove(0);
         let specs = vec![Spec {
-            zone: first,
             extra: zones,
-            addrs: vec![9],
-            invalid: false,
+            ..spec(first, &[9])
         }];
         let tree = Tree::start(t, &k.trust_toml(), specs).await;
         let mut c = tree.config();

@@ -2,13 +2,20 @@
 //! private.rs): names, identifiers, keys, signed mappings, time bounds.
 #![allow(dead_code)] // each test binary uses its own subset
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use hickory_proto::rr::Name as HName;
+use mimi_discovery::dp::{DpError, DpServer};
 use mimi_discovery::name::Name;
+use mimi_discovery::record::TrustStore;
 use mimi_discovery::record::{self, Context, Method, ProviderKey, Ssi, RECORD_VERSION};
+use mimi_discovery::resolver::{Resolver, ResolverConfig};
 use mimi_discovery::sii::Sii;
-use mimi_discovery::zone::{RData, Record, ZoneFile};
+use mimi_discovery::zone::{RData, Record, WriteStyle, ZoneFile};
+use tempfile::TempDir;
 use tokio::time::timeout;
 
 /// Bound on a whole test.
@@ -121,4 +128,236 @@ pub fn push_ssi(z: &mut ZoneFile, owner: &Name, ttl: u32, ssi: Ssi) {
         data: RData::Ssi(Box::new(ssi)),
         line: 0,
     });
+}
+
+/// The loopback address .x of test t, in the test file's block 127.BLOCK.t.x.
+pub fn ip(t: u8, x: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(127, crate::BLOCK, t, x))
+}
+
+// ---------------------------------------------------------------------------------------
+// Trees of DPs
+
+pub struct Spec {
+    pub zone: ZoneFile,
+    /// More zones served by the same DPs.
+    pub extra: Vec<ZoneFile>,
+    pub addrs: Vec<u8>,
+    pub invalid: bool,
+    /// More lines for the DPs' configs (such as a `[pir]` section).
+    pub config_extra: String,
+}
+
+pub fn spec(zone: ZoneFile, addrs: &[u8]) -> Spec {
+    Spec {
+        zone,
+        extra: Vec::new(),
+        addrs: addrs.to_vec(),
+        invalid: false,
+        config_extra: crate::CONFIG_EXTRA.to_string(),
+    }
+}
+
+// A running tree
+
+pub struct Tree {
+    pub t: u8,
+    pub dir: TempDir,
+    pub port: u16,
+    pub trust: PathBuf,
+    /// (x of ip(t, x), config file, server): one DP per address.
+    pub servers: Vec<(u8, PathBuf, Option<DpServer>)>,
+    /// The (first) zone file of each spec, in spec order.
+    pub files: Vec<PathBuf>,
+}
+
+impl Tree {
+    /// Writes the zones, the trust file and one DP config per address, and starts them
+    /// all on one port free on every address.
+    pub async fn start(t: u8, trust_toml: &str, specs: Vec<Spec>) -> Tree {
+        let dir = tempfile::tempdir().unwrap();
+        let trust = dir.path().join("trust.toml");
+        std::fs::write(&trust, trust_toml).unwrap();
+        // Per spec, the [[zone]] blocks of its DPs' configs.
+        let mut blocks = Vec::new();
+        let mut files = Vec::new();
+        for (i, s) in specs.iter().enumerate() {
+            let mut text = String::new();
+            for (j, z) in std::iter::once(&s.zone).chain(&s.extra).enumerate() {
+                let file = dir.path().join(format!("zone{i}-{j}.zone"));
+                z.save(&file, WriteStyle::Native).unwrap();
+                if j == 0 {
+                    files.push(file.clone());
+                }
+                text.push_str(&format!(
+                    "[[zone]]\norigin = \"{}\"\nfile = {:?}\n",
+                    z.origin,
+                    file.display().to_string()
+                ));
+            }
+            blocks.push(text);
+        }
+        for attempt in 0.. {
+            let port = std::net::UdpSocket::bind((ip(t, 1), 0))
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let mut servers = Vec::new();
+            let mut failed = None;
+            'all: for (s, zones) in specs.iter().zip(&blocks) {
+                for &x in &s.addrs {
+                    let config = dir.path().join(format!("dp{x}.toml"));
+                    std::fs::write(
+                        &config,
+                        format!(
+                            "listen = [\"{}:{port}\"]\ntrust = \"trust.toml\"\nserve_invalid_records = {}\n{zones}{}",
+                            ip(t, x),
+                            s.invalid,
+                            s.config_extra,
+                        ),
+                    )
+                    .unwrap();
+                    match timeout(Duration::from_secs(30), DpServer::start(&config)).await {
+                        Ok(Ok(server)) => servers.push((x, config, Some(server))),
+                        Ok(Err(e @ DpError::Bind { .. })) if attempt < 10 => {
+                            failed = Some(e);
+                            break 'all;
+                        }
+                        Ok(Err(e)) => panic!("DP {} did not start: {e}", ip(t, x)),
+                        Err(_) => panic!("DP start timed out"),
+                    }
+                }
+            }
+            match failed {
+                None => {
+                    return Tree {
+                        t,
+                        dir,
+                        port,
+                        trust,
+                        servers,
+                        files,
+                    }
+                }
+                Some(e) => {
+                    eprintln!("port {port} busy ({e}); trying another");
+                    for (_, _, s) in servers {
+                        if let Some(s) = s {
+                            s.shutdown().await;
+                        }
+                    }
+                }
+            }
+        }
+        unreachable!()
+    }
+
+    pub fn addr(&self, x: u8) -> SocketAddr {
+        SocketAddr::new(ip(self.t, x), self.port)
+    }
+
+    pub fn server(&self, x: u8) -> &DpServer {
+        self.servers
+            .iter()
+            .find(|(a, _, _)| *a == x)
+            .and_then(|(_, _, s)| s.as_ref())
+            .unwrap_or_else(|| panic!("no running DP at .{x}"))
+    }
+
+    /// Queries the DP at .x has received.
+    pub fn queries(&self, x: u8) -> u64 {
+        self.servers
+            .iter()
+            .find(|(a, _, _)| *a == x)
+            .and_then(|(_, _, s)| s.as_ref())
+            .map_or(0, |s| s.stats().queries.load(Relaxed))
+    }
+
+    pub fn referrals(&self, x: u8) -> u64 {
+        self.server(x).stats().referrals.load(Relaxed)
+    }
+
+    /// Queries received by every DP of the tree together.
+    pub fn total_queries(&self) -> u64 {
+        self.servers
+            .iter()
+            .filter_map(|(_, _, s)| s.as_ref())
+            .map(|s| s.stats().queries.load(Relaxed))
+            .sum()
+    }
+
+    /// Query counts per DP, to compare before and after.
+    pub fn counts(&self) -> Vec<(u8, u64)> {
+        self.servers
+            .iter()
+            .map(|(x, _, _)| (*x, self.queries(*x)))
+            .collect()
+    }
+
+    /// Stops the DP at .x; its address then has nothing listening.
+    pub async fn stop(&mut self, x: u8) {
+        let slot = self
+            .servers
+            .iter_mut()
+            .find(|(a, _, _)| *a == x)
+            .expect("no such DP");
+        if let Some(s) = slot.2.take() {
+            timeout(Duration::from_secs(10), s.shutdown())
+                .await
+                .expect("shutdown timed out");
+        }
+    }
+
+    /// Starts the DP at .x again from its config.
+    pub async fn restart(&mut self, x: u8) {
+        let slot = self
+            .servers
+            .iter_mut()
+            .find(|(a, _, _)| *a == x)
+            .expect("no such DP");
+        assert!(slot.2.is_none(), "DP .{x} is running");
+        let s = timeout(Duration::from_secs(30), DpServer::start(&slot.1))
+            .await
+            .expect("DP start timed out")
+            .expect("DP restart");
+        slot.2 = Some(s);
+    }
+
+    pub async fn shutdown(mut self) {
+        let xs: Vec<u8> = self.servers.iter().map(|(x, _, _)| *x).collect();
+        for x in xs {
+            self.stop(x).await;
+        }
+    }
+
+    /// A resolver config for this tree: root .1, the test file's timeout and retries.
+    pub fn config(&self) -> ResolverConfig {
+        let mut c = ResolverConfig::new(vec![ip(self.t, 1)], self.port, self.trust.clone());
+        c.limits.timeout = crate::RESOLVER_TIMEOUT;
+        c.limits.retries = crate::RESOLVER_RETRIES;
+        c
+    }
+
+    /// The config file of the DP at .x.
+    pub fn config_file(&self, x: u8) -> PathBuf {
+        self.servers
+            .iter()
+            .find(|(a, _, _)| *a == x)
+            .map(|(_, c, _)| c.clone())
+            .expect("no such DP")
+    }
+
+    pub fn resolver_with(&self, config: ResolverConfig) -> Resolver {
+        let trust = TrustStore::load(&config.trust).unwrap();
+        Resolver::new(config, trust)
+    }
+
+    pub fn resolver(&self) -> Resolver {
+        self.resolver_with(self.config())
+    }
+
+    pub fn path(&self, file: &str) -> PathBuf {
+        self.dir.path().join(file)
+    }
 }
