@@ -38,3 +38,32 @@ TREE=(
 # The addresses of every DP of the demo tree.
 ALL_DP=()
 for t in "${TREE[@]}"; do read -r _ _ a <<<"$t"; ALL_DP+=("$a"); done
+
+# wait_dns ADDR PORT NAME PID LOG: wait (at most 10 s) until the server at ADDR:PORT answers
+# a query for NAME; stop the script, showing LOG, if process PID exits first.
+wait_dns() {
+  for _ in $(seq 100); do
+    if ! kill -0 "$4" 2>/dev/null; then
+      echo "$(basename "$0"): server for $1:$2 exited:" >&2; sed 's/^/  /' "$5" >&2; exit 1
+    fi
+    [[ $(dig @"$1" -p "$2" +time=1 +tries=1 "$3" SOA 2>&1 || true) == *status:* ]] && return 0
+    sleep 0.1
+  done
+  echo "$(basename "$0"): server on $1:$2 did not answer within 10 s" >&2; sed 's/^/  /' "$5" >&2; exit 1
+}
+
+# start_tree_dps WORKDIR ZONEDIR TRUST PORT [PREFIX...]: one `mimi dp serve` per DP of the
+# demo tree on PORT (zone files from ZONEDIR), run under PREFIX (e.g. taskset -c 1); their
+# pids are appended to the caller's `pids` array. Needs MIMI.
+start_tree_dps() {
+  local w=$1 zdir=$2 trust=$3 port=$4 t file origin addr
+  shift 4
+  for t in "${TREE[@]}"; do
+    read -r file origin addr <<<"$t"
+    printf 'listen = ["%s:%s"]\ntrust = "%s"\n[[zone]]\norigin = "%s"\nfile = "%s"\n' \
+      "$addr" "$port" "$trust" "$origin" "$zdir/$file" >"$w/dp-$addr.toml"
+    NO_COLOR=1 MIMI_LOG=warn "$@" "$MIMI" dp serve --config "$w/dp-$addr.toml" >"$w/dp-$addr.log" 2>&1 &
+    pids+=($!)
+    wait_dns "$addr" "$port" "$origin" $! "$w/dp-$addr.log"
+  done
+}

@@ -70,15 +70,6 @@ RP=$(free_port $R)
 SERVER_CPU=0 LOAD_CPU=1
 [ "$(nproc)" -ge 2 ] || { LOAD_CPU=0; echo "note: one core only, resolver and load share it"; }
 
-wait_dns() { # ADDR PORT NAME PID LOG
-  for _ in $(seq 100); do
-    kill -0 "$4" 2>/dev/null || { sed 's/^/  /' "$5" >&2; die "server for $1:$2 exited"; }
-    [[ $(dig @"$1" -p "$2" +time=1 +tries=1 "$3" SOA 2>&1 || true) == *status:* ]] && return 0
-    sleep 0.1
-  done
-  sed 's/^/  /' "$5" >&2; die "server on $1:$2 did not answer within 10 s"
-}
-
 # --- the tree, with N more numbers in the carrier block ------------------------------------
 cp zones/*.zone zones/trust.toml "$W/"
 python3 - "$N" "$W" <<'PY'
@@ -98,14 +89,7 @@ for i in 1 $((N / 2)) "$N"; do # the owner names above are what `mimi name` comp
   [ "$("$MIMI" name "$(sed -n "${i}p" "$W/numbers.txt")")" = "$(sed -n "${i}p" "$W/owners.txt")" ] ||
     die "owner name of line $i of numbers.txt differs from mimi name"
 done
-for t in "${TREE[@]}"; do
-  read -r file origin addr <<<"$t"
-  printf 'listen = ["%s:%s"]\ntrust = "trust.toml"\n[[zone]]\norigin = "%s"\nfile = "%s"\n' \
-    "$addr" "$P" "$origin" "$file" >"$W/dp-$addr.toml"
-  MIMI_LOG=warn taskset -c "$LOAD_CPU" "$MIMI" dp serve --config "$W/dp-$addr.toml" >"$W/dp-$addr.log" 2>&1 &
-  pids+=($!)
-  wait_dns "$addr" "$P" "$origin" $! "$W/dp-$addr.log"
-done
+start_tree_dps "$W" "$W" "$W/trust.toml" "$P" taskset -c "$LOAD_CPU"
 
 # --- Unbound and mimi resolver serve, each on CPU 0 ------------------------------------------
 : >"$W/root.hints"

@@ -76,31 +76,9 @@ fi
 UP=$(free_port $U)
 RP=$(free_port $R)
 
-# wait_dns ADDR PORT NAME PID LOG: until the server answers (bounded), or its process died.
-wait_dns() {
-  for _ in $(seq 50); do
-    if ! kill -0 "$4" 2>/dev/null; then echo "unbound.sh: server for $1:$2 exited:" >&2; sed 's/^/  /' "$5" >&2; exit 1; fi
-    [[ $(dig @"$1" -p "$2" +time=1 +tries=1 "$3" SOA 2>&1 || true) == *status:* ]] && return 0
-    sleep 0.1
-  done
-  echo "unbound.sh: server on $1:$2 did not answer within 5 s" >&2; sed 's/^/  /' "$5" >&2; exit 1
-}
-
 # --- the DPs ------------------------------------------------------------------------------
 TRUST=$PWD/zones/trust.toml
-for t in "${TREE[@]}"; do
-  read -r file origin addr <<<"$t"
-  cat >"$W/dp-$addr.toml" <<EOF
-listen = ["$addr:$P"]
-trust = "$TRUST"
-[[zone]]
-origin = "$origin"
-file = "$PWD/zones/$file"
-EOF
-  NO_COLOR=1 MIMI_LOG=warn "$MIMI" dp serve --config "$W/dp-$addr.toml" >"$W/dp-$addr.log" 2>&1 &
-  pids+=($!)
-  wait_dns "$addr" "$P" "$origin" $! "$W/dp-$addr.log"
-done
+start_tree_dps "$W" "$PWD/zones" "$TRUST" "$P"
 if [ $MODE = netns ]; then
   echo "unbound.sh: ${#TREE[@]} DPs on 127.53.0.x port 53 in a private network namespace; Unbound follows the referrals"
 else
