@@ -6,7 +6,6 @@
 //! .6 email, .7 example.com.email; other addresses as the test needs.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -1550,34 +1549,6 @@ async fn malformed_misdirected_and_non_tcp_carrier_requests_are_refused_with_ext
 
 // ---------------------------------------------------------------------------------------
 // 10. `mimi lookup --private`
-
-/// Runs `mimi` with `args` (off the async workers); exit code, stdout, stderr.
-async fn mimi(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let dir = dir.to_path_buf();
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    let run = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_mimi"))
-            .current_dir(dir)
-            .args(&args)
-            .env_remove("MIMI_APEX")
-            .env_remove("MIMI_LOG")
-            .output()
-            .expect("run mimi")
-    });
-    let out = timeout(Duration::from_secs(30), run)
-        .await
-        .expect("mimi timed out")
-        .unwrap();
-    (
-        out.status.code().expect("exit code"),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn json_of(stdout: &str) -> serde_json::Value {
-    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
-}
 
 /// The mappings of `mimi lookup --json` output without the fields that depend on when
 /// and how they were fetched.

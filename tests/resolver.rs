@@ -6,7 +6,6 @@
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -1931,34 +1930,6 @@ async fn the_dns_listener_serves_only_verified_records() {
 
 // ---------------------------------------------------------------------------------------
 // 12. `mimi lookup`, end to end
-
-/// Runs `mimi` with `args` (off the async workers); exit code, stdout, stderr.
-async fn mimi(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let dir = dir.to_path_buf();
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    let run = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_mimi"))
-            .current_dir(dir)
-            .args(&args)
-            .env_remove("MIMI_APEX")
-            .env_remove("MIMI_LOG")
-            .output()
-            .expect("run mimi")
-    });
-    let out = timeout(Duration::from_secs(30), run)
-        .await
-        .expect("mimi timed out")
-        .unwrap();
-    (
-        out.status.code().expect("exit code"),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn json_of(stdout: &str) -> serde_json::Value {
-    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mimi_lookup_end_to_end_with_config_and_with_server() {

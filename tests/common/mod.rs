@@ -3,7 +3,7 @@
 #![allow(dead_code)] // each test binary uses its own subset
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
@@ -360,4 +360,35 @@ impl Tree {
     pub fn path(&self, file: &str) -> PathBuf {
         self.dir.path().join(file)
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// The binary
+
+/// Runs `mimi` with `args` (off the async workers); exit code, stdout, stderr.
+pub async fn mimi(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let dir = dir.to_path_buf();
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let run = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_mimi"))
+            .current_dir(dir)
+            .args(&args)
+            .env_remove("MIMI_APEX")
+            .env_remove("MIMI_LOG")
+            .output()
+            .expect("run mimi")
+    });
+    let out = timeout(Duration::from_secs(30), run)
+        .await
+        .expect("mimi timed out")
+        .unwrap();
+    (
+        out.status.code().expect("exit code"),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+pub fn json_of(stdout: &str) -> serde_json::Value {
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
 }
