@@ -7,9 +7,11 @@
 
 mod check;
 mod edit;
+pub mod journal;
 mod parse;
 mod rdata;
 mod store;
+pub mod update;
 mod write;
 
 use std::path::{Path, PathBuf};
@@ -22,6 +24,7 @@ pub use check::{check, Problem, Report, Severity};
 pub use parse::{parse_str, parse_ttl};
 pub use rdata::{RData, Soa};
 pub use store::{Lookup, Node, RRset, ZoneStore};
+pub use update::{Changeset, Diff};
 pub use write::{canonical_key, sort_canonical, to_text, write_file_atomic, WriteStyle};
 
 /// One resource record as read from, or to be written to, a zone file.

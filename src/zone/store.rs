@@ -8,8 +8,13 @@
 //!
 //! RRsets hold ready-made hickory records, the form the server answers with, so answering
 //! a query builds nothing per record.
+//!
+//! The node index is a persistent map (`imbl`): a new version made by the write path
+//! (`zone::update`) shares every untouched node with the version it came from, so making a
+//! version costs what changed, not the size of the zone, and readers keep the old one.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use hickory_proto::rr::Record as WireRecord;
 
@@ -32,6 +37,9 @@ pub struct Node {
     pub glue: Vec<WireRecord>,
     /// True for a zone cut (NS records below the apex).
     pub is_cut: bool,
+    /// Nodes one label below this one: a node without RRsets stays (an empty
+    /// non-terminal) while it has children.
+    pub children: u32,
 }
 
 impl Node {
@@ -53,13 +61,16 @@ pub enum Lookup<'a> {
     OutOfZone,
 }
 
+/// The node index: lowercase wire-form owner -> node.
+pub(super) type Nodes = imbl::HashMap<Box<[u8]>, Arc<Node>>;
+
 #[derive(Debug, Clone)]
 pub struct ZoneStore {
-    origin: Name,
-    soa: Soa,
-    soa_ttl: u32,
-    nodes: HashMap<Box<[u8]>, Node>,
-    records: usize,
+    pub(super) origin: Name,
+    pub(super) soa: Soa,
+    pub(super) soa_ttl: u32,
+    pub(super) nodes: Nodes,
+    pub(super) records: usize,
 }
 
 impl ZoneStore {
@@ -85,6 +96,9 @@ impl ZoneStore {
                     break;
                 }
                 nodes.insert(suffix.into(), Node::default());
+            }
+            if !nodes.contains_key(r.name.as_wire()) {
+                nodes.insert(r.name.as_wire().into(), Node::default());
             }
             match &r.data {
                 RData::Soa(s)
@@ -152,11 +166,21 @@ impl ZoneStore {
                 node.glue = glue;
             }
         }
+        // Child counts, for removing nodes that become empty later.
+        let keys: Vec<Box<[u8]>> = nodes.keys().cloned().collect();
+        for k in keys {
+            if k.len() > origin_len {
+                let parent = &k[1 + k[0] as usize..];
+                if let Some(p) = nodes.get_mut(parent) {
+                    p.children += 1;
+                }
+            }
+        }
         Ok(ZoneStore {
             origin,
             soa,
             soa_ttl,
-            nodes,
+            nodes: nodes.into_iter().map(|(k, n)| (k, Arc::new(n))).collect(),
             records: count,
         })
     }
@@ -191,7 +215,7 @@ impl ZoneStore {
 
     /// The node at exactly this name, if any (no delegation logic).
     pub fn node(&self, wire: &[u8]) -> Option<&Node> {
-        self.nodes.get(wire)
+        self.nodes.get(wire).map(|n| &**n)
     }
 
     pub fn apex(&self) -> &Node {
@@ -200,8 +224,11 @@ impl ZoneStore {
             rrsets: Vec::new(),
             glue: Vec::new(),
             is_cut: false,
+            children: 0,
         };
-        self.nodes.get(self.origin.as_wire()).unwrap_or(&EMPTY)
+        self.nodes
+            .get(self.origin.as_wire())
+            .map_or(&EMPTY, |n| &**n)
     }
 
     /// Looks a name up (lowercase wire form). Probes the name's ancestors from the apex
@@ -230,6 +257,7 @@ impl ZoneStore {
             let Some((cut, node)) = self.nodes.get_key_value(suffix) else {
                 return Lookup::NxDomain;
             };
+            let node: &Node = node;
             if node.is_cut {
                 return Lookup::Referral { cut, node };
             }
