@@ -6,4 +6,5 @@ pub mod pir;
 pub mod record;
 pub mod resolver;
 pub mod sii;
+pub mod tsig;
 pub mod zone;

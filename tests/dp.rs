@@ -649,8 +649,15 @@ async fn refused_formerr_notimp_badvers() {
     let ok = tcp_exchange_on(&mut stream, &question(ALICE, rt_ssi(), None)).await;
     assert_eq!(ok.answers.len(), 1);
 
+    // An unsigned UPDATE: NOTAUTH (TSIG is required), over UDP and TCP.
+    let mut m = Message::new(rand::random(), MessageType::Query, OpCode::Update);
+    m.add_query(Query::query(hn(ZONE), RecordType::SOA));
+    let (resp, _) = udp_exchange(addr, &m).await;
+    assert_eq!(resp.metadata.response_code, ResponseCode::NotAuth);
+    assert_eq!(tcp_exchange(addr, &m).await.metadata.response_code, ResponseCode::NotAuth);
+
     // Opcodes we do not implement: NOTIMP, over UDP and TCP.
-    for op in [OpCode::Update, OpCode::Notify, OpCode::Status] {
+    for op in [OpCode::Notify, OpCode::Status] {
         let mut m = Message::new(rand::random(), MessageType::Query, op);
         m.add_query(Query::query(hn(ZONE), RecordType::SOA));
         let (resp, _) = udp_exchange(addr, &m).await;

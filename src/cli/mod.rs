@@ -155,13 +155,24 @@ fn dp(cmd: DpCommand) -> anyhow::Result<u8> {
         }),
         DpCommand::Check { config } => {
             let cfg = crate::dp::DpConfig::load(&config)?;
-            let (zones, _) =
-                crate::dp::zones::load_all(&cfg, None, now(), &rand::random::<[u8; 32]>())
+            let trust = crate::record::TrustStore::load(&cfg.trust)?;
+            for zc in &cfg.zones {
+                let checked = crate::dp::zones::read_zone(
+                    zc,
+                    &trust,
+                    &cfg.apex,
+                    now(),
+                    cfg.serve_invalid_records,
+                )
+                .map_err(|e| anyhow::anyhow!("{e} (zone {} at {}:{})", zc.origin, cfg.path.display(), zc.line))?;
+                crate::zone::ZoneStore::build(zc.origin.clone(), checked.records)
                     .map_err(anyhow::Error::msg)?;
+            }
+            crate::dp::update::load_updaters(&cfg).map_err(anyhow::Error::msg)?;
             println!(
                 "{}: {} zone(s) load; listen on {:?}",
                 config.display(),
-                zones.len(),
+                cfg.zones.len(),
                 cfg.listen
             );
             Ok(0)

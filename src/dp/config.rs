@@ -141,6 +141,70 @@ pub struct DpConfig {
     /// Serve records that fail the checks instead of refusing them. Only for testing
     /// resolvers against a misbehaving DP (`mimi demo` uses it); never in production.
     pub serve_invalid_records: bool,
+    /// The journal and the zone-file rewrites (`[journal]`).
+    pub journal: JournalSettings,
+    /// App providers allowed to publish by DNS UPDATE (`[[update]]`), each bound to a key.
+    pub updaters: Vec<Updater>,
+    /// Limits on DNS UPDATE (`[updates]`).
+    pub updates: UpdateLimits,
+}
+
+/// `[journal]`: where each zone's journal lives and how much of it is kept.
+#[derive(Debug, Clone)]
+pub struct JournalSettings {
+    /// Directory of the journals (`<origin>journal` each); None: beside each zone file,
+    /// as `<zone file>.journal`.
+    pub dir: Option<PathBuf>,
+    /// Diffs kept for IXFR after the zone file is rewritten.
+    pub depth: usize,
+    /// The zone file is rewritten from the served version this often while it changes...
+    pub flush_interval: Duration,
+    /// ... or after this many changed records, whichever comes first.
+    pub flush_changes: usize,
+}
+
+impl Default for JournalSettings {
+    fn default() -> Self {
+        JournalSettings {
+            dir: None,
+            depth: 1000,
+            flush_interval: Duration::from_secs(60),
+            flush_changes: 100_000,
+        }
+    }
+}
+
+/// One `[[update]]` entry: a TSIG key that speaks for one app provider.
+#[derive(Debug, Clone)]
+pub struct Updater {
+    pub provider: Name,
+    /// Key file in the BIND format (`mimi key tsig generate`).
+    pub tsig: PathBuf,
+    pub line: usize,
+}
+
+/// `[updates]`: bounds on what app providers may send.
+#[derive(Debug, Clone)]
+pub struct UpdateLimits {
+    /// Records in one UPDATE.
+    pub max_records: usize,
+    /// UPDATE messages per second per provider (token bucket refill) ...
+    pub per_second: f64,
+    /// ... and the bucket's size.
+    pub burst: f64,
+    /// Longest `not_after - verified_at` accepted: an AP must re-verify at least this often.
+    pub max_validity: Duration,
+}
+
+impl Default for UpdateLimits {
+    fn default() -> Self {
+        UpdateLimits {
+            max_records: 1000,
+            per_second: 200.0,
+            burst: 1000.0,
+            max_validity: Duration::from_secs(400 * 86400),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -158,6 +222,37 @@ struct Raw {
     #[serde(default)]
     limits: RawLimits,
     pir: Option<RawPir>,
+    #[serde(default)]
+    journal: RawJournal,
+    #[serde(default, rename = "update")]
+    updaters: Vec<RawUpdater>,
+    #[serde(default)]
+    updates: RawUpdates,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawJournal {
+    dir: Option<Spanned<String>>,
+    depth: Option<Spanned<usize>>,
+    flush_interval_secs: Option<Spanned<u64>>,
+    flush_changes: Option<Spanned<usize>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUpdater {
+    provider: Spanned<String>,
+    tsig: Spanned<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawUpdates {
+    max_records: Option<Spanned<usize>>,
+    per_second: Option<Spanned<f64>>,
+    burst: Option<Spanned<f64>>,
+    max_validity_days: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize)]
@@ -422,8 +517,68 @@ impl DpConfig {
             }
             _ => None,
         };
+        let mut journal = JournalSettings::default();
+        let j = &raw.journal;
+        if let Some(d) = &j.dir {
+            journal.dir = Some(dir.join(d.get_ref()));
+        }
+        if let Some(v) = &j.depth {
+            journal.depth = *v.get_ref();
+        }
+        if let Some(v) = &j.flush_interval_secs {
+            if *v.get_ref() == 0 {
+                return Err(at(v.span(), "journal.flush_interval_secs must be at least 1".into()));
+            }
+            journal.flush_interval = Duration::from_secs(*v.get_ref());
+        }
+        if let Some(v) = &j.flush_changes {
+            journal.flush_changes = (*v.get_ref()).max(1);
+        }
+        let mut updaters: Vec<Updater> = Vec::new();
+        for u in &raw.updaters {
+            let provider = name(&u.provider, "update.provider")?;
+            if updaters.iter().any(|o| o.provider == provider) {
+                return Err(at(
+                    u.provider.span(),
+                    format!("provider {provider} has two [[update]] entries"),
+                ));
+            }
+            updaters.push(Updater {
+                provider,
+                tsig: dir.join(u.tsig.get_ref()),
+                line: line_of(text, u.provider.span().start),
+            });
+        }
+        let mut updates = UpdateLimits::default();
+        let u = &raw.updates;
+        if let Some(v) = &u.max_records {
+            if *v.get_ref() == 0 {
+                return Err(at(v.span(), "updates.max_records must be at least 1".into()));
+            }
+            updates.max_records = *v.get_ref();
+        }
+        for (v, slot, what) in [
+            (&u.per_second, &mut updates.per_second, "per_second"),
+            (&u.burst, &mut updates.burst, "burst"),
+        ] {
+            if let Some(v) = v {
+                if !(v.get_ref().is_finite() && *v.get_ref() > 0.0) {
+                    return Err(at(v.span(), format!("updates.{what} must be a positive number")));
+                }
+                *slot = *v.get_ref();
+            }
+        }
+        if let Some(v) = &u.max_validity_days {
+            if *v.get_ref() == 0 {
+                return Err(at(v.span(), "updates.max_validity_days must be at least 1".into()));
+            }
+            updates.max_validity = Duration::from_secs(*v.get_ref() * 86400);
+        }
         Ok(DpConfig {
             path: path.to_path_buf(),
+            journal,
+            updaters,
+            updates,
             pir,
             apex,
             listen,

@@ -18,32 +18,6 @@ use super::zones::{ServedZone, ZoneSet};
 use crate::name::MAX_WIRE_LEN;
 use crate::zone::Lookup;
 
-/// Uncompressed bytes of records per AXFR message: well under the 64 KiB a TCP message
-/// can hold, so no message is ever truncated.
-const AXFR_MESSAGE_BYTES: usize = 16 * 1024;
-
-/// Splits records into runs whose uncompressed size stays within `AXFR_MESSAGE_BYTES`
-/// (a single larger record gets a message of its own).
-fn axfr_chunks<'r>(records: &[&'r Record]) -> Vec<Vec<&'r Record>> {
-    use hickory_proto::serialize::binary::BinEncodable;
-    let mut chunks = Vec::new();
-    let mut current = Vec::new();
-    let mut size = 0;
-    for &r in records {
-        let len = r.name.len() + 12 + r.data.to_bytes().map_or(0, |b| b.len());
-        if !current.is_empty() && size + len > AXFR_MESSAGE_BYTES {
-            chunks.push(std::mem::take(&mut current));
-            size = 0;
-        }
-        size += len;
-        current.push(r);
-    }
-    if !current.is_empty() {
-        chunks.push(current);
-    }
-    chunks
-}
-
 /// Counters for the summary on SIGUSR1 and at shutdown.
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -59,10 +33,13 @@ pub struct Stats {
     pub nodata: AtomicU64,
     pub truncated: AtomicU64,
     pub transfers: AtomicU64,
+    pub ixfr_incremental: AtomicU64,
+    pub updates_accepted: AtomicU64,
+    pub updates_refused: AtomicU64,
 }
 
 impl Stats {
-    fn count_rcode(&self, rcode: ResponseCode) {
+    pub(super) fn count_rcode(&self, rcode: ResponseCode) {
         let c = match rcode {
             ResponseCode::NoError => &self.noerror,
             ResponseCode::NXDomain => &self.nxdomain,
@@ -90,6 +67,9 @@ impl Stats {
             ("other_rcode", &self.other_rcode),
             ("truncated", &self.truncated),
             ("transfers", &self.transfers),
+            ("ixfr_incremental", &self.ixfr_incremental),
+            ("updates_accepted", &self.updates_accepted),
+            ("updates_refused", &self.updates_refused),
         ];
         fields
             .iter()
@@ -111,6 +91,28 @@ pub struct Shared {
     pub pir: Option<Arc<super::private::PirService>>,
     /// Secret the zones' OPRF keys derive from (with zone and epoch).
     pub pir_secret: [u8; 32],
+    /// The app providers' keys mappings are checked against (reloaded on SIGHUP).
+    pub trust: ArcSwap<crate::record::TrustStore>,
+    pub apex: crate::name::Name,
+    /// TSIG keys allowed to UPDATE, each bound to one provider.
+    pub updaters: ArcSwap<Vec<super::update::UpdaterKey>>,
+    pub update_limits: super::config::UpdateLimits,
+    pub update_rate: super::ratelimit::RateLimiter<crate::name::Name>,
+    /// Each zone's writer: the one way to change it.
+    pub writers: std::sync::Mutex<
+        std::collections::HashMap<crate::name::Name, super::writer::WriterHandle>,
+    >,
+}
+
+impl Shared {
+    pub fn writers_lock(
+        &self,
+    ) -> std::sync::MutexGuard<
+        '_,
+        std::collections::HashMap<crate::name::Name, super::writer::WriterHandle>,
+    > {
+        self.writers.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -138,16 +140,16 @@ fn wire_name<'b>(
 }
 
 /// What to put in a response.
-struct Sections<'a> {
-    rcode: ResponseCode,
-    authoritative: bool,
-    answers: &'a [Record],
-    authority: &'a [Record],
-    additional: &'a [Record],
+pub(super) struct Sections<'a> {
+    pub rcode: ResponseCode,
+    pub authoritative: bool,
+    pub answers: &'a [Record],
+    pub authority: &'a [Record],
+    pub additional: &'a [Record],
 }
 
 impl<'a> Sections<'a> {
-    fn error(rcode: ResponseCode) -> Sections<'static> {
+    pub(super) fn error(rcode: ResponseCode) -> Sections<'static> {
         Sections {
             rcode,
             authoritative: false,
@@ -159,7 +161,7 @@ impl<'a> Sections<'a> {
 }
 
 impl DpHandler {
-    async fn send<R: ResponseHandler>(
+    pub(super) async fn send<R: ResponseHandler>(
         &self,
         request: &Request,
         edns: Option<&Edns>,
@@ -275,57 +277,6 @@ impl DpHandler {
         }
     }
 
-    /// AXFR (and IXFR, answered with the whole zone as RFC 1995 section 4 allows) over TCP
-    /// to allowed addresses.
-    async fn transfer<R: ResponseHandler>(
-        &self,
-        request: &Request,
-        zone: &ServedZone,
-        edns: Option<&Edns>,
-        mut handle: R,
-    ) -> ResponseInfo {
-        self.0.stats.transfers.fetch_add(1, Relaxed);
-        let records: Vec<&Record> = std::iter::once(&zone.soa)
-            .chain(
-                zone.store
-                    .records()
-                    .filter(|r| r.record_type() != RecordType::SOA),
-            )
-            .chain(std::iter::once(&zone.soa))
-            .collect();
-        let mut last = None;
-        for chunk in axfr_chunks(&records) {
-            let mut metadata = Metadata::response_from_request(&request.metadata);
-            metadata.authoritative = true;
-            let mut builder = MessageResponseBuilder::from_message_request(request);
-            if let Some(e) = edns {
-                builder.edns(e);
-            }
-            let response = builder.build(
-                metadata,
-                chunk.iter().copied(),
-                std::iter::empty(),
-                std::iter::empty(),
-                std::iter::empty(),
-            );
-            match handle.send_response(response).await {
-                Ok(info) => last = Some(info),
-                Err(e) => {
-                    warn!(src = %request.src(), "zone transfer aborted: {e}");
-                    break;
-                }
-            }
-        }
-        self.0.stats.count_rcode(ResponseCode::NoError);
-        last.unwrap_or_else(|| {
-            let mut m = Metadata::response_from_request(&request.metadata);
-            m.response_code = ResponseCode::ServFail;
-            ResponseInfo::from(hickory_proto::op::Header {
-                metadata: m,
-                counts: Default::default(),
-            })
-        })
-    }
 }
 
 impl DpHandler {
@@ -455,6 +406,9 @@ impl RequestHandler for DpHandler {
                 )
                 .await;
         }
+        if request.metadata.op_code == OpCode::Update {
+            return self.update(request, edns, handle).await;
+        }
         if request.metadata.op_code != OpCode::Query {
             return self
                 .send(request, edns, Sections::error(ResponseCode::NotImp), handle)
@@ -508,7 +462,20 @@ impl RequestHandler for DpHandler {
                 .filter(|z| z.store.origin().as_wire() == qname);
             return match zone {
                 Some(zone) if allowed && request.protocol() == Protocol::Tcp => {
-                    self.transfer(request, zone, edns, handle).await
+                    self.transfer(request, zone, qtype, edns, handle).await
+                }
+                // RFC 1995 section 2: over UDP, an IXFR that does not fit is answered
+                // with the current SOA, which sends the client to TCP.
+                Some(zone) if allowed && qtype == RecordType::IXFR => {
+                    let soa = std::slice::from_ref(&zone.soa);
+                    let s = Sections {
+                        rcode: ResponseCode::NoError,
+                        authoritative: true,
+                        answers: soa,
+                        authority: &[],
+                        additional: &[],
+                    };
+                    self.send(request, edns, s, handle).await
                 }
                 _ => {
                     if !allowed {

@@ -10,8 +10,12 @@ mod notify;
 pub mod private;
 pub mod ratelimit;
 mod tcp;
+pub mod update;
+pub mod writer;
+mod xfr;
 pub mod zones;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -23,6 +27,8 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::name::Name;
+use crate::record::TrustStore;
+use writer::WriterContext;
 
 pub use config::{ConfigError, DpConfig};
 pub use handler::{DpHandler, Shared, Stats};
@@ -96,20 +102,24 @@ impl DpServer {
             }
             None => None,
         };
-        let loaded = {
-            let config = config.clone();
-            tokio::task::spawn_blocking(move || zones::load_all(&config, None, now(), &secret))
-                .await
-                .map_err(|e| DpError::Zone(e.to_string()))?
-        };
-        let (zone_set, _) = loaded.map_err(DpError::Zone)?;
+        let trust = TrustStore::load(&config.trust).map_err(|e| DpError::Zone(e.to_string()))?;
+        let updaters = update::load_updaters(&config).map_err(DpError::Zone)?;
         let shared = Arc::new(Shared {
-            zones: ArcSwap::from_pointee(zone_set),
+            zones: ArcSwap::from_pointee(ZoneSet::default()),
             stats: Stats::default(),
             axfr_allow: config.axfr_allow.clone(),
             udp_payload: config.limits.udp_payload,
             pir,
             pir_secret: secret,
+            trust: ArcSwap::from_pointee(trust),
+            apex: config.apex.clone(),
+            updaters: ArcSwap::from_pointee(updaters),
+            update_limits: config.updates.clone(),
+            update_rate: ratelimit::RateLimiter::new(ratelimit::Rate {
+                burst: config.updates.burst,
+                per_hour: config.updates.per_second * 3600.0,
+            }),
+            writers: std::sync::Mutex::new(HashMap::new()),
         });
         let handler = DpHandler(shared.clone());
         let mut udp = hickory_server::Server::new(handler.clone());
@@ -126,6 +136,30 @@ impl DpServer {
             info!("listening on {bound} (UDP and TCP)");
             addrs.push(bound);
         }
+        let ctx = writer_context(&config, &shared, &addrs);
+        let trust = shared.trust.load_full();
+        for zc in &config.zones {
+            let checked = {
+                let (zc, trust, apex) = (zc.clone(), trust.clone(), config.apex.clone());
+                let invalid = config.serve_invalid_records;
+                tokio::task::spawn_blocking(move || zones::read_zone(&zc, &trust, &apex, now(), invalid))
+                    .await
+                    .map_err(|e| DpError::Zone(e.to_string()))?
+            }
+            .map_err(|e| {
+                DpError::Zone(format!(
+                    "{e} (zone {} at {}:{})",
+                    zc.origin,
+                    config.path.display(),
+                    zc.line
+                ))
+            })?;
+            let handle = writer::start_zone(zc.clone(), checked, ctx.clone())
+                .await
+                .map_err(|e| DpError::Zone(format!("zone {}: {e}", zc.origin)))?;
+            shared.writers_lock().insert(zc.origin.clone(), handle);
+        }
+        zones::release_freed_memory();
         Ok(DpServer {
             config_path: config_path.to_path_buf(),
             shared,
@@ -147,13 +181,19 @@ impl DpServer {
     /// previous version; the failures are returned (and logged). Listen addresses and
     /// limits change only on restart.
     pub async fn reload(&self) -> Result<Vec<String>, DpError> {
-        reload(&self.config_path, &self.shared).await
+        reload(&self.config_path, &self.shared, &self.addrs).await
     }
 
-    /// Stops listening and waits for the UDP server to finish.
+    /// Stops listening, lets each zone's writer finish its queue and write its zone
+    /// file, and waits for the UDP server to finish.
     pub async fn shutdown(mut self) {
         for t in &self.tcp {
             t.abort();
+        }
+        let writers: Vec<writer::WriterHandle> =
+            self.shared.writers_lock().values().cloned().collect();
+        for w in writers {
+            w.stop().await;
         }
         if let Err(e) = self.udp.shutdown_gracefully().await {
             warn!("shutdown: {e}");
@@ -183,21 +223,9 @@ impl DpServer {
         let mut term = sig(SignalKind::terminate())?;
         let mut int = sig(SignalKind::interrupt())?;
         loop {
-            // Re-check the zones when the first served mapping expires (at most once a
-            // minute, at least once a day), so expired mappings stop being served.
-            let wait = self
-                .shared
-                .zones
-                .load()
-                .next_expiry()
-                .map_or(86_400, |t| t.saturating_sub(now()).clamp(60, 86_400));
             tokio::select! {
                 _ = hup.recv() => {
                     info!("SIGHUP: reloading zones");
-                    self.reload_and_log().await;
-                }
-                _ = tokio::time::sleep(std::time::Duration::from_secs(wait + 1)) => {
-                    info!("a served mapping expired: checking the zones again");
                     self.reload_and_log().await;
                 }
                 _ = usr1.recv() => info!("counters: {}", self.stats().summary()),
@@ -211,28 +239,77 @@ impl DpServer {
     }
 }
 
-async fn reload(config_path: &Path, shared: &Arc<Shared>) -> Result<Vec<String>, DpError> {
+fn writer_context(config: &DpConfig, shared: &Arc<Shared>, listen: &[SocketAddr]) -> WriterContext {
+    WriterContext {
+        shared: shared.clone(),
+        journal: config.journal.clone(),
+        notify: config.notify.clone(),
+        listen: listen.to_vec(),
+        pir: config.pir.clone(),
+    }
+}
+
+/// Re-reads the config, the trust file and every zone file; each zone's writer applies
+/// what changed in its file as one changeset. New zones start, removed ones stop.
+async fn reload(
+    config_path: &Path,
+    shared: &Arc<Shared>,
+    listen: &[SocketAddr],
+) -> Result<Vec<String>, DpError> {
     let config = DpConfig::load(config_path)?;
-    let current = shared.zones.load_full();
-    let notify = config.notify.clone();
-    let listen = config.listen.clone();
-    let secret = shared.pir_secret;
-    let (set, failures) = tokio::task::spawn_blocking(move || {
-        zones::load_all(&config, Some(&current), now(), &secret)
-    })
-    .await
-    .map_err(|e| DpError::Zone(e.to_string()))?
-    .map_err(DpError::Zone)?;
-    let before = shared.zones.load().serials();
-    let changed: Vec<Name> = set
-        .serials()
-        .into_iter()
-        .filter(|s| !before.contains(s))
-        .map(|(origin, _)| origin)
+    let trust = Arc::new(TrustStore::load(&config.trust).map_err(|e| DpError::Zone(e.to_string()))?);
+    shared.trust.store(trust.clone());
+    match update::load_updaters(&config) {
+        Ok(u) => shared.updaters.store(Arc::new(u)),
+        Err(e) => warn!("update keys not reloaded, keeping the previous ones: {e}"),
+    }
+    let ctx = writer_context(&config, shared, listen);
+    let mut failures = Vec::new();
+    for zc in &config.zones {
+        let checked = {
+            let (zc, trust, apex) = (zc.clone(), trust.clone(), config.apex.clone());
+            let invalid = config.serve_invalid_records;
+            tokio::task::spawn_blocking(move || zones::read_zone(&zc, &trust, &apex, now(), invalid))
+                .await
+                .map_err(|e| DpError::Zone(e.to_string()))?
+        };
+        let checked = match checked {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(zone = %zc.origin, "reload failed, still serving the current version: {e}");
+                failures.push(e);
+                continue;
+            }
+        };
+        let existing = shared.writers_lock().get(&zc.origin).cloned();
+        let result = match existing {
+            Some(w) => w.reload(checked).await.map(|_| ()).map_err(|e| e.to_string()),
+            None => writer::start_zone(zc.clone(), checked, ctx.clone())
+                .await
+                .map(|h| {
+                    shared.writers_lock().insert(zc.origin.clone(), h);
+                }),
+        };
+        if let Err(e) = result {
+            warn!(zone = %zc.origin, "reload failed, still serving the current version: {e}");
+            failures.push(format!("zone {}: {e}", zc.origin));
+        }
+    }
+    let gone: Vec<(Name, writer::WriterHandle)> = shared
+        .writers_lock()
+        .iter()
+        .filter(|(o, _)| !config.zones.iter().any(|z| z.origin == **o))
+        .map(|(o, h)| (o.clone(), h.clone()))
         .collect();
-    shared.zones.store(Arc::new(set));
-    if !notify.is_empty() && !changed.is_empty() {
-        tokio::spawn(notify::send_all(changed, notify, listen));
+    for (origin, h) in gone {
+        info!(zone = %origin, "zone no longer configured: stopped");
+        h.stop().await;
+        shared.writers_lock().remove(&origin);
+        shared.zones.rcu(|set| {
+            let mut set = (**set).clone();
+            set.remove(&origin);
+            set
+        });
     }
     Ok(failures)
 }

@@ -419,3 +419,10 @@ pub struct ZonePirState {
     pub origin: Name,
     pub pir: ZonePir,
 }
+
+impl ZonePirState {
+    /// Placeholder until incremental updates land: every change asks for a new epoch.
+    pub fn update(&self, _changes: Vec<(String, Vec<Vec<u8>>)>) -> Result<(), String> {
+        Err("incremental updates are not available".into())
+    }
+}

@@ -22,12 +22,12 @@ struct Bucket {
     at: Instant,
 }
 
-/// Token buckets keyed by client address. IPv6 clients are keyed by their /64, since one
-/// host usually holds a whole /64.
+/// Token buckets keyed by client address (IPv6 clients by their /64, since one host
+/// usually holds a whole /64), or by any other key such as a provider's name.
 #[derive(Debug)]
-pub struct RateLimiter {
+pub struct RateLimiter<K = IpAddr> {
     rate: Rate,
-    buckets: Mutex<HashMap<IpAddr, Bucket>>,
+    buckets: Mutex<HashMap<K, Bucket>>,
 }
 
 fn client_key(ip: IpAddr) -> IpAddr {
@@ -44,22 +44,29 @@ fn client_key(ip: IpAddr) -> IpAddr {
     }
 }
 
-impl RateLimiter {
-    pub fn new(rate: Rate) -> RateLimiter {
+impl RateLimiter<IpAddr> {
+    /// Takes `cost` tokens for `ip` at `now`; false (and nothing taken) when it has fewer.
+    pub fn allow(&self, ip: IpAddr, cost: f64, now: Instant) -> bool {
+        self.allow_key(client_key(ip), cost, now)
+    }
+}
+
+impl<K: std::hash::Hash + Eq> RateLimiter<K> {
+    pub fn new(rate: Rate) -> RateLimiter<K> {
         RateLimiter {
             rate,
             buckets: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Takes `cost` tokens for `ip` at `now`; false (and nothing taken) when it has fewer.
-    pub fn allow(&self, ip: IpAddr, cost: f64, now: Instant) -> bool {
+    /// Takes `cost` tokens for `key` at `now`; false (and nothing taken) when it has fewer.
+    pub fn allow_key(&self, key: K, cost: f64, now: Instant) -> bool {
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         if buckets.len() >= MAX_CLIENTS {
             self.forget_full(&mut buckets, now);
         }
         let rate = self.rate;
-        let b = buckets.entry(client_key(ip)).or_insert(Bucket {
+        let b = buckets.entry(key).or_insert(Bucket {
             tokens: rate.burst,
             at: now,
         });
@@ -75,7 +82,7 @@ impl RateLimiter {
     }
 
     /// Drops buckets that have refilled completely: forgetting them changes nothing.
-    fn forget_full(&self, buckets: &mut HashMap<IpAddr, Bucket>, now: Instant) {
+    fn forget_full(&self, buckets: &mut HashMap<K, Bucket>, now: Instant) {
         let rate = self.rate;
         buckets.retain(|_, b| {
             let elapsed = now.saturating_duration_since(b.at).as_secs_f64();

@@ -6,15 +6,15 @@ use std::sync::Arc;
 use hickory_proto::rr::Record as WireRecord;
 use tracing::{info, warn};
 
-use super::config::{DpConfig, ZoneConfig};
+use super::config::ZoneConfig;
 use super::private::{build_zone, PirSettings, ZonePirState};
 use crate::name::Name;
 use crate::pir::carrier::pir_name;
 use crate::record::TrustStore;
 use crate::record::TYPE_PIRCFG;
-use crate::zone::{check, RData, Severity, ZoneFile, ZoneStore};
+use crate::zone::{check, Diff, RData, Severity, ZoneFile, ZoneStore};
 
-/// A zone as served: its store plus the SOA record negative answers carry.
+/// A zone as served: one version of its store plus what answers need besides.
 #[derive(Debug)]
 pub struct ServedZone {
     pub store: ZoneStore,
@@ -24,52 +24,146 @@ pub struct ServedZone {
     pub soa: WireRecord,
     /// Records refused at load (bad signature, expired, ...).
     pub rejected: usize,
-    /// The earliest `not_after` of the mappings and keys served: the zone must be checked
-    /// again then, so an expired mapping stops being served.
-    pub next_expiry: Option<u64>,
-    /// The private-lookup database, when the DP offers private lookups.
+    /// The private-lookup database, when the DP offers private lookups. It follows the
+    /// zone's changes in place within its epoch.
     pub pir: Option<Arc<ZonePirState>>,
+    /// The latest diffs, oldest first, ending at this version's serial: IXFR's source.
+    pub history: Arc<Vec<Arc<Diff>>>,
 }
 
-/// PIRCFG changes with every epoch (each load): keep clients' copies short-lived.
-const PIRCFG_TTL: u32 = 60;
+impl ServedZone {
+    pub fn new(
+        store: ZoneStore,
+        rejected: usize,
+        pir: Option<Arc<ZonePirState>>,
+        history: Arc<Vec<Arc<Diff>>>,
+    ) -> ServedZone {
+        let soa = crate::zone::Record {
+            name: store.origin().clone(),
+            ttl: store.soa_ttl(),
+            data: RData::Soa(Box::new(store.soa().clone())),
+            line: 0,
+        }
+        .to_wire_record();
+        let mut negative_soa = soa.clone();
+        negative_soa.ttl = store.negative_ttl();
+        ServedZone {
+            store,
+            negative_soa,
+            soa,
+            rejected,
+            pir,
+            history,
+        }
+    }
 
-/// The private-lookup database of a zone's served mappings: one entry per owner name
-/// (the OPRF input) with its SSI records; mappings below a delegation belong to the child.
-fn build_private(
-    origin: &Name,
-    records: &[crate::zone::Record],
-    settings: &PirSettings,
-    secret: &[u8],
-) -> Result<ZonePirState, String> {
-    let children: Vec<Name> = records
-        .iter()
-        .filter(|r| matches!(r.data, RData::Ns(_)) && r.name != *origin)
-        .map(|r| r.name.clone())
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let mut groups: std::collections::BTreeMap<&Name, Vec<Vec<u8>>> = Default::default();
-    for r in records {
-        if let RData::Ssi(s) = &r.data {
-            if !children.iter().any(|c| r.name.is_subdomain_of(c)) {
-                groups.entry(&r.name).or_default().push(s.to_wire());
+    /// The diffs from `serial` to the current version, if the history reaches back that
+    /// far (IXFR); an empty list when `serial` is current.
+    pub fn diffs_since(&self, serial: u32) -> Option<&[Arc<Diff>]> {
+        if serial == self.store.soa().serial {
+            return Some(&[]);
+        }
+        let i = self.history.iter().position(|d| d.from_serial() == serial)?;
+        Some(&self.history[i..])
+    }
+}
+
+/// PIRCFG changes with every epoch: keep clients' copies short-lived.
+pub const PIRCFG_TTL: u32 = 60;
+
+/// Record types the server derives itself: never journaled, diffed against a file,
+/// transferred or written to the zone file.
+pub const DERIVED_TYPES: &[u16] = &[TYPE_PIRCFG];
+
+/// The zone's mappings as the private-lookup database takes them: one entry per owner
+/// name (the OPRF input) with its SSI records; mappings below a delegation belong to the
+/// child zone, whose names are the PIRCFG's child list.
+pub fn private_entries(store: &ZoneStore) -> (Vec<(String, Vec<Vec<u8>>)>, Vec<Name>) {
+    let origin = store.origin();
+    let mut children = std::collections::BTreeSet::new();
+    let mut groups: std::collections::BTreeMap<Name, Vec<Vec<u8>>> = Default::default();
+    for r in store.records().filter_map(crate::zone::update::record_from_wire) {
+        match &r.data {
+            RData::Ns(_) if r.name != *origin => {
+                children.insert(r.name);
             }
+            RData::Ssi(s) => groups.entry(r.name).or_default().push(s.to_wire()),
+            _ => {}
         }
     }
     let entries = groups
         .into_iter()
+        .filter(|(n, _)| !children.iter().any(|c| n.is_subdomain_of(c)))
         .map(|(n, w)| (n.to_string(), w))
         .collect();
-    let pir = build_zone(origin, secret, settings, entries, children)?;
+    (entries, children.into_iter().collect())
+}
+
+/// The current SSI records at one owner, for the private-lookup database; none when the
+/// owner lies at or below a delegation.
+pub fn private_entry(store: &ZoneStore, owner: &Name) -> Vec<Vec<u8>> {
+    use crate::record::TYPE_SSI;
+    match store.lookup(owner.as_wire()) {
+        crate::zone::Lookup::Exact(node) => node
+            .rrset(TYPE_SSI)
+            .map(|set| {
+                set.records
+                    .iter()
+                    .filter_map(crate::zone::update::record_from_wire)
+                    .filter_map(|r| match r.data {
+                        RData::Ssi(s) => Some(s.to_wire()),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    }
+}
+
+/// Builds the private-lookup database of a store for a new epoch.
+pub fn build_private(
+    store: &ZoneStore,
+    settings: &PirSettings,
+    secret: &[u8],
+) -> Result<ZonePirState, String> {
+    let (entries, children) = private_entries(store);
+    let pir = build_zone(store.origin(), secret, settings, entries, children)?;
     Ok(ZonePirState {
-        origin: origin.clone(),
+        origin: store.origin().clone(),
         pir,
     })
 }
 
+/// `store` with its PIRCFG record replaced by the one of `state`, same serial: derived
+/// data is not a change of the zone's content.
+pub fn with_pircfg(store: &ZoneStore, state: &ZonePirState) -> Result<ZoneStore, String> {
+    let origin = store.origin();
+    let name = pir_name(origin).map_err(|e| format!("zone {origin}: {e}"))?;
+    let mut cs = crate::zone::Changeset::default();
+    if let crate::zone::Lookup::Exact(node) = store.lookup(name.as_wire()) {
+        if let Some(set) = node.rrset(TYPE_PIRCFG) {
+            cs.remove
+                .extend(set.records.iter().filter_map(crate::zone::update::record_from_wire));
+        }
+    }
+    cs.add.push(crate::zone::Record {
+        name,
+        ttl: PIRCFG_TTL,
+        data: RData::Unknown {
+            rtype: TYPE_PIRCFG,
+            data: state.pir.record.encode().into(),
+        },
+        line: 0,
+    });
+    let (next, _) = store
+        .apply(&cs, store.soa().clone(), store.soa_ttl())
+        .map_err(|e| e.to_string())?;
+    Ok(next)
+}
+
 /// Every zone this server answers for, keyed by origin (wire form).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct ZoneSet {
     zones: HashMap<Box<[u8]>, Arc<ServedZone>>,
 }
@@ -102,11 +196,6 @@ impl ZoneSet {
         self.zones.is_empty()
     }
 
-    /// The earliest time any served mapping expires.
-    pub fn next_expiry(&self) -> Option<u64> {
-        self.zones.values().filter_map(|z| z.next_expiry).min()
-    }
-
     /// Origin and SOA serial of every zone.
     pub fn serials(&self) -> Vec<(Name, u32)> {
         self.zones
@@ -115,23 +204,36 @@ impl ZoneSet {
             .collect()
     }
 
+    pub fn remove(&mut self, origin: &Name) {
+        self.zones.remove(origin.as_wire());
+    }
+
+    pub fn origins(&self) -> Vec<Name> {
+        self.zones.values().map(|z| z.store.origin().clone()).collect()
+    }
+
     pub fn insert(&mut self, zone: Arc<ServedZone>) {
         self.zones
             .insert(zone.store.origin().as_wire().into(), zone);
     }
 }
 
-/// Reads, checks and indexes one zone. Records with errors (bad signature, expired,
-/// untrusted provider, ...) are refused and logged with their line; the rest is served.
+/// A zone file read and checked: the records to serve and how many were refused.
+pub struct CheckedZone {
+    pub records: Vec<crate::zone::Record>,
+    pub rejected: usize,
+}
+
+/// Reads and checks one zone file. Records with errors (bad signature, expired,
+/// untrusted provider, ...) are refused and logged with their line; the rest is kept.
 /// A zone-level problem (unreadable, no SOA, wrong origin) fails the whole zone.
-pub fn load_zone(
+pub fn read_zone(
     zc: &ZoneConfig,
     trust: &TrustStore,
     apex: &Name,
     now: u64,
     serve_invalid: bool,
-    pir: Option<(&PirSettings, &[u8])>,
-) -> Result<ServedZone, String> {
+) -> Result<CheckedZone, String> {
     let file = zc.file.display().to_string();
     let zone = ZoneFile::load(&zc.file).map_err(|e| e.to_string())?;
     if zone.origin != zc.origin {
@@ -162,119 +264,23 @@ pub fn load_zone(
     } else {
         report.rejected_records()
     };
-    let next_expiry = zone
-        .records
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| !rejected.contains(i))
-        .filter_map(|(_, r)| match &r.data {
-            RData::Ssi(s) => Some(s.not_after),
-            RData::ApKey(k) => Some(k.not_after),
-            _ => None,
-        })
-        .filter(|&t| t >= now)
-        .min();
-    let mut records: Vec<crate::zone::Record> = zone
+    let records = zone
         .records
         .into_iter()
         .enumerate()
-        .filter(|(i, _)| !rejected.contains(i))
+        .filter(|(i, r)| !rejected.contains(i) && !DERIVED_TYPES.contains(&r.data.rtype()))
         .map(|(_, r)| r)
         .collect();
-    let pir = match pir {
-        Some((settings, secret)) => {
-            let state = build_private(&zc.origin, &records, settings, secret)?;
-            records.push(crate::zone::Record {
-                name: pir_name(&zc.origin).map_err(|e| format!("{file}: {e}"))?,
-                ttl: PIRCFG_TTL,
-                data: RData::Unknown {
-                    rtype: TYPE_PIRCFG,
-                    data: state.pir.record.encode().into(),
-                },
-                line: 0,
-            });
-            Some(Arc::new(state))
-        }
-        None => None,
-    };
-    let store = ZoneStore::build(zc.origin.clone(), records).map_err(|e| format!("{file}: {e}"))?;
-    let soa_record = crate::zone::Record {
-        name: zc.origin.clone(),
-        ttl: store.soa_ttl(),
-        data: RData::Soa(Box::new(store.soa().clone())),
-        line: 0,
-    };
-    let soa = soa_record.to_wire_record();
-    let mut negative_soa = soa.clone();
-    negative_soa.ttl = store.negative_ttl();
-    info!(
-        zone = %zc.origin,
-        records = store.record_count(),
-        refused = rejected.len(),
-        serial = store.soa().serial,
-        "zone loaded from {file}"
-    );
-    Ok(ServedZone {
-        store,
-        negative_soa,
-        soa,
+    info!(zone = %zc.origin, refused = rejected.len(), "zone file {file} read");
+    Ok(CheckedZone {
+        records,
         rejected: rejected.len(),
-        next_expiry,
-        pir,
     })
-}
-
-/// Loads every configured zone. On a reload (`previous` given) a zone that fails keeps
-/// its previous version; at start-up any failure is an error.
-pub fn load_all(
-    config: &DpConfig,
-    previous: Option<&ZoneSet>,
-    now: u64,
-    pir_secret: &[u8],
-) -> Result<(ZoneSet, Vec<String>), String> {
-    let trust = TrustStore::load(&config.trust).map_err(|e| e.to_string())?;
-    let mut set = ZoneSet::default();
-    let mut failures = Vec::new();
-    for zc in &config.zones {
-        let pir = config.pir.as_ref().map(|s| (s, pir_secret));
-        match load_zone(
-            zc,
-            &trust,
-            &config.apex,
-            now,
-            config.serve_invalid_records,
-            pir,
-        ) {
-            Ok(z) => set.insert(Arc::new(z)),
-            Err(e) => match previous.and_then(|p| p.get(&zc.origin)) {
-                Some(old) => {
-                    warn!(zone = %zc.origin, "reload failed, still serving the previous version: {e}");
-                    failures.push(e);
-                    set.insert(old.clone());
-                }
-                None => {
-                    if previous.is_none() {
-                        return Err(format!(
-                            "{} (zone {} at {}:{})",
-                            e,
-                            zc.origin,
-                            config.path.display(),
-                            zc.line
-                        ));
-                    }
-                    warn!(zone = %zc.origin, "zone not loaded: {e}");
-                    failures.push(e);
-                }
-            },
-        }
-    }
-    release_freed_memory();
-    Ok((set, failures))
 }
 
 /// Loading a zone parses and checks a whole file and then drops it; glibc keeps the freed
 /// heap for reuse, so give it back to the system or the server would sit at its peak.
-fn release_freed_memory() {
+pub fn release_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only walks the allocator's own free lists; it has no preconditions.
     unsafe {

@@ -278,7 +278,7 @@ pub fn check(zone: &ZoneFile, trust: &TrustStore, apex: &Name, now: u64) -> Repo
 
 /// An SSI owner must be an SII owner name under `apex`: reversed E.164 digits under
 /// `e164.<apex>`, or a 56-hex local-part hash and a domain under `email.<apex>`.
-fn check_sii_owner(owner: &Name, apex: &Name) -> Result<(), String> {
+pub fn check_sii_owner(owner: &Name, apex: &Name) -> Result<(), String> {
     let bad = |why: &str| Err(format!("{owner} is not a valid SII owner name: {why}"));
     let labels: Vec<&[u8]> = owner.labels().collect();
     let apex_labels = apex.label_count();

@@ -20,7 +20,7 @@ use thiserror::Error;
 
 use crate::name::Name;
 
-pub use check::{check, Problem, Report, Severity};
+pub use check::{check, check_sii_owner, Problem, Report, Severity};
 pub use parse::{parse_str, parse_ttl};
 pub use rdata::{RData, Soa};
 pub use store::{Lookup, Node, RRset, ZoneStore};

@@ -1,0 +1,475 @@
+//! DNS UPDATE (RFC 2136) from app providers, authenticated by TSIG (RFC 8945).
+//!
+//! The policy of DESIGN 8.1: a TSIG key speaks for one provider (`[[update]]`); the
+//! update section may only add SSI records of that provider, each passing the same
+//! acceptance rule as a loaded zone (signature under the trust file, SSI host, window)
+//! plus `max_validity`; RR deletions are refused (a withdrawal is a signed tombstone);
+//! one UPDATE is all or nothing; the answer comes after the journal sync. Every refusal
+//! is one [`UpdateError`], which alone decides the RCODE and the extended error.
+
+use std::time::Instant;
+
+use hickory_proto::op::{Edns, ResponseCode};
+use hickory_proto::rr::rdata::opt::EdnsOption;
+use hickory_proto::rr::{DNSClass, RData as HRData, RecordType};
+use hickory_server::server::{Request, ResponseHandler, ResponseInfo};
+use thiserror::Error;
+use tracing::{debug, info, warn};
+
+use super::config::DpConfig;
+use super::handler::DpHandler;
+use super::writer::{Publish, WriteError};
+use crate::name::Name;
+use crate::record::{verify_against, Ssi, TYPE_SSI};
+use crate::tsig::TsigKey;
+
+/// RFC 8914 extended DNS error: EDNS option 15.
+pub const EDE_OPTION: u16 = 15;
+/// RFC 8914 info codes used here.
+pub mod ede {
+    pub const OTHER: u16 = 0;
+    pub const PROHIBITED: u16 = 18;
+    pub const NOT_AUTHORITATIVE: u16 = 20;
+    pub const NOT_SUPPORTED: u16 = 21;
+}
+
+/// Why an UPDATE was not applied. The text names the record and the reason.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum UpdateError {
+    #[error("{0}")]
+    FormErr(String),
+    /// TSIG missing, unknown key, bad MAC, or time outside the fudge.
+    #[error("{0}")]
+    NotAuth(String),
+    /// The zone named is not served here.
+    #[error("{0}")]
+    NotServed(String),
+    /// A record outside the zone.
+    #[error("{0}")]
+    NotZone(String),
+    /// Policy: another provider's record, replayed seq, bad signature, ...
+    #[error("{0}")]
+    Refused(String),
+    /// Something RFC 2136 allows that this server does not do (deletions, prerequisites).
+    #[error("{0}")]
+    NotSupported(String),
+    #[error("{0}")]
+    RateLimited(String),
+    /// Storage failed; nothing was applied.
+    #[error("{0}")]
+    ServFail(String),
+}
+
+impl UpdateError {
+    pub fn rcode(&self) -> ResponseCode {
+        match self {
+            UpdateError::FormErr(_) => ResponseCode::FormErr,
+            UpdateError::NotAuth(_) | UpdateError::NotServed(_) => ResponseCode::NotAuth,
+            UpdateError::NotZone(_) => ResponseCode::NotZone,
+            UpdateError::Refused(_) | UpdateError::NotSupported(_) | UpdateError::RateLimited(_) => {
+                ResponseCode::Refused
+            }
+            UpdateError::ServFail(_) => ResponseCode::ServFail,
+        }
+    }
+
+    pub fn ede_code(&self) -> u16 {
+        match self {
+            UpdateError::FormErr(_) | UpdateError::ServFail(_) => ede::OTHER,
+            UpdateError::NotAuth(_) | UpdateError::Refused(_) => ede::PROHIBITED,
+            UpdateError::NotServed(_) | UpdateError::NotZone(_) => ede::NOT_AUTHORITATIVE,
+            UpdateError::NotSupported(_) => ede::NOT_SUPPORTED,
+            UpdateError::RateLimited(_) => crate::pir::carrier::ede::RATE_LIMITED,
+        }
+    }
+}
+
+impl From<WriteError> for UpdateError {
+    fn from(e: WriteError) -> Self {
+        match e {
+            WriteError::Refused(m) => UpdateError::Refused(m),
+            WriteError::Storage(m) => UpdateError::ServFail(m),
+            WriteError::Unavailable => {
+                UpdateError::ServFail("the zone's writer is busy or stopped; try again".into())
+            }
+        }
+    }
+}
+
+/// A provider's update key.
+#[derive(Debug)]
+pub struct UpdaterKey {
+    pub provider: Name,
+    pub key: TsigKey,
+}
+
+/// Loads the TSIG keys of the `[[update]]` entries.
+pub fn load_updaters(config: &DpConfig) -> Result<Vec<UpdaterKey>, String> {
+    let mut out = Vec::new();
+    for u in &config.updaters {
+        let key = TsigKey::load(&u.tsig).map_err(|e| {
+            format!("{e} (update key of {} at {}:{})", u.provider, config.path.display(), u.line)
+        })?;
+        if out.iter().any(|o: &UpdaterKey| o.key.name == key.name) {
+            return Err(format!(
+                "{}:{}: TSIG key {} is bound to two providers; each provider needs its own key",
+                config.path.display(),
+                u.line,
+                key.name
+            ));
+        }
+        out.push(UpdaterKey {
+            provider: u.provider.clone(),
+            key,
+        });
+    }
+    Ok(out)
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// EDNS for an answer carrying an extended error.
+pub fn with_ede(edns: Option<&Edns>, code: u16, text: &str) -> Edns {
+    let mut e = edns.cloned().unwrap_or_default();
+    let mut bytes = code.to_be_bytes().to_vec();
+    bytes.extend_from_slice(text.as_bytes());
+    e.options_mut()
+        .insert(EdnsOption::Unknown(EDE_OPTION, bytes));
+    e
+}
+
+impl DpHandler {
+    /// An UPDATE: authenticate, check, hand to the zone's writer, answer once durable.
+    pub(super) async fn update<R: ResponseHandler>(
+        &self,
+        request: &Request,
+        edns: Option<&Edns>,
+        handle: R,
+    ) -> ResponseInfo {
+        let now = unix_now();
+        let updaters = self.0.updaters.load_full();
+        let keys: Vec<&TsigKey> = updaters.iter().map(|u| &u.key).collect();
+        let verified = crate::tsig::verify_request(request.as_slice(), &keys, now);
+        let (index, signer) = match verified {
+            Ok(v) => (v.key_index, Some(v)),
+            Err(failure) => {
+                let e = UpdateError::NotAuth(failure.to_string());
+                warn!(src = %request.src(), "UPDATE refused: {e}");
+                self.0.stats.updates_refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return self
+                    .send_tsig_failure(request, edns, &e, failure, &keys, handle)
+                    .await;
+            }
+        };
+        let Some(updater) = updaters.get(index) else {
+            let e = UpdateError::NotAuth("unknown key".into());
+            return self.send_update_error(request, edns, &e, None, handle).await;
+        };
+        let started = Instant::now();
+        let result = self.apply_update(request, &updater.provider, now).await;
+        let stats = &self.0.stats;
+        match &result {
+            Ok(serial) => {
+                stats.updates_accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                debug!(provider = %updater.provider, serial, ms = started.elapsed().as_secs_f64() * 1e3, "UPDATE applied");
+            }
+            Err(e) => {
+                stats.updates_refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                info!(provider = %updater.provider, rcode = %e.rcode(), "UPDATE refused: {e}");
+            }
+        }
+        let signing = signer.as_ref().map(|v| (&updater.key, v));
+        match result {
+            Ok(_) => {
+                self.send_signed(request, edns, ResponseCode::NoError, signing, handle)
+                    .await
+            }
+            Err(e) => self.send_update_error(request, edns, &e, signing, handle).await,
+        }
+    }
+
+    async fn apply_update(
+        &self,
+        request: &Request,
+        provider: &Name,
+        now: u64,
+    ) -> Result<u32, UpdateError> {
+        let shared = &self.0;
+        let limits = &shared.update_limits;
+        let zone = match request.queries.queries() {
+            [z] if z.query_type() == RecordType::SOA && z.query_class() == DNSClass::IN => z,
+            _ => {
+                return Err(UpdateError::FormErr(
+                    "the zone section must hold exactly one SOA question of class IN".into(),
+                ))
+            }
+        };
+        let origin = Name::from_hickory(zone.name())
+            .map_err(|e| UpdateError::FormErr(format!("zone name: {e}")))?;
+        let writer = shared.writers_lock().get(&origin).cloned();
+        let Some(writer) = writer else {
+            return Err(UpdateError::NotServed(format!(
+                "this server is not the primary for {origin}"
+            )));
+        };
+        if !request.answers.is_empty() {
+            return Err(UpdateError::NotSupported(
+                "prerequisites are not supported: an SSI record's seq orders changes".into(),
+            ));
+        }
+        let updates = &request.authorities;
+        if updates.is_empty() {
+            return Err(UpdateError::FormErr("the update section is empty".into()));
+        }
+        if updates.len() > limits.max_records {
+            return Err(UpdateError::Refused(format!(
+                "{} records in one UPDATE; at most {} (updates.max_records)",
+                updates.len(),
+                limits.max_records
+            )));
+        }
+        if !shared
+            .update_rate
+            .allow_key(provider.clone(), 1.0, Instant::now())
+        {
+            return Err(UpdateError::RateLimited(format!(
+                "provider {provider} sends more than {} UPDATEs a second; try again shortly",
+                limits.per_second
+            )));
+        }
+        let trust = shared.trust.load_full();
+        let mut records = Vec::with_capacity(updates.len());
+        for r in updates {
+            let owner = Name::from_hickory(&r.name)
+                .map_err(|e| UpdateError::FormErr(format!("{}: {e}", r.name)))?;
+            let rtype = u16::from(r.record_type());
+            if r.dns_class == DNSClass::ANY || r.dns_class == DNSClass::NONE {
+                return Err(UpdateError::NotSupported(format!(
+                    "{owner} type {rtype}: RR deletions are refused; withdraw a mapping with a signed tombstone (mimi withdraw)"
+                )));
+            }
+            if r.dns_class != DNSClass::IN {
+                return Err(UpdateError::FormErr(format!(
+                    "{owner}: class {} in the update section",
+                    r.dns_class
+                )));
+            }
+            if !owner.is_subdomain_of(&origin) {
+                return Err(UpdateError::NotZone(format!(
+                    "{owner} is outside the zone {origin}"
+                )));
+            }
+            if rtype != TYPE_SSI {
+                return Err(UpdateError::Refused(format!(
+                    "{owner} type {}: app providers may only publish SSI records",
+                    r.record_type()
+                )));
+            }
+            let rdata = match &r.data {
+                HRData::Unknown { rdata, .. } => rdata.anything.to_vec(),
+                _ => Vec::new(),
+            };
+            let ssi = Ssi::from_wire(&rdata)
+                .map_err(|e| UpdateError::FormErr(format!("{owner} SSI: {e}")))?;
+            let what = format!("{owner} SSI seq {}", ssi.seq);
+            if ssi.provider != *provider {
+                return Err(UpdateError::Refused(format!(
+                    "{what}: the record is provider {}'s but the key is {provider}'s",
+                    ssi.provider
+                )));
+            }
+            crate::zone::check_sii_owner(&owner, &shared.apex)
+                .map_err(|m| UpdateError::Refused(format!("{what}: {m}")))?;
+            if ssi.not_after.saturating_sub(ssi.verified_at) > limits.max_validity.as_secs() {
+                return Err(UpdateError::Refused(format!(
+                    "{what}: valid {} days after verification; this DP accepts at most {} (updates.max_validity_days)",
+                    ssi.not_after.saturating_sub(ssi.verified_at) / 86400,
+                    limits.max_validity.as_secs() / 86400
+                )));
+            }
+            verify_against(&ssi, &owner, &trust, now)
+                .map_err(|e| UpdateError::Refused(format!("{what}: {e}")))?;
+            records.push(Publish {
+                owner,
+                ttl: r.ttl,
+                ssi,
+            });
+        }
+        Ok(writer.update(provider.clone(), records).await?)
+    }
+
+    async fn send_update_error<R: ResponseHandler>(
+        &self,
+        request: &Request,
+        edns: Option<&Edns>,
+        e: &UpdateError,
+        signing: Option<(&TsigKey, &crate::tsig::Verified)>,
+        handle: R,
+    ) -> ResponseInfo {
+        let edns = with_ede(edns, e.ede_code(), &e.to_string());
+        self.send_signed(request, Some(&edns), e.rcode(), signing, handle)
+            .await
+    }
+}
+
+/// Reads back the TSIG RR a signer appended at `start` of `bytes`, as hickory's type, so
+/// the response can be sent through hickory's response handlers with it as the last
+/// additional record.
+fn tsig_record_at(
+    bytes: &[u8],
+    start: usize,
+) -> Option<Box<hickory_proto::rr::Record<hickory_proto::rr::rdata::tsig::TSIG>>> {
+    use hickory_proto::rr::rdata::tsig::{TsigAlgorithm, TSIG};
+    let tail = bytes.get(start..)?;
+    let (owner, used) = Name::from_wire(tail).ok()?;
+    let rest = tail.get(used + 10..)?;
+    let (alg, used) = Name::from_wire(rest).ok()?;
+    let f = rest.get(used..)?;
+    let time = f
+        .get(..6)?
+        .iter()
+        .fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
+    let fudge = u16::from_be_bytes([*f.get(6)?, *f.get(7)?]);
+    let mac_len = u16::from_be_bytes([*f.get(8)?, *f.get(9)?]) as usize;
+    let mac = f.get(10..10 + mac_len)?.to_vec();
+    let f = f.get(10 + mac_len..)?;
+    let oid = u16::from_be_bytes([*f.first()?, *f.get(1)?]);
+    let error = u16::from_be_bytes([*f.get(2)?, *f.get(3)?]);
+    let other_len = u16::from_be_bytes([*f.get(4)?, *f.get(5)?]) as usize;
+    let other = f.get(6..6 + other_len)?.to_vec();
+    let algorithm = if alg.to_string().eq_ignore_ascii_case("hmac-sha256.") {
+        TsigAlgorithm::HmacSha256
+    } else {
+        return None;
+    };
+    let tsig = TSIG::new(
+        algorithm,
+        time,
+        fudge,
+        mac,
+        oid,
+        (error != 0).then(|| error.into()),
+        other,
+    );
+    let mut record = hickory_proto::rr::Record::from_rdata(owner.to_hickory(), 0, tsig);
+    record.dns_class = DNSClass::ANY;
+    Some(Box::new(record))
+}
+
+impl DpHandler {
+    /// Sends an answer with no records, TSIG-signed when `signing` is given (RFC 8945
+    /// section 5.3: a signed request gets a signed answer).
+    pub(super) async fn send_signed<R: ResponseHandler>(
+        &self,
+        request: &Request,
+        edns: Option<&Edns>,
+        rcode: ResponseCode,
+        signing: Option<(&TsigKey, &crate::tsig::Verified)>,
+        handle: R,
+    ) -> ResponseInfo {
+        let signature = signing.and_then(|(key, verified)| {
+            let mut bytes = self.encode_bare(request, edns, rcode)?;
+            let start = bytes.len();
+            crate::tsig::sign_response(&mut bytes, key, verified, unix_now(), 0).ok()?;
+            tsig_record_at(&bytes, start)
+        });
+        self.send_bare(request, edns, rcode, signature, handle).await
+    }
+
+    /// A TSIG failure: NOTAUTH; the TSIG error RR unsigned for BADKEY and BADSIG, signed
+    /// for BADTIME (RFC 8945 section 5.2).
+    async fn send_tsig_failure<R: ResponseHandler>(
+        &self,
+        request: &Request,
+        edns: Option<&Edns>,
+        e: &UpdateError,
+        failure: crate::tsig::TsigFailure,
+        keys: &[&TsigKey],
+        handle: R,
+    ) -> ResponseInfo {
+        let edns = with_ede(edns, e.ede_code(), &e.to_string());
+        let signature = self
+            .encode_bare(request, Some(&edns), e.rcode())
+            .and_then(|mut bytes| {
+                let start = bytes.len();
+                crate::tsig::append_error(&mut bytes, &failure, keys, unix_now()).ok()?;
+                tsig_record_at(&bytes, start)
+            });
+        self.send_bare(request, Some(&edns), e.rcode(), signature, handle)
+            .await
+    }
+
+    fn bare_response<'q>(
+        request: &'q Request,
+        edns: Option<&'q Edns>,
+        rcode: ResponseCode,
+    ) -> hickory_server::zone_handler::MessageResponse<
+        'q,
+        'static,
+        std::iter::Empty<&'static hickory_proto::rr::Record>,
+        std::iter::Empty<&'static hickory_proto::rr::Record>,
+        std::iter::Empty<&'static hickory_proto::rr::Record>,
+        std::iter::Empty<&'static hickory_proto::rr::Record>,
+    > {
+        let mut metadata = hickory_proto::op::Metadata::response_from_request(&request.metadata);
+        metadata.response_code = rcode;
+        metadata.recursion_available = false;
+        let mut builder =
+            hickory_server::zone_handler::MessageResponseBuilder::from_message_request(request);
+        if let Some(e) = edns {
+            builder.edns(e);
+        }
+        builder.build(
+            metadata,
+            std::iter::empty(),
+            std::iter::empty(),
+            std::iter::empty(),
+            std::iter::empty(),
+        )
+    }
+
+    /// The answer's bytes as hickory will write them, before any TSIG.
+    fn encode_bare(&self, request: &Request, edns: Option<&Edns>, rcode: ResponseCode) -> Option<Vec<u8>> {
+        let mut bytes = Vec::with_capacity(128);
+        let mut encoder = hickory_proto::serialize::binary::BinEncoder::new(&mut bytes);
+        Self::bare_response(request, edns, rcode)
+            .destructive_emit(&mut encoder)
+            .ok()?;
+        Some(bytes)
+    }
+
+    async fn send_bare<R: ResponseHandler>(
+        &self,
+        request: &Request,
+        edns: Option<&Edns>,
+        rcode: ResponseCode,
+        signature: Option<Box<hickory_proto::rr::Record<hickory_proto::rr::rdata::tsig::TSIG>>>,
+        mut handle: R,
+    ) -> ResponseInfo {
+        let mut response = Self::bare_response(request, edns, rcode);
+        if let Some(sig) = signature {
+            response.set_signature(sig);
+        }
+        let stats = &self.0.stats;
+        match handle.send_response(response).await {
+            Ok(info) => {
+                stats.count_rcode(info.response_code);
+                info
+            }
+            Err(e) => {
+                debug!(src = %request.src(), "response not sent: {e}");
+                let mut m = hickory_proto::op::Metadata::response_from_request(&request.metadata);
+                m.response_code = ResponseCode::ServFail;
+                ResponseInfo::from(hickory_proto::op::Header {
+                    metadata: m,
+                    counts: Default::default(),
+                })
+            }
+        }
+    }
+}

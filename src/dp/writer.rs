@@ -1,0 +1,888 @@
+//! One writer per zone: every change of a served zone goes through here.
+//!
+//! A zone's writer task owns its journal and the mutable state around it (the `seq`
+//! watermarks, the expiry index, the zone-file base). Sources of change send it jobs: a
+//! DNS UPDATE, a re-read zone file, and its own expiry timer. The writer drains every job
+//! waiting, turns each into a changeset applied to a working version (a job that fails
+//! leaves no trace), appends all their diffs to the journal with one sync (group commit),
+//! and only then publishes the new version (one pointer swap), answers the jobs, asks for
+//! NOTIFY and hands the changed owners to the private-lookup updater.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use thiserror::Error;
+use tokio::sync::{mpsc, oneshot, Notify};
+use tracing::{debug, info, warn};
+
+use super::config::{JournalSettings, ZoneConfig};
+use super::handler::Shared;
+use super::zones::{self, ServedZone, DERIVED_TYPES};
+use crate::name::Name;
+use crate::record::{Ssi, TYPE_APKEY, TYPE_SSI};
+use crate::zone::journal::{Journal, JournalError, Watermark};
+use crate::zone::update::{next_serial, record_from_wire, serial_newer};
+use crate::zone::{Changeset, Diff, Lookup, RData, Record, ZoneFile, ZoneStore};
+
+/// Jobs taken per batch at most: bounds the time one group commit holds answers back.
+const MAX_BATCH: usize = 256;
+/// Jobs waiting per zone at most; a full queue answers SERVFAIL at once.
+const QUEUE: usize = 4096;
+
+/// Why a change was not applied. Each maps to one RCODE and extended error in
+/// `dp::update`; the text names the record and the reason.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum WriteError {
+    /// The change breaks the zone's rules (replayed seq, owner at a cut, ...).
+    #[error("{0}")]
+    Refused(String),
+    /// Storage failed: nothing was applied.
+    #[error("{0}")]
+    Storage(String),
+    #[error("the zone's writer is busy or stopped")]
+    Unavailable,
+}
+
+/// An SSI record an app provider asks to publish, already checked on its own (signature,
+/// provider, window) by the caller.
+#[derive(Debug, Clone)]
+pub struct Publish {
+    pub owner: Name,
+    pub ttl: u32,
+    pub ssi: Ssi,
+}
+
+enum Job {
+    /// One DNS UPDATE: all or nothing.
+    Update {
+        provider: Name,
+        records: Vec<Publish>,
+        reply: oneshot::Sender<Result<u32, WriteError>>,
+    },
+    /// The zone file was re-read (SIGHUP): apply what changed in it.
+    Reload {
+        records: Vec<Record>,
+        rejected: usize,
+        reply: oneshot::Sender<Result<u32, WriteError>>,
+    },
+    /// A new private-lookup epoch was built: serve it.
+    SwapPir(Arc<super::private::ZonePirState>, oneshot::Sender<()>),
+    Stop,
+}
+
+/// The way to a zone's writer.
+#[derive(Clone, Debug)]
+pub struct WriterHandle {
+    tx: mpsc::Sender<Job>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Job::Update { .. } => "Update",
+            Job::Reload { .. } => "Reload",
+            Job::SwapPir(..) => "SwapPir",
+            Job::Stop => "Stop",
+        })
+    }
+}
+
+impl WriterHandle {
+    /// Publishes the records (one UPDATE) and returns the serial that holds them, once
+    /// the journal has them on disk.
+    pub async fn update(&self, provider: Name, records: Vec<Publish>) -> Result<u32, WriteError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .try_send(Job::Update {
+                provider,
+                records,
+                reply,
+            })
+            .map_err(|_| WriteError::Unavailable)?;
+        rx.await.map_err(|_| WriteError::Unavailable)?
+    }
+
+    pub async fn reload(&self, checked: zones::CheckedZone) -> Result<u32, WriteError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Job::Reload {
+                records: checked.records,
+                rejected: checked.rejected,
+                reply,
+            })
+            .await
+            .map_err(|_| WriteError::Unavailable)?;
+        rx.await.map_err(|_| WriteError::Unavailable)?
+    }
+
+    pub async fn stop(&self) {
+        let _ = self.tx.send(Job::Stop).await;
+    }
+}
+
+/// Everything a writer needs to know of the server.
+#[derive(Clone)]
+pub struct WriterContext {
+    pub shared: Arc<Shared>,
+    pub journal: JournalSettings,
+    pub notify: Vec<SocketAddr>,
+    pub listen: Vec<SocketAddr>,
+    pub pir: Option<super::private::PirSettings>,
+}
+
+/// Where a zone's journal lives.
+pub fn journal_path(zc: &ZoneConfig, settings: &JournalSettings) -> PathBuf {
+    match &settings.dir {
+        Some(dir) => {
+            let name = zc.origin.to_string();
+            let name = name.trim_end_matches('.');
+            dir.join(format!("{}.journal", if name.is_empty() { "root" } else { name }))
+        }
+        None => {
+            let mut p = zc.file.clone().into_os_string();
+            p.push(".journal");
+            PathBuf::from(p)
+        }
+    }
+}
+
+/// State the writer keeps besides the served version.
+struct State {
+    origin: Name,
+    zone_file: PathBuf,
+    journal: Journal,
+    current: Arc<ServedZone>,
+    /// The version the zone file on disk holds (read or last written).
+    file_base: ZoneStore,
+    history: VecDeque<Arc<Diff>>,
+    watermarks: HashMap<(Name, Name), Watermark>,
+    /// When each owner's next record retires (SSI and APKEY `not_after`; tombstones at
+    /// the latest `not_after` of the mapping they replaced).
+    expiry: BTreeMap<u64, BTreeSet<Name>>,
+    changes_since_flush: usize,
+    last_flush: Instant,
+    ctx: WriterContext,
+    notify: Arc<Notify>,
+    pir_tx: Option<mpsc::UnboundedSender<BTreeSet<Name>>>,
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn wm_key(owner: &Name, provider: &Name) -> (Name, Name) {
+    (owner.clone(), provider.clone())
+}
+
+/// Records every SSI record's seq and window in the watermarks.
+fn note_seq(watermarks: &mut HashMap<(Name, Name), Watermark>, owner: &Name, ssi: &Ssi) {
+    let w = watermarks
+        .entry(wm_key(owner, &ssi.provider))
+        .or_insert_with(|| Watermark {
+            owner: owner.clone(),
+            provider: ssi.provider.clone(),
+            seq: 0,
+            until: 0,
+        });
+    w.seq = w.seq.max(ssi.seq);
+    w.until = w.until.max(ssi.not_after);
+}
+
+/// The second after which a record is no longer served (valid through `not_after`).
+fn retire_at(owner: &Name, data: &RData, wm: &HashMap<(Name, Name), Watermark>) -> Option<u64> {
+    match data {
+        RData::Ssi(s) if s.withdrawn => {
+            let until = wm
+                .get(&wm_key(owner, &s.provider))
+                .map_or(s.not_after, |w| w.until.max(s.not_after));
+            Some(until.saturating_add(1))
+        }
+        RData::Ssi(s) => Some(s.not_after.saturating_add(1)),
+        RData::ApKey(k) => Some(k.not_after.saturating_add(1)),
+        _ => None,
+    }
+}
+
+/// Starts a zone: reads the checked file, replays the journal onto it, builds the
+/// private-lookup database, publishes the version and spawns its writer.
+pub async fn start_zone(
+    zc: ZoneConfig,
+    checked: zones::CheckedZone,
+    ctx: WriterContext,
+) -> Result<WriterHandle, String> {
+    let jpath = journal_path(&zc, &ctx.journal);
+    let ctx2 = ctx.clone();
+    let zc2 = zc.clone();
+    let state = tokio::task::spawn_blocking(move || open_zone(zc2, checked, jpath, ctx2))
+        .await
+        .map_err(|e| e.to_string())??;
+    let (tx, rx) = mpsc::channel(QUEUE);
+    let handle = WriterHandle { tx };
+    let mut state = state;
+    if let Some(settings) = ctx.pir.clone() {
+        let (ptx, prx) = mpsc::unbounded_channel();
+        state.pir_tx = Some(ptx);
+        tokio::spawn(pir_updater(
+            zc.origin.clone(),
+            ctx.shared.clone(),
+            settings,
+            prx,
+            handle.clone(),
+        ));
+    }
+    tokio::spawn(notifier(zc.origin.clone(), ctx.clone(), state.notify.clone()));
+    tokio::spawn(run(state, rx));
+    Ok(handle)
+}
+
+fn open_zone(
+    zc: ZoneConfig,
+    checked: zones::CheckedZone,
+    jpath: PathBuf,
+    ctx: WriterContext,
+) -> Result<State, String> {
+    let origin = zc.origin.clone();
+    let file = zc.file.display().to_string();
+    let base = ZoneStore::build(origin.clone(), checked.records).map_err(|e| format!("{file}: {e}"))?;
+    let (journal, replay) = match Journal::open(&jpath) {
+        Ok(x) => x,
+        Err(JournalError::Corrupt { .. } | JournalError::Magic { .. }) => {
+            // Not a torn tail but damage in the middle: keep the file for inspection and
+            // start afresh from the zone file rather than refuse to serve.
+            let aside = jpath.with_extension(format!("journal.damaged.{}", now()));
+            warn!(zone = %origin, "journal {} is damaged; moved to {} and started anew", jpath.display(), aside.display());
+            std::fs::rename(&jpath, &aside).map_err(|e| format!("{}: {e}", jpath.display()))?;
+            Journal::open(&jpath).map_err(|e| e.to_string())?
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    let mut watermarks: HashMap<(Name, Name), Watermark> = HashMap::new();
+    for w in replay.watermarks {
+        watermarks.insert(wm_key(&w.owner, &w.provider), w);
+    }
+    // Replay: the journal's diffs from the file's serial on.
+    let file_serial = base.soa().serial;
+    let mut current = base.clone();
+    let mut history: VecDeque<Arc<Diff>> = VecDeque::new();
+    let start = replay.diffs.iter().position(|d| d.from_serial() == file_serial);
+    let ends_at_file = replay
+        .diffs
+        .last()
+        .is_none_or(|d| d.to_serial() == file_serial);
+    let mut journal = journal;
+    match start {
+        Some(i) => {
+            for d in &replay.diffs[i..] {
+                if d.from_serial() != current.soa().serial {
+                    warn!(zone = %origin, "journal breaks at serial {} (expected {}); later entries ignored", d.from_serial(), current.soa().serial);
+                    break;
+                }
+                let cs = Changeset {
+                    remove: d.removed.iter().filter(|r| !DERIVED_TYPES.contains(&r.data.rtype())).cloned().collect(),
+                    add: d.added.iter().filter(|r| !DERIVED_TYPES.contains(&r.data.rtype())).cloned().collect(),
+                };
+                current = current
+                    .apply(&cs, d.to.0.clone(), d.to.1)
+                    .map_err(|e| format!("replaying {}: {e}", jpath.display()))?
+                    .0;
+            }
+            info!(zone = %origin, from = file_serial, to = current.soa().serial, entries = replay.diffs.len() - i, "journal replayed");
+        }
+        None if ends_at_file => {}
+        None => {
+            let aside = jpath.with_extension(format!("journal.stale.{}", now()));
+            warn!(zone = %origin, "zone file serial {file_serial} is not in journal {} (the file was replaced?): journal moved to {} and started anew", jpath.display(), aside.display());
+            drop(journal);
+            std::fs::rename(&jpath, &aside).map_err(|e| format!("{}: {e}", jpath.display()))?;
+            journal = Journal::open(&jpath).map_err(|e| e.to_string())?.0;
+        }
+    }
+    if start.is_some() || ends_at_file {
+        // IXFR history: the contiguous run of diffs ending at the current serial.
+        let mut want = current.soa().serial;
+        for d in replay.diffs.iter().rev() {
+            if d.to_serial() != want {
+                break;
+            }
+            want = d.from_serial();
+            history.push_front(Arc::new(d.clone()));
+        }
+        for d in &replay.diffs {
+            for r in d.removed.iter().chain(&d.added) {
+                if let RData::Ssi(s) = &r.data {
+                    note_seq(&mut watermarks, &r.name, s);
+                }
+            }
+        }
+    }
+    for r in current.records().filter_map(record_from_wire) {
+        if let RData::Ssi(s) = &r.data {
+            note_seq(&mut watermarks, &r.name, s);
+        }
+    }
+    let mut expiry: BTreeMap<u64, BTreeSet<Name>> = BTreeMap::new();
+    for r in current.records().filter_map(record_from_wire) {
+        if let Some(t) = retire_at(&r.name, &r.data, &watermarks) {
+            expiry.entry(t).or_default().insert(r.name);
+        }
+    }
+    let pir = match &ctx.pir {
+        Some(settings) => {
+            let state = zones::build_private(&current, settings, &ctx.shared.pir_secret)?;
+            current = zones::with_pircfg(&current, &state)?;
+            Some(Arc::new(state))
+        }
+        None => None,
+    };
+    let history_vec: Vec<Arc<Diff>> = history.iter().cloned().collect();
+    let served = Arc::new(ServedZone::new(current, checked.rejected, pir, Arc::new(history_vec)));
+    info!(
+        zone = %origin,
+        records = served.store.record_count(),
+        serial = served.store.soa().serial,
+        journal = %jpath.display(),
+        "zone loaded"
+    );
+    publish(&ctx.shared, served.clone());
+    Ok(State {
+        origin,
+        zone_file: zc.file,
+        journal,
+        current: served,
+        file_base: base,
+        history,
+        watermarks,
+        expiry,
+        changes_since_flush: 0,
+        last_flush: Instant::now(),
+        ctx,
+        notify: Arc::new(Notify::new()),
+        pir_tx: None,
+    })
+}
+
+/// Swaps one zone's version into the served set.
+pub fn publish(shared: &Shared, zone: Arc<ServedZone>) {
+    shared.zones.rcu(|set| {
+        let mut set = (**set).clone();
+        set.insert(zone.clone());
+        set
+    });
+}
+
+async fn run(mut state: State, mut rx: mpsc::Receiver<Job>) {
+    loop {
+        let wake = state.expiry.keys().next().copied();
+        let sleep = match wake {
+            Some(t) => Duration::from_millis(
+                (t.saturating_mul(1000)).saturating_sub(now_millis()).min(86_400_000),
+            ),
+            None => Duration::from_secs(86_400),
+        };
+        let flush_in = state
+            .ctx
+            .journal
+            .flush_interval
+            .saturating_sub(state.last_flush.elapsed());
+        tokio::select! {
+            job = rx.recv() => {
+                let Some(job) = job else { break };
+                let mut jobs = vec![job];
+                while jobs.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(j) => jobs.push(j),
+                        Err(_) => break,
+                    }
+                }
+                let stop = jobs.iter().any(|j| matches!(j, Job::Stop));
+                let Some(s) = blocking(state, move |s| commit_batch(s, jobs)).await else { return };
+                state = s;
+                if stop {
+                    break;
+                }
+            }
+            _ = tokio::time::sleep(sleep), if wake.is_some() => {
+                let Some(s) = blocking(state, expire).await else { return };
+                state = s;
+            }
+            _ = tokio::time::sleep(flush_in), if state.changes_since_flush > 0 => {
+                let Some(s) = blocking(state, flush).await else { return };
+                state = s;
+            }
+        }
+        if state.changes_since_flush >= state.ctx.journal.flush_changes {
+            let Some(s) = blocking(state, flush).await else { return };
+            state = s;
+        }
+    }
+    if state.changes_since_flush > 0 {
+        let _ = blocking(state, flush).await;
+    }
+}
+
+/// Runs a step of the writer on a blocking thread (journal syncs and file writes block).
+/// A panic there stops the writer; the zone keeps serving its last version read-only.
+async fn blocking(state: State, step: impl FnOnce(State) -> State + Send + 'static) -> Option<State> {
+    let origin = state.origin.clone();
+    match tokio::task::spawn_blocking(move || step(state)).await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::error!(zone = %origin, "the zone's writer stopped: {e}; the zone is served read-only until restart");
+            None
+        }
+    }
+}
+
+fn now_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A working copy for one batch: jobs apply to it one by one.
+struct Work {
+    store: ZoneStore,
+    diffs: Vec<Diff>,
+    /// Watermark values before the batch touched them, to undo a failed commit.
+    undo: Vec<((Name, Name), Option<Watermark>)>,
+}
+
+impl Work {
+    fn set_watermark(&mut self, wm: &mut HashMap<(Name, Name), Watermark>, owner: &Name, ssi: &Ssi) {
+        let key = wm_key(owner, &ssi.provider);
+        self.undo.push((key, wm.get(&wm_key(owner, &ssi.provider)).cloned()));
+        note_seq(wm, owner, ssi);
+    }
+
+    fn commit(&mut self, cs: &Changeset) -> Result<u32, WriteError> {
+        let mut soa = self.store.soa().clone();
+        soa.serial = next_serial(soa.serial);
+        let (next, diff) = self
+            .store
+            .apply(cs, soa, self.store.soa_ttl())
+            .map_err(|e| WriteError::Refused(e.to_string()))?;
+        self.store = next;
+        let serial = diff.to_serial();
+        self.diffs.push(diff);
+        Ok(serial)
+    }
+}
+
+/// The changeset of one UPDATE, checked against the working version: a record replaces
+/// its provider's record at that owner; its seq must beat every seq seen there.
+fn update_changeset(
+    store: &ZoneStore,
+    wm: &HashMap<(Name, Name), Watermark>,
+    provider: &Name,
+    records: &[Publish],
+) -> Result<Changeset, WriteError> {
+    let mut cs = Changeset::default();
+    // Seqs within this UPDATE count too.
+    let mut seen: HashMap<&Name, u64> = HashMap::new();
+    for p in records {
+        let what = format!("{} SSI seq {}", p.owner, p.ssi.seq);
+        match store.lookup(p.owner.as_wire()) {
+            Lookup::OutOfZone => {
+                return Err(WriteError::Refused(format!("{what}: outside the zone {}", store.origin())))
+            }
+            Lookup::Referral { .. } => {
+                return Err(WriteError::Refused(format!(
+                    "{what}: the name is at or below a delegation; publish to the child zone's DP"
+                )))
+            }
+            Lookup::Exact(_) | Lookup::NxDomain => {}
+        }
+        let before = seen.get(&p.owner).copied().into_iter();
+        let high = wm
+            .get(&wm_key(&p.owner, provider))
+            .map(|w| w.seq)
+            .into_iter()
+            .chain(before)
+            .max();
+        if let Some(high) = high {
+            if p.ssi.seq <= high {
+                return Err(WriteError::Refused(format!(
+                    "{what}: seq not above {high} already seen for provider {provider}"
+                )));
+            }
+        }
+        seen.insert(&p.owner, p.ssi.seq);
+        if let Lookup::Exact(node) = store.lookup(p.owner.as_wire()) {
+            if let Some(set) = node.rrset(TYPE_SSI) {
+                for r in set.records.iter().filter_map(record_from_wire) {
+                    if matches!(&r.data, RData::Ssi(s) if s.provider == *provider) {
+                        cs.remove.push(r);
+                    }
+                }
+            }
+        }
+        cs.remove.retain(|r| !(r.name == p.owner && cs.add.iter().any(|a| a.name == p.owner && matches!((&a.data, &r.data), (RData::Ssi(x), RData::Ssi(y)) if x.provider == y.provider && x.seq == y.seq))));
+        // A second record for the same owner in this UPDATE replaces the first.
+        cs.add.retain(|a| !(a.name == p.owner && matches!(&a.data, RData::Ssi(s) if s.provider == *provider)));
+        cs.add.push(Record {
+            name: p.owner.clone(),
+            ttl: p.ttl,
+            data: RData::Ssi(Box::new(p.ssi.clone())),
+            line: 0,
+        });
+    }
+    Ok(cs)
+}
+
+fn commit_batch(mut state: State, jobs: Vec<Job>) -> State {
+    let mut work = Work {
+        store: state.current.store.clone(),
+        diffs: Vec::new(),
+        undo: Vec::new(),
+    };
+    let mut replies: Vec<(oneshot::Sender<Result<u32, WriteError>>, Result<u32, WriteError>)> =
+        Vec::new();
+    let mut reloaded = None;
+    let mut new_pir = None;
+    let mut swapped = Vec::new();
+    for job in jobs {
+        match job {
+            Job::Update {
+                provider,
+                records,
+                reply,
+            } => {
+                let result = update_changeset(&work.store, &state.watermarks, &provider, &records)
+                    .and_then(|cs| work.commit(&cs));
+                if result.is_ok() {
+                    for p in &records {
+                        work.set_watermark(&mut state.watermarks, &p.owner, &p.ssi);
+                    }
+                }
+                replies.push((reply, result));
+            }
+            Job::Reload {
+                records,
+                rejected,
+                reply,
+            } => {
+                // What the operator changed in the file since it was read or written,
+                // applied to the current version (which may hold newer updates).
+                let file = match ZoneStore::build(state.origin.clone(), records.clone()) {
+                    Ok(f) => f,
+                    Err(e) => {
+                        replies.push((reply, Err(WriteError::Refused(e))));
+                        continue;
+                    }
+                };
+                let cs = crate::zone::update::diff_against(&state.file_base, &records, DERIVED_TYPES);
+                let soa_changed = file.soa() != state.file_base.soa();
+                if cs.is_empty() && !soa_changed {
+                    replies.push((reply, Ok(work.store.soa().serial)));
+                    continue;
+                }
+                cs.add.iter().for_each(|r| {
+                    if let RData::Ssi(s) = &r.data {
+                        debug!(owner = %r.name, seq = s.seq, "mapping added by the zone file");
+                    }
+                });
+                let result = work.commit(&cs).map(|serial| {
+                    // An operator who raised the serial in the file past ours gets theirs.
+                    let wanted = file.soa().serial;
+                    if serial_newer(wanted, serial) {
+                        let mut soa = file.soa().clone();
+                        soa.serial = wanted;
+                        if let Some(last) = work.diffs.last_mut() {
+                            last.to = (soa.clone(), file.soa_ttl());
+                        }
+                        let s = work.store.clone();
+                        if let Ok((n, _)) = s.apply(&Changeset::default(), soa, file.soa_ttl()) {
+                            work.store = n;
+                        }
+                        wanted
+                    } else {
+                        serial
+                    }
+                });
+                if result.is_ok() {
+                    for r in &cs.add {
+                        if let RData::Ssi(s) = &r.data {
+                            work.set_watermark(&mut state.watermarks, &r.name, s);
+                        }
+                    }
+                    reloaded = Some(rejected);
+                }
+                replies.push((reply, result));
+            }
+            Job::SwapPir(p, done) => {
+                new_pir = Some(p);
+                swapped.push(done);
+            }
+            Job::Stop => {}
+        }
+    }
+    if let Some(p) = new_pir {
+        match zones::with_pircfg(&work.store, &p) {
+            Ok(s) => {
+                work.store = s;
+                info!(zone = %state.origin, "serving the new private-lookup epoch");
+                let served = ServedZone::new(
+                    work.store.clone(),
+                    state.current.rejected,
+                    Some(p),
+                    state.current.history.clone(),
+                );
+                state.current = Arc::new(served);
+                if work.diffs.is_empty() {
+                    publish(&state.ctx.shared, state.current.clone());
+                }
+            }
+            Err(e) => warn!(zone = %state.origin, "new private-lookup epoch not served: {e}"),
+        }
+    }
+    let state = finish(state, work, replies, reloaded);
+    for done in swapped {
+        let _ = done.send(());
+    }
+    state
+}
+
+/// Makes the batch durable, then visible, then answers it.
+fn finish(
+    mut state: State,
+    work: Work,
+    replies: Vec<(oneshot::Sender<Result<u32, WriteError>>, Result<u32, WriteError>)>,
+    reloaded: Option<usize>,
+) -> State {
+    if work.diffs.is_empty() {
+        for (tx, r) in replies {
+            let _ = tx.send(r);
+        }
+        return state;
+    }
+    let journaled: Vec<Diff> = work
+        .diffs
+        .iter()
+        .map(|d| Diff {
+            from: d.from.clone(),
+            to: d.to.clone(),
+            removed: d.removed.iter().filter(|r| !DERIVED_TYPES.contains(&r.data.rtype())).cloned().collect(),
+            added: d.added.iter().filter(|r| !DERIVED_TYPES.contains(&r.data.rtype())).cloned().collect(),
+        })
+        .collect();
+    let started = Instant::now();
+    if let Err(e) = state.journal.append(&journaled.iter().collect::<Vec<_>>(), &[]) {
+        warn!(zone = %state.origin, "journal write failed, nothing applied: {e}");
+        for (key, old) in work.undo.into_iter().rev() {
+            match old {
+                Some(w) => state.watermarks.insert(key, w),
+                None => state.watermarks.remove(&key),
+            };
+        }
+        let msg = format!("the change could not be stored ({e}); nothing was applied");
+        for (tx, r) in replies {
+            let _ = tx.send(r.and(Err(WriteError::Storage(msg.clone()))));
+        }
+        return state;
+    }
+    let sync = started.elapsed();
+    let mut owners = BTreeSet::new();
+    let mut changed = 0;
+    for d in journaled {
+        changed += d.removed.len() + d.added.len();
+        for r in &d.added {
+            if let Some(t) = retire_at(&r.name, &r.data, &state.watermarks) {
+                state.expiry.entry(t).or_default().insert(r.name.clone());
+            }
+        }
+        for r in d.removed.iter().chain(&d.added) {
+            if r.data.rtype() == TYPE_SSI {
+                owners.insert(r.name.clone());
+            }
+        }
+        state.history.push_back(Arc::new(d));
+    }
+    while state.history.len() > state.ctx.journal.depth.max(1) {
+        state.history.pop_front();
+    }
+    state.changes_since_flush += changed;
+    let history: Vec<Arc<Diff>> = state.history.iter().cloned().collect();
+    let rejected = reloaded.unwrap_or(state.current.rejected);
+    let served = Arc::new(ServedZone::new(
+        work.store,
+        rejected,
+        state.current.pir.clone(),
+        Arc::new(history),
+    ));
+    state.current = served.clone();
+    publish(&state.ctx.shared, served);
+    debug!(zone = %state.origin, serial = state.current.store.soa().serial, records = changed, sync_ms = sync.as_secs_f64() * 1e3, "committed");
+    for (tx, r) in replies {
+        let _ = tx.send(r);
+    }
+    state.notify.notify_one();
+    if let Some(tx) = &state.pir_tx {
+        if !owners.is_empty() {
+            let _ = tx.send(owners);
+        }
+    }
+    if reloaded.is_some() {
+        // The file now differs from the served version only by what the journal adds:
+        // write it out, so the next hand edit is made against what is served.
+        state = flush(state);
+    }
+    state
+}
+
+/// Removes what has retired by now: one changeset, through the journal like any change.
+fn expire(mut state: State) -> State {
+    let now = now();
+    let due: Vec<u64> = state.expiry.range(..=now).map(|(t, _)| *t).collect();
+    let mut owners = BTreeSet::new();
+    for t in due {
+        if let Some(set) = state.expiry.remove(&t) {
+            owners.extend(set);
+        }
+    }
+    let mut cs = Changeset::default();
+    for owner in &owners {
+        let Lookup::Exact(node) = state.current.store.lookup(owner.as_wire()) else {
+            continue;
+        };
+        for set in node.rrsets.iter().filter(|s| s.rtype == TYPE_SSI || s.rtype == TYPE_APKEY) {
+            for r in set.records.iter().filter_map(record_from_wire) {
+                match retire_at(&r.name, &r.data, &state.watermarks) {
+                    Some(t) if t <= now => cs.remove.push(r),
+                    Some(t) => {
+                        state.expiry.entry(t).or_default().insert(r.name.clone());
+                    }
+                    None => {}
+                }
+            }
+        }
+    }
+    if cs.is_empty() {
+        return state;
+    }
+    info!(zone = %state.origin, records = cs.remove.len(), "removing expired records");
+    let mut work = Work {
+        store: state.current.store.clone(),
+        diffs: Vec::new(),
+        undo: Vec::new(),
+    };
+    if let Err(e) = work.commit(&cs) {
+        warn!(zone = %state.origin, "expiry not applied: {e}");
+        return state;
+    }
+    let before = state.current.store.soa().serial;
+    state = finish(state, work, Vec::new(), None);
+    if state.current.store.soa().serial == before {
+        // The journal refused it: try again in a second.
+        for r in cs.remove {
+            state.expiry.entry(now + 1).or_default().insert(r.name);
+        }
+    }
+    state
+}
+
+/// Writes the zone file from the served version (temporary name, rename) and cuts the
+/// journal back to the configured depth, keeping the seq watermarks.
+fn flush(mut state: State) -> State {
+    let store = state.current.store.clone();
+    let mut records: Vec<Record> = store
+        .records()
+        .filter_map(record_from_wire)
+        .filter(|r| !DERIVED_TYPES.contains(&r.data.rtype()))
+        .collect();
+    crate::zone::sort_canonical(&mut records);
+    let zone = ZoneFile {
+        origin: state.origin.clone(),
+        records,
+        source: state.zone_file.display().to_string(),
+    };
+    if let Err(e) = zone.save(&state.zone_file, crate::zone::WriteStyle::Native) {
+        warn!(zone = %state.origin, "zone file not rewritten (the journal still holds every change): {e}");
+        state.last_flush = Instant::now();
+        return state;
+    }
+    let now = now();
+    state.watermarks.retain(|_, w| w.until >= now);
+    let marks: Vec<Watermark> = state.watermarks.values().cloned().collect();
+    let keep: Vec<&Diff> = state.history.iter().map(|d| &**d).collect();
+    match state.journal.rewrite(&keep, &marks) {
+        Ok(()) => info!(zone = %state.origin, serial = store.soa().serial, journal_bytes = state.journal.size(), "zone file rewritten, journal compacted"),
+        Err(e) => warn!(zone = %state.origin, "journal not compacted: {e}"),
+    }
+    state.file_base = store;
+    state.changes_since_flush = 0;
+    state.last_flush = Instant::now();
+    state
+}
+
+/// Sends NOTIFY after commits, at most one round at a time: commits in between are
+/// covered by the next round, which carries the newest serial anyway.
+async fn notifier(origin: Name, ctx: WriterContext, signal: Arc<Notify>) {
+    if ctx.notify.is_empty() {
+        return;
+    }
+    loop {
+        signal.notified().await;
+        super::notify::send_all(vec![origin.clone()], ctx.notify.clone(), ctx.listen.clone()).await;
+    }
+}
+
+/// Keeps the private-lookup database in step with the zone: for every batch of changed
+/// owners, their current records are re-sealed in the current epoch. When the table
+/// cannot take a change, a new epoch is built beside the serving one and swapped in.
+async fn pir_updater(
+    origin: Name,
+    shared: Arc<Shared>,
+    settings: super::private::PirSettings,
+    mut rx: mpsc::UnboundedReceiver<BTreeSet<Name>>,
+    writer: WriterHandle,
+) {
+    while let Some(mut owners) = rx.recv().await {
+        while let Ok(more) = rx.try_recv() {
+            owners.extend(more);
+        }
+        let shared = shared.clone();
+        let origin2 = origin.clone();
+        let settings = settings.clone();
+        let outcome = tokio::task::spawn_blocking(move || {
+            let zones = shared.zones.load_full();
+            let zone = zones.get(&origin2)?.clone();
+            let state = zone.pir.clone()?;
+            let changes: Vec<(String, Vec<Vec<u8>>)> = owners
+                .iter()
+                .map(|o| (o.to_string(), zones::private_entry(&zone.store, o)))
+                .collect();
+            match state.update(changes) {
+                Ok(report) => {
+                    debug!(zone = %origin2, ?report, "private-lookup database updated");
+                    None
+                }
+                Err(e) => {
+                    info!(zone = %origin2, "private-lookup database needs a new epoch: {e}");
+                    match zones::build_private(&zone.store, &settings, &shared.pir_secret) {
+                        Ok(s) => Some(Arc::new(s)),
+                        Err(e) => {
+                            warn!(zone = %origin2, "new private-lookup epoch failed: {e}");
+                            None
+                        }
+                    }
+                }
+            }
+        })
+        .await;
+        if let Ok(Some(new_state)) = outcome {
+            // Changes committed while it was built are queued here; they are applied
+            // once the new epoch serves, so wait for the swap.
+            let (done, swapped) = oneshot::channel();
+            if writer.tx.send(Job::SwapPir(new_state, done)).await.is_ok() {
+                let _ = swapped.await;
+            }
+        }
+    }
+}
