@@ -2,6 +2,7 @@
 pub mod cli;
 pub mod dp;
 pub mod name;
+pub mod publish;
 pub mod pir;
 pub mod record;
 pub mod resolver;

@@ -23,8 +23,6 @@ use crate::name::Name;
 use crate::record::{verify_against, Ssi, TYPE_SSI};
 use crate::tsig::TsigKey;
 
-/// RFC 8914 extended DNS error: EDNS option 15.
-pub const EDE_OPTION: u16 = 15;
 /// RFC 8914 info codes used here.
 pub mod ede {
     pub const OTHER: u16 = 0;
@@ -135,11 +133,10 @@ fn unix_now() -> u64 {
 
 /// EDNS for an answer carrying an extended error.
 pub fn with_ede(edns: Option<&Edns>, code: u16, text: &str) -> Edns {
+    use crate::pir::carrier;
     let mut e = edns.cloned().unwrap_or_default();
-    let mut bytes = code.to_be_bytes().to_vec();
-    bytes.extend_from_slice(text.as_bytes());
     e.options_mut()
-        .insert(EdnsOption::Unknown(EDE_OPTION, bytes));
+        .insert(EdnsOption::Unknown(carrier::EDE_OPTION, carrier::ede_bytes(code, text)));
     e
 }
 
