@@ -3,6 +3,10 @@
 //! `tools/bench/pir.sh`, which documents the arguments.
 //!
 //! Usage: pir_bench [--log-slots 16,18,20] [--queries N] [--slot-size B] [--bucket-slots S]
+//!                  [--updates N]
+//!
+//! `--updates N` also times N incremental updates within the epoch (each replaces one
+//! identifier's record, removes one or adds one) against the full build.
 
 use std::time::{Duration, Instant};
 
@@ -44,6 +48,7 @@ struct Args {
     queries: usize,
     slot_size: usize,
     bucket_slots: usize,
+    updates: usize,
 }
 
 fn parse_args() -> Args {
@@ -52,6 +57,7 @@ fn parse_args() -> Args {
         queries: 3,
         slot_size: 256,
         bucket_slots: 4,
+        updates: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -63,6 +69,7 @@ fn parse_args() -> Args {
             "--queries" => a.queries = value.parse().unwrap_or(3),
             "--slot-size" => a.slot_size = value.parse().unwrap_or(256),
             "--bucket-slots" => a.bucket_slots = value.parse().unwrap_or(4),
+            "--updates" => a.updates = value.parse().unwrap_or(0),
             other => {
                 eprintln!("unknown argument {other}");
                 std::process::exit(2);
@@ -138,6 +145,9 @@ fn run(args: &Args, log_slots: u32, pool1: &rayon::ThreadPool) -> Row {
         layout.num_pts,
         layout.level,
     );
+    if args.updates > 0 {
+        time_updates(&db, args.updates, ids, build);
+    }
     let db_mib = db.memory_bytes() as f64 / (1 << 20) as f64;
     println!(
         "PIR database {:.0} MiB in memory; process RSS {:.0} -> {:.0} MiB (peak {:.0} MiB)",
@@ -264,6 +274,64 @@ fn run(args: &Args, log_slots: u32, pool1: &rayon::ThreadPool) -> Row {
         noise,
         phases,
     }
+}
+
+/// Times `n` incremental updates (replace, remove, add in turn) of the built database.
+fn time_updates(db: &ZonePirDb<MulPir>, n: usize, ids: usize, build: Duration) {
+    let mut rng = rand::thread_rng();
+    let mut total = Vec::new();
+    let (mut seal, mut table, mut encode, mut swap) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut buckets, mut plaintexts, mut evictions) = (0, 0, 0);
+    for u in 0..n {
+        let mut record = vec![0u8; 160];
+        rng.fill_bytes(&mut record);
+        let change = match u % 3 {
+            0 => (
+                format!("+1{:010}", 2_000_000_000 + rng.gen_range(0..ids)),
+                vec![record],
+            ),
+            1 => (
+                format!("+1{:010}", 2_000_000_000 + rng.gen_range(0..ids)),
+                Vec::new(),
+            ),
+            _ => (
+                format!("+1{:010}", 4_000_000_000u64 + u as u64),
+                vec![record],
+            ),
+        };
+        match db.update(vec![change]) {
+            Ok(r) => {
+                total.push(ms(r.elapsed));
+                seal.push(ms(r.seal_time));
+                table.push(ms(r.table_time));
+                encode.push(ms(r.encode_time));
+                swap.push(ms(r.swap_time));
+                buckets += r.buckets_touched;
+                plaintexts += r.plaintexts_reencoded;
+                evictions += r.evictions;
+            }
+            Err(e) => println!("update {u}: {e}"),
+        }
+    }
+    let done = total.len().max(1);
+    let max = total.iter().copied().fold(0.0, f64::max);
+    println!(
+        "{} incremental updates: median {:.2} ms (max {:.2} ms) against a full build of {:.1} s; \
+         median phases: OPRF+seal {:.2} ms, cuckoo {:.3} ms, re-encode {:.2} ms, swap {:.3} ms; \
+         per update {:.1} buckets, {:.1} plaintexts, {:.2} evictions",
+        total.len(),
+        median(total),
+        max,
+        build.as_secs_f64(),
+        median(seal),
+        median(table),
+        median(encode),
+        median(swap),
+        buckets as f64 / done as f64,
+        plaintexts as f64 / done as f64,
+        evictions as f64 / done as f64,
+    );
 }
 
 fn main() {

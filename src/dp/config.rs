@@ -483,8 +483,11 @@ impl DpConfig {
                     s.shards = *v.get_ref();
                 }
                 if let Some(v) = &p.slot_size {
-                    if !(64..=4096).contains(v.get_ref()) {
-                        return Err(at(v.span(), "pir.slot_size must be 64 to 4096".into()));
+                    if !(crate::pir::db::MIN_SLOT_SIZE..=4096).contains(v.get_ref()) {
+                        return Err(at(
+                            v.span(),
+                            format!("pir.slot_size must be {} to 4096", crate::pir::db::MIN_SLOT_SIZE),
+                        ));
                     }
                     s.slot_size = *v.get_ref();
                 }

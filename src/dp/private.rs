@@ -1,6 +1,7 @@
 //! The DP side of private lookups (DESIGN.md section 7, docs/private-lookup.md): per-zone
-//! PIR databases built at load, and the OPRF / key-upload / query exchanges carried in
-//! EDNS option 65001 over TCP.
+//! PIR databases built at load and changed in place by the write path within an epoch
+//! ([`ZonePirState::update`]), and the OPRF / key-upload / query exchanges carried in EDNS
+//! option 65001 over TCP.
 //!
 //! Nothing here sees an identifier: requests hold blinded OPRF elements, evaluation keys and
 //! encrypted queries; the only clear values are the zone, the epoch and the shard number.
@@ -20,7 +21,10 @@ use tracing::{debug, info, warn};
 use super::ratelimit::{Rate, RateLimiter};
 use crate::name::Name;
 use crate::pir::carrier::{ede, PirCfgRecord, Request, Response};
-use crate::pir::{oprf, BuildOptions, MulPir, MulPirKey, PirServer, ZonePirDb};
+use crate::pir::{oprf, BuildOptions, MulPir, MulPirKey, PirError, PirServer, ZonePirDb};
+
+/// What [`ZonePirState::update`] did.
+pub type PirUpdate = crate::pir::UpdateReport;
 
 /// `[pir]` settings of a DP config.
 #[derive(Debug, Clone)]
@@ -35,6 +39,10 @@ pub struct PirSettings {
     pub query_rate: Rate,
     /// Memory for clients' evaluation keys; least recently used keys go first.
     pub key_cache_bytes: usize,
+    /// Probes (spill indexes per lookup) every zone publishes at least: headroom for
+    /// identifiers that gain records within an epoch (more slots than the published probes
+    /// need a new epoch). Each probe costs every lookup two PIR queries.
+    pub min_probes: usize,
 }
 
 impl Default for PirSettings {
@@ -55,6 +63,7 @@ impl Default for PirSettings {
                 per_hour: 800.0,
             },
             key_cache_bytes: 512 << 20,
+            min_probes: 1,
         }
     }
 }
@@ -103,6 +112,7 @@ pub fn build_zone(
     let options = BuildOptions {
         shard_count: settings.shards,
         slot_size: settings.slot_size,
+        min_probes: settings.min_probes,
         ..BuildOptions::default()
     };
     let epoch = next_epoch();
@@ -127,7 +137,7 @@ pub fn build_zone(
     );
     let record = PirCfgRecord {
         config: db.config().clone(),
-        probes: u8::try_from(report.max_slots.max(1)).unwrap_or(u8::MAX),
+        probes: u8::try_from(db.probes()).unwrap_or(u8::MAX),
         children,
     };
     Ok(ZonePir { db, record })
@@ -421,8 +431,117 @@ pub struct ZonePirState {
 }
 
 impl ZonePirState {
-    /// Placeholder until incremental updates land: every change asks for a new epoch.
-    pub fn update(&self, _changes: Vec<(String, Vec<Vec<u8>>)>) -> Result<(), String> {
-        Err("incremental updates are not available".into())
+    /// Replaces the records of these OPRF inputs (owner names, as [`build_zone`] takes them;
+    /// only owners this zone's database holds, not those below a delegation) in the current
+    /// epoch: each change carries all current SSI wire RDATAs of its owner, `Vec::new()`
+    /// removes the owner. All changes apply or none do. PIRCFG does not change (same epoch,
+    /// same probes), so clients keep their configuration and evaluation keys.
+    ///
+    /// For the zone's single writer, from a blocking thread (it takes milliseconds: OPRF
+    /// evaluations, sealing, re-encoding a few PIR plaintexts). PIR queries keep being served
+    /// meanwhile from the same database: each query reads one whole snapshot of its shard,
+    /// old or new, taken without a lock, and the update publishes its re-encoded plaintexts
+    /// with one pointer swap per shard, so neither waits for the other (details at
+    /// [`ZonePirDb::update`]).
+    ///
+    /// [`PirError::NeedsRebuild`] means the change does not fit this epoch (a shard full, a
+    /// cuckoo insertion out of evictions, an owner needing more slots than the published
+    /// probes): nothing was applied and the old content is still served; build a new epoch
+    /// with [`build_zone`] from the full current content and swap it in when ready. Treat
+    /// any other error the same way.
+    pub fn update(&self, changes: Vec<(String, Vec<Vec<u8>>)>) -> Result<PirUpdate, PirError> {
+        let count = changes.len();
+        match self.pir.db.update(changes) {
+            Ok(report) => {
+                for (_, e) in &report.rejected {
+                    // As at a build: the owner name stays out of the log.
+                    warn!(zone = %self.origin, "an identifier was left out of the private-lookup database: {e}");
+                }
+                debug!(
+                    zone = %self.origin,
+                    epoch = self.pir.db.config().epoch,
+                    changes = count,
+                    buckets = report.buckets_touched,
+                    plaintexts = report.plaintexts_reencoded,
+                    evictions = report.evictions,
+                    ms = report.elapsed.as_secs_f64() * 1e3,
+                    "private-lookup database updated"
+                );
+                Ok(report)
+            }
+            Err(e) => {
+                info!(zone = %self.origin, epoch = self.pir.db.config().epoch, "private-lookup update needs a new epoch: {e}");
+                Err(e)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pir::{PirConfig, RebuildReason, ZonePirClient};
+
+    fn lookup(state: &ZonePirState, input: &str) -> Vec<Vec<u8>> {
+        let db = &state.pir.db;
+        let config = PirConfig::from_wire(&state.pir.record.config.to_wire()).unwrap();
+        let (client, key) = ZonePirClient::<MulPir>::new(config).unwrap();
+        let key = db.parse_key(&key).unwrap();
+        let (st, req) = oprf::blind(&[input.as_bytes()]).unwrap();
+        let y = st
+            .finalize(
+                &db.oprf_evaluate(&req).unwrap(),
+                &db.config().oprf_public_key,
+            )
+            .unwrap()[0];
+        let probes = u32::from(state.pir.record.probes);
+        client
+            .lookup_with(&y, probes, |shard, q| db.answer(shard, &key, q))
+            .unwrap()
+    }
+
+    #[test]
+    fn updates_reach_private_lookups_in_the_same_epoch() {
+        let origin = Name::parse("5.5.5.1.e164.mimi.arpa.", None).unwrap();
+        let settings = PirSettings {
+            min_probes: 2,
+            ..PirSettings::default()
+        };
+        let entries: Vec<(String, Vec<Vec<u8>>)> = (0..60u8)
+            .map(|i| (format!("{i}.owner."), vec![vec![i; 120]]))
+            .collect();
+        let pir = build_zone(&origin, &[7u8; 32], &settings, entries, Vec::new()).unwrap();
+        assert_eq!(pir.record.probes, 2);
+        let state = ZonePirState {
+            origin: origin.clone(),
+            pir,
+        };
+        let pircfg = state.pir.record.encode();
+        let report = state
+            .update(vec![
+                ("new.owner.".into(), vec![vec![1u8; 150], vec![2u8; 100]]),
+                ("3.owner.".into(), Vec::new()),
+                ("4.owner.".into(), vec![vec![44u8; 90]]),
+            ])
+            .unwrap();
+        assert_eq!((report.added, report.removed, report.replaced), (1, 1, 1));
+        // Same PIRCFG: clients keep their configuration and keys.
+        assert_eq!(state.pir.record.encode(), pircfg);
+        assert_eq!(
+            lookup(&state, "new.owner."),
+            vec![vec![1u8; 150], vec![2u8; 100]]
+        );
+        assert!(lookup(&state, "3.owner.").is_empty());
+        assert_eq!(lookup(&state, "4.owner."), vec![vec![44u8; 90]]);
+        assert_eq!(lookup(&state, "5.owner."), vec![vec![5u8; 120]]);
+        // More slots than the published probes: a new epoch is needed, nothing changes.
+        let err = state
+            .update(vec![("5.owner.".into(), vec![vec![9u8; 150]; 3])])
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            PirError::NeedsRebuild(RebuildReason::TooManySlots { .. })
+        ));
+        assert_eq!(lookup(&state, "5.owner."), vec![vec![5u8; 120]]);
     }
 }

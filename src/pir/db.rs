@@ -1,28 +1,42 @@
 //! Slots and the cuckoo table of one shard.
 //!
-//! A slot is `tag (16) || ChaCha20-Poly1305(key, nonce, AD, payload) || Poly1305 tag (16)`, so a
-//! slot of `S` bytes carries a payload of `S - 32` bytes:
+//! A slot of `S` bytes is
 //!
 //! ```text
-//! u8   version      1
+//! tag (16) || nonce (24) || XChaCha20-Poly1305(key, nonce, AD, payload) (S - 56) || Poly1305 tag (16)
+//! ```
+//!
+//! The nonce is drawn at random (OS RNG) at every sealing and kept in the slot, so a slot
+//! sealed again within an epoch (an incremental update) never reuses a (key, nonce) pair: with
+//! 192-bit random nonces a repeat is a 2^-192 event per pair of sealings. The key and the tag
+//! come from the OPRF output (HKDF, [`super::keyword`]). The payload (`S - 56` bytes) is
+//!
+//! ```text
+//! u8   version      2
 //! u8   total        number of slots (spill indexes 0..total) holding this identifier
 //! u16  length       bytes of data in this slot
+//! u32  stream       random, the same in every slot of one sealing of the identifier's records
 //! [..] data         the next `length` bytes of the record stream
-//! [..] zero padding to S - 32 bytes
+//! [..] zero padding to S - 56 bytes
 //! ```
 //!
 //! The record stream of an identifier is `u16 length || SSI wire RDATA` for each of its
-//! records; it is cut into chunks of `S - 36` bytes, chunk `i` going to spill index `i`. The AD is
-//! `"MIMI-PIR-v1 slot" || tag`. Empty slots are uniformly random bytes, which a reader cannot
-//! tell from sealed slots without the keys.
+//! records; it is cut into chunks of `S - 64` bytes, chunk `i` going to spill index `i`. The
+//! stream id lets a client that fetched the spill indexes of one identifier while the DP
+//! replaced its records tell the two versions apart ([`assemble`] refuses the mix) instead of
+//! splicing them. The AD is `"MIMI-PIR-v2 slot" || tag`. Empty slots are uniformly random
+//! bytes, which a reader cannot tell from sealed slots without the keys.
 //!
 //! The table has `buckets` buckets of `bucket_slots` slots; a keyword may sit in any slot of
 //! its two buckets (two-choice cuckoo hashing with buckets, which stays buildable at load 0.9
 //! for bucket sizes of 4 and more). A bucket is one PIR element: the client fetches both of its
-//! buckets and opens them with [`open`].
+//! buckets and opens them with [`open`]. [`LiveTable`] is the DP's copy of a shard's table for
+//! changes within an epoch.
+
+use std::collections::BTreeSet;
 
 use chacha20poly1305::aead::{AeadInPlace, KeyInit};
-use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce, Tag};
+use chacha20poly1305::{Key, Tag, XChaCha20Poly1305, XNonce};
 use rand::rngs::{OsRng, StdRng};
 use rand::{Rng, RngCore, SeedableRng};
 use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
@@ -30,14 +44,18 @@ use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
 use super::keyword::{SlotKeys, TAG_LEN};
 use super::{PirError, Reader, PIR_VERSION};
 
+/// XChaCha20-Poly1305 nonce length (random, stored in the slot).
+pub const NONCE_LEN: usize = 24;
 /// Poly1305 tag length.
 pub const AEAD_TAG_LEN: usize = 16;
-/// Payload header: version, total, length.
-pub const PAYLOAD_HEADER_LEN: usize = 4;
-/// Bytes of a slot that are not record data.
-pub const SLOT_OVERHEAD: usize = TAG_LEN + AEAD_TAG_LEN + PAYLOAD_HEADER_LEN;
-/// Smallest and largest slot sizes accepted.
-pub const MIN_SLOT_SIZE: usize = 64;
+/// Payload header: version, total, length, stream id.
+pub const PAYLOAD_HEADER_LEN: usize = 8;
+/// Bytes of a slot before the ciphertext: tag and nonce.
+pub const SLOT_PREFIX_LEN: usize = TAG_LEN + NONCE_LEN;
+/// Bytes of a slot that are not record data (64).
+pub const SLOT_OVERHEAD: usize = SLOT_PREFIX_LEN + AEAD_TAG_LEN + PAYLOAD_HEADER_LEN;
+/// Smallest and largest slot sizes accepted (the smallest leaves 64 bytes of data).
+pub const MIN_SLOT_SIZE: usize = 128;
 pub const MAX_SLOT_SIZE: usize = 16 * 1024;
 /// Most slots one identifier may occupy (the `total` field is a u8).
 pub const MAX_SPILL: usize = 255;
@@ -82,9 +100,15 @@ impl TableLayout {
         self.buckets as usize * self.bucket_slots
     }
 
-    /// Record-stream bytes one slot carries.
+    /// Record-stream bytes one slot carries (`slot_size - 64`).
     pub fn data_capacity(&self) -> usize {
-        self.slot_size - SLOT_OVERHEAD
+        self.slot_size.saturating_sub(SLOT_OVERHEAD)
+    }
+
+    /// Bytes of the sealed payload of one slot (`slot_size - 56`).
+    pub fn payload_len(&self) -> usize {
+        self.slot_size
+            .saturating_sub(SLOT_PREFIX_LEN + AEAD_TAG_LEN)
     }
 }
 
@@ -93,6 +117,8 @@ impl TableLayout {
 pub struct Chunk {
     /// Slots holding this identifier (spill indexes `0..total`).
     pub total: u8,
+    /// Which sealing of the identifier's records this chunk belongs to.
+    pub stream: u32,
     pub data: Vec<u8>,
 }
 
@@ -103,7 +129,8 @@ impl Chunk {
     }
 }
 
-/// Cuts an identifier's records into slot payloads (one per spill index).
+/// Cuts an identifier's records into slot payloads (one per spill index), all with one fresh
+/// random stream id.
 pub fn encode_payloads(
     sii: &str,
     records: &[Vec<u8>],
@@ -118,6 +145,12 @@ pub fn encode_payloads(
         stream.extend_from_slice(rdata);
     }
     let cap = layout.data_capacity();
+    if cap == 0 {
+        return Err(PirError::Param(format!(
+            "slot size {} leaves no room for data",
+            layout.slot_size
+        )));
+    }
     let total = stream.len().div_ceil(cap).max(1);
     let max = max_slots.min(MAX_SPILL);
     if total > max {
@@ -127,7 +160,8 @@ pub fn encode_payloads(
             max,
         });
     }
-    let payload_len = layout.slot_size - TAG_LEN - AEAD_TAG_LEN;
+    let stream_id = OsRng.next_u32().to_be_bytes();
+    let payload_len = layout.payload_len();
     let mut out = Vec::with_capacity(total);
     for i in 0..total {
         let data = &stream[(i * cap).min(stream.len())..((i + 1) * cap).min(stream.len())];
@@ -135,6 +169,7 @@ pub fn encode_payloads(
         p.push(PIR_VERSION);
         p.push(total as u8);
         p.extend_from_slice(&(data.len() as u16).to_be_bytes());
+        p.extend_from_slice(&stream_id);
         p.extend_from_slice(data);
         p.resize(payload_len, 0);
         out.push(p);
@@ -148,22 +183,35 @@ fn associated_data(tag: &[u8]) -> Vec<u8> {
     ad
 }
 
-/// Seals one payload (of `slot_size - 32` bytes) into a slot.
+/// Seals one payload (of `slot_size - 56` bytes) into a slot under a fresh random nonce.
 pub fn seal(keys: &SlotKeys, payload: &[u8], slot_size: usize) -> Result<Vec<u8>, PirError> {
-    if payload.len() + TAG_LEN + AEAD_TAG_LEN != slot_size {
+    let mut nonce = [0u8; NONCE_LEN];
+    OsRng.fill_bytes(&mut nonce);
+    seal_with_nonce(keys, &nonce, payload, slot_size)
+}
+
+/// [`seal`] with a given nonce; the nonce must never repeat under one key.
+fn seal_with_nonce(
+    keys: &SlotKeys,
+    nonce: &[u8; NONCE_LEN],
+    payload: &[u8],
+    slot_size: usize,
+) -> Result<Vec<u8>, PirError> {
+    if slot_size < SLOT_OVERHEAD || payload.len() + SLOT_PREFIX_LEN + AEAD_TAG_LEN != slot_size {
         return Err(PirError::Length {
             what: "slot payload",
-            expected: slot_size - TAG_LEN - AEAD_TAG_LEN,
+            expected: slot_size.saturating_sub(SLOT_PREFIX_LEN + AEAD_TAG_LEN),
             got: payload.len(),
         });
     }
-    let cipher = ChaCha20Poly1305::new(Key::from_slice(&keys.key));
+    let cipher = XChaCha20Poly1305::new(Key::from_slice(&keys.key));
     let mut slot = Vec::with_capacity(slot_size);
     slot.extend_from_slice(&keys.tag);
+    slot.extend_from_slice(nonce);
     let mut body = payload.to_vec();
     let tag = cipher
         .encrypt_in_place_detached(
-            Nonce::from_slice(&keys.nonce),
+            XNonce::from_slice(nonce),
             &associated_data(&keys.tag),
             &mut body,
         )
@@ -177,15 +225,18 @@ pub fn seal(keys: &SlotKeys, payload: &[u8], slot_size: usize) -> Result<Vec<u8>
 ///
 /// Constant shape: every slot's tag is compared in constant time, the matching slot (or, when
 /// none matches, the first one) is selected without branching, and exactly one AEAD
-/// verification runs either way. Returns `Ok(None)` when no slot carries the tag (the
-/// identifier or this spill index is absent), [`PirError::SlotAuth`] when the tag matches but the
-/// ciphertext does not verify.
+/// verification runs either way (with the nonce found in the selected slot). Returns
+/// `Ok(None)` when no slot carries the tag (the identifier or this spill index is absent),
+/// [`PirError::SlotAuth`] when the tag matches but the ciphertext does not verify.
 pub fn open(
     keys: &SlotKeys,
     buckets: &[&[u8]],
     layout: &TableLayout,
 ) -> Result<Option<Chunk>, PirError> {
     let s = layout.slot_size;
+    if s < SLOT_OVERHEAD {
+        return Err(PirError::Param(format!("slot size {s}")));
+    }
     let bucket_size = layout.bucket_size();
     for b in buckets {
         if b.len() != bucket_size {
@@ -208,17 +259,13 @@ pub fn open(
             found |= eq;
         }
     }
-    let cipher = ChaCha20Poly1305::new(Key::from_slice(&keys.key));
-    let (_, rest) = selected.split_at_mut(TAG_LEN);
-    let (body, tag) = rest.split_at_mut(s - TAG_LEN - AEAD_TAG_LEN);
+    let cipher = XChaCha20Poly1305::new(Key::from_slice(&keys.key));
+    let (prefix, rest) = selected.split_at_mut(SLOT_PREFIX_LEN);
+    let nonce = XNonce::clone_from_slice(&prefix[TAG_LEN..]);
+    let (body, tag) = rest.split_at_mut(s - SLOT_PREFIX_LEN - AEAD_TAG_LEN);
     let ad = associated_data(&keys.tag);
     let verified = cipher
-        .decrypt_in_place_detached(
-            Nonce::from_slice(&keys.nonce),
-            &ad,
-            body,
-            Tag::from_slice(tag),
-        )
+        .decrypt_in_place_detached(&nonce, &ad, body, Tag::from_slice(tag))
         .is_ok();
     match (bool::from(found), verified) {
         (false, _) => Ok(None),
@@ -242,11 +289,16 @@ fn parse_payload(body: &[u8]) -> Result<Chunk, PirError> {
         return Err(PirError::malformed("slot payload", "total of 0 slots"));
     }
     let len = r.u16("length")? as usize;
+    let stream = r.u32("stream")?;
     let data = r.take(len, "data")?.to_vec();
     if r.rest().iter().any(|&b| b != 0) {
         return Err(PirError::malformed("slot payload", "non-zero padding"));
     }
-    Ok(Chunk { total, data })
+    Ok(Chunk {
+        total,
+        stream,
+        data,
+    })
 }
 
 /// Reassembles the records of an identifier from its chunks in spill-index order
@@ -255,6 +307,13 @@ pub fn assemble(chunks: &[Chunk]) -> Result<Vec<Vec<u8>>, PirError> {
     let first = chunks
         .first()
         .ok_or_else(|| PirError::malformed("record stream", "no chunks"))?;
+    if chunks.iter().any(|c| c.stream != first.stream) {
+        // The DP replaced the records between the client's fetches of two spill indexes.
+        return Err(PirError::malformed(
+            "record stream",
+            "slots of two versions of the records (they changed during the lookup): look up again",
+        ));
+    }
     if chunks.len() != first.total as usize || chunks.iter().any(|c| c.total != first.total) {
         return Err(PirError::malformed(
             "record stream",
@@ -342,6 +401,259 @@ pub fn materialise(layout: &TableLayout, placement: &[Option<u32>], slots: &[u8]
     out
 }
 
+/// The DP's copy of one shard's cuckoo table, kept for changes within an epoch: the slot
+/// bytes (the PIR elements before encoding) and, per slot, the two buckets of the slot it
+/// holds (`None`: empty, random bytes). Changes go through a [`TableTxn`], which undoes them
+/// unless committed, so a change that does not fit leaves the table as it was.
+#[derive(Debug)]
+pub struct LiveTable {
+    shard: u32,
+    layout: TableLayout,
+    bytes: Vec<u8>,
+    occupant: Vec<Option<[u32; 2]>>,
+    used: usize,
+}
+
+impl LiveTable {
+    /// The table of [`place`]'s `placement` of items with bucket `choices` and sealed `slots`
+    /// (item `i` at `slots[i * slot_size..]`), empty slots filled with random bytes.
+    pub fn new(
+        shard: u32,
+        layout: TableLayout,
+        placement: &[Option<u32>],
+        choices: &[[u32; 2]],
+        slots: &[u8],
+    ) -> Result<LiveTable, PirError> {
+        if placement.len() != layout.slots() || slots.len() != choices.len() * layout.slot_size {
+            return Err(PirError::Internal(format!(
+                "laying out shard {shard}: {} placements for {} slots, {} bytes for {} items",
+                placement.len(),
+                layout.slots(),
+                slots.len(),
+                choices.len()
+            )));
+        }
+        let occupant = placement
+            .iter()
+            .map(|p| match p {
+                Some(i) => choices
+                    .get(*i as usize)
+                    .copied()
+                    .map(Some)
+                    .ok_or_else(|| PirError::Internal(format!("placing item {i}"))),
+                None => Ok(None),
+            })
+            .collect::<Result<Vec<_>, PirError>>()?;
+        Ok(LiveTable {
+            shard,
+            layout,
+            bytes: materialise(&layout, placement, slots),
+            used: occupant.iter().filter(|o| o.is_some()).count(),
+            occupant,
+        })
+    }
+
+    pub fn layout(&self) -> &TableLayout {
+        &self.layout
+    }
+
+    /// The table as PIR elements (bucket `b` at `b * bucket_size`).
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Occupied slots.
+    pub fn used(&self) -> usize {
+        self.used
+    }
+
+    pub fn memory_bytes(&self) -> usize {
+        self.bytes.len() + self.occupant.len() * std::mem::size_of::<Option<[u32; 2]>>()
+    }
+
+    /// Positions (slot indexes) in `bucket` holding a sealed slot with this tag.
+    pub fn find(&self, bucket: u32, tag: &[u8; TAG_LEN]) -> Vec<usize> {
+        let b = self.layout.bucket_slots;
+        let s = self.layout.slot_size;
+        let first = bucket as usize * b;
+        (first..first + b)
+            .filter(|&pos| {
+                self.occupant.get(pos).is_some_and(|o| o.is_some())
+                    && self.bytes.get(pos * s..pos * s + TAG_LEN) == Some(&tag[..])
+            })
+            .collect()
+    }
+
+    /// The slot at `pos` (occupied or not).
+    pub fn slot(&self, pos: usize) -> Option<&[u8]> {
+        let s = self.layout.slot_size;
+        self.bytes.get(pos * s..(pos + 1) * s)
+    }
+
+    /// Starts a change.
+    pub fn begin(&mut self) -> TableTxn<'_> {
+        TableTxn {
+            table: self,
+            undo: Vec::new(),
+            touched: BTreeSet::new(),
+            evictions: 0,
+            committed: false,
+        }
+    }
+
+    fn set(&mut self, pos: usize, occupant: Option<[u32; 2]>, bytes: &[u8]) {
+        let s = self.layout.slot_size;
+        match (self.occupant[pos].is_some(), occupant.is_some()) {
+            (false, true) => self.used += 1,
+            (true, false) => self.used -= 1,
+            _ => {}
+        }
+        self.occupant[pos] = occupant;
+        self.bytes[pos * s..(pos + 1) * s].copy_from_slice(bytes);
+    }
+}
+
+/// A change to a [`LiveTable`] in progress: every write is logged and undone on drop unless
+/// [`TableTxn::commit`] is called.
+pub struct TableTxn<'a> {
+    table: &'a mut LiveTable,
+    undo: Vec<(usize, Option<[u32; 2]>, Vec<u8>)>,
+    touched: BTreeSet<u32>,
+    evictions: usize,
+    committed: bool,
+}
+
+impl std::fmt::Debug for TableTxn<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TableTxn")
+            .field("shard", &self.table.shard)
+            .field("writes", &self.undo.len())
+            .field("touched", &self.touched.len())
+            .finish()
+    }
+}
+
+impl TableTxn<'_> {
+    /// The table with the changes made so far.
+    pub fn table(&self) -> &LiveTable {
+        self.table
+    }
+
+    /// Buckets written so far (each one PIR element to re-encode).
+    pub fn touched(&self) -> &BTreeSet<u32> {
+        &self.touched
+    }
+
+    /// Slots moved to their other bucket so far.
+    pub fn evictions(&self) -> usize {
+        self.evictions
+    }
+
+    fn write(&mut self, pos: usize, occupant: Option<[u32; 2]>, bytes: &[u8]) {
+        let s = self.table.layout.slot_size;
+        let old = self.table.bytes[pos * s..(pos + 1) * s].to_vec();
+        self.undo.push((pos, self.table.occupant[pos], old));
+        self.table.set(pos, occupant, bytes);
+        self.touched
+            .insert((pos / self.table.layout.bucket_slots) as u32);
+    }
+
+    /// Empties the slot at `pos`: fresh random bytes, like every empty slot.
+    pub fn remove(&mut self, pos: usize) -> Result<(), PirError> {
+        if pos >= self.table.occupant.len() {
+            return Err(PirError::Internal(format!("removing slot {pos}")));
+        }
+        let mut noise = vec![0u8; self.table.layout.slot_size];
+        OsRng.fill_bytes(&mut noise);
+        self.write(pos, None, &noise);
+        Ok(())
+    }
+
+    /// Inserts a sealed slot whose buckets are `buckets`: into a free slot of either bucket,
+    /// else by a random walk that moves at most `max_evictions` slots to their other bucket
+    /// (each moved slot keeps its bytes: its content did not change, only its place). Fails
+    /// with [`RebuildReason::CuckooFailed`] when the walk runs out; the transaction should
+    /// then be dropped, which undoes the partial walk with everything else.
+    ///
+    /// [`RebuildReason::CuckooFailed`]: super::RebuildReason::CuckooFailed
+    pub fn insert(
+        &mut self,
+        buckets: [u32; 2],
+        slot: &[u8],
+        max_evictions: usize,
+        rng: &mut StdRng,
+    ) -> Result<(), PirError> {
+        let layout = self.table.layout;
+        if slot.len() != layout.slot_size || buckets.iter().any(|&h| h >= layout.buckets) {
+            return Err(PirError::Internal(format!(
+                "inserting a slot of {} bytes into buckets {buckets:?} of {}",
+                slot.len(),
+                layout.buckets
+            )));
+        }
+        let b = layout.bucket_slots;
+        let mut cur = (buckets, slot.to_vec());
+        let mut came_from: Option<u32> = None;
+        let mut evictions = 0usize;
+        loop {
+            let [h1, h2] = cur.0;
+            let free = [h1, h2].into_iter().find_map(|h| {
+                (h as usize * b..(h as usize + 1) * b).find(|&p| self.table.occupant[p].is_none())
+            });
+            if let Some(pos) = free {
+                self.write(pos, Some(cur.0), &cur.1);
+                return Ok(());
+            }
+            if evictions == max_evictions {
+                return Err(PirError::NeedsRebuild(super::RebuildReason::CuckooFailed {
+                    shard: self.table.shard,
+                    evictions,
+                }));
+            }
+            let h = match came_from {
+                Some(f) if f == h1 => h2,
+                Some(f) if f == h2 => h1,
+                _ => {
+                    if rng.gen::<bool>() {
+                        h1
+                    } else {
+                        h2
+                    }
+                }
+            };
+            let pos = h as usize * b + rng.gen_range(0..b);
+            let victim = (
+                self.table.occupant[pos],
+                self.table.slot(pos).map(<[u8]>::to_vec),
+            );
+            self.write(pos, Some(cur.0), &cur.1);
+            match victim {
+                (Some(v), Some(bytes)) => cur = (v, bytes),
+                // The bucket was full, so this cannot happen; the slot is placed either way.
+                _ => return Ok(()),
+            }
+            came_from = Some(h);
+            evictions += 1;
+            self.evictions += 1;
+        }
+    }
+
+    /// Keeps the changes.
+    pub fn commit(mut self) {
+        self.committed = true;
+    }
+}
+
+impl Drop for TableTxn<'_> {
+    fn drop(&mut self) {
+        if !self.committed {
+            for (pos, occupant, bytes) in self.undo.drain(..).rev() {
+                self.table.set(pos, occupant, &bytes);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -396,7 +708,6 @@ mod tests {
         let forged = SlotKeys {
             tag: mine.tag,
             key: theirs.key,
-            nonce: theirs.nonce,
         };
         assert_eq!(
             open(&forged, &[&bucket, &bucket], &l),
@@ -412,7 +723,8 @@ mod tests {
         let k = source(3).slot_keys(0);
         let payloads = encode_payloads("x", &[vec![7u8; 60]], &l, 8).unwrap();
         let slot = seal(&k, &payloads[0], 256).unwrap();
-        for pos in [TAG_LEN, 100, 255] {
+        // The nonce, the ciphertext and the Poly1305 tag are all covered.
+        for pos in [TAG_LEN, SLOT_PREFIX_LEN - 1, SLOT_PREFIX_LEN, 100, 255] {
             let mut bucket = vec![0u8; l.bucket_size()];
             bucket[256..512].copy_from_slice(&slot);
             bucket[256 + pos] ^= 0x01;
@@ -452,6 +764,167 @@ mod tests {
             encode_payloads("too many", &records, &l, 2),
             Err(PirError::TooManyRecords { .. })
         ));
+    }
+
+    #[test]
+    fn slot_layout_and_capacity() {
+        let l = layout(16);
+        assert_eq!(SLOT_OVERHEAD, 64);
+        assert_eq!(l.data_capacity(), 192);
+        assert_eq!(l.payload_len(), 200);
+        let k = source(5).slot_keys(0);
+        let p = encode_payloads("x", &[vec![3u8; 190]], &l, 1).unwrap();
+        assert_eq!(p.len(), 1, "190 + 2 bytes fill exactly one slot");
+        assert_eq!(p[0].len(), l.payload_len());
+        assert!(encode_payloads("x", &[vec![3u8; 191]], &l, 1).is_err());
+        let slot = seal(&k, &p[0], 256).unwrap();
+        assert_eq!(&slot[..TAG_LEN], &k.tag);
+        // A payload of the wrong length is refused, not truncated.
+        assert!(seal(&k, &p[0][1..], 256).is_err());
+        // Too small a slot for the overhead is refused by the layout.
+        let tiny = TableLayout {
+            slot_size: 64,
+            bucket_slots: 4,
+            buckets: 4,
+        };
+        assert!(tiny.validate().is_err());
+        assert!(encode_payloads("x", &[vec![1u8]], &tiny, 4).is_err());
+    }
+
+    #[test]
+    fn a_slot_sealed_twice_has_fresh_nonces_and_different_ciphertexts() {
+        let l = layout(16);
+        let k = source(6).slot_keys(0);
+        let p = encode_payloads("x", &[vec![8u8; 120]], &l, 4).unwrap();
+        let a = seal(&k, &p[0], 256).unwrap();
+        let b = seal(&k, &p[0], 256).unwrap();
+        let nonce = |s: &[u8]| s[TAG_LEN..SLOT_PREFIX_LEN].to_vec();
+        assert_eq!(
+            a[..TAG_LEN],
+            b[..TAG_LEN],
+            "same tag: same identifier and index"
+        );
+        assert_ne!(nonce(&a), nonce(&b));
+        assert_ne!(a[SLOT_PREFIX_LEN..], b[SLOT_PREFIX_LEN..]);
+        // No byte position of the ciphertext is the same in both more often than chance.
+        let same = a[SLOT_PREFIX_LEN..]
+            .iter()
+            .zip(&b[SLOT_PREFIX_LEN..])
+            .filter(|(x, y)| x == y)
+            .count();
+        assert!(same < 10, "{same} equal bytes");
+        for slot in [&a, &b] {
+            let mut bucket = vec![0u8; l.bucket_size()];
+            bucket[..256].copy_from_slice(slot);
+            let chunk = open(&k, &[&bucket], &l).unwrap().unwrap();
+            assert_eq!(assemble(&[chunk]).unwrap(), vec![vec![8u8; 120]]);
+        }
+        // A slot with another slot's nonce does not open.
+        let mut swapped = a.clone();
+        swapped[TAG_LEN..SLOT_PREFIX_LEN].copy_from_slice(&b[TAG_LEN..SLOT_PREFIX_LEN]);
+        let mut bucket = vec![0u8; l.bucket_size()];
+        bucket[..256].copy_from_slice(&swapped);
+        assert_eq!(open(&k, &[&bucket], &l), Err(PirError::SlotAuth));
+    }
+
+    #[test]
+    fn chunks_of_two_versions_do_not_assemble() {
+        let l = layout(16);
+        let old: Vec<Vec<u8>> = (0..3u8).map(|i| vec![i; 150]).collect();
+        let new: Vec<Vec<u8>> = (5..8u8).map(|i| vec![i; 150]).collect();
+        let open_all = |records: &[Vec<u8>]| -> Vec<Chunk> {
+            let p = encode_payloads("x", records, &l, 8).unwrap();
+            p.iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    let k = source(7).slot_keys(i as u32);
+                    let mut bucket = vec![0u8; l.bucket_size()];
+                    bucket[..256].copy_from_slice(&seal(&k, p, 256).unwrap());
+                    open(&k, &[&bucket], &l).unwrap().unwrap()
+                })
+                .collect()
+        };
+        let (a, b) = (open_all(&old), open_all(&new));
+        assert_eq!(a.len(), b.len());
+        assert_eq!(assemble(&a).unwrap(), old);
+        assert_eq!(assemble(&b).unwrap(), new);
+        let mixed = vec![a[0].clone(), b[1].clone(), b[2].clone()];
+        assert!(assemble(&mixed).is_err());
+    }
+
+    fn live(n: u32, buckets: u32) -> (LiveTable, Vec<[u32; 2]>) {
+        let l = layout(buckets);
+        let items: Vec<[u32; 2]> = (0..n).map(|i| source(i).buckets(0, 1, buckets)).collect();
+        let placement = place(&l, &items, 500, 1).unwrap();
+        let mut slots = Vec::new();
+        for i in 0..n {
+            let mut s = vec![0u8; 256];
+            s[..4].copy_from_slice(&i.to_be_bytes());
+            slots.extend_from_slice(&s);
+        }
+        (
+            LiveTable::new(0, l, &placement, &items, &slots).unwrap(),
+            items,
+        )
+    }
+
+    #[test]
+    fn live_table_changes_commit_or_undo_whole() {
+        let (mut t, items) = live(100, 32);
+        assert_eq!(t.used(), 100);
+        let before = t.bytes().to_vec();
+        let mut rng = StdRng::seed_from_u64(3);
+        // Filling to the brim fails somewhere; dropping the transaction undoes all of it.
+        {
+            let mut txn = t.begin();
+            let mut failed = false;
+            for i in 100..200u32 {
+                let s = vec![1u8; 256];
+                if txn
+                    .insert(source(i).buckets(0, 1, 32), &s, 50, &mut rng)
+                    .is_err()
+                {
+                    failed = true;
+                    break;
+                }
+            }
+            assert!(failed);
+            assert!(!txn.touched().is_empty());
+        }
+        assert_eq!(t.used(), 100);
+        assert_eq!(t.bytes(), &before[..]);
+        // A removal and an insertion that fit are kept; the moved slots keep their bytes.
+        let tag0 = {
+            let mut tag = [0u8; TAG_LEN];
+            tag[..4].copy_from_slice(&0u32.to_be_bytes());
+            tag
+        };
+        let at: Vec<usize> = items[0].iter().flat_map(|&b| t.find(b, &tag0)).collect();
+        assert_eq!(at.len(), 1);
+        let mut txn = t.begin();
+        txn.remove(at[0]).unwrap();
+        txn.insert([1, 2], &[9u8; 256], 500, &mut rng).unwrap();
+        let touched = txn.touched().clone();
+        txn.commit();
+        assert_eq!(t.used(), 100);
+        assert!(touched.contains(&((at[0] / 4) as u32)));
+        assert!(t.find(items[0][0], &tag0).is_empty() && t.find(items[0][1], &tag0).is_empty());
+        let mut seen = 0;
+        for i in 1..100u32 {
+            let mut tag = [0u8; TAG_LEN];
+            tag[..4].copy_from_slice(&i.to_be_bytes());
+            let found: Vec<usize> = items[i as usize]
+                .iter()
+                .flat_map(|&b| t.find(b, &tag))
+                .collect();
+            assert_eq!(found.len(), 1, "item {i}");
+            seen += 1;
+        }
+        assert_eq!(seen, 99);
+        assert_eq!(
+            t.find(1, &[9u8; TAG_LEN]).len() + t.find(2, &[9u8; TAG_LEN]).len(),
+            1
+        );
     }
 
     #[test]

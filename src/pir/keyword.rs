@@ -1,21 +1,25 @@
 //! Keyword derivation: from the OPRF output `y` to everything the lookup needs, with
 //! HKDF-SHA256 (RFC 5869, crate `hkdf`).
 //!
-//! `PRK = HKDF-Extract(salt = "MIMI-PIR-v1 keyword\0" || epoch, IKM = y)`, then one
+//! `PRK = HKDF-Extract(salt = "MIMI-PIR-v2 keyword\0" || epoch, IKM = y)`, then one
 //! `HKDF-Expand` per purpose, each with its own versioned label (domain separation):
 //!
 //! | purpose | info | output |
 //! |---|---|---|
-//! | shard | `MIMI-PIR-v1 shard` | 16 bytes -> u128 mod shard count |
-//! | buckets | `MIMI-PIR-v1 buckets` \|\| table seed \|\| index | 32 bytes -> two distinct buckets |
-//! | tag | `MIMI-PIR-v1 tag` \|\| index | 16 bytes |
-//! | AEAD | `MIMI-PIR-v1 aead` \|\| index | 32-byte key \|\| 12-byte nonce |
+//! | shard | `MIMI-PIR-v2 shard` | 16 bytes -> u128 mod shard count |
+//! | buckets | `MIMI-PIR-v2 buckets` \|\| table seed \|\| index | 32 bytes -> two distinct buckets |
+//! | tag | `MIMI-PIR-v2 tag` \|\| index | 16 bytes |
+//! | AEAD | `MIMI-PIR-v2 aead` \|\| index | 32-byte key |
 //!
 //! `index` (u32, big endian) is the spill index: 0 for an identifier's first slot, 1, 2, ...
 //! for further slots when its records do not fit one slot. The table seed (u64) only moves
 //! the buckets, so a DP that must rebuild a cuckoo table with a new seed keeps tags and keys.
 //! The shard does not depend on the index: all slots of an identifier live in one shard.
 //! Reductions modulo n take 128 bits of output, a bias below 2^-96 for any n < 2^32.
+//!
+//! There is no derived nonce: a slot may be sealed again within an epoch (incremental
+//! updates), so every sealing draws a fresh random 24-byte XChaCha20-Poly1305 nonce and keeps
+//! it in the slot ([`super::db::seal`]). The key alone is a function of `y`.
 
 use hkdf::Hkdf;
 use sha2::Sha256;
@@ -26,21 +30,19 @@ use super::PIR_VERSION;
 
 /// Bytes of the slot tag.
 pub const TAG_LEN: usize = 16;
-/// Bytes of the AEAD key (ChaCha20-Poly1305).
+/// Bytes of the AEAD key (XChaCha20-Poly1305).
 pub const KEY_LEN: usize = 32;
-/// Bytes of the AEAD nonce.
-pub const NONCE_LEN: usize = 12;
 
 fn label(purpose: &str) -> Vec<u8> {
     format!("MIMI-PIR-v{PIR_VERSION} {purpose}").into_bytes()
 }
 
-/// The per-slot secrets of one (identifier, spill index).
+/// The per-slot secrets of one (identifier, spill index). The nonce is not among them: it is
+/// drawn afresh at every sealing and stored in the slot.
 #[derive(Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
 pub struct SlotKeys {
     pub tag: [u8; TAG_LEN],
     pub key: [u8; KEY_LEN],
-    pub nonce: [u8; NONCE_LEN],
 }
 
 impl std::fmt::Debug for SlotKeys {
@@ -75,7 +77,7 @@ impl KeywordSource {
 
     fn expand<const N: usize>(&self, info: &[&[u8]]) -> [u8; N] {
         let mut out = [0u8; N];
-        // N is at most 44 here, far below HKDF-SHA256's 8160-byte limit.
+        // N is at most 32 here, far below HKDF-SHA256's 8160-byte limit.
         if self.hk.expand_multi_info(info, &mut out).is_err() {
             unreachable!("HKDF output of {N} bytes is within the limit");
         }
@@ -112,18 +114,13 @@ impl KeywordSource {
         [h1, h2]
     }
 
-    /// Tag, AEAD key and nonce of spill `index`.
+    /// Tag and AEAD key of spill `index`.
     pub fn slot_keys(&self, index: u32) -> SlotKeys {
         let lt = label("tag");
         let la = label("aead");
         let tag = self.expand::<TAG_LEN>(&[&lt, &index.to_be_bytes()]);
-        let mut ka = self.expand::<{ KEY_LEN + NONCE_LEN }>(&[&la, &index.to_be_bytes()]);
-        let mut key = [0u8; KEY_LEN];
-        let mut nonce = [0u8; NONCE_LEN];
-        key.copy_from_slice(&ka[..KEY_LEN]);
-        nonce.copy_from_slice(&ka[KEY_LEN..]);
-        ka.zeroize();
-        SlotKeys { tag, key, nonce }
+        let key = self.expand::<KEY_LEN>(&[&la, &index.to_be_bytes()]);
+        SlotKeys { tag, key }
     }
 }
 
@@ -154,7 +151,6 @@ mod tests {
         assert_ne!(k0.tag, k0.key[..TAG_LEN]);
         assert_ne!(k0.tag, k1.tag);
         assert_ne!(k0.key, k1.key);
-        assert_ne!(k0.nonce, k1.nonce);
         // Another epoch or another y changes everything.
         let e = KeywordSource::new(&y(1), 6);
         assert_ne!(e.slot_keys(0), k0);

@@ -9,13 +9,15 @@
 //! - [`oprf`]: RFC 9497 VOPRF (ristretto255-SHA512). The client blinds the normalised SII, the
 //!   DP evaluates with its per-zone, per-epoch key and proves it used the published key.
 //! - [`keyword`]: HKDF-SHA256 from the OPRF output `y` to the shard, the two cuckoo buckets,
-//!   the 16-byte slot tag and the slot's AEAD key and nonce (one set per spill index).
-//! - [`db`]: slot sealing and opening (`tag || ChaCha20-Poly1305(payload)`), the cuckoo table
-//!   of one shard, and reassembly of spilled records.
+//!   the 16-byte slot tag and the slot's AEAD key (one set per spill index).
+//! - [`db`]: slot sealing and opening (`tag || nonce || XChaCha20-Poly1305(payload)`, a fresh
+//!   random nonce per sealing), the cuckoo table of one shard, and reassembly of spilled
+//!   records.
 //! - [`scheme`]: the index-PIR traits; [`mulpir`]: the first implementation (MulPIR on BFV,
 //!   crate `fhe`).
-//! - [`zone`]: a whole zone (shards, OPRF key, published [`PirConfig`]) for the DP, and the
-//!   client-side helpers that turn a config plus `y` into PIR indexes and opened records.
+//! - [`zone`]: a whole zone (shards, OPRF key, published [`PirConfig`]) for the DP, with
+//!   incremental updates within an epoch ([`ZonePirDb::update`]), and the client-side helpers
+//!   that turn a config plus `y` into PIR indexes and opened records.
 
 pub mod carrier;
 pub mod db;
@@ -27,15 +29,40 @@ pub mod zone;
 
 pub use db::{Chunk, TableLayout};
 pub use keyword::{KeywordSource, SlotKeys};
-pub use mulpir::{MulPir, MulPirClient, MulPirKey, MulPirServer};
+pub use mulpir::{MulPir, MulPirClient, MulPirKey, MulPirServer, MulPirUpdate};
 pub use oprf::{OprfClientState, OprfKey};
 pub use scheme::{DbShape, IndexPir, PirClient, PirServer};
-pub use zone::{BuildOptions, BuildReport, PirConfig, Probe, ZonePirClient, ZonePirDb};
+pub use zone::{
+    BuildOptions, BuildReport, PirConfig, Probe, UpdateReport, ZonePirClient, ZonePirDb,
+};
 
 use thiserror::Error;
 
 /// Version of every PIR byte format and of the HKDF labels defined in this module.
-pub const PIR_VERSION: u8 = 1;
+///
+/// 2: slots carry a random XChaCha20-Poly1305 nonce and a stream id, so that a slot can be
+/// sealed again within an epoch (incremental updates); version 1 derived a ChaCha20-Poly1305
+/// nonce from the OPRF output. PIRCFG, queries and slots all carry it, so a client of one
+/// version and a DP of the other fail with [`PirError::Version`] instead of mixing formats.
+pub const PIR_VERSION: u8 = 2;
+
+/// Why an incremental update cannot be applied within the current epoch. The database is
+/// left as it was (still serving the old content); the caller builds a new epoch instead.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum RebuildReason {
+    #[error("shard {shard} would hold {needed} slots; it has {slots}")]
+    ShardFull {
+        shard: u32,
+        needed: usize,
+        slots: usize,
+    },
+    #[error("cuckoo insertion in shard {shard} found no free slot within {evictions} evictions")]
+    CuckooFailed { shard: u32, evictions: usize },
+    #[error("an identifier needs {needed} slots; lookups of this epoch probe {probes}")]
+    TooManySlots { needed: usize, probes: usize },
+    #[error("the PIR scheme cannot change its database in place")]
+    Unsupported,
+}
 
 /// Why a private-lookup operation failed. Messages name the offending input, never secrets.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -76,6 +103,8 @@ pub enum PirError {
     IndexOutOfRange { index: usize, count: usize },
     #[error("homomorphic encryption error: {0}")]
     Fhe(String),
+    #[error("the private-lookup database needs a full rebuild in a new epoch: {0}")]
+    NeedsRebuild(RebuildReason),
     #[error("internal error while {0}")]
     Internal(String),
 }

@@ -52,6 +52,19 @@ pub trait PirServer: Sized + Send + Sync {
     /// Answers one query. Runs on the calling thread's rayon pool: call it inside
     /// `pool.install(..)` to bound or pin the threads it uses.
     fn answer(&self, key: &Self::Key, query: &[u8]) -> Result<Vec<u8>, PirError>;
+
+    /// Re-encoded elements waiting to be swapped in.
+    type Update: Send;
+    /// First half of a change to the database while it serves: re-encodes the elements whose
+    /// indexes are in `changed`, taking their new bytes from `elements` (the whole database,
+    /// as [`PirServer::load`] takes it). Queries keep seeing the old content.
+    fn prepare_update(&self, elements: &[u8], changed: &[usize]) -> Result<Self::Update, PirError>;
+    /// Second half: swaps a prepared update in. Every query sees the database of one version:
+    /// queries already running finish on the old content, later ones see the new. Returns the
+    /// number of encoding units (MulPIR: plaintexts) that were re-encoded. Fails, changing
+    /// nothing, when another update was committed after this one was prepared (updates are
+    /// for one writer at a time).
+    fn commit_update(&self, update: Self::Update) -> Result<usize, PirError>;
     /// Answers several queries (of one or several clients) together. Schemes whose cost is
     /// dominated by reading the database read it once per batch; the results are in order,
     /// and one bad query or key fails only itself.

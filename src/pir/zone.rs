@@ -4,7 +4,10 @@
 //! the OPRF on each input with the zone's key for the epoch, seals the records into slots, places
 //! the slots of each shard in a cuckoo table and preprocesses the tables for PIR. It then
 //! answers OPRF requests ([`ZonePirDb::oprf_evaluate`]) and PIR queries ([`ZonePirDb::answer`])
-//! and publishes [`ZonePirDb::config`] (the PIR part of PIRCFG).
+//! and publishes [`ZonePirDb::config`] (the PIR part of PIRCFG). Within the epoch,
+//! [`ZonePirDb::update`] replaces the records of some identifiers in place while queries go
+//! on (fresh nonces, cuckoo insertion, only the touched PIR plaintexts re-encoded), or says
+//! that the change needs a rebuild in a new epoch.
 //!
 //! Client: [`ZonePirClient::new`] from the published [`PirConfig`] (keys to upload once per
 //! zone and epoch), then per identifier and spill index a [`Probe`] (shard in clear, two buckets
@@ -12,17 +15,19 @@
 //! [`ZonePirClient::lookup_with`] runs that loop over any transport.
 
 use std::collections::HashSet;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use rand::RngCore;
+use rand::rngs::{OsRng, StdRng};
+use rand::{RngCore, SeedableRng};
 use rayon::prelude::*;
 
-use super::db::{self, Chunk, TableLayout};
-use super::keyword::{KeywordSource, SlotKeys};
+use super::db::{self, Chunk, LiveTable, TableLayout};
+use super::keyword::{KeywordSource, SlotKeys, TAG_LEN};
 use super::mulpir::MulPir;
 use super::oprf::{self, OprfKey, OprfOutput};
 use super::scheme::{DbShape, IndexPir, PirClient, PirServer};
-use super::{PirError, Reader, PIR_VERSION};
+use super::{PirError, Reader, RebuildReason, PIR_VERSION};
 use crate::name::Name;
 
 /// The public private-lookup parameters of a zone (the PIR part of PIRCFG).
@@ -124,12 +129,18 @@ pub struct BuildOptions {
     pub bucket_slots: usize,
     /// Target fraction of occupied slots in the fullest shard.
     pub load: f64,
-    /// Evictions allowed per cuckoo insertion before the build restarts with a new seed.
+    /// Evictions allowed per cuckoo insertion before the build restarts with a new seed (and,
+    /// within an epoch, before an update gives up and asks for a rebuild).
     pub max_evictions: usize,
     /// Seeds tried before giving up.
     pub max_attempts: u32,
     /// Most slots one identifier may take (spill indexes).
     pub max_spill: usize,
+    /// Probes (spill indexes every lookup fetches) to publish at least, even when no
+    /// identifier needs that many yet: headroom for updates within the epoch, since an
+    /// update whose identifier needs more slots than the published probes needs a rebuild.
+    /// Clamped to `max_spill`.
+    pub min_probes: usize,
     /// First table seed; `None` picks a random one.
     pub table_seed: Option<u64>,
 }
@@ -144,6 +155,7 @@ impl Default for BuildOptions {
             max_evictions: 500,
             max_attempts: 16,
             max_spill: 16,
+            min_probes: 1,
             table_seed: None,
         }
     }
@@ -159,6 +171,8 @@ pub struct BuildReport {
     /// The most slots any one identifier needed: clients fetch this many probes for every
     /// lookup, so the number of exchanges does not tell present from absent.
     pub max_slots: usize,
+    /// The probes to publish: `max_slots`, raised to `min_probes`.
+    pub probes: usize,
     /// Identifiers left out, with the reason (too many records, duplicate, bad input).
     pub rejected: Vec<(String, PirError)>,
     pub attempts: u32,
@@ -179,11 +193,77 @@ struct Item {
 /// An identifier's shard and sealed slots, or why it was left out.
 type Sealed = Result<(u32, Vec<(Item, Vec<u8>)>), (String, PirError)>;
 
+/// What an [`ZonePirDb::update`] did (for the DP's logs; names no identifier except rejected
+/// ones).
+#[derive(Debug, Clone, Default)]
+pub struct UpdateReport {
+    /// Changes applied (one per OPRF input, duplicates included).
+    pub entries: usize,
+    /// Inputs that were absent and now have records.
+    pub added: usize,
+    /// Inputs whose records were replaced.
+    pub replaced: usize,
+    /// Inputs whose records were removed.
+    pub removed: usize,
+    /// Removals of inputs that were not in the database (nothing to do).
+    pub absent: usize,
+    pub slots_removed: usize,
+    /// Slots sealed (each with a fresh nonce) and inserted.
+    pub slots_sealed: usize,
+    /// Slots moved to their other bucket by cuckoo insertion (bytes unchanged).
+    pub evictions: usize,
+    /// Buckets (PIR elements) whose bytes changed, over all shards.
+    pub buckets_touched: usize,
+    /// PIR plaintexts re-encoded (MulPIR: six buckets each).
+    pub plaintexts_reencoded: usize,
+    /// Inputs that cannot be stored (too many records, bad input): left out, as a build
+    /// leaves them out; their old slots are removed.
+    pub rejected: Vec<(String, PirError)>,
+    /// OPRF evaluation and sealing.
+    pub seal_time: Duration,
+    /// Cuckoo removals and insertions.
+    pub table_time: Duration,
+    /// Re-encoding the touched plaintexts.
+    pub encode_time: Duration,
+    /// Swapping the new plaintexts in.
+    pub swap_time: Duration,
+    pub elapsed: Duration,
+}
+
 /// A zone's private-lookup database for one epoch.
+///
+/// Queries ([`ZonePirDb::answer`]) and updates ([`ZonePirDb::update`]) both take `&self` and
+/// may run at the same time from different threads; see [`ZonePirDb::update`] for how they
+/// stay out of each other's way.
 pub struct ZonePirDb<P: IndexPir = MulPir> {
     config: PirConfig,
     oprf: OprfKey,
     shards: Vec<P::Server>,
+    /// Spill indexes every lookup fetches (published in PIRCFG); fixed for the epoch.
+    probes: usize,
+    max_spill: usize,
+    /// The writer's copy of every shard's cuckoo table.
+    live: Mutex<Live>,
+}
+
+/// The state only updates touch, behind the writer lock.
+struct Live {
+    tables: Vec<LiveTable>,
+    max_evictions: usize,
+    rng: StdRng,
+}
+
+/// One change prepared outside the writer lock: where the input's old slots may be, and its
+/// new slots sealed.
+struct Change {
+    input: usize,
+    shard: u32,
+    /// Buckets and tag of every spill index an old version may use (`0..probes`).
+    old: Vec<([u32; 2], [u8; TAG_LEN])>,
+    /// New sealed slots with their buckets.
+    new: Vec<([u32; 2], Vec<u8>)>,
+    /// Why the new records cannot be stored (the old ones still go).
+    rejected: Option<PirError>,
 }
 
 impl<P: IndexPir> std::fmt::Debug for ZonePirDb<P> {
@@ -198,8 +278,8 @@ impl<P: IndexPir> std::fmt::Debug for ZonePirDb<P> {
 impl<P: IndexPir> ZonePirDb<P> {
     /// Builds the database of `zone` for `epoch` from `(OPRF input, [SSI wire RDATA])` pairs
     /// (the OPRF input is the identifier string the clients blind, e.g. the normalised SII).
-    /// The epoch must change whenever the content does (it keys the OPRF and the
-    /// keywords). Identifiers that cannot be stored are reported, not fatal.
+    /// Within the epoch, content changes only through [`ZonePirDb::update`]. Identifiers that
+    /// cannot be stored are reported, not fatal.
     pub fn build<I>(
         zone: &Name,
         zone_secret: &[u8],
@@ -312,14 +392,15 @@ impl<P: IndexPir> ZonePirDb<P> {
         for attempt in 0..options.max_attempts.max(1) {
             let seed = first_seed.wrapping_add(u64::from(attempt));
             report.attempts = attempt + 1;
-            let placed: Option<Vec<Vec<Option<u32>>>> = per_shard
+            type Placed = (Vec<Option<u32>>, Vec<[u32; 2]>);
+            let placed: Option<Vec<Placed>> = per_shard
                 .par_iter()
                 .map(|(items, _)| {
                     let choices: Vec<[u32; 2]> = items
                         .iter()
                         .map(|it| KeywordSource::new(&it.y, epoch).buckets(it.index, seed, buckets))
                         .collect();
-                    db::place(&layout, &choices, options.max_evictions, seed)
+                    db::place(&layout, &choices, options.max_evictions, seed).map(|p| (p, choices))
                 })
                 .collect();
             if let Some(p) = placed {
@@ -340,14 +421,23 @@ impl<P: IndexPir> ZonePirDb<P> {
             element_size: layout.bucket_size(),
         };
         let mut shards = Vec::with_capacity(per_shard.len());
-        for ((_, bytes), placement) in per_shard.into_iter().zip(placements) {
-            let table = db::materialise(&layout, &placement, &bytes);
+        let mut tables = Vec::with_capacity(per_shard.len());
+        for (shard, ((_, bytes), (placement, choices))) in
+            per_shard.into_iter().zip(placements).enumerate()
+        {
+            let table = LiveTable::new(shard as u32, layout, &placement, &choices, &bytes)?;
             drop(bytes);
-            let server = P::Server::load(&shape, &table)?;
-            report.memory_bytes += server.memory_bytes();
+            let server = P::Server::load(&shape, table.bytes())?;
+            report.memory_bytes += server.memory_bytes() + table.memory_bytes();
             shards.push(server);
+            tables.push(table);
         }
         report.pir_time = started.elapsed();
+        let max_spill = options.max_spill.clamp(1, db::MAX_SPILL);
+        report.probes = report
+            .max_slots
+            .max(options.min_probes.min(max_spill))
+            .max(1);
 
         let config = PirConfig {
             scheme: P::SCHEME_ID,
@@ -365,6 +455,13 @@ impl<P: IndexPir> ZonePirDb<P> {
                 config,
                 oprf,
                 shards,
+                probes: report.probes,
+                max_spill,
+                live: Mutex::new(Live {
+                    tables,
+                    max_evictions: options.max_evictions,
+                    rng: StdRng::seed_from_u64(OsRng.next_u64()),
+                }),
             },
             report,
         ))
@@ -372,6 +469,209 @@ impl<P: IndexPir> ZonePirDb<P> {
 
     pub fn config(&self) -> &PirConfig {
         &self.config
+    }
+
+    /// Spill indexes every lookup of this epoch fetches (PIRCFG's `probes`).
+    pub fn probes(&self) -> usize {
+        self.probes
+    }
+
+    /// Replaces the records of the given OPRF inputs within the current epoch: each change
+    /// carries all current records of its input, an empty list removes the input. Changes
+    /// apply in order (a later change of the same input wins), and all or none of them do.
+    ///
+    /// What happens: the OPRF of every input is evaluated with the epoch's key and its slots
+    /// are sealed, each under a fresh random nonce (in parallel, without any lock); then,
+    /// under the writer lock, the input's old slots (found by tag in the two buckets of each
+    /// spill index `0..probes`) become random bytes and the new slots go in by cuckoo
+    /// insertion with at most `max_evictions` evictions each. An evicted slot moves to its
+    /// other bucket with its bytes as they are (its content did not change, so it is not
+    /// sealed again). Only the PIR plaintexts holding a touched bucket are re-encoded, and
+    /// they are swapped into each shard's server at once.
+    ///
+    /// Concurrency: queries never take the writer lock. Each query reads one immutable
+    /// snapshot of its shard's encoded database, taken lock-free when its pass over the
+    /// database starts and kept until it ends; an update builds the re-encoded plaintexts
+    /// beside the served ones and publishes them with one atomic pointer swap per shard. A
+    /// query therefore sees each plaintext wholly old or wholly new, a 1-second query never
+    /// delays the writer, and the writer never delays a query. The writer lock (held for the
+    /// table changes, the re-encoding and the swap: milliseconds) only orders concurrent
+    /// updates, which should come from the zone's single writer anyway.
+    ///
+    /// Between two queries of one lookup (two buckets, further spill indexes) an update may
+    /// land: the lookup then sees slots of both versions. Every slot is authentic either way;
+    /// a spilled identifier's chunks carry the stream id of their sealing, so a mix is an
+    /// error ([`db::assemble`]), not a splice, and a slot moved between its buckets may be
+    /// missed by that one lookup (reported absent; the next lookup finds it).
+    ///
+    /// Errors: [`PirError::NeedsRebuild`] when the change does not fit the epoch (a shard
+    /// would be full, an insertion runs out of evictions, or an input needs more slots than
+    /// the epoch's published probes): nothing is applied, the database keeps serving the old
+    /// content, and the caller builds a new epoch (with [`ZonePirDb::build`]). An input
+    /// whose records cannot be stored at all (more than `max_spill` slots, a record over
+    /// 65535 bytes, an input the OPRF refuses) is reported in [`UpdateReport::rejected`]
+    /// and left out, as a build leaves it out. Any other error is internal; rebuild then too.
+    pub fn update<I>(&self, changes: I) -> Result<UpdateReport, PirError>
+    where
+        I: IntoIterator<Item = (String, Vec<Vec<u8>>)>,
+    {
+        let started = Instant::now();
+        let changes: Vec<(String, Vec<Vec<u8>>)> = changes.into_iter().collect();
+        let mut report = UpdateReport {
+            entries: changes.len(),
+            ..UpdateReport::default()
+        };
+        let prepared: Vec<Result<Change, PirError>> = changes
+            .par_iter()
+            .enumerate()
+            .map(|(i, (input, records))| self.prepare_change(i, input, records))
+            .collect();
+        let mut ready = Vec::with_capacity(prepared.len());
+        for (p, (input, _)) in prepared.into_iter().zip(&changes) {
+            match p {
+                Ok(c) => ready.push(c),
+                Err(e @ PirError::NeedsRebuild(_)) => return Err(e),
+                // The OPRF refused the input: it cannot be in the database either.
+                Err(e) => report.rejected.push((input.clone(), e)),
+            }
+        }
+        report.seal_time = started.elapsed();
+
+        let mut guard = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        let Live {
+            tables,
+            max_evictions,
+            rng,
+        } = &mut *guard;
+        let clock = Instant::now();
+        let mut txns: Vec<db::TableTxn<'_>> = tables.iter_mut().map(LiveTable::begin).collect();
+        let slots = self.config.layout().slots();
+        for change in ready {
+            let Some(txn) = txns.get_mut(change.shard as usize) else {
+                return Err(PirError::Internal(format!(
+                    "updating shard {}",
+                    change.shard
+                )));
+            };
+            let mut found = 0;
+            for (buckets, tag) in &change.old {
+                for b in buckets {
+                    for pos in txn.table().find(*b, tag) {
+                        txn.remove(pos)?;
+                        found += 1;
+                    }
+                }
+            }
+            report.slots_removed += found;
+            match (found > 0, change.new.is_empty()) {
+                (true, true) => report.removed += 1,
+                (true, false) => report.replaced += 1,
+                (false, false) => report.added += 1,
+                (false, true) => report.absent += 1,
+            }
+            let needed = txn.table().used() + change.new.len();
+            if needed > slots {
+                return Err(PirError::NeedsRebuild(RebuildReason::ShardFull {
+                    shard: change.shard,
+                    needed,
+                    slots,
+                }));
+            }
+            for (buckets, slot) in &change.new {
+                txn.insert(*buckets, slot, *max_evictions, rng)?;
+                report.slots_sealed += 1;
+            }
+            if let Some(e) = change.rejected {
+                report.rejected.push((changes[change.input].0.clone(), e));
+            }
+        }
+        report.evictions = txns.iter().map(|t| t.evictions()).sum();
+        report.table_time = clock.elapsed();
+
+        // Re-encode every touched shard before swapping any, so an encoding failure changes
+        // nothing.
+        let clock = Instant::now();
+        let mut updates = Vec::new();
+        for (shard, txn) in txns.iter().enumerate() {
+            if txn.touched().is_empty() {
+                continue;
+            }
+            let touched: Vec<usize> = txn.touched().iter().map(|&b| b as usize).collect();
+            report.buckets_touched += touched.len();
+            let update = self.shards[shard].prepare_update(txn.table().bytes(), &touched)?;
+            updates.push((shard, update));
+        }
+        report.encode_time = clock.elapsed();
+
+        let clock = Instant::now();
+        let mut txns: Vec<Option<db::TableTxn<'_>>> = txns.into_iter().map(Some).collect();
+        for (shard, update) in updates {
+            // Cannot fail while the writer lock is held (nobody else commits); if it did, the
+            // shards swapped so far keep their new content and the rest roll back.
+            report.plaintexts_reencoded += self.shards[shard].commit_update(update)?;
+            if let Some(txn) = txns.get_mut(shard).and_then(Option::take) {
+                txn.commit();
+            }
+        }
+        for txn in txns.into_iter().flatten() {
+            // Untouched shards: nothing to undo or keep.
+            txn.commit();
+        }
+        report.swap_time = clock.elapsed();
+        report.elapsed = started.elapsed();
+        Ok(report)
+    }
+
+    /// OPRF, keywords and sealed slots of one change (no lock).
+    fn prepare_change(
+        &self,
+        input: usize,
+        name: &str,
+        records: &[Vec<u8>],
+    ) -> Result<Change, PirError> {
+        let epoch = self.config.epoch;
+        let y = self.oprf.evaluate_direct(name.as_bytes())?;
+        let source = KeywordSource::new(&y, epoch);
+        let shard = source.shard(self.config.shard_count);
+        let old = (0..self.probes as u32)
+            .map(|i| {
+                (
+                    source.buckets(i, self.config.table_seed, self.config.buckets),
+                    source.slot_keys(i).tag,
+                )
+            })
+            .collect();
+        let mut change = Change {
+            input,
+            shard,
+            old,
+            new: Vec::new(),
+            rejected: None,
+        };
+        if records.is_empty() {
+            return Ok(change);
+        }
+        let layout = self.config.layout();
+        let payloads = match db::encode_payloads(name, records, &layout, self.max_spill) {
+            Ok(p) => p,
+            Err(e) => {
+                change.rejected = Some(e);
+                return Ok(change);
+            }
+        };
+        if payloads.len() > self.probes {
+            return Err(PirError::NeedsRebuild(RebuildReason::TooManySlots {
+                needed: payloads.len(),
+                probes: self.probes,
+            }));
+        }
+        for (i, p) in payloads.iter().enumerate() {
+            let i = i as u32;
+            let slot = db::seal(&source.slot_keys(i), p, layout.slot_size)?;
+            let buckets = source.buckets(i, self.config.table_seed, self.config.buckets);
+            change.new.push((buckets, slot));
+        }
+        Ok(change)
     }
 
     /// Evaluates an OPRF request (rate-limit before calling: [`oprf::request_count`]).
@@ -429,9 +729,49 @@ impl<P: IndexPir> ZonePirDb<P> {
         self.shards.first().map(|s| s.response_len()).unwrap_or(0)
     }
 
-    /// Resident bytes of all preprocessed shards.
+    /// Resident bytes of all preprocessed shards and of the writer's tables.
     pub fn memory_bytes(&self) -> usize {
-        self.shards.iter().map(|s| s.memory_bytes()).sum()
+        let live = self
+            .live
+            .lock()
+            .map(|l| l.tables.iter().map(LiveTable::memory_bytes).sum())
+            .unwrap_or(0);
+        self.shards.iter().map(|s| s.memory_bytes()).sum::<usize>() + live
+    }
+
+    /// The sealed slot of spill `index` of `input` as the writer holds it.
+    #[cfg(test)]
+    fn slot_of(&self, input: &str, index: u32) -> Option<Vec<u8>> {
+        let y = self.oprf.evaluate_direct(input.as_bytes()).ok()?;
+        let source = KeywordSource::new(&y, self.config.epoch);
+        let shard = source.shard(self.config.shard_count) as usize;
+        let tag = source.slot_keys(index).tag;
+        let live = self.live.lock().ok()?;
+        let table = live.tables.get(shard)?;
+        source
+            .buckets(index, self.config.table_seed, self.config.buckets)
+            .iter()
+            .flat_map(|&b| table.find(b, &tag))
+            .next()
+            .and_then(|pos| table.slot(pos).map(<[u8]>::to_vec))
+    }
+
+    /// Occupied slots of all shards.
+    #[cfg(test)]
+    fn used_slots(&self) -> usize {
+        self.live
+            .lock()
+            .map(|l| l.tables.iter().map(LiveTable::used).sum())
+            .unwrap_or(0)
+    }
+
+    /// The writer's copy of a shard's table.
+    #[cfg(test)]
+    fn table_bytes(&self, shard: usize) -> Vec<u8> {
+        self.live
+            .lock()
+            .map(|l| l.tables[shard].bytes().to_vec())
+            .unwrap_or_default()
     }
 }
 
@@ -515,7 +855,17 @@ impl<P: IndexPir> ZonePirClient<P> {
         let b = self
             .client
             .decode(probe.buckets[1] as usize, responses[1])?;
-        db::open(&probe.keys, &[&a, &b], &self.config.layout())
+        self.open_buckets(probe, [&a, &b])
+    }
+
+    /// Opens the probe's slot from the bytes of its two buckets (decoded PIR answers, or the
+    /// buckets of an encrypted replica of the table): `None` when absent.
+    pub fn open_buckets(
+        &self,
+        probe: &Probe,
+        buckets: [&[u8]; 2],
+    ) -> Result<Option<Chunk>, PirError> {
+        db::open(&probe.keys, &buckets, &self.config.layout())
     }
 
     /// The whole PIR part of a lookup over any transport: `fetch(shard, query)` returns the
@@ -762,5 +1112,390 @@ mod tests {
             ),
             Err(PirError::NoSuchShard { .. })
         ));
+    }
+
+    // Incremental updates. Small tables (about 2^10 slots) and synthetic records keep these
+    // fast; the whole PIR path (OPRF, MulPIR queries and answers, client open) is real.
+
+    type Expected = std::collections::BTreeMap<String, Vec<Vec<u8>>>;
+
+    fn random_records(rng: &mut StdRng, n: usize) -> Vec<Vec<u8>> {
+        use rand::Rng;
+        (0..n)
+            .map(|_| {
+                let mut r = vec![0u8; rng.gen_range(60..150)];
+                rng.fill_bytes(&mut r);
+                r
+            })
+            .collect()
+    }
+
+    fn small_zone(n: usize, options: &BuildOptions, rng: &mut StdRng) -> (ZonePirDb, Expected) {
+        let mut expected = Expected::new();
+        for i in 0..n {
+            // Every tenth identifier has two records (two slots).
+            let records = random_records(rng, 1 + usize::from(i % 10 == 3));
+            expected.insert(format!("+1555{:07}", i), records);
+        }
+        let zone = Name::parse("5.5.5.1.e164.mimi.arpa.", None).unwrap();
+        let entries: Vec<_> = expected.clone().into_iter().collect();
+        let (db, report) =
+            ZonePirDb::<MulPir>::build(&zone, &SECRET, 11, options, entries).unwrap();
+        assert_eq!(report.identifiers, n);
+        assert!(report.rejected.is_empty());
+        (db, expected)
+    }
+
+    fn y_of(db: &ZonePirDb, input: &str) -> OprfOutput {
+        let (state, request) = oprf::blind(&[input.as_bytes()]).unwrap();
+        let response = db.oprf_evaluate(&request).unwrap();
+        state
+            .finalize(&response, &db.config().oprf_public_key)
+            .unwrap()[0]
+    }
+
+    /// The records the client gets from the opened chunks of probes `0..`, as `lookup_with`
+    /// reassembles them.
+    fn reassemble(opened: Vec<Option<Chunk>>) -> Result<Vec<Vec<u8>>, PirError> {
+        let mut chunks = Vec::new();
+        for (i, c) in opened.into_iter().enumerate() {
+            match c {
+                None if i == 0 => return Ok(Vec::new()),
+                None => break,
+                Some(c) => {
+                    let more = c.more_after(i as u32);
+                    chunks.push(c);
+                    if !more {
+                        break;
+                    }
+                }
+            }
+        }
+        db::assemble(&chunks)
+    }
+
+    /// Every bucket of shard 0 queried once through MulPIR; then every listed input looked up
+    /// from those answers with the client's probe/open, against `expected` (absent: empty).
+    fn check_all(db: &ZonePirDb, inputs: &[(&String, Vec<Vec<u8>>)]) {
+        assert_eq!(db.config().shard_count, 1);
+        let (client, key) = ZonePirClient::<MulPir>::new(db.config().clone()).unwrap();
+        let key = db.parse_key(&key).unwrap();
+        let buckets = db.config().buckets as usize;
+        let queries: Vec<Vec<u8>> = (0..buckets)
+            .map(|b| client.pir_client().query(b).unwrap())
+            .collect();
+        let t = Instant::now();
+        let mut answers = Vec::with_capacity(buckets);
+        for batch in queries.chunks(16) {
+            let items: Vec<(&MulPirKey, &[u8])> = batch.iter().map(|q| (&key, &q[..])).collect();
+            for r in db.answer_batch(0, &items) {
+                answers.push(r.unwrap());
+            }
+        }
+        // Decode each answer once; `open` would decode it for every probe that uses it.
+        let decoded: Vec<Vec<u8>> = answers
+            .iter()
+            .enumerate()
+            .map(|(b, r)| client.pir_client().decode(b, r).unwrap())
+            .collect();
+        eprintln!("check_all: {buckets} answers in {:?}", t.elapsed());
+        for (n, (input, records)) in inputs.iter().enumerate() {
+            let y = y_of(db, input);
+            let opened = (0..db.probes() as u32)
+                .map(|i| {
+                    let p = client.probe(&y, i);
+                    let [a, b] = p.buckets.map(|b| b as usize);
+                    if n % 50 == 0 {
+                        // Now and then the whole client step, decoding included.
+                        client.open(&p, [&answers[a], &answers[b]]).unwrap()
+                    } else {
+                        client.open_buckets(&p, [&decoded[a], &decoded[b]]).unwrap()
+                    }
+                })
+                .collect();
+            assert_eq!(&reassemble(opened).unwrap(), records, "{input}");
+        }
+    }
+
+    /// All probes of one lookup answered in one batch (one pass, one snapshot).
+    fn batched_lookup(
+        db: &ZonePirDb,
+        client: &ZonePirClient,
+        key: &MulPirKey,
+        y: &OprfOutput,
+    ) -> Result<Vec<Vec<u8>>, PirError> {
+        let probes: Vec<Probe> = (0..db.probes() as u32)
+            .map(|i| client.probe(y, i))
+            .collect();
+        let queries: Vec<[Vec<u8>; 2]> = probes
+            .iter()
+            .map(|p| client.queries(p))
+            .collect::<Result<_, _>>()?;
+        let items: Vec<(&MulPirKey, &[u8])> = queries
+            .iter()
+            .flat_map(|[a, b]| [(key, &a[..]), (key, &b[..])])
+            .collect();
+        let answers = db
+            .answer_batch(probes[0].shard, &items)
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()?;
+        let opened = probes
+            .iter()
+            .enumerate()
+            .map(|(i, p)| client.open(p, [&answers[2 * i], &answers[2 * i + 1]]))
+            .collect::<Result<Vec<_>, _>>()?;
+        reassemble(opened)
+    }
+
+    fn update_options() -> BuildOptions {
+        BuildOptions {
+            table_seed: Some(9),
+            min_probes: 2,
+            ..BuildOptions::default()
+        }
+    }
+
+    use crate::pir::MulPirKey;
+    use rand::rngs::StdRng;
+    use rand::{RngCore, SeedableRng};
+
+    #[test]
+    fn random_updates_keep_every_lookup_exact_within_the_epoch() {
+        use rand::Rng;
+        let mut rng = StdRng::seed_from_u64(1);
+        // Built at load 0.85: the adds of the run take it to about 0.9.
+        let options = BuildOptions {
+            load: 0.85,
+            ..update_options()
+        };
+        let (db, mut expected) = small_zone(800, &options, &mut rng);
+        let config = db.config().clone();
+        let before = db.table_bytes(0);
+        assert_eq!(db.probes(), 2);
+        let mut removed = std::collections::BTreeSet::new();
+        let mut next = 800usize;
+        let (mut evictions, mut buckets, mut plaintexts) = (0, 0, 0);
+        let mut times = Vec::new();
+        for op in 0..200 {
+            let names: Vec<String> = expected.keys().cloned().collect();
+            let pick = |rng: &mut StdRng| names[rng.gen_range(0..names.len())].clone();
+            // One change per update mostly, every tenth a batch of three.
+            let mut changes = Vec::new();
+            for _ in 0..if op % 10 == 0 { 3 } else { 1 } {
+                let r = rng.gen_range(0..20);
+                let change = if r < 7 {
+                    next += 1;
+                    let n = rng.gen_range(1..=2);
+                    (format!("+1555{:07}", next), random_records(&mut rng, n))
+                } else if r < 14 {
+                    let n = rng.gen_range(1..=2);
+                    (pick(&mut rng), random_records(&mut rng, n))
+                } else {
+                    (pick(&mut rng), Vec::new())
+                };
+                changes.push(change);
+            }
+            let report = db
+                .update(changes.clone())
+                .unwrap_or_else(|e| panic!("op {op}, {} slots used: {e}", db.used_slots()));
+            assert!(report.rejected.is_empty());
+            assert_eq!(report.entries, changes.len());
+            assert_eq!(
+                report.added + report.replaced + report.removed + report.absent,
+                changes.len()
+            );
+            for (name, records) in changes {
+                if records.is_empty() {
+                    expected.remove(&name);
+                    removed.insert(name);
+                } else {
+                    removed.remove(&name);
+                    expected.insert(name, records);
+                }
+            }
+            evictions += report.evictions;
+            buckets += report.buckets_touched;
+            plaintexts += report.plaintexts_reencoded;
+            assert!(report.plaintexts_reencoded <= report.buckets_touched);
+            times.push(report.elapsed);
+        }
+        // Same epoch, same published configuration: clients keep their keys.
+        assert_eq!(db.config(), &config);
+        assert_ne!(db.table_bytes(0), before);
+        assert!(evictions > 0, "the table was full enough to evict");
+        times.sort();
+        eprintln!(
+            "200 updates at {} buckets, load {:.3}: {evictions} evictions, {buckets} buckets \
+             touched, {plaintexts} plaintexts re-encoded, median {:?}, max {:?}",
+            config.buckets,
+            db.used_slots() as f64 / config.layout().slots() as f64,
+            times[times.len() / 2],
+            times[times.len() - 1]
+        );
+        let mut inputs: Vec<(&String, Vec<Vec<u8>>)> =
+            expected.iter().map(|(k, v)| (k, v.clone())).collect();
+        inputs.extend(removed.iter().map(|k| (k, Vec::new())));
+        let never = "+15559999999".to_string();
+        inputs.push((&never, Vec::new()));
+        check_all(&db, &inputs);
+    }
+
+    #[test]
+    fn a_slot_sealed_again_gets_a_fresh_nonce_and_ciphertext() {
+        let mut rng = StdRng::seed_from_u64(2);
+        let (db, expected) = small_zone(100, &update_options(), &mut rng);
+        let (name, records) = expected.iter().next().unwrap();
+        let old = db.slot_of(name, 0).unwrap();
+        let report = db.update(vec![(name.clone(), records.clone())]).unwrap();
+        assert_eq!(report.replaced, 1);
+        let new = db.slot_of(name, 0).unwrap();
+        let prefix = db::SLOT_PREFIX_LEN;
+        assert_eq!(old[..TAG_LEN], new[..TAG_LEN], "same identifier: same tag");
+        assert_ne!(old[TAG_LEN..prefix], new[TAG_LEN..prefix], "fresh nonce");
+        assert_ne!(old[prefix..], new[prefix..], "different ciphertext");
+        assert_eq!(old.len(), new.len());
+        check_all(&db, &[(name, records.clone())]);
+    }
+
+    #[test]
+    fn a_change_that_does_not_fit_needs_a_rebuild_and_changes_nothing() {
+        let mut rng = StdRng::seed_from_u64(3);
+        let options = BuildOptions {
+            load: 0.9,
+            ..update_options()
+        };
+        let (db, expected) = small_zone(300, &options, &mut rng);
+        let before = db.table_bytes(0);
+        let (first, _) = expected.iter().next().unwrap();
+        // More slots than the epoch's two probes (in a batch with a change that would fit).
+        let changes = vec![
+            (first.clone(), Vec::new()),
+            ("+15550000001".to_string(), vec![vec![7u8; 150]; 4]),
+        ];
+        assert!(matches!(
+            db.update(changes),
+            Err(PirError::NeedsRebuild(RebuildReason::TooManySlots {
+                needed: 4,
+                probes: 2
+            }))
+        ));
+        // More entries than the table holds.
+        let flood: Vec<_> = (0..200)
+            .map(|i| (format!("+1666{i:07}"), random_records(&mut rng, 1)))
+            .collect();
+        let err = db.update(flood).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                PirError::NeedsRebuild(
+                    RebuildReason::ShardFull { .. } | RebuildReason::CuckooFailed { .. }
+                )
+            ),
+            "{err}"
+        );
+        // Nothing changed: the writer's table and every lookup are as before.
+        assert_eq!(db.table_bytes(0), before);
+        let inputs: Vec<(&String, Vec<Vec<u8>>)> =
+            expected.iter().map(|(k, v)| (k, v.clone())).collect();
+        let flood0 = "+16660000000".to_string();
+        let mut inputs = inputs;
+        inputs.push((&flood0, Vec::new()));
+        check_all(&db, &inputs);
+        // A rejected input (over max_spill) is left out, and its old records go with it.
+        let report = db
+            .update(vec![(first.clone(), vec![vec![1u8; 200]; 80])])
+            .unwrap();
+        assert_eq!(report.rejected.len(), 1);
+        assert_eq!((report.removed, report.slots_sealed), (1, 0));
+        assert!(report.slots_removed >= 1);
+        check_all(&db, &[(first, Vec::new())]);
+    }
+
+    #[test]
+    fn queries_during_updates_see_old_or_new_content() {
+        let mut rng = StdRng::seed_from_u64(4);
+        let (db, expected) = small_zone(500, &update_options(), &mut rng);
+        let mut names = expected.keys();
+        let (moving, stable) = (names.next().unwrap().clone(), names.next().unwrap().clone());
+        let stable_records = expected[&stable].clone();
+        // Versions 0..: one or two slots each, so the spill count changes too.
+        let versions: Vec<Vec<Vec<u8>>> = (0..12)
+            .map(|v| {
+                (0..1 + v % 2)
+                    .map(|k| {
+                        let mut r = vec![v as u8; 100 + k];
+                        r[0] = 0xee;
+                        r
+                    })
+                    .collect()
+            })
+            .collect();
+        db.update(vec![(moving.clone(), versions[0].clone())])
+            .unwrap();
+        let done = std::sync::atomic::AtomicBool::new(false);
+        let seen = std::sync::Mutex::new(Vec::new());
+        let ready = std::sync::Barrier::new(3);
+        std::thread::scope(|scope| {
+            for reader in 0..2 {
+                let (db, done, seen, ready) = (&db, &done, &seen, &ready);
+                let (moving, stable, versions) = (&moving, &stable, &versions);
+                let stable_records = &stable_records;
+                scope.spawn(move || {
+                    let (client, key) = ZonePirClient::<MulPir>::new(db.config().clone()).unwrap();
+                    let key = db.parse_key(&key).unwrap();
+                    let (ym, ys) = (y_of(db, moving), y_of(db, stable));
+                    let mut last = 0usize;
+                    let mut lookups = 0;
+                    let mut distinct = 0;
+                    ready.wait();
+                    while !done.load(std::sync::atomic::Ordering::Relaxed) || lookups < 2 {
+                        // Batched: all queries of a lookup read one snapshot.
+                        let got = batched_lookup(db, &client, &key, &ym).unwrap();
+                        let v = versions
+                            .iter()
+                            .position(|v| v == &got)
+                            .unwrap_or_else(|| panic!("reader {reader}: not a version: {got:?}"));
+                        assert!(v >= last, "reader {reader} went back from {last} to {v}");
+                        distinct += usize::from(v != last);
+                        last = v;
+                        assert_eq!(
+                            &batched_lookup(db, &client, &key, &ys).unwrap(),
+                            stable_records
+                        );
+                        // One query after the other (as over DNS): each slot is old or new,
+                        // the records whole; a lookup straddling an update may miss (absent)
+                        // or see two versions (an error), never other records.
+                        match client.lookup_with(&ym, 2, |shard, q| db.answer(shard, &key, q)) {
+                            Ok(got) if got.is_empty() => {}
+                            Ok(got) => assert!(versions.contains(&got), "{got:?}"),
+                            Err(PirError::Malformed { .. }) => {}
+                            Err(e) => panic!("reader {reader}: {e}"),
+                        }
+                        lookups += 1;
+                    }
+                    // After the last update, the last version.
+                    let got = batched_lookup(db, &client, &key, &ym).unwrap();
+                    assert_eq!(versions.last(), Some(&got));
+                    last = versions.len() - 1;
+                    seen.lock().unwrap().push((reader, lookups, distinct, last));
+                });
+            }
+            ready.wait();
+            for v in versions.iter().skip(1) {
+                std::thread::sleep(Duration::from_millis(120));
+                db.update(vec![(moving.clone(), v.clone())]).unwrap();
+            }
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
+        let seen = seen.into_inner().unwrap();
+        eprintln!("readers (id, lookups, versions changed, last version seen): {seen:?}");
+        assert!(seen
+            .iter()
+            .all(|&(_, n, _, last)| n >= 2 && last == versions.len() - 1));
+        // The readers really ran during the updates.
+        assert!(
+            seen.iter().any(|&(_, _, changed, _)| changed >= 2),
+            "{seen:?}"
+        );
     }
 }
