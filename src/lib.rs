@@ -7,5 +7,6 @@ pub mod pir;
 pub mod record;
 pub mod resolver;
 pub mod sii;
+pub mod sys;
 pub mod tsig;
 pub mod zone;

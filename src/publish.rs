@@ -140,9 +140,4 @@ pub async fn publish(target: &Target, records: &[Publication]) -> Result<(), Pub
     })
 }
 
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+use crate::sys::unix_now;

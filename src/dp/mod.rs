@@ -58,12 +58,7 @@ pub struct DpServer {
     tcp: Vec<JoinHandle<()>>,
 }
 
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+use crate::sys::unix_now as now;
 
 /// Binds UDP and TCP on the same address; with port 0, finds a port free for both.
 async fn bind_pair(addr: SocketAddr) -> Result<(UdpSocket, TcpListener, SocketAddr), DpError> {

@@ -124,12 +124,7 @@ pub fn load_updaters(config: &DpConfig) -> Result<Vec<UpdaterKey>, String> {
     Ok(out)
 }
 
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+use crate::sys::unix_now;
 
 /// EDNS for an answer carrying an extended error.
 pub fn with_ede(edns: Option<&Edns>, code: u16, text: &str) -> Edns {

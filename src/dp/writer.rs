@@ -169,12 +169,7 @@ struct State {
     pir_tx: Option<mpsc::UnboundedSender<BTreeSet<Name>>>,
 }
 
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+use crate::sys::unix_now as now;
 
 fn wm_key(owner: &Name, provider: &Name) -> (Name, Name) {
     (owner.clone(), provider.clone())
@@ -439,12 +434,7 @@ async fn blocking(state: State, step: impl FnOnce(State) -> State + Send + 'stat
     }
 }
 
-fn now_millis() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+use crate::sys::unix_millis as now_millis;
 
 /// A working copy for one batch: jobs apply to it one by one.
 struct Work {

@@ -206,12 +206,7 @@ pub struct Resolver {
     pir_keys: private::KeyStore,
 }
 
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+use crate::sys::unix_now;
 
 impl Resolver {
     pub fn new(config: ResolverConfig, trust: TrustStore) -> Resolver {

@@ -215,6 +215,21 @@ impl ZoneStore {
         }
         for r in &changes.add {
             let wire = r.to_wire_record();
+            // One TTL per RRset: the others of the set take the new record's TTL, and the
+            // diff says so, so secondaries following by IXFR hold the same TTLs.
+            let others: Vec<Record> = match next.node(r.name.as_wire()).and_then(|n| n.rrset(r.data.rtype())) {
+                Some(set) if set.ttl != r.ttl => set
+                    .records
+                    .iter()
+                    .filter(|x| x.data != wire.data)
+                    .filter_map(record_from_wire)
+                    .collect(),
+                _ => Vec::new(),
+            };
+            for o in others {
+                added.push(Record { ttl: r.ttl, ..o.clone() });
+                removed.push(o);
+            }
             match next.add_record(r.name.as_wire(), r.data.rtype(), wire) {
                 Added::New => added.push(Record {
                     line: 0,
@@ -465,6 +480,19 @@ mod tests {
         ));
         assert_eq!(v2.soa().serial, 8);
         assert_eq!(v2.record_count(), v1.record_count());
+    }
+
+    #[test]
+    fn an_rrset_takes_the_newest_ttl_and_the_diff_says_so() {
+        let v1 = zone();
+        let cs = Changeset {
+            remove: vec![],
+            add: vec![txt(A, "b", 60)],
+        };
+        let (v2, diff) = v1.apply(&cs, bumped(&v1), 3600).unwrap();
+        assert_eq!(diff.removed, vec![txt(A, "a", 3600)]);
+        assert_eq!(diff.added, vec![txt(A, "a", 60), txt(A, "b", 60)]);
+        assert!(matches!(v2.lookup(&w(A)), Lookup::Exact(n) if n.rrsets[0].records.iter().all(|r| r.ttl == 60)));
     }
 
     #[test]
