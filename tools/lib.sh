@@ -71,3 +71,106 @@ start_tree_dps() {
     wait_dns "$addr" "$port" "$origin" $! "$w/dp-$addr.log"
   done
 }
+
+# sbin TOOL: the path of TOOL, looking in /usr/sbin too (knotd, nsd are there on Debian).
+sbin() { command -v "$1" 2>/dev/null || { [ -x "/usr/sbin/$1" ] && echo "/usr/sbin/$1"; } || echo "$1"; }
+
+# poll TENTHS CMD...: run CMD every 0.1 s until it succeeds, at most TENTHS times; the
+# status of the last run.
+poll() {
+  local n=$1 i
+  shift
+  for ((i = 1; i < n; i++)); do "$@" && return 0; sleep 0.1; done
+  "$@"
+}
+
+# tsig_key NAME FILE: a new hmac-sha256 TSIG key NAME (32 random bytes) in the BIND format
+# at FILE (nsupdate -k, `[[update]] tsig` of mimi dp serve), and the same key at FILE.knot in
+# Knot's ALG:NAME:SECRET format (knsupdate -k, kdig -k).
+tsig_key() {
+  local secret
+  secret=$(head -c 32 /dev/urandom | base64)
+  printf 'key "%s" {\n    algorithm hmac-sha256;\n    secret "%s";\n};\n' "$1" "$secret" >"$2"
+  printf 'hmac-sha256:%s:%s\n' "$1" "$secret" >"$2.knot"
+  chmod 600 "$2" "$2.knot"
+}
+
+# knot_secondary_conf DIR ADDR PORT PRIMARY_ADDR PRIMARY_PORT JOURNAL_CONTENT ZONE...: a
+# knotd config (on stdout) serving each ZONE as a secondary of PRIMARY_ADDR@PRIMARY_PORT
+# (transfers from ADDR; NOTIFY accepted from PRIMARY_ADDR), listening on ADDR@PORT, with
+# everything (socket, journal, timers, zone files) under DIR; log to stderr. JOURNAL_CONTENT:
+# none, changes (Knot's default: keeps the IXFR history) or all.
+knot_secondary_conf() {
+  local dir=$1 addr=$2 port=$3 paddr=$4 pport=$5 journal=$6 z
+  shift 6
+  cat <<EOC
+server:
+    rundir: "$dir"
+    listen: $addr@$port
+    udp-workers: 1
+    tcp-workers: 1
+    background-workers: 1
+control:
+    listen: "$dir/knot.sock"
+database:
+    storage: "$dir"
+log:
+  - target: stderr
+    any: info
+remote:
+  - id: primary
+    address: $paddr@$pport
+    via: $addr
+acl:
+  - id: notify_from_primary
+    address: $paddr
+    action: notify
+template:
+  - id: default
+    storage: "$dir"
+    zonefile-load: none
+    journal-content: $journal
+zone:
+EOC
+  for z in "$@"; do
+    printf '  - domain: %s\n    master: primary\n    acl: notify_from_primary\n    file: "%s"\n' \
+      "$z" "$dir/${z}zone"
+  done
+}
+
+# nsd_secondary_conf DIR ADDR PORT PRIMARY_ADDR PRIMARY_PORT XFR ZONE...: an nsd.conf (on
+# stdout, NSD 4.x) serving each ZONE as a secondary of PRIMARY_ADDR@PRIMARY_PORT (from
+# ADDR; NOTIFY accepted from PRIMARY_ADDR), listening on ADDR@PORT, run unprivileged in the
+# foreground (nsd -d) with pidfile, zone list, xfrd state and zone files under DIR, and
+# minimal-responses (no apex NS in the authority section of answers, as mimi and Knot).
+# XFR: "" (IXFR over TCP, AXFR when the primary answers so) or AXFR (AXFR only).
+nsd_secondary_conf() {
+  local dir=$1 addr=$2 port=$3 paddr=$4 pport=$5 xfr=$6 z
+  shift 6
+  cat <<EOC
+server:
+    ip-address: $addr@$port
+    server-count: 1
+    reuseport: no
+    username: ""
+    chroot: ""
+    zonesdir: "$dir"
+    database: ""
+    zonelistfile: "$dir/zone.list"
+    xfrdfile: "$dir/xfrd.state"
+    xfrdir: "$dir"
+    pidfile: "$dir/nsd.pid"
+    verbosity: 2
+    minimal-responses: yes
+remote-control:
+    control-enable: no
+pattern:
+    name: "from-primary"
+    request-xfr: ${xfr:+$xfr }$paddr@$pport NOKEY
+    allow-notify: $paddr NOKEY
+    outgoing-interface: $addr
+EOC
+  for z in "$@"; do
+    printf 'zone:\n    name: "%s"\n    zonefile: "%szone"\n    include-pattern: "from-primary"\n' "$z" "$z"
+  done
+}

@@ -185,6 +185,10 @@ impl DpServer {
         for t in &self.tcp {
             t.abort();
         }
+        // The listeners' sockets close when their tasks are gone.
+        for t in self.tcp.drain(..) {
+            let _ = t.await;
+        }
         let writers: Vec<writer::WriterHandle> =
             self.shared.writers_lock().values().cloned().collect();
         for w in writers {

@@ -70,7 +70,8 @@ enum Job {
     },
     /// A new private-lookup epoch was built: serve it.
     SwapPir(Arc<super::private::ZonePirState>, oneshot::Sender<()>),
-    Stop,
+    /// Finish the queue, write the zone file, then say so.
+    Stop(oneshot::Sender<()>),
 }
 
 /// The way to a zone's writer.
@@ -85,7 +86,7 @@ impl std::fmt::Debug for Job {
             Job::Update { .. } => "Update",
             Job::Reload { .. } => "Reload",
             Job::SwapPir(..) => "SwapPir",
-            Job::Stop => "Stop",
+            Job::Stop(_) => "Stop",
         })
     }
 }
@@ -118,8 +119,12 @@ impl WriterHandle {
         rx.await.map_err(|_| WriteError::Unavailable)?
     }
 
+    /// Stops the writer once it has applied what is queued and written the zone file.
     pub async fn stop(&self) {
-        let _ = self.tx.send(Job::Stop).await;
+        let (done, finished) = oneshot::channel();
+        if self.tx.send(Job::Stop(done)).await.is_ok() {
+            let _ = finished.await;
+        }
     }
 }
 
@@ -372,6 +377,7 @@ pub fn publish(shared: &Shared, zone: Arc<ServedZone>) {
 }
 
 async fn run(mut state: State, mut rx: mpsc::Receiver<Job>) {
+    let mut stopping = Vec::new();
     loop {
         let wake = state.expiry.keys().next().copied();
         let sleep = match wake {
@@ -395,10 +401,12 @@ async fn run(mut state: State, mut rx: mpsc::Receiver<Job>) {
                         Err(_) => break,
                     }
                 }
-                let stop = jobs.iter().any(|j| matches!(j, Job::Stop));
+                let (stop, jobs): (Vec<Job>, Vec<Job>) =
+                    jobs.into_iter().partition(|j| matches!(j, Job::Stop(_)));
                 let Some(s) = blocking(state, move |s| commit_batch(s, jobs)).await else { return };
                 state = s;
-                if stop {
+                if !stop.is_empty() {
+                    stopping = stop;
                     break;
                 }
             }
@@ -418,6 +426,11 @@ async fn run(mut state: State, mut rx: mpsc::Receiver<Job>) {
     }
     if state.changes_since_flush > 0 {
         let _ = blocking(state, flush).await;
+    }
+    for job in stopping {
+        if let Job::Stop(done) = job {
+            let _ = done.send(());
+        }
     }
 }
 
@@ -610,7 +623,7 @@ fn commit_batch(mut state: State, jobs: Vec<Job>) -> State {
                 new_pir = Some(p);
                 swapped.push(done);
             }
-            Job::Stop => {}
+            Job::Stop(_) => {}
         }
     }
     if let Some(p) = new_pir {
