@@ -245,6 +245,7 @@ fn writer_context(config: &DpConfig, shared: &Arc<Shared>, listen: &[SocketAddr]
         notify: config.notify.clone(),
         listen: listen.to_vec(),
         pir: config.pir.clone(),
+        keep_expired: config.serve_invalid_records,
     }
 }
 

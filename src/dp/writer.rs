@@ -136,6 +136,8 @@ pub struct WriterContext {
     pub notify: Vec<SocketAddr>,
     pub listen: Vec<SocketAddr>,
     pub pir: Option<super::private::PirSettings>,
+    /// A DP playing a misbehaving one (`serve_invalid_records`) keeps expired records.
+    pub keep_expired: bool,
 }
 
 /// Where a zone's journal lives.
@@ -327,7 +329,11 @@ fn open_zone(
         }
     }
     let mut expiry: BTreeMap<u64, BTreeSet<Name>> = BTreeMap::new();
-    for r in current.records().filter_map(record_from_wire) {
+    for r in current
+        .records()
+        .filter(|_| !ctx.keep_expired)
+        .filter_map(record_from_wire)
+    {
         if let Some(t) = retire_at(&r.name, &r.data, &watermarks) {
             expiry.entry(t).or_default().insert(r.name);
         }
@@ -695,7 +701,7 @@ fn finish(
     let mut changed = 0;
     for d in journaled {
         changed += d.removed.len() + d.added.len();
-        for r in &d.added {
+        for r in d.added.iter().filter(|_| !state.ctx.keep_expired) {
             if let Some(t) = retire_at(&r.name, &r.data, &state.watermarks) {
                 state.expiry.entry(t).or_default().insert(r.name.clone());
             }
