@@ -13,10 +13,10 @@ use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{DNSClass, RData as HRData, Record as HRecord, RecordType};
 use mimi_discovery::name::Name;
 use mimi_discovery::pir::carrier::PirCfgRecord;
-use mimi_discovery::publish::{publish, Publication, PublishError, Target};
+use mimi_discovery::publish::{publish, PublishError, SignedMapping};
 use mimi_discovery::record::{Context, ProviderKey, Ssi, TYPE_PIRCFG, TYPE_SSI};
 use mimi_discovery::resolver::Outcome;
-use mimi_discovery::tsig::{self, TsigKey};
+use mimi_discovery::tsig::{self, KeyFileFormat, TsigKey};
 use mimi_discovery::zone::{RData, Record, WriteStyle, ZoneFile};
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -57,8 +57,8 @@ async fn fixture(t: u8, extra: &str) -> Fx {
     let chat = TsigKey::generate(n("chat-key."));
     let talk = TsigKey::generate(n("talk-key."));
     let (cp, tp) = (dir.path().join("chat.tsig"), dir.path().join("talk.tsig"));
-    chat.save_new(&cp).unwrap();
-    talk.save_new(&tp).unwrap();
+    chat.save_new(&cp, KeyFileFormat::Bind).unwrap();
+    talk.save_new(&tp, KeyFileFormat::Bind).unwrap();
     let config = format!(
         "{extra}\n[[update]]\nprovider = \"chat.example.\"\ntsig = {:?}\n[[update]]\nprovider = \"talk.example.\"\ntsig = {:?}\n[axfr]\nallow = [\"127.0.0.0/8\"]\n",
         cp.display().to_string(),
@@ -80,20 +80,14 @@ async fn fixture(t: u8, extra: &str) -> Fx {
 }
 
 impl Fx {
-    fn target(&self, key: &TsigKey) -> Target {
-        Target {
-            dp: self.tree.addr(2),
-            zone: n(CARRIER),
-            key: key.clone(),
-        }
-    }
-
     async fn publish(&self, key: &TsigKey, records: Vec<(Name, Ssi)>) -> Result<(), PublishError> {
-        let pubs: Vec<Publication> = records
+        let signed: Vec<SignedMapping> = records
             .into_iter()
-            .map(|(owner, ssi)| Publication { owner, ttl: 60, ssi })
+            .map(|(owner, ssi)| SignedMapping { owner, ttl: 60, ssi })
             .collect();
-        publish(&self.target(key), &pubs).await
+        publish(self.tree.addr(2), &n(CARRIER), key, &signed)
+            .await
+            .map(|_| ())
     }
 
     fn zone_file(&self) -> PathBuf {
@@ -117,8 +111,26 @@ fn tombstone(key: &ProviderKey, owner: &Name, seq: u64) -> Ssi {
 
 fn refusal(r: Result<(), PublishError>) -> (ResponseCode, String) {
     match r {
-        Err(PublishError::Refused { rcode, text, .. }) => (rcode, text.unwrap_or_default()),
+        Err(PublishError::Refused(refusal)) => (
+            ResponseCode::from_low(refusal.rcode as u8),
+            refusal
+                .extended
+                .iter()
+                .map(|e| e.text.clone())
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
         other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+/// The extended DNS error of an answer.
+fn extended_error(m: &Message) -> Option<(u16, String)> {
+    use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
+    use mimi_discovery::pir::carrier;
+    match m.edns.as_ref()?.option(EdnsCode::from(carrier::EDE_OPTION))? {
+        EdnsOption::Unknown(_, b) => carrier::parse_ede(b),
+        _ => None,
     }
 }
 
@@ -366,7 +378,7 @@ async fn refusals_are_atomic_and_named_and_the_server_keeps_serving() {
         del.dns_class = DNSClass::ANY;
         let m = Message::from_vec(&tcp_raw(addr, &raw_update(vec![del], Some(&fx.chat))).await).unwrap();
         assert_eq!(m.metadata.response_code, ResponseCode::Refused);
-        let ede = mimi_discovery::publish::extended_error(&m).expect("an extended error");
+        let ede = extended_error(&m).expect("an extended error");
         assert!(ede.1.contains("tombstone"), "{ede:?}");
         // No TSIG, an unknown key, a wrong MAC: NOTAUTH, over UDP and TCP.
         let good = ssi_rr(&new, &with_seq(&fx.keys.chat, &new, "ok", 1));

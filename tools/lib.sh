@@ -174,3 +174,37 @@ EOC
     printf 'zone:\n    name: "%s"\n    zonefile: "%szone"\n    include-pattern: "from-primary"\n' "$z" "$z"
   done
 }
+
+# bench_carrier_zone DIR N [NS_ADDR]: the benchmark carrier zone of tools/bench/dp.sh in DIR:
+# N signed mappings +1 555 000 0000 + 2i -> mimi://chat.example/u/user<i> (the odd numbers
+# stay free: NXDOMAIN, or new owners for updates), signed with a new key DIR/k.key (provider
+# chat.example, trust file DIR/trust.toml), imported into DIR/z.zone (origin
+# 5.5.5.1.e164.mimi.arpa., NS ns1 at NS_ADDR, default 127.0.0.1) and exported in RFC 3597 form
+# to DIR/g.zone; DIR/pos.txt and DIR/nx.txt: 200,000 dnsperf queries (type SSI) for random
+# existing and absent owners. Needs MIMI.
+bench_carrier_zone() {
+  local d=$1 n=$2 ns=${3:-127.0.0.1} origin=5.5.5.1.e164.mimi.arpa.
+  mkdir -p "$d"
+  python3 - "$n" "$d" <<'PY'
+import random, sys
+n, d = int(sys.argv[1]), sys.argv[2]
+with open(f"{d}/map.csv", "w") as f:
+    f.write("sii,ssi,context,priority,ttl\n")
+    for i in range(n):
+        f.write(f"+1555{2*i:07d},mimi://chat.example/u/user{i},any,10,3600\n")
+rnd = random.Random(1)
+def owner(num):
+    return ".".join(reversed(f"1555{num:07d}")) + ".e164.mimi.arpa."
+with open(f"{d}/pos.txt", "w") as f:
+    for _ in range(200000):
+        f.write(f"{owner(2 * rnd.randrange(n))} TYPE65280\n")
+with open(f"{d}/nx.txt", "w") as f:
+    for _ in range(200000):
+        f.write(f"{owner(2 * rnd.randrange(n) + 1)} TYPE65280\n")
+PY
+  "$MIMI" key generate --provider chat.example --out "$d/k.key" >/dev/null
+  "$MIMI" key public "$d/k.key" >"$d/trust.toml"
+  "$MIMI" zone new $origin --out "$d/z.zone" --ns "ns1.$origin=$ns" >/dev/null
+  "$MIMI" zone import "$d/z.zone" --csv "$d/map.csv" --key "$d/k.key" >/dev/null
+  "$MIMI" zone export "$d/z.zone" --generic --out "$d/g.zone"
+}

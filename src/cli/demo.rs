@@ -97,7 +97,8 @@ async fn start_tree(
     let trust = std::fs::canonicalize(zones.join("trust.toml")).context("zones/trust.toml")?;
     let mut servers = Vec::new();
     let tsig = work.join("chat.tsig");
-    TsigKey::generate(Name::parse(DEMO_TSIG, None)?).save_new(&tsig)?;
+    TsigKey::generate(Name::parse(DEMO_TSIG, None)?)
+        .save_new(&tsig, crate::tsig::KeyFileFormat::Bind)?;
     for (file, origin, addrs) in TREE {
         let source = zones.join(file);
         let mut z = ZoneFile::load(&source).with_context(|| source.display().to_string())?;
@@ -311,47 +312,32 @@ async fn demo(zones: &Path, apex: &Name) -> anyhow::Result<u8> {
 /// Publishes a mapping for `LIVE_SII` as chat.example by DNS UPDATE (TSIG) to the carrier's
 /// first DP; returns 1 when the DP does not accept it.
 async fn publish_row(zones: &Path, work: &Path, port: u16, apex: &Name) -> anyhow::Result<u32> {
+    use crate::publish::{publish, sign_mapping, Mapping, SignOptions};
     let key = ProviderKey::load(zones.join("keys/chat.example.key"))?;
-    let owner = Sii::parse(LIVE_SII, None)?.owner_name(apex)?;
-    let now = crate::sys::unix_now();
-    let mut ssi = crate::record::Ssi {
-        version: crate::record::RECORD_VERSION,
-        context: Context::Any,
-        withdrawn: false,
-        priority: 10,
-        seq: now * 1000,
-        not_before: now,
-        not_after: now + 30 * 86400,
-        method: crate::record::Method::SmsOtp,
-        verified_at: now,
-        provider: key.provider.clone(),
-        uri: "mimi://chat.example/u/walk-in".into(),
-        key_id: [0; 8],
-        signature: [0; 64],
-    };
-    ssi.sign(&owner, &key.signing);
+    let zone = Name::parse("5.5.5.1.e164.mimi.arpa.", None)?;
+    let mut options = SignOptions::now();
+    options.valid_days = 30;
+    let signed = sign_mapping(
+        &Mapping::new(LIVE_SII, "mimi://chat.example/u/walk-in"),
+        &zone,
+        apex,
+        &key,
+        &options,
+    )?;
+    let tsig = TsigKey::load(work.join("chat.tsig"))?;
     // The carrier's two name servers here are two DPs each with its own copy of the
     // zone, so the mapping goes to both (a secondary would follow by IXFR instead).
-    let key = TsigKey::load(&work.join("chat.tsig"))?;
-    let zone = Name::parse("5.5.5.1.e164.mimi.arpa.", None)?;
-    let publication = [crate::publish::Publication {
-        owner,
-        ttl: 300,
-        ssi,
-    }];
     let started = std::time::Instant::now();
     let mut result = Ok(());
-    let mut target = None;
+    let first = std::net::SocketAddr::new(IpAddr::from([127, 53, 0, 4]), port);
     for last in [4, 14] {
-        let t = crate::publish::Target {
-            dp: std::net::SocketAddr::new(IpAddr::from([127, 53, 0, last]), port),
-            zone: zone.clone(),
-            key: key.clone(),
-        };
-        result = result.and(crate::publish::publish(&t, &publication).await);
-        target.get_or_insert(t);
+        let dp = std::net::SocketAddr::new(IpAddr::from([127, 53, 0, last]), port);
+        if result.is_ok() {
+            result = publish(dp, &zone, &tsig, std::slice::from_ref(&signed))
+                .await
+                .map(|_| ());
+        }
     }
-    let Some(target) = target else { return Ok(1) };
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     let (status, detail) = match &result {
         Ok(()) => ("published", "chat.example/u/walk-in by DNS UPDATE (TSIG)".to_string()),
@@ -362,7 +348,7 @@ async fn publish_row(zones: &Path, work: &Path, port: u16, apex: &Name) -> anyho
         "live: publish",
         "any",
         shorten(&detail, 60),
-        target.dp.to_string(),
+        first.to_string(),
         1
     );
     Ok(u32::from(result.is_err()))

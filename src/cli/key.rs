@@ -3,11 +3,12 @@
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use clap::Subcommand;
+use clap::{Subcommand, ValueEnum};
 
 use super::parse_name;
 use crate::name::Name;
 use crate::record::{trust_entry_toml, ProviderKey};
+use crate::tsig::{KeyFileFormat, TsigKey};
 
 #[derive(Subcommand, Debug)]
 pub enum KeyCommand {
@@ -21,6 +22,31 @@ pub enum KeyCommand {
     },
     /// Print the provider's trust entry (TOML) for a key file, ready to append to a trust file.
     Public { file: PathBuf },
+    /// TSIG keys (RFC 8945, hmac-sha256) that authenticate DNS UPDATEs to a DP.
+    #[command(subcommand)]
+    Tsig(TsigCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TsigCommand {
+    /// Make a new hmac-sha256 TSIG key file (mode 0600; never overwrites).
+    Generate {
+        /// The key's name, as the DP's config and the TSIG record carry it.
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        out: PathBuf,
+        /// bind: `key "NAME" { ... };` (nsupdate -k, named.conf, mimi); knot: the
+        /// one-line `hmac-sha256:NAME:SECRET` that knsupdate -k and kdig -k read.
+        #[arg(long, value_enum, default_value_t = TsigFormat::Bind)]
+        format: TsigFormat,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum TsigFormat {
+    Bind,
+    Knot,
 }
 
 pub fn run(cmd: KeyCommand, _apex: &Name) -> anyhow::Result<u8> {
@@ -41,6 +67,30 @@ pub fn run(cmd: KeyCommand, _apex: &Name) -> anyhow::Result<u8> {
             );
             println!("key id     {}", hex::encode(key.key_id()));
             println!("written to {} (mode 0600: keep it secret)", out.display());
+            Ok(0)
+        }
+        KeyCommand::Tsig(TsigCommand::Generate { name, out, format }) => {
+            let name = parse_name(&name, "--name")?;
+            let key = TsigKey::generate(name);
+            let format = match format {
+                TsigFormat::Bind => KeyFileFormat::Bind,
+                TsigFormat::Knot => KeyFileFormat::Knot,
+            };
+            key.save_new(&out, format)
+                .with_context(|| format!("cannot write TSIG key file {}", out.display()))?;
+            println!("name       {}", key.name);
+            println!("algorithm  {}", key.algorithm);
+            println!("written to {} (mode 0600: keep it secret)", out.display());
+            match format {
+                KeyFileFormat::Bind => println!(
+                    "use it with `nsupdate -k {0}`, `mimi publish --tsig {0}`, and in the DP's config",
+                    out.display()
+                ),
+                KeyFileFormat::Knot => println!(
+                    "use it with `knsupdate -k {0}`, `kdig -k {0}`, `mimi publish --tsig {0}`",
+                    out.display()
+                ),
+            }
             Ok(0)
         }
         KeyCommand::Public { file } => {

@@ -4,6 +4,7 @@
 mod demo;
 mod key;
 mod lookup;
+mod publish;
 mod zone;
 
 use std::process::ExitCode;
@@ -56,6 +57,12 @@ pub enum Command {
     Resolver(ResolverCommand),
     /// Look up an identifier's verified mappings; exit 0 found, 1 not discoverable, 2 error.
     Lookup(lookup::LookupArgs),
+    /// Publish signed mappings to a zone's primary DP by DNS UPDATE with TSIG; exit 0
+    /// accepted, 1 refused (the DP's reason on stderr), 2 error.
+    Publish(publish::PublishArgs),
+    /// Withdraw a mapping: send a signed tombstone by DNS UPDATE with TSIG; exit codes as
+    /// publish.
+    Withdraw(publish::WithdrawArgs),
     /// Start the demo tree from zones/ on loopback with a resolver, and run sample lookups.
     Demo {
         /// Directory with the demo zones (default: ./zones, then the source tree's).
@@ -139,6 +146,8 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Dp(cmd) => dp(cmd),
         Command::Resolver(ResolverCommand::Serve { config }) => lookup::serve(config),
         Command::Lookup(args) => lookup::run(args, &apex),
+        Command::Publish(args) => publish::publish(args, &apex),
+        Command::Withdraw(args) => publish::withdraw(args, &apex),
         Command::Demo { zones } => demo::run(zones, &apex),
     }
 }

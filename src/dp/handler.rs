@@ -95,7 +95,7 @@ pub struct Shared {
     pub trust: ArcSwap<crate::record::TrustStore>,
     pub apex: crate::name::Name,
     /// TSIG keys allowed to UPDATE, each bound to one provider.
-    pub updaters: ArcSwap<Vec<super::update::UpdaterKey>>,
+    pub updaters: ArcSwap<super::update::Updaters>,
     pub update_limits: super::config::UpdateLimits,
     pub update_rate: super::ratelimit::RateLimiter<crate::name::Name>,
     /// Each zone's writer: the one way to change it.

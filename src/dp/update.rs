@@ -94,21 +94,22 @@ impl From<WriteError> for UpdateError {
     }
 }
 
-/// A provider's update key.
-#[derive(Debug)]
-pub struct UpdaterKey {
-    pub provider: Name,
-    pub key: TsigKey,
+/// The TSIG keys allowed to UPDATE, each bound to one provider (`providers[i]` for
+/// `keys[i]`).
+#[derive(Debug, Default)]
+pub struct Updaters {
+    pub keys: Vec<TsigKey>,
+    pub providers: Vec<Name>,
 }
 
 /// Loads the TSIG keys of the `[[update]]` entries.
-pub fn load_updaters(config: &DpConfig) -> Result<Vec<UpdaterKey>, String> {
-    let mut out = Vec::new();
+pub fn load_updaters(config: &DpConfig) -> Result<Updaters, String> {
+    let mut out = Updaters::default();
     for u in &config.updaters {
         let key = TsigKey::load(&u.tsig).map_err(|e| {
             format!("{e} (update key of {} at {}:{})", u.provider, config.path.display(), u.line)
         })?;
-        if out.iter().any(|o: &UpdaterKey| o.key.name == key.name) {
+        if out.keys.iter().any(|k| k.name == key.name) {
             return Err(format!(
                 "{}:{}: TSIG key {} is bound to two providers; each provider needs its own key",
                 config.path.display(),
@@ -116,10 +117,8 @@ pub fn load_updaters(config: &DpConfig) -> Result<Vec<UpdaterKey>, String> {
                 key.name
             ));
         }
-        out.push(UpdaterKey {
-            provider: u.provider.clone(),
-            key,
-        });
+        out.keys.push(key);
+        out.providers.push(u.provider.clone());
     }
     Ok(out)
 }
@@ -145,37 +144,40 @@ impl DpHandler {
     ) -> ResponseInfo {
         let now = unix_now();
         let updaters = self.0.updaters.load_full();
-        let keys: Vec<&TsigKey> = updaters.iter().map(|u| &u.key).collect();
-        let verified = crate::tsig::verify_request(request.as_slice(), &keys, now);
-        let (index, signer) = match verified {
-            Ok(v) => (v.key_index, Some(v)),
+        let keys = &updaters.keys;
+        let verified = crate::tsig::verify_request(request.as_slice(), keys, now);
+        let signer = match verified {
+            Ok(v) => v,
             Err(failure) => {
-                let e = UpdateError::NotAuth(failure.to_string());
+                let e = match failure {
+                    crate::tsig::TsigFailure::FormErr(_) => UpdateError::FormErr(failure.to_string()),
+                    _ => UpdateError::NotAuth(failure.to_string()),
+                };
                 warn!(src = %request.src(), "UPDATE refused: {e}");
                 self.0.stats.updates_refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 return self
-                    .send_tsig_failure(request, edns, &e, failure, &keys, handle)
+                    .send_tsig_failure(request, edns, &e, failure, keys, handle)
                     .await;
             }
         };
-        let Some(updater) = updaters.get(index) else {
+        let (Some(key), Some(provider)) = (keys.get(signer.key), updaters.providers.get(signer.key)) else {
             let e = UpdateError::NotAuth("unknown key".into());
             return self.send_update_error(request, edns, &e, None, handle).await;
         };
         let started = Instant::now();
-        let result = self.apply_update(request, &updater.provider, now).await;
+        let result = self.apply_update(request, provider, now).await;
         let stats = &self.0.stats;
         match &result {
             Ok(serial) => {
                 stats.updates_accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                debug!(provider = %updater.provider, serial, ms = started.elapsed().as_secs_f64() * 1e3, "UPDATE applied");
+                debug!(%provider, serial, ms = started.elapsed().as_secs_f64() * 1e3, "UPDATE applied");
             }
             Err(e) => {
                 stats.updates_refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                info!(provider = %updater.provider, rcode = %e.rcode(), "UPDATE refused: {e}");
+                info!(%provider, rcode = %e.rcode(), "UPDATE refused: {e}");
             }
         }
-        let signing = signer.as_ref().map(|v| (&updater.key, v));
+        let signing = Some((key, &signer));
         match result {
             Ok(_) => {
                 self.send_signed(request, edns, ResponseCode::NoError, signing, handle)
@@ -367,7 +369,7 @@ impl DpHandler {
         let signature = signing.and_then(|(key, verified)| {
             let mut bytes = self.encode_bare(request, edns, rcode)?;
             let start = bytes.len();
-            crate::tsig::sign_response(&mut bytes, key, verified, unix_now(), 0).ok()?;
+            crate::tsig::sign_response(&mut bytes, key, &verified.request_mac, unix_now(), 0).ok()?;
             tsig_record_at(&bytes, start)
         });
         self.send_bare(request, edns, rcode, signature, handle).await
@@ -381,7 +383,7 @@ impl DpHandler {
         edns: Option<&Edns>,
         e: &UpdateError,
         failure: crate::tsig::TsigFailure,
-        keys: &[&TsigKey],
+        keys: &[TsigKey],
         handle: R,
     ) -> ResponseInfo {
         let edns = with_ede(edns, e.ede_code(), &e.to_string());
@@ -389,7 +391,7 @@ impl DpHandler {
             .encode_bare(request, Some(&edns), e.rcode())
             .and_then(|mut bytes| {
                 let start = bytes.len();
-                crate::tsig::append_error(&mut bytes, &failure, keys, unix_now()).ok()?;
+                failure.append_answer_tsig(&mut bytes, keys, unix_now()).ok()?;
                 tsig_record_at(&bytes, start)
             });
         self.send_bare(request, Some(&edns), e.rcode(), signature, handle)
