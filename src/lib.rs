@@ -2,8 +2,8 @@
 pub mod cli;
 pub mod dp;
 pub mod name;
-pub mod publish;
 pub mod pir;
+pub mod publish;
 pub mod record;
 pub mod resolver;
 pub mod sii;

@@ -1408,6 +1408,67 @@ fn verify_chunk(chunk: &[(&Name, &Ssi)], trust: &TrustStore) -> Vec<Result<(), R
     results
 }
 
+/// Writes a new secret file with mode 0600. Never overwrites: the file is written under a
+/// temporary name and hard-linked into place, which fails if `path` exists.
+pub fn write_secret_file_new(path: &Path, contents: &[u8]) -> Result<(), KeyError> {
+    let io = |p: &Path| {
+        let p = p.to_path_buf();
+        move |source| KeyError::Io { path: p, source }
+    };
+    let file_name = path.file_name().ok_or_else(|| KeyError::Io {
+        path: path.to_path_buf(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file name"),
+    })?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(file_name);
+    tmp_name.push(format!(
+        ".tmp-{}-{:016x}",
+        std::process::id(),
+        rand::random::<u64>()
+    ));
+    let tmp = dir.join(tmp_name);
+
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    // Report failures against the target: the temporary name means nothing to the user.
+    let written = options.open(&tmp).map_err(io(path)).and_then(|mut f| {
+        f.write_all(contents)
+            .and_then(|()| f.sync_all())
+            .map_err(io(path))
+    });
+    let linked = written.and_then(|()| {
+        std::fs::hard_link(&tmp, path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                KeyError::Exists {
+                    path: path.to_path_buf(),
+                }
+            } else {
+                KeyError::Io {
+                    path: path.to_path_buf(),
+                    source: e,
+                }
+            }
+        })
+    });
+    // The temporary copy holds the secret too: always remove it.
+    let removed = std::fs::remove_file(&tmp);
+    linked?;
+    removed.map_err(io(&tmp))?;
+    if let Ok(d) = std::fs::File::open(&dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -2088,65 +2149,3 @@ mod tests {
         }
     }
 }
-
-/// Writes a new secret file with mode 0600. Never overwrites: the file is written under a
-/// temporary name and hard-linked into place, which fails if `path` exists.
-pub fn write_secret_file_new(path: &Path, contents: &[u8]) -> Result<(), KeyError> {
-    let io = |p: &Path| {
-        let p = p.to_path_buf();
-        move |source| KeyError::Io { path: p, source }
-    };
-    let file_name = path.file_name().ok_or_else(|| KeyError::Io {
-        path: path.to_path_buf(),
-        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file name"),
-    })?;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(file_name);
-    tmp_name.push(format!(
-        ".tmp-{}-{:016x}",
-        std::process::id(),
-        rand::random::<u64>()
-    ));
-    let tmp = dir.join(tmp_name);
-
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    // Report failures against the target: the temporary name means nothing to the user.
-    let written = options.open(&tmp).map_err(io(path)).and_then(|mut f| {
-        f.write_all(contents)
-            .and_then(|()| f.sync_all())
-            .map_err(io(path))
-    });
-    let linked = written.and_then(|()| {
-        std::fs::hard_link(&tmp, path).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::AlreadyExists {
-                KeyError::Exists {
-                    path: path.to_path_buf(),
-                }
-            } else {
-                KeyError::Io {
-                    path: path.to_path_buf(),
-                    source: e,
-                }
-            }
-        })
-    });
-    // The temporary copy holds the secret too: always remove it.
-    let removed = std::fs::remove_file(&tmp);
-    linked?;
-    removed.map_err(io(&tmp))?;
-    if let Ok(d) = std::fs::File::open(&dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
-}
-

@@ -340,7 +340,10 @@ async fn publish_row(zones: &Path, work: &Path, port: u16, apex: &Name) -> anyho
     }
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     let (status, detail) = match &result {
-        Ok(()) => ("published", "chat.example/u/walk-in by DNS UPDATE (TSIG)".to_string()),
+        Ok(()) => (
+            "published",
+            "chat.example/u/walk-in by DNS UPDATE (TSIG)".to_string(),
+        ),
         Err(e) => ("refused", e.to_string()),
     };
     println!(

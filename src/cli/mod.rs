@@ -173,7 +173,14 @@ fn dp(cmd: DpCommand) -> anyhow::Result<u8> {
                     now(),
                     cfg.serve_invalid_records,
                 )
-                .map_err(|e| anyhow::anyhow!("{e} (zone {} at {}:{})", zc.origin, cfg.path.display(), zc.line))?;
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "{e} (zone {} at {}:{})",
+                        zc.origin,
+                        cfg.path.display(),
+                        zc.line
+                    )
+                })?;
                 crate::zone::ZoneStore::build(zc.origin.clone(), checked.records)
                     .map_err(anyhow::Error::msg)?;
             }

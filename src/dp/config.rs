@@ -486,7 +486,10 @@ impl DpConfig {
                     if !(crate::pir::db::MIN_SLOT_SIZE..=4096).contains(v.get_ref()) {
                         return Err(at(
                             v.span(),
-                            format!("pir.slot_size must be {} to 4096", crate::pir::db::MIN_SLOT_SIZE),
+                            format!(
+                                "pir.slot_size must be {} to 4096",
+                                crate::pir::db::MIN_SLOT_SIZE
+                            ),
                         ));
                     }
                     s.slot_size = *v.get_ref();
@@ -530,7 +533,10 @@ impl DpConfig {
         }
         if let Some(v) = &j.flush_interval_secs {
             if *v.get_ref() == 0 {
-                return Err(at(v.span(), "journal.flush_interval_secs must be at least 1".into()));
+                return Err(at(
+                    v.span(),
+                    "journal.flush_interval_secs must be at least 1".into(),
+                ));
             }
             journal.flush_interval = Duration::from_secs(*v.get_ref());
         }
@@ -556,7 +562,10 @@ impl DpConfig {
         let u = &raw.updates;
         if let Some(v) = &u.max_records {
             if *v.get_ref() == 0 {
-                return Err(at(v.span(), "updates.max_records must be at least 1".into()));
+                return Err(at(
+                    v.span(),
+                    "updates.max_records must be at least 1".into(),
+                ));
             }
             updates.max_records = *v.get_ref();
         }
@@ -566,14 +575,20 @@ impl DpConfig {
         ] {
             if let Some(v) = v {
                 if !(v.get_ref().is_finite() && *v.get_ref() > 0.0) {
-                    return Err(at(v.span(), format!("updates.{what} must be a positive number")));
+                    return Err(at(
+                        v.span(),
+                        format!("updates.{what} must be a positive number"),
+                    ));
                 }
                 *slot = *v.get_ref();
             }
         }
         if let Some(v) = &u.max_validity_days {
             if *v.get_ref() == 0 {
-                return Err(at(v.span(), "updates.max_validity_days must be at least 1".into()));
+                return Err(at(
+                    v.span(),
+                    "updates.max_validity_days must be at least 1".into(),
+                ));
             }
             updates.max_validity = Duration::from_secs(*v.get_ref() * 86400);
         }

@@ -99,9 +99,8 @@ pub struct Shared {
     pub update_limits: super::config::UpdateLimits,
     pub update_rate: super::ratelimit::RateLimiter<crate::name::Name>,
     /// Each zone's writer: the one way to change it.
-    pub writers: std::sync::Mutex<
-        std::collections::HashMap<crate::name::Name, super::writer::WriterHandle>,
-    >,
+    pub writers:
+        std::sync::Mutex<std::collections::HashMap<crate::name::Name, super::writer::WriterHandle>>,
 }
 
 impl Shared {
@@ -276,7 +275,6 @@ impl DpHandler {
             Lookup::OutOfZone => Sections::error(ResponseCode::Refused),
         }
     }
-
 }
 
 impl DpHandler {

@@ -137,9 +137,11 @@ impl DpServer {
             let checked = {
                 let (zc, trust, apex) = (zc.clone(), trust.clone(), config.apex.clone());
                 let invalid = config.serve_invalid_records;
-                tokio::task::spawn_blocking(move || zones::read_zone(&zc, &trust, &apex, now(), invalid))
-                    .await
-                    .map_err(|e| DpError::Zone(e.to_string()))?
+                tokio::task::spawn_blocking(move || {
+                    zones::read_zone(&zc, &trust, &apex, now(), invalid)
+                })
+                .await
+                .map_err(|e| DpError::Zone(e.to_string()))?
             }
             .map_err(|e| {
                 DpError::Zone(format!(
@@ -257,7 +259,8 @@ async fn reload(
     listen: &[SocketAddr],
 ) -> Result<Vec<String>, DpError> {
     let config = DpConfig::load(config_path)?;
-    let trust = Arc::new(TrustStore::load(&config.trust).map_err(|e| DpError::Zone(e.to_string()))?);
+    let trust =
+        Arc::new(TrustStore::load(&config.trust).map_err(|e| DpError::Zone(e.to_string()))?);
     shared.trust.store(trust.clone());
     match update::load_updaters(&config) {
         Ok(u) => shared.updaters.store(Arc::new(u)),
@@ -269,9 +272,11 @@ async fn reload(
         let checked = {
             let (zc, trust, apex) = (zc.clone(), trust.clone(), config.apex.clone());
             let invalid = config.serve_invalid_records;
-            tokio::task::spawn_blocking(move || zones::read_zone(&zc, &trust, &apex, now(), invalid))
-                .await
-                .map_err(|e| DpError::Zone(e.to_string()))?
+            tokio::task::spawn_blocking(move || {
+                zones::read_zone(&zc, &trust, &apex, now(), invalid)
+            })
+            .await
+            .map_err(|e| DpError::Zone(e.to_string()))?
         };
         let checked = match checked {
             Ok(c) => c,
@@ -283,7 +288,11 @@ async fn reload(
         };
         let existing = shared.writers_lock().get(&zc.origin).cloned();
         let result = match existing {
-            Some(w) => w.reload(checked).await.map(|_| ()).map_err(|e| e.to_string()),
+            Some(w) => w
+                .reload(checked)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
             None => writer::start_zone(zc.clone(), checked, ctx.clone())
                 .await
                 .map(|h| {

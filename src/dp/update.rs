@@ -64,9 +64,9 @@ impl UpdateError {
             UpdateError::FormErr(_) => ResponseCode::FormErr,
             UpdateError::NotAuth(_) | UpdateError::NotServed(_) => ResponseCode::NotAuth,
             UpdateError::NotZone(_) => ResponseCode::NotZone,
-            UpdateError::Refused(_) | UpdateError::NotSupported(_) | UpdateError::RateLimited(_) => {
-                ResponseCode::Refused
-            }
+            UpdateError::Refused(_)
+            | UpdateError::NotSupported(_)
+            | UpdateError::RateLimited(_) => ResponseCode::Refused,
             UpdateError::ServFail(_) => ResponseCode::ServFail,
         }
     }
@@ -107,7 +107,12 @@ pub fn load_updaters(config: &DpConfig) -> Result<Updaters, String> {
     let mut out = Updaters::default();
     for u in &config.updaters {
         let key = TsigKey::load(&u.tsig).map_err(|e| {
-            format!("{e} (update key of {} at {}:{})", u.provider, config.path.display(), u.line)
+            format!(
+                "{e} (update key of {} at {}:{})",
+                u.provider,
+                config.path.display(),
+                u.line
+            )
         })?;
         if out.keys.iter().any(|k| k.name == key.name) {
             return Err(format!(
@@ -129,8 +134,10 @@ use crate::sys::unix_now;
 pub fn with_ede(edns: Option<&Edns>, code: u16, text: &str) -> Edns {
     use crate::pir::carrier;
     let mut e = edns.cloned().unwrap_or_default();
-    e.options_mut()
-        .insert(EdnsOption::Unknown(carrier::EDE_OPTION, carrier::ede_bytes(code, text)));
+    e.options_mut().insert(EdnsOption::Unknown(
+        carrier::EDE_OPTION,
+        carrier::ede_bytes(code, text),
+    ));
     e
 }
 
@@ -150,30 +157,43 @@ impl DpHandler {
             Ok(v) => v,
             Err(failure) => {
                 let e = match failure {
-                    crate::tsig::TsigFailure::FormErr(_) => UpdateError::FormErr(failure.to_string()),
+                    crate::tsig::TsigFailure::FormErr(_) => {
+                        UpdateError::FormErr(failure.to_string())
+                    }
                     _ => UpdateError::NotAuth(failure.to_string()),
                 };
                 warn!(src = %request.src(), "UPDATE refused: {e}");
-                self.0.stats.updates_refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.0
+                    .stats
+                    .updates_refused
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 return self
                     .send_tsig_failure(request, edns, &e, failure, keys, handle)
                     .await;
             }
         };
-        let (Some(key), Some(provider)) = (keys.get(signer.key), updaters.providers.get(signer.key)) else {
+        let (Some(key), Some(provider)) =
+            (keys.get(signer.key), updaters.providers.get(signer.key))
+        else {
             let e = UpdateError::NotAuth("unknown key".into());
-            return self.send_update_error(request, edns, &e, None, handle).await;
+            return self
+                .send_update_error(request, edns, &e, None, handle)
+                .await;
         };
         let started = Instant::now();
         let result = self.apply_update(request, provider, now).await;
         let stats = &self.0.stats;
         match &result {
             Ok(serial) => {
-                stats.updates_accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                stats
+                    .updates_accepted
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 debug!(%provider, serial, ms = started.elapsed().as_secs_f64() * 1e3, "UPDATE applied");
             }
             Err(e) => {
-                stats.updates_refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                stats
+                    .updates_refused
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 info!(%provider, rcode = %e.rcode(), "UPDATE refused: {e}");
             }
         }
@@ -183,7 +203,10 @@ impl DpHandler {
                 self.send_signed(request, edns, ResponseCode::NoError, signing, handle)
                     .await
             }
-            Err(e) => self.send_update_error(request, edns, &e, signing, handle).await,
+            Err(e) => {
+                self.send_update_error(request, edns, &e, signing, handle)
+                    .await
+            }
         }
     }
 
@@ -369,10 +392,12 @@ impl DpHandler {
         let signature = signing.and_then(|(key, verified)| {
             let mut bytes = self.encode_bare(request, edns, rcode)?;
             let start = bytes.len();
-            crate::tsig::sign_response(&mut bytes, key, &verified.request_mac, unix_now(), 0).ok()?;
+            crate::tsig::sign_response(&mut bytes, key, &verified.request_mac, unix_now(), 0)
+                .ok()?;
             tsig_record_at(&bytes, start)
         });
-        self.send_bare(request, edns, rcode, signature, handle).await
+        self.send_bare(request, edns, rcode, signature, handle)
+            .await
     }
 
     /// A TSIG failure: NOTAUTH; the TSIG error RR unsigned for BADKEY and BADSIG, signed
@@ -391,7 +416,9 @@ impl DpHandler {
             .encode_bare(request, Some(&edns), e.rcode())
             .and_then(|mut bytes| {
                 let start = bytes.len();
-                failure.append_answer_tsig(&mut bytes, keys, unix_now()).ok()?;
+                failure
+                    .append_answer_tsig(&mut bytes, keys, unix_now())
+                    .ok()?;
                 tsig_record_at(&bytes, start)
             });
         self.send_bare(request, Some(&edns), e.rcode(), signature, handle)
@@ -428,7 +455,12 @@ impl DpHandler {
     }
 
     /// The answer's bytes as hickory will write them, before any TSIG.
-    fn encode_bare(&self, request: &Request, edns: Option<&Edns>, rcode: ResponseCode) -> Option<Vec<u8>> {
+    fn encode_bare(
+        &self,
+        request: &Request,
+        edns: Option<&Edns>,
+        rcode: ResponseCode,
+    ) -> Option<Vec<u8>> {
         let mut bytes = Vec::with_capacity(128);
         let mut encoder = hickory_proto::serialize::binary::BinEncoder::new(&mut bytes);
         Self::bare_response(request, edns, rcode)

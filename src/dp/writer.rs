@@ -146,7 +146,10 @@ pub fn journal_path(zc: &ZoneConfig, settings: &JournalSettings) -> PathBuf {
         Some(dir) => {
             let name = zc.origin.to_string();
             let name = name.trim_end_matches('.');
-            dir.join(format!("{}.journal", if name.is_empty() { "root" } else { name }))
+            dir.join(format!(
+                "{}.journal",
+                if name.is_empty() { "root" } else { name }
+            ))
         }
         None => {
             let mut p = zc.file.clone().into_os_string();
@@ -238,7 +241,11 @@ pub async fn start_zone(
             handle.clone(),
         ));
     }
-    tokio::spawn(notifier(zc.origin.clone(), ctx.clone(), state.notify.clone()));
+    tokio::spawn(notifier(
+        zc.origin.clone(),
+        ctx.clone(),
+        state.notify.clone(),
+    ));
     tokio::spawn(run(state, rx));
     Ok(handle)
 }
@@ -251,7 +258,8 @@ fn open_zone(
 ) -> Result<State, String> {
     let origin = zc.origin.clone();
     let file = zc.file.display().to_string();
-    let base = ZoneStore::build(origin.clone(), checked.records).map_err(|e| format!("{file}: {e}"))?;
+    let base =
+        ZoneStore::build(origin.clone(), checked.records).map_err(|e| format!("{file}: {e}"))?;
     let (journal, replay) = match Journal::open(&jpath) {
         Ok(x) => x,
         Err(JournalError::Corrupt { .. } | JournalError::Magic { .. }) => {
@@ -272,7 +280,10 @@ fn open_zone(
     let file_serial = base.soa().serial;
     let mut current = base.clone();
     let mut history: VecDeque<Arc<Diff>> = VecDeque::new();
-    let start = replay.diffs.iter().position(|d| d.from_serial() == file_serial);
+    let start = replay
+        .diffs
+        .iter()
+        .position(|d| d.from_serial() == file_serial);
     let ends_at_file = replay
         .diffs
         .last()
@@ -286,8 +297,18 @@ fn open_zone(
                     break;
                 }
                 let cs = Changeset {
-                    remove: d.removed.iter().filter(|r| !DERIVED_TYPES.contains(&r.data.rtype())).cloned().collect(),
-                    add: d.added.iter().filter(|r| !DERIVED_TYPES.contains(&r.data.rtype())).cloned().collect(),
+                    remove: d
+                        .removed
+                        .iter()
+                        .filter(|r| !DERIVED_TYPES.contains(&r.data.rtype()))
+                        .cloned()
+                        .collect(),
+                    add: d
+                        .added
+                        .iter()
+                        .filter(|r| !DERIVED_TYPES.contains(&r.data.rtype()))
+                        .cloned()
+                        .collect(),
                 };
                 current = current
                     .apply(&cs, d.to.0.clone(), d.to.1)
@@ -347,7 +368,12 @@ fn open_zone(
         None => None,
     };
     let history_vec: Vec<Arc<Diff>> = history.iter().cloned().collect();
-    let served = Arc::new(ServedZone::new(current, checked.rejected, pir, Arc::new(history_vec)));
+    let served = Arc::new(ServedZone::new(
+        current,
+        checked.rejected,
+        pir,
+        Arc::new(history_vec),
+    ));
     info!(
         zone = %origin,
         records = served.store.record_count(),
@@ -388,7 +414,9 @@ async fn run(mut state: State, mut rx: mpsc::Receiver<Job>) {
         let wake = state.expiry.keys().next().copied();
         let sleep = match wake {
             Some(t) => Duration::from_millis(
-                (t.saturating_mul(1000)).saturating_sub(now_millis()).min(86_400_000),
+                (t.saturating_mul(1000))
+                    .saturating_sub(now_millis())
+                    .min(86_400_000),
             ),
             None => Duration::from_secs(86_400),
         };
@@ -426,7 +454,9 @@ async fn run(mut state: State, mut rx: mpsc::Receiver<Job>) {
             }
         }
         if state.changes_since_flush >= state.ctx.journal.flush_changes {
-            let Some(s) = blocking(state, flush).await else { return };
+            let Some(s) = blocking(state, flush).await else {
+                return;
+            };
             state = s;
         }
     }
@@ -442,7 +472,10 @@ async fn run(mut state: State, mut rx: mpsc::Receiver<Job>) {
 
 /// Runs a step of the writer on a blocking thread (journal syncs and file writes block).
 /// A panic there stops the writer; the zone keeps serving its last version read-only.
-async fn blocking(state: State, step: impl FnOnce(State) -> State + Send + 'static) -> Option<State> {
+async fn blocking(
+    state: State,
+    step: impl FnOnce(State) -> State + Send + 'static,
+) -> Option<State> {
     let origin = state.origin.clone();
     match tokio::task::spawn_blocking(move || step(state)).await {
         Ok(s) => Some(s),
@@ -455,6 +488,12 @@ async fn blocking(state: State, step: impl FnOnce(State) -> State + Send + 'stat
 
 use crate::sys::unix_millis as now_millis;
 
+/// A job's answer, sent once the batch is durable: the serial that holds it, or why not.
+type Reply = (
+    oneshot::Sender<Result<u32, WriteError>>,
+    Result<u32, WriteError>,
+);
+
 /// A working copy for one batch: jobs apply to it one by one.
 struct Work {
     store: ZoneStore,
@@ -464,9 +503,15 @@ struct Work {
 }
 
 impl Work {
-    fn set_watermark(&mut self, wm: &mut HashMap<(Name, Name), Watermark>, owner: &Name, ssi: &Ssi) {
+    fn set_watermark(
+        &mut self,
+        wm: &mut HashMap<(Name, Name), Watermark>,
+        owner: &Name,
+        ssi: &Ssi,
+    ) {
         let key = wm_key(owner, &ssi.provider);
-        self.undo.push((key, wm.get(&wm_key(owner, &ssi.provider)).cloned()));
+        self.undo
+            .push((key, wm.get(&wm_key(owner, &ssi.provider)).cloned()));
         note_seq(wm, owner, ssi);
     }
 
@@ -499,7 +544,10 @@ fn update_changeset(
         let what = format!("{} SSI seq {}", p.owner, p.ssi.seq);
         match store.lookup(p.owner.as_wire()) {
             Lookup::OutOfZone => {
-                return Err(WriteError::Refused(format!("{what}: outside the zone {}", store.origin())))
+                return Err(WriteError::Refused(format!(
+                    "{what}: outside the zone {}",
+                    store.origin()
+                )))
             }
             Lookup::Referral { .. } => {
                 return Err(WriteError::Refused(format!(
@@ -534,7 +582,9 @@ fn update_changeset(
         }
         cs.remove.retain(|r| !(r.name == p.owner && cs.add.iter().any(|a| a.name == p.owner && matches!((&a.data, &r.data), (RData::Ssi(x), RData::Ssi(y)) if x.provider == y.provider && x.seq == y.seq))));
         // A second record for the same owner in this UPDATE replaces the first.
-        cs.add.retain(|a| !(a.name == p.owner && matches!(&a.data, RData::Ssi(s) if s.provider == *provider)));
+        cs.add.retain(|a| {
+            !(a.name == p.owner && matches!(&a.data, RData::Ssi(s) if s.provider == *provider))
+        });
         cs.add.push(Record {
             name: p.owner.clone(),
             ttl: p.ttl,
@@ -551,8 +601,7 @@ fn commit_batch(mut state: State, jobs: Vec<Job>) -> State {
         diffs: Vec::new(),
         undo: Vec::new(),
     };
-    let mut replies: Vec<(oneshot::Sender<Result<u32, WriteError>>, Result<u32, WriteError>)> =
-        Vec::new();
+    let mut replies: Vec<Reply> = Vec::new();
     let mut reloaded = None;
     let mut new_pir = None;
     let mut swapped = Vec::new();
@@ -586,7 +635,8 @@ fn commit_batch(mut state: State, jobs: Vec<Job>) -> State {
                         continue;
                     }
                 };
-                let cs = crate::zone::update::diff_against(&state.file_base, &records, DERIVED_TYPES);
+                let cs =
+                    crate::zone::update::diff_against(&state.file_base, &records, DERIVED_TYPES);
                 let soa_changed = file.soa() != state.file_base.soa();
                 if cs.is_empty() && !soa_changed {
                     replies.push((reply, Ok(work.store.soa().serial)));
@@ -659,12 +709,7 @@ fn commit_batch(mut state: State, jobs: Vec<Job>) -> State {
 }
 
 /// Makes the batch durable, then visible, then answers it.
-fn finish(
-    mut state: State,
-    work: Work,
-    replies: Vec<(oneshot::Sender<Result<u32, WriteError>>, Result<u32, WriteError>)>,
-    reloaded: Option<usize>,
-) -> State {
+fn finish(mut state: State, work: Work, replies: Vec<Reply>, reloaded: Option<usize>) -> State {
     if work.diffs.is_empty() {
         for (tx, r) in replies {
             let _ = tx.send(r);
@@ -677,12 +722,25 @@ fn finish(
         .map(|d| Diff {
             from: d.from.clone(),
             to: d.to.clone(),
-            removed: d.removed.iter().filter(|r| !DERIVED_TYPES.contains(&r.data.rtype())).cloned().collect(),
-            added: d.added.iter().filter(|r| !DERIVED_TYPES.contains(&r.data.rtype())).cloned().collect(),
+            removed: d
+                .removed
+                .iter()
+                .filter(|r| !DERIVED_TYPES.contains(&r.data.rtype()))
+                .cloned()
+                .collect(),
+            added: d
+                .added
+                .iter()
+                .filter(|r| !DERIVED_TYPES.contains(&r.data.rtype()))
+                .cloned()
+                .collect(),
         })
         .collect();
     let started = Instant::now();
-    if let Err(e) = state.journal.append(&journaled.iter().collect::<Vec<_>>(), &[]) {
+    if let Err(e) = state
+        .journal
+        .append(&journaled.iter().collect::<Vec<_>>(), &[])
+    {
         warn!(zone = %state.origin, "journal write failed, nothing applied: {e}");
         for (key, old) in work.undo.into_iter().rev() {
             match old {
@@ -760,7 +818,11 @@ fn expire(mut state: State) -> State {
         let Lookup::Exact(node) = state.current.store.lookup(owner.as_wire()) else {
             continue;
         };
-        for set in node.rrsets.iter().filter(|s| s.rtype == TYPE_SSI || s.rtype == TYPE_APKEY) {
+        for set in node
+            .rrsets
+            .iter()
+            .filter(|s| s.rtype == TYPE_SSI || s.rtype == TYPE_APKEY)
+        {
             for r in set.records.iter().filter_map(record_from_wire) {
                 match retire_at(&r.name, &r.data, &state.watermarks) {
                     Some(t) if t <= now => cs.remove.push(r),
@@ -821,7 +883,9 @@ fn flush(mut state: State) -> State {
     let marks: Vec<Watermark> = state.watermarks.values().cloned().collect();
     let keep: Vec<&Diff> = state.history.iter().map(|d| &**d).collect();
     match state.journal.rewrite(&keep, &marks) {
-        Ok(()) => info!(zone = %state.origin, serial = store.soa().serial, journal_bytes = state.journal.size(), "zone file rewritten, journal compacted"),
+        Ok(()) => {
+            info!(zone = %state.origin, serial = store.soa().serial, journal_bytes = state.journal.size(), "zone file rewritten, journal compacted")
+        }
         Err(e) => warn!(zone = %state.origin, "journal not compacted: {e}"),
     }
     state.file_base = store;

@@ -63,7 +63,10 @@ impl ServedZone {
         if serial == self.store.soa().serial {
             return Some(&[]);
         }
-        let i = self.history.iter().position(|d| d.from_serial() == serial)?;
+        let i = self
+            .history
+            .iter()
+            .position(|d| d.from_serial() == serial)?;
         Some(&self.history[i..])
     }
 }
@@ -75,14 +78,21 @@ pub const PIRCFG_TTL: u32 = 60;
 /// transferred or written to the zone file.
 pub const DERIVED_TYPES: &[u16] = &[TYPE_PIRCFG];
 
+/// One identifier of the private-lookup database: OPRF input (the owner name) and its SSI
+/// records in wire form.
+pub type PrivateEntry = (String, Vec<Vec<u8>>);
+
 /// The zone's mappings as the private-lookup database takes them: one entry per owner
 /// name (the OPRF input) with its SSI records; mappings below a delegation belong to the
 /// child zone, whose names are the PIRCFG's child list.
-pub fn private_entries(store: &ZoneStore) -> (Vec<(String, Vec<Vec<u8>>)>, Vec<Name>) {
+pub fn private_entries(store: &ZoneStore) -> (Vec<PrivateEntry>, Vec<Name>) {
     let origin = store.origin();
     let mut children = std::collections::BTreeSet::new();
     let mut groups: std::collections::BTreeMap<Name, Vec<Vec<u8>>> = Default::default();
-    for r in store.records().filter_map(crate::zone::update::record_from_wire) {
+    for r in store
+        .records()
+        .filter_map(crate::zone::update::record_from_wire)
+    {
         match &r.data {
             RData::Ns(_) if r.name != *origin => {
                 children.insert(r.name);
@@ -143,8 +153,11 @@ pub fn with_pircfg(store: &ZoneStore, state: &ZonePirState) -> Result<ZoneStore,
     let mut cs = crate::zone::Changeset::default();
     if let crate::zone::Lookup::Exact(node) = store.lookup(name.as_wire()) {
         if let Some(set) = node.rrset(TYPE_PIRCFG) {
-            cs.remove
-                .extend(set.records.iter().filter_map(crate::zone::update::record_from_wire));
+            cs.remove.extend(
+                set.records
+                    .iter()
+                    .filter_map(crate::zone::update::record_from_wire),
+            );
         }
     }
     cs.add.push(crate::zone::Record {
@@ -209,7 +222,10 @@ impl ZoneSet {
     }
 
     pub fn origins(&self) -> Vec<Name> {
-        self.zones.values().map(|z| z.store.origin().clone()).collect()
+        self.zones
+            .values()
+            .map(|z| z.store.origin().clone())
+            .collect()
     }
 
     pub fn insert(&mut self, zone: Arc<ServedZone>) {

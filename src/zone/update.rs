@@ -128,7 +128,9 @@ pub fn record_from_wire(r: &WireRecord) -> Option<Record> {
 }
 
 /// The identity of a record in a set: owner, type and RDATA (the TTL is an attribute).
-fn key_of(r: &Record) -> (Box<[u8]>, u16, Vec<u8>) {
+type RecordKey = (Box<[u8]>, u16, Vec<u8>);
+
+fn key_of(r: &Record) -> RecordKey {
     (r.name.as_wire().into(), r.data.rtype(), r.data.to_wire())
 }
 
@@ -138,7 +140,7 @@ fn key_of(r: &Record) -> (Box<[u8]>, u16, Vec<u8>) {
 /// left out on both sides. A record whose TTL changed is removed and added again.
 pub fn diff_against(current: &ZoneStore, records: &[Record], derived: &[u16]) -> Changeset {
     let keep = |rtype: u16| rtype != TYPE_SOA && !derived.contains(&rtype);
-    let mut old: HashMap<(Box<[u8]>, u16, Vec<u8>), Record> = HashMap::new();
+    let mut old: HashMap<RecordKey, Record> = HashMap::new();
     for r in current.records().filter_map(record_from_wire) {
         if keep(r.data.rtype()) {
             old.insert(key_of(&r), r);
@@ -170,7 +172,7 @@ pub fn diff_against(current: &ZoneStore, records: &[Record], derived: &[u16]) ->
         }
     }
     let mut removed: Vec<Record> = old.into_values().collect();
-    removed.sort_by(|a, b| key_of(a).cmp(&key_of(b)));
+    removed.sort_by_key(key_of);
     cs.remove.splice(0..0, removed);
     cs
 }
@@ -217,7 +219,10 @@ impl ZoneStore {
             let wire = r.to_wire_record();
             // One TTL per RRset: the others of the set take the new record's TTL, and the
             // diff says so, so secondaries following by IXFR hold the same TTLs.
-            let others: Vec<Record> = match next.node(r.name.as_wire()).and_then(|n| n.rrset(r.data.rtype())) {
+            let others: Vec<Record> = match next
+                .node(r.name.as_wire())
+                .and_then(|n| n.rrset(r.data.rtype()))
+            {
                 Some(set) if set.ttl != r.ttl => set
                     .records
                     .iter()
@@ -227,7 +232,10 @@ impl ZoneStore {
                 _ => Vec::new(),
             };
             for o in others {
-                added.push(Record { ttl: r.ttl, ..o.clone() });
+                added.push(Record {
+                    ttl: r.ttl,
+                    ..o.clone()
+                });
                 removed.push(o);
             }
             match next.add_record(r.name.as_wire(), r.data.rtype(), wire) {
@@ -492,7 +500,9 @@ mod tests {
         let (v2, diff) = v1.apply(&cs, bumped(&v1), 3600).unwrap();
         assert_eq!(diff.removed, vec![txt(A, "a", 3600)]);
         assert_eq!(diff.added, vec![txt(A, "a", 60), txt(A, "b", 60)]);
-        assert!(matches!(v2.lookup(&w(A)), Lookup::Exact(n) if n.rrsets[0].records.iter().all(|r| r.ttl == 60)));
+        assert!(
+            matches!(v2.lookup(&w(A)), Lookup::Exact(n) if n.rrsets[0].records.iter().all(|r| r.ttl == 60))
+        );
     }
 
     #[test]
