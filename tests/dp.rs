@@ -654,7 +654,10 @@ async fn refused_formerr_notimp_badvers() {
     m.add_query(Query::query(hn(ZONE), RecordType::SOA));
     let (resp, _) = udp_exchange(addr, &m).await;
     assert_eq!(resp.metadata.response_code, ResponseCode::NotAuth);
-    assert_eq!(tcp_exchange(addr, &m).await.metadata.response_code, ResponseCode::NotAuth);
+    assert_eq!(
+        tcp_exchange(addr, &m).await.metadata.response_code,
+        ResponseCode::NotAuth
+    );
 
     // Opcodes we do not implement: NOTIMP, over UDP and TCP.
     for op in [OpCode::Notify, OpCode::Status] {

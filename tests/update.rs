@@ -43,10 +43,23 @@ struct Fx {
 
 fn zone_files(t: u8, keys: &Keys) -> (ZoneFile, ZoneFile) {
     let mut root = ZoneFile::new_zone(apex(), &[(n("ns1.mimi.arpa."), ip(t, 1))], 3600, 1);
-    root.set_delegation(&n(CARRIER), &[(n(&format!("ns1.{CARRIER}")), ip(t, 2))], 3600);
-    let mut carrier = ZoneFile::new_zone(n(CARRIER), &[(n(&format!("ns1.{CARRIER}")), ip(t, 2))], 3600, 1);
+    root.set_delegation(
+        &n(CARRIER),
+        &[(n(&format!("ns1.{CARRIER}")), ip(t, 2))],
+        3600,
+    );
+    let mut carrier = ZoneFile::new_zone(
+        n(CARRIER),
+        &[(n(&format!("ns1.{CARRIER}")), ip(t, 2))],
+        3600,
+        1,
+    );
     let alice = owner(ALICE);
-    carrier.put_ssi(alice.clone(), 300, mapping(&keys.chat, &alice, "alice", Context::Any, 10));
+    carrier.put_ssi(
+        alice.clone(),
+        300,
+        mapping(&keys.chat, &alice, "alice", Context::Any, 10),
+    );
     (root, carrier)
 }
 
@@ -83,7 +96,11 @@ impl Fx {
     async fn publish(&self, key: &TsigKey, records: Vec<(Name, Ssi)>) -> Result<(), PublishError> {
         let signed: Vec<SignedMapping> = records
             .into_iter()
-            .map(|(owner, ssi)| SignedMapping { owner, ttl: 60, ssi })
+            .map(|(owner, ssi)| SignedMapping {
+                owner,
+                ttl: 60,
+                ssi,
+            })
             .collect();
         publish(self.tree.addr(2), &n(CARRIER), key, &signed)
             .await
@@ -128,7 +145,11 @@ fn refusal(r: Result<(), PublishError>) -> (ResponseCode, String) {
 fn extended_error(m: &Message) -> Option<(u16, String)> {
     use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
     use mimi_discovery::pir::carrier;
-    match m.edns.as_ref()?.option(EdnsCode::from(carrier::EDE_OPTION))? {
+    match m
+        .edns
+        .as_ref()?
+        .option(EdnsCode::from(carrier::EDE_OPTION))?
+    {
         EdnsOption::Unknown(_, b) => carrier::parse_ede(b),
         _ => None,
     }
@@ -186,7 +207,9 @@ async fn epoch(addr: SocketAddr) -> u64 {
     let name = n(&format!("_pir.{CARRIER}"));
     let m = ask(addr, &name, RecordType::from(TYPE_PIRCFG)).await;
     match &m.answers[0].data {
-        HRData::Unknown { rdata, .. } => PirCfgRecord::decode(&rdata.anything).unwrap().config.epoch,
+        HRData::Unknown { rdata, .. } => {
+            PirCfgRecord::decode(&rdata.anything).unwrap().config.epoch
+        }
         other => panic!("{other:?}"),
     }
 }
@@ -198,32 +221,52 @@ async fn published_mapping_is_in_the_next_answer_and_found() {
         let addr = fx.tree.addr(2);
         let owner = owner(NEW);
         let before = serial(addr).await;
-        fx.publish(&fx.chat, vec![(owner.clone(), with_seq(&fx.keys.chat, &owner, "new", 7))])
-            .await
-            .unwrap();
+        fx.publish(
+            &fx.chat,
+            vec![(owner.clone(), with_seq(&fx.keys.chat, &owner, "new", 7))],
+        )
+        .await
+        .unwrap();
         let got = served(addr, &owner).await;
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].seq, 7);
         assert_eq!(serial(addr).await, before + 1);
-        let r = fx.tree.resolver().lookup(&sii(NEW), Some(Context::Any)).await.unwrap();
+        let r = fx
+            .tree
+            .resolver()
+            .lookup(&sii(NEW), Some(Context::Any))
+            .await
+            .unwrap();
         match r.outcome {
             Outcome::Found(ms) => assert_eq!(ms[0].ssi.uri, uri(&fx.keys.chat, "new")),
             other => panic!("{other:?}"),
         }
         // A second provider adds its own mapping beside it; a replacement replaces.
-        fx.publish(&fx.talk, vec![(owner.clone(), with_seq(&fx.keys.talk, &owner, "t", 1))])
-            .await
-            .unwrap();
-        fx.publish(&fx.chat, vec![(owner.clone(), with_seq(&fx.keys.chat, &owner, "newer", 8))])
-            .await
-            .unwrap();
+        fx.publish(
+            &fx.talk,
+            vec![(owner.clone(), with_seq(&fx.keys.talk, &owner, "t", 1))],
+        )
+        .await
+        .unwrap();
+        fx.publish(
+            &fx.chat,
+            vec![(owner.clone(), with_seq(&fx.keys.chat, &owner, "newer", 8))],
+        )
+        .await
+        .unwrap();
         let mut got: Vec<(String, u64)> = served(addr, &owner)
             .await
             .into_iter()
             .map(|s| (s.uri, s.seq))
             .collect();
         got.sort();
-        assert_eq!(got, vec![(uri(&fx.keys.chat, "newer"), 8), (uri(&fx.keys.talk, "t"), 1)]);
+        assert_eq!(
+            got,
+            vec![
+                (uri(&fx.keys.chat, "newer"), 8),
+                (uri(&fx.keys.talk, "t"), 1)
+            ]
+        );
         fx.tree.shutdown().await;
     })
     .await
@@ -243,7 +286,10 @@ async fn another_providers_key_cannot_add_replace_or_withdraw() {
         ] {
             let (rcode, text) = refusal(fx.publish(&fx.talk, vec![(alice.clone(), ssi)]).await);
             assert_eq!(rcode, ResponseCode::Refused);
-            assert!(text.contains(&alice.to_string()) && text.contains("talk.example"), "{text}");
+            assert!(
+                text.contains(&alice.to_string()) && text.contains("talk.example"),
+                "{text}"
+            );
         }
         // A record talk signs but claims for chat fails its signature check.
         let mut forged = with_seq(&fx.keys.talk, &alice, "forged", 52);
@@ -268,13 +314,19 @@ async fn an_older_seq_is_refused_also_after_restart() {
         let mut fx = fixture(83, "").await;
         let owner = owner(NEW);
         let chat = &fx.keys.chat;
-        fx.publish(&fx.chat, vec![(owner.clone(), with_seq(chat, &owner, "a", 5))])
-            .await
-            .unwrap();
+        fx.publish(
+            &fx.chat,
+            vec![(owner.clone(), with_seq(chat, &owner, "a", 5))],
+        )
+        .await
+        .unwrap();
         for seq in [5, 4] {
             let (rcode, text) = refusal(
-                fx.publish(&fx.chat, vec![(owner.clone(), with_seq(chat, &owner, "old", seq))])
-                    .await,
+                fx.publish(
+                    &fx.chat,
+                    vec![(owner.clone(), with_seq(chat, &owner, "old", seq))],
+                )
+                .await,
             );
             assert_eq!(rcode, ResponseCode::Refused);
             assert!(text.contains("seq not above 5"), "{text}");
@@ -288,15 +340,21 @@ async fn an_older_seq_is_refused_also_after_restart() {
         fx.tree.restart(2).await;
         for seq in [5, 6] {
             let (rcode, text) = refusal(
-                fx.publish(&fx.chat, vec![(owner.clone(), with_seq(chat, &owner, "old", seq))])
-                    .await,
+                fx.publish(
+                    &fx.chat,
+                    vec![(owner.clone(), with_seq(chat, &owner, "old", seq))],
+                )
+                .await,
             );
             assert_eq!(rcode, ResponseCode::Refused, "{text}");
             assert!(text.contains("seq not above 6"), "{text}");
         }
-        fx.publish(&fx.chat, vec![(owner.clone(), with_seq(chat, &owner, "back", 7))])
-            .await
-            .unwrap();
+        fx.publish(
+            &fx.chat,
+            vec![(owner.clone(), with_seq(chat, &owner, "back", 7))],
+        )
+        .await
+        .unwrap();
         fx.tree.shutdown().await;
     })
     .await
@@ -309,18 +367,29 @@ async fn a_tombstone_is_served_and_the_resolver_reports_not_discoverable() {
         let alice = owner(ALICE);
         let resolver = fx.tree.resolver();
         assert!(matches!(
-            resolver.lookup(&sii(ALICE), Some(Context::Any)).await.unwrap().outcome,
+            resolver
+                .lookup(&sii(ALICE), Some(Context::Any))
+                .await
+                .unwrap()
+                .outcome,
             Outcome::Found(_)
         ));
-        fx.publish(&fx.chat, vec![(alice.clone(), tombstone(&fx.keys.chat, &alice, 2))])
-            .await
-            .unwrap();
+        fx.publish(
+            &fx.chat,
+            vec![(alice.clone(), tombstone(&fx.keys.chat, &alice, 2))],
+        )
+        .await
+        .unwrap();
         let got = served(fx.tree.addr(2), &alice).await;
         assert_eq!(got.len(), 1);
         assert!(got[0].withdrawn);
         let fresh = fx.tree.resolver();
         assert!(matches!(
-            fresh.lookup(&sii(ALICE), Some(Context::Any)).await.unwrap().outcome,
+            fresh
+                .lookup(&sii(ALICE), Some(Context::Any))
+                .await
+                .unwrap()
+                .outcome,
             Outcome::NotDiscoverable(_)
         ));
         fx.tree.shutdown().await;
@@ -365,7 +434,10 @@ async fn refusals_are_atomic_and_named_and_the_server_keeps_serving() {
         let (rcode, text) = refusal(
             fx.publish(
                 &fx.chat,
-                vec![(new.clone(), with_seq(&fx.keys.chat, &new, "ok", 1)), (alice.clone(), bad)],
+                vec![
+                    (new.clone(), with_seq(&fx.keys.chat, &new, "ok", 1)),
+                    (alice.clone(), bad),
+                ],
             )
             .await,
         );
@@ -376,7 +448,8 @@ async fn refusals_are_atomic_and_named_and_the_server_keeps_serving() {
         // RR deletions are refused: a withdrawal is a signed tombstone.
         let mut del = HRecord::update0(alice.to_hickory(), 0, RecordType::from(TYPE_SSI));
         del.dns_class = DNSClass::ANY;
-        let m = Message::from_vec(&tcp_raw(addr, &raw_update(vec![del], Some(&fx.chat))).await).unwrap();
+        let m = Message::from_vec(&tcp_raw(addr, &raw_update(vec![del], Some(&fx.chat))).await)
+            .unwrap();
         assert_eq!(m.metadata.response_code, ResponseCode::Refused);
         let ede = extended_error(&m).expect("an extended error");
         assert!(ede.1.contains("tombstone"), "{ede:?}");
@@ -400,7 +473,8 @@ async fn refusals_are_atomic_and_named_and_the_server_keeps_serving() {
                 rdata: hickory_proto::rr::rdata::NULL::with(vec![1, 2, 3]),
             },
         );
-        let m = Message::from_vec(&tcp_raw(addr, &raw_update(vec![junk], Some(&fx.chat))).await).unwrap();
+        let m = Message::from_vec(&tcp_raw(addr, &raw_update(vec![junk], Some(&fx.chat))).await)
+            .unwrap();
         assert_eq!(m.metadata.response_code, ResponseCode::FormErr);
         let mut two = Message::new(1, MessageType::Query, OpCode::Update);
         two.add_query(Query::query(n(CARRIER).to_hickory(), RecordType::SOA));
@@ -412,15 +486,25 @@ async fn refusals_are_atomic_and_named_and_the_server_keeps_serving() {
         // Another zone: NOTAUTH; a name outside the zone: NOTZONE.
         let outside = n("2.2.2.2.1.1.1.6.6.6.1.e164.mimi.arpa.");
         let m = Message::from_vec(
-            &tcp_raw(addr, &raw_update(vec![ssi_rr(&outside, &with_seq(&fx.keys.chat, &outside, "o", 1))], Some(&fx.chat))).await,
+            &tcp_raw(
+                addr,
+                &raw_update(
+                    vec![ssi_rr(&outside, &with_seq(&fx.keys.chat, &outside, "o", 1))],
+                    Some(&fx.chat),
+                ),
+            )
+            .await,
         )
         .unwrap();
         assert_eq!(m.metadata.response_code, ResponseCode::NotZone);
         // Still serving, and the good record goes in afterwards.
         assert_eq!(served(addr, &alice).await.len(), 1);
-        fx.publish(&fx.chat, vec![(new.clone(), with_seq(&fx.keys.chat, &new, "ok", 1))])
-            .await
-            .unwrap();
+        fx.publish(
+            &fx.chat,
+            vec![(new.clone(), with_seq(&fx.keys.chat, &new, "ok", 1))],
+        )
+        .await
+        .unwrap();
         assert_eq!(served(addr, &new).await.len(), 1);
         fx.tree.shutdown().await;
     })
@@ -437,12 +521,21 @@ async fn an_expiring_mapping_leaves_at_its_second_without_a_new_epoch() {
         let mut short = with_seq(&fx.keys.chat, &new, "brief", 1);
         short.not_after = now() + 2;
         short.sign(&new, &fx.keys.chat.signing);
-        fx.publish(&fx.chat, vec![(new.clone(), short.clone())]).await.unwrap();
+        fx.publish(&fx.chat, vec![(new.clone(), short.clone())])
+            .await
+            .unwrap();
         let serial1 = serial(addr).await;
         // Private lookups see the new mapping in the same epoch.
         let resolver = fx.tree.resolver();
-        let found = resolver.lookup_private(&sii(NEW), Some(Context::Any)).await.unwrap();
-        assert!(matches!(found.outcome, Outcome::Found(_)), "{:?}", found.outcome);
+        let found = resolver
+            .lookup_private(&sii(NEW), Some(Context::Any))
+            .await
+            .unwrap();
+        assert!(
+            matches!(found.outcome, Outcome::Found(_)),
+            "{:?}",
+            found.outcome
+        );
         assert_eq!(epoch(addr).await, epoch0);
         assert_eq!(served(addr, &new).await.len(), 1);
         // Valid through not_after; gone in the second after it.
@@ -456,8 +549,15 @@ async fn an_expiring_mapping_leaves_at_its_second_without_a_new_epoch() {
         assert_eq!(serial(addr).await, serial1 + 1);
         assert_eq!(epoch(addr).await, epoch0);
         let fresh = fx.tree.resolver();
-        let gone = fresh.lookup_private(&sii(NEW), Some(Context::Any)).await.unwrap();
-        assert!(matches!(gone.outcome, Outcome::NotDiscoverable(_)), "{:?}", gone.outcome);
+        let gone = fresh
+            .lookup_private(&sii(NEW), Some(Context::Any))
+            .await
+            .unwrap();
+        assert!(
+            matches!(gone.outcome, Outcome::NotDiscoverable(_)),
+            "{:?}",
+            gone.outcome
+        );
         fx.tree.shutdown().await;
     })
     .await
@@ -476,8 +576,11 @@ async fn ixfr(addr: SocketAddr, serial: u32) -> Vec<HRecord> {
         0,
         0,
     );
-    m.authorities
-        .push(HRecord::from_rdata(n(CARRIER).to_hickory(), 0, HRData::SOA(soa)));
+    m.authorities.push(HRecord::from_rdata(
+        n(CARRIER).to_hickory(),
+        0,
+        HRData::SOA(soa),
+    ));
     Message::from_vec(&tcp_raw(addr, &m.to_vec().unwrap()).await)
         .unwrap()
         .answers
@@ -491,9 +594,12 @@ async fn sighup_after_a_hand_edit_is_exactly_that_diff_and_ixfr_serves_it() {
         let s0 = serial(addr).await;
         let new = owner(NEW);
         // An update first, so the file on disk is behind the served version.
-        fx.publish(&fx.chat, vec![(new.clone(), with_seq(&fx.keys.chat, &new, "upd", 3))])
-            .await
-            .unwrap();
+        fx.publish(
+            &fx.chat,
+            vec![(new.clone(), with_seq(&fx.keys.chat, &new, "upd", 3))],
+        )
+        .await
+        .unwrap();
         // The operator adds a TXT record to the file by hand.
         let mut file = ZoneFile::load(&fx.zone_file()).unwrap();
         let note = Record {
@@ -518,9 +624,18 @@ async fn sighup_after_a_hand_edit_is_exactly_that_diff_and_ixfr_serves_it() {
             .map(|r| format!("{} {}", r.name, r.record_type()))
             .collect();
         assert_eq!(body, vec![format!("note.{CARRIER} TXT")]);
-        assert_eq!(recs.iter().filter(|r| r.record_type() == RecordType::SOA).count(), 4);
+        assert_eq!(
+            recs.iter()
+                .filter(|r| r.record_type() == RecordType::SOA)
+                .count(),
+            4
+        );
         // From s0: two steps; from the current serial: just the SOA.
-        let soas = ixfr(addr, s0).await.iter().filter(|r| r.record_type() == RecordType::SOA).count();
+        let soas = ixfr(addr, s0)
+            .await
+            .iter()
+            .filter(|r| r.record_type() == RecordType::SOA)
+            .count();
         assert_eq!(soas, 6);
         assert_eq!(ixfr(addr, s2).await.len(), 1);
         // A serial older than the history: the whole zone (AXFR shape).
