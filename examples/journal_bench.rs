@@ -33,7 +33,7 @@ fn diff(serial: u32, payload: usize) -> Diff {
                 .unwrap(),
             ttl: 300,
             data: RData::Unknown {
-                rtype: 65280,
+                rtype: 65534,
                 data: vec![0xab; payload].into(),
             },
             line: 0,
