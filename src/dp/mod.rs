@@ -116,19 +116,13 @@ impl DpServer {
             }),
             writers: std::sync::Mutex::new(HashMap::new()),
         });
-        let handler = DpHandler(shared.clone());
-        let mut udp = hickory_server::Server::new(handler.clone());
-        let mut tcp = Vec::new();
+        // Bind first (a port in use fails fast), but serve only once every zone is loaded:
+        // until then the kernel holds the queries, rather than the server refusing them.
+        let mut sockets = Vec::new();
         let mut addrs = Vec::new();
         for &addr in &config.listen {
             let (u, t, bound) = bind_pair(addr).await?;
-            udp.register_socket(u);
-            tcp.push(tokio::spawn(tcp::serve(
-                t,
-                handler.clone(),
-                config.limits.clone(),
-            )));
-            info!("listening on {bound} (UDP and TCP)");
+            sockets.push((u, t, bound));
             addrs.push(bound);
         }
         let ctx = writer_context(&config, &shared, &addrs);
@@ -157,6 +151,18 @@ impl DpServer {
             shared.writers_lock().insert(zc.origin.clone(), handle);
         }
         zones::release_freed_memory();
+        let handler = DpHandler(shared.clone());
+        let mut udp = hickory_server::Server::new(handler.clone());
+        let mut tcp = Vec::new();
+        for (u, t, bound) in sockets {
+            udp.register_socket(u);
+            tcp.push(tokio::spawn(tcp::serve(
+                t,
+                handler.clone(),
+                config.limits.clone(),
+            )));
+            info!("listening on {bound} (UDP and TCP)");
+        }
         Ok(DpServer {
             config_path: config_path.to_path_buf(),
             shared,

@@ -129,9 +129,14 @@ impl Journal {
             let whole = entry_at(&bytes, pos);
             let Some((payload, next)) = whole else {
                 let dropped = (bytes.len() - pos) as u64;
+                // A crash mid-append leaves exactly this; damage in the middle of the file
+                // would look the same, so the bytes are kept beside the journal, not lost.
+                let aside = path.with_extension(format!("journal.tail.{pos}"));
+                let kept = std::fs::write(&aside, &bytes[pos..]).is_ok();
                 warn!(
                     journal = %path.display(),
-                    "dropping a torn tail of {dropped} bytes at byte {pos} (an append cut short by a crash; it was never acknowledged)"
+                    "dropping a torn tail of {dropped} bytes at byte {pos} (an append cut short by a crash, never acknowledged){}",
+                    if kept { format!("; the bytes are kept in {}", aside.display()) } else { String::new() }
                 );
                 replay.dropped_tail = Some(dropped);
                 file.set_len(pos as u64).map_err(&err)?;
