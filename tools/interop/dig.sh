@@ -266,9 +266,9 @@ check "SIGHUP reload serves the new mapping" "NOERROR aa=1 tc=0 an=1 ns=0" "$got
 # A zone that fails on reload keeps its previous version.
 echo "this is not a record" >>"$W/root.zone"
 kill -HUP "$PID1"
-for _ in $(seq 50); do grep -q "still serving the previous version" "$W/dp1.log" && break; sleep 0.1; done
+for _ in $(seq 50); do grep -q "still serving the current version" "$W/dp1.log" && break; sleep 0.1; done
 check "broken zone on reload: error logged" "yes" \
-  "$(grep -q "still serving the previous version" "$W/dp1.log" && echo yes || echo no)"
+  "$(grep -q "still serving the current version" "$W/dp1.log" && echo yes || echo no)"
 o=$(ask dig $A1 "$P1" nothing.mimi.arpa. A)
 check "broken zone on reload: previous version still serves" "NXDOMAIN aa=1 tc=0 an=0 ns=1" "$(shape "$o")"
 
