@@ -213,10 +213,13 @@ for t in dig kdig; do
   check "$t: EDNS version 1 gets BADVERS" "BADVERS" "$(rcode "$o")"
 
   if [ $t = dig ]; then
-    for op in notify update status; do
+    for op in notify status; do
       o=$(ask $t $A1 "$P1" mimi.arpa. SOA +opcode=$op)
       check "$t: opcode ${op^^} gets NOTIMP" "NOTIMP" "$(rcode "$o")"
     done
+    # An UPDATE without TSIG: NOTAUTH (tools/interop/update.sh sends signed ones).
+    o=$(ask $t $A1 "$P1" mimi.arpa. SOA +opcode=update)
+    check "$t: unsigned UPDATE gets NOTAUTH" "NOTAUTH" "$(rcode "$o")"
     o=$(ask $t $A1 "$P1" +header-only)
     check "$t: query without a question gets FORMERR" "FORMERR" "$(rcode "$o")"
   else
