@@ -128,16 +128,7 @@ impl DpServer {
         let ctx = writer_context(&config, &shared, &addrs);
         let trust = shared.trust.load_full();
         for zc in &config.zones {
-            let checked = {
-                let (zc, trust, apex) = (zc.clone(), trust.clone(), config.apex.clone());
-                let invalid = config.serve_invalid_records;
-                tokio::task::spawn_blocking(move || {
-                    zones::read_zone(&zc, &trust, &apex, now(), invalid)
-                })
-                .await
-                .map_err(|e| DpError::Zone(e.to_string()))?
-            }
-            .map_err(|e| {
+            let checked = read_checked(&config, zc, &trust).await?.map_err(|e| {
                 DpError::Zone(format!(
                     "{e} (zone {} at {}:{})",
                     zc.origin,
@@ -246,6 +237,19 @@ impl DpServer {
     }
 }
 
+/// Reads and checks one zone file off the async workers.
+async fn read_checked(
+    config: &DpConfig,
+    zc: &config::ZoneConfig,
+    trust: &Arc<TrustStore>,
+) -> Result<Result<zones::CheckedZone, String>, DpError> {
+    let (zc, trust, apex) = (zc.clone(), trust.clone(), config.apex.clone());
+    let invalid = config.serve_invalid_records;
+    tokio::task::spawn_blocking(move || zones::read_zone(&zc, &trust, &apex, now(), invalid))
+        .await
+        .map_err(|e| DpError::Zone(e.to_string()))
+}
+
 fn writer_context(config: &DpConfig, shared: &Arc<Shared>, listen: &[SocketAddr]) -> WriterContext {
     WriterContext {
         shared: shared.clone(),
@@ -275,15 +279,7 @@ async fn reload(
     let ctx = writer_context(&config, shared, listen);
     let mut failures = Vec::new();
     for zc in &config.zones {
-        let checked = {
-            let (zc, trust, apex) = (zc.clone(), trust.clone(), config.apex.clone());
-            let invalid = config.serve_invalid_records;
-            tokio::task::spawn_blocking(move || {
-                zones::read_zone(&zc, &trust, &apex, now(), invalid)
-            })
-            .await
-            .map_err(|e| DpError::Zone(e.to_string()))?
-        };
+        let checked = read_checked(&config, zc, &trust).await?;
         let checked = match checked {
             Ok(c) => c,
             Err(e) => {
