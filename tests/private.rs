@@ -1331,13 +1331,24 @@ async fn a_reload_stays_in_the_epoch_and_a_new_epoch_is_picked_up_in_the_middle_
         z.save(&file, WriteStyle::Native).unwrap();
         let failures = tree.server(4).reload().await.unwrap();
         assert!(failures.is_empty(), "{failures:?}");
+        // The private-lookup database follows the commit asynchronously
+        // (docs/updates.md): within the one-second goal, with room for a loaded machine.
+        let v2 = [uri(&k.chat, "alice-v2")];
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            relay.take();
+            let seen = found(&private_ok(&r, ALICE).await);
+            if seen == v2 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "private lookups still see {seen:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         let epoch2 = pircfg(dp, CARRIER).await.config.epoch;
         assert_eq!(epoch2, epoch1);
-        relay.take();
-        assert_eq!(
-            found(&private_ok(&r, ALICE).await),
-            [uri(&k.chat, "alice-v2")]
-        );
 
         // The DP restarts (new keys, a new epoch) after the resolver read PIRCFG and
         // before its first request arrives: the DP answers WRONG_EPOCH and the resolver
