@@ -408,8 +408,58 @@ pub fn publish(shared: &Shared, zone: Arc<ServedZone>) {
     });
 }
 
+/// A zone-file write running beside the writer: the version it writes and how many
+/// changed records that version holds beyond the previous file.
+type Rewrite = tokio::task::JoinHandle<(ZoneStore, usize, Result<(), String>)>;
+
+/// Starts writing the zone file from the served version on a blocking thread: at a
+/// million mappings that takes seconds, which the writer must not spend away from
+/// UPDATEs.
+fn start_rewrite(state: &State) -> Rewrite {
+    let store = state.current.store.clone();
+    let (origin, path) = (state.origin.clone(), state.zone_file.clone());
+    let changes = state.changes_since_flush;
+    tokio::task::spawn_blocking(move || {
+        let result = write_zone_file(&store, &origin, &path);
+        (store, changes, result)
+    })
+}
+
+async fn wait_rewrite(
+    rewrite: &mut Option<Rewrite>,
+) -> Result<(ZoneStore, usize, Result<(), String>), tokio::task::JoinError> {
+    match rewrite {
+        Some(r) => r.await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn finish_rewrite(state: State, rewrite: Rewrite) -> Option<State> {
+    rewrite_done(state, rewrite.await).await
+}
+
+async fn rewrite_done(
+    state: State,
+    result: Result<(ZoneStore, usize, Result<(), String>), tokio::task::JoinError>,
+) -> Option<State> {
+    match result {
+        Ok((store, changes, Ok(()))) => blocking(state, move |s| compact(s, store, changes)).await,
+        Ok((_, _, Err(e))) => {
+            warn!(zone = %state.origin, "zone file not rewritten (the journal still holds every change): {e}");
+            let mut state = state;
+            state.last_flush = Instant::now();
+            Some(state)
+        }
+        Err(e) => {
+            warn!(zone = %state.origin, "zone file rewrite failed: {e}");
+            Some(state)
+        }
+    }
+}
+
 async fn run(mut state: State, mut rx: mpsc::Receiver<Job>) {
     let mut stopping = Vec::new();
+    let mut rewrite: Option<Rewrite> = None;
     loop {
         let wake = state.expiry.keys().next().copied();
         let sleep = match wake {
@@ -435,6 +485,14 @@ async fn run(mut state: State, mut rx: mpsc::Receiver<Job>) {
                         Err(_) => break,
                     }
                 }
+                // A reload and a stop write the file in line: a write still running
+                // must land first, or it would replace the newer file.
+                if jobs.iter().any(|j| matches!(j, Job::Reload { .. } | Job::Stop(_))) {
+                    if let Some(r) = rewrite.take() {
+                        let Some(s) = finish_rewrite(state, r).await else { return };
+                        state = s;
+                    }
+                }
                 let (stop, jobs): (Vec<Job>, Vec<Job>) =
                     jobs.into_iter().partition(|j| matches!(j, Job::Stop(_)));
                 let Some(s) = blocking(state, move |s| commit_batch(s, jobs)).await else { return };
@@ -448,16 +506,23 @@ async fn run(mut state: State, mut rx: mpsc::Receiver<Job>) {
                 let Some(s) = blocking(state, expire).await else { return };
                 state = s;
             }
-            _ = tokio::time::sleep(flush_in), if state.changes_since_flush > 0 => {
-                let Some(s) = blocking(state, flush).await else { return };
+            done = wait_rewrite(&mut rewrite), if rewrite.is_some() => {
+                rewrite = None;
+                let Some(s) = rewrite_done(state, done).await else { return };
                 state = s;
             }
+            _ = tokio::time::sleep(flush_in), if state.changes_since_flush > 0 && rewrite.is_none() => {
+                rewrite = Some(start_rewrite(&state));
+            }
         }
-        if state.changes_since_flush >= state.ctx.journal.flush_changes {
-            let Some(s) = blocking(state, flush).await else {
-                return;
-            };
-            state = s;
+        if rewrite.is_none() && state.changes_since_flush >= state.ctx.journal.flush_changes {
+            rewrite = Some(start_rewrite(&state));
+        }
+    }
+    if let Some(r) = rewrite.take() {
+        match finish_rewrite(state, r).await {
+            Some(s) => state = s,
+            None => return,
         }
     }
     if state.changes_since_flush > 0 {
@@ -858,10 +923,9 @@ fn expire(mut state: State) -> State {
     state
 }
 
-/// Writes the zone file from the served version (temporary name, rename) and cuts the
-/// journal back to the configured depth, keeping the seq watermarks.
-fn flush(mut state: State) -> State {
-    let store = state.current.store.clone();
+/// Writes the zone file from `store` (temporary name, rename). Pure I/O on a snapshot,
+/// so it can run beside the writer.
+fn write_zone_file(store: &ZoneStore, origin: &Name, path: &std::path::Path) -> Result<(), String> {
     let mut records: Vec<Record> = store
         .records()
         .filter_map(record_from_wire)
@@ -869,13 +933,40 @@ fn flush(mut state: State) -> State {
         .collect();
     crate::zone::sort_canonical(&mut records);
     let zone = ZoneFile {
-        origin: state.origin.clone(),
+        origin: origin.clone(),
         records,
-        source: state.zone_file.display().to_string(),
+        source: path.display().to_string(),
     };
-    if let Err(e) = zone.save(&state.zone_file, crate::zone::WriteStyle::Native) {
+    zone.save(path, crate::zone::WriteStyle::Native)
+        .map_err(|e| e.to_string())
+}
+
+/// Writes the zone file from the served version and cuts the journal back, in line
+/// (reload and shutdown: the file must hold what is served when they finish).
+fn flush(mut state: State) -> State {
+    let store = state.current.store.clone();
+    if let Err(e) = write_zone_file(&store, &state.origin, &state.zone_file) {
         warn!(zone = %state.origin, "zone file not rewritten (the journal still holds every change): {e}");
         state.last_flush = Instant::now();
+        return state;
+    }
+    let changes = state.changes_since_flush;
+    compact(state, store, changes)
+}
+
+/// After the zone file holds `written`: cuts the journal back to the configured depth,
+/// keeping the seq watermarks. `changes` is what the file now holds beyond the last one.
+fn compact(mut state: State, written: ZoneStore, changes: usize) -> State {
+    let serial = written.soa().serial;
+    state.file_base = written;
+    state.changes_since_flush = state.changes_since_flush.saturating_sub(changes);
+    state.last_flush = Instant::now();
+    // Replay starts at the file's serial: the kept diffs must reach back to it, or the
+    // journal keeps everything until the next rewrite.
+    let reaches = serial == state.current.store.soa().serial
+        || state.history.iter().any(|d| d.from_serial() == serial);
+    if !reaches {
+        info!(zone = %state.origin, serial, "journal not compacted: more changes came in than it keeps while the zone file was written");
         return state;
     }
     let now = now();
@@ -884,13 +975,10 @@ fn flush(mut state: State) -> State {
     let keep: Vec<&Diff> = state.history.iter().map(|d| &**d).collect();
     match state.journal.rewrite(&keep, &marks) {
         Ok(()) => {
-            info!(zone = %state.origin, serial = store.soa().serial, journal_bytes = state.journal.size(), "zone file rewritten, journal compacted")
+            info!(zone = %state.origin, serial, journal_bytes = state.journal.size(), "zone file rewritten, journal compacted")
         }
         Err(e) => warn!(zone = %state.origin, "journal not compacted: {e}"),
     }
-    state.file_base = store;
-    state.changes_since_flush = 0;
-    state.last_flush = Instant::now();
     state
 }
 
