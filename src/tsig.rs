@@ -136,7 +136,7 @@ pub enum KeyFileFormat {
 }
 
 /// A shared TSIG key: its name (what the TSIG RR carries), algorithm and secret.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct TsigKey {
     pub name: Name,
     pub algorithm: Algorithm,

@@ -40,6 +40,11 @@ const CARRIER: &str = "5.5.5.1.e164.zone";
 const DEMO_TSIG: &str = "chat-example-demo.";
 /// The number the demo publishes live, and to whom.
 const LIVE_SII: &str = "+1 555 111 7777";
+/// The TSIG key name of the resolver's subscription to the carrier zone.
+const DEMO_SUB_TSIG: &str = "resolver-sub-demo.";
+/// The carrier DP that notifies the resolver, and where the resolver takes NOTIFY.
+const CARRIER_DP: &str = "127.53.0.4";
+const RESOLVER_ADDR: &str = "127.53.0.53";
 
 /// The zones directory: --zones, ./zones, or the one in the source tree.
 fn zones_dir(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
@@ -99,6 +104,9 @@ async fn start_tree(
     let tsig = work.join("chat.tsig");
     TsigKey::generate(Name::parse(DEMO_TSIG, None)?)
         .save_new(&tsig, crate::tsig::KeyFileFormat::Bind)?;
+    let sub = work.join("resolver-sub.tsig");
+    TsigKey::generate(Name::parse(DEMO_SUB_TSIG, None)?)
+        .save_new(&sub, crate::tsig::KeyFileFormat::Bind)?;
     for (file, origin, addrs) in TREE {
         let source = zones.join(file);
         let mut z = ZoneFile::load(&source).with_context(|| source.display().to_string())?;
@@ -113,7 +121,16 @@ async fn start_tree(
             );
         }
         let listen: Vec<String> = addrs.iter().map(|a| format!("\"{a}:{port}\"")).collect();
-        for (i, _) in addrs.iter().enumerate() {
+        for (i, addr) in addrs.iter().enumerate() {
+            // The carrier's first DP tells the demo's resolver of every change.
+            let subscriber = if *file == CARRIER && *addr == CARRIER_DP {
+                format!(
+                    "[[subscriber]]\naddress = \"{RESOLVER_ADDR}:{port}\"\ntsig = {:?}\n",
+                    sub.display().to_string()
+                )
+            } else {
+                String::new()
+            };
             // One DP process per address, as separate operators would run them, each with
             // its own copy of the zone (the DP keeps a journal beside it and rewrites it);
             // each offers private lookups too.
@@ -123,7 +140,7 @@ async fn start_tree(
             std::fs::write(
                 &config,
                 format!(
-                    "listen = [{}]\ntrust = {:?}\n{extra}[[zone]]\norigin = \"{origin}\"\nfile = {:?}\n[pir]\nthreads = 1\n",
+                    "listen = [{}]\ntrust = {:?}\n{extra}{subscriber}[[zone]]\norigin = \"{origin}\"\nfile = {:?}\n[pir]\nthreads = 1\n",
                     listen[i],
                     trust.display().to_string(),
                     zone_path.display().to_string()
@@ -191,7 +208,21 @@ async fn demo(zones: &Path, apex: &Name) -> anyhow::Result<u8> {
     config.apex = apex.clone();
     config.limits.timeout = Duration::from_millis(300);
     config.limits.retries = 0;
-    let resolver = Arc::new(Resolver::new(config, trust));
+    let resolver = Resolver::new(config, trust);
+    // The resolver follows the carrier zone: its first DP sends NOTIFY, the resolver asks
+    // CHANGES and drops what changed (docs/invalidation.md).
+    let carrier_zone = Name::parse("5.5.5.1.e164.mimi.arpa.", None)?;
+    resolver.invalidation.subscribe(
+        carrier_zone.clone(),
+        std::net::SocketAddr::new(CARRIER_DP.parse()?, port),
+        TsigKey::load(work.join("resolver-sub.tsig"))?,
+    );
+    let resolver = Arc::new(resolver);
+    let notify_at = std::net::SocketAddr::new(RESOLVER_ADDR.parse()?, port);
+    let (mut listener, _) = crate::resolver::invalidate::listen(resolver.clone(), &[notify_at])
+        .await
+        .with_context(|| format!("NOTIFY listener on {notify_at}"))?;
+    crate::resolver::invalidate::start(&resolver).await;
 
     let rows: [Row; 13] = [
         Row {
@@ -277,12 +308,12 @@ async fn demo(zones: &Path, apex: &Name) -> anyhow::Result<u8> {
     ] {
         failures += private_row(&resolver, what, sii).await?;
     }
-    // Live: chat.example publishes a mapping by DNS UPDATE to the carrier's DP; the next
-    // lookup finds it, publicly and privately.
+    // Live: the number is unknown (and cached so); chat.example publishes a mapping by
+    // DNS UPDATE to the carrier's DP; the DP's NOTIFY makes the resolver drop its cached
+    // "not discoverable", so the claim is found within a second, publicly and privately.
+    failures += lookup_row(&resolver, "live: unknown yet", LIVE_SII, None).await?;
     failures += publish_row(zones, &work, port, apex).await?;
-    for (what, sii) in [("live: lookup", LIVE_SII)] {
-        failures += lookup_row(&resolver, what, sii, None).await?;
-    }
+    failures += claim_row(&resolver, LIVE_SII).await?;
     failures += private_row(&resolver, "live: private", LIVE_SII).await?;
     // Failover: the carrier's first name server goes away; its second one answers.
     if let Some(i) = servers.iter().position(|(a, _)| a == "127.53.0.4") {
@@ -300,6 +331,7 @@ async fn demo(zones: &Path, apex: &Name) -> anyhow::Result<u8> {
     for (_, s) in servers {
         s.shutdown().await;
     }
+    let _ = listener.shutdown_gracefully().await;
     let _ = std::fs::remove_dir_all(&work);
     println!();
     if failures > 0 {
@@ -355,6 +387,52 @@ async fn publish_row(zones: &Path, work: &Path, port: u16, apex: &Name) -> anyho
         1
     );
     Ok(u32::from(result.is_err()))
+}
+
+/// Looks `sii` up until the resolver finds it (its cached denial dropped by
+/// invalidation), for at most a second; returns 1 when it does not.
+async fn claim_row(resolver: &Resolver, sii: &str) -> anyhow::Result<u32> {
+    const GOAL: Duration = Duration::from_secs(1);
+    let parsed = Sii::parse(sii, None)?;
+    let started = std::time::Instant::now();
+    let found = loop {
+        let r = resolver.lookup(&parsed, None).await;
+        if let Ok(r) = &r {
+            if let Outcome::Found(m) = &r.outcome {
+                break Some(m.iter().map(|m| m.ssi.uri.clone()).collect::<Vec<_>>());
+            }
+        }
+        if started.elapsed() > GOAL {
+            break None;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    let stats = &resolver.invalidation.stats;
+    let (status, detail) = match &found {
+        Some(uris) => (
+            "found",
+            format!(
+                "{} (cache dropped by NOTIFY + CHANGES)",
+                uris.join(", ").replace("mimi://", "")
+            ),
+        ),
+        None => ("still cached", "no invalidation within 1 s".to_string()),
+    };
+    println!(
+        "{:<19} {sii:<20} {:<9} {status:<16} {:<60} {:<18} {:>3} {ms:>6.1}ms",
+        "live: claim seen",
+        "any",
+        shorten(&detail, 60),
+        format!(
+            "{} dropped",
+            stats
+                .entries_dropped
+                .load(std::sync::atomic::Ordering::Relaxed)
+        ),
+        ""
+    );
+    Ok(u32::from(found.is_none()))
 }
 
 /// Runs and prints one lookup; returns 1 when the outcome is not what the case expects.

@@ -280,6 +280,8 @@ pub fn serve(config: PathBuf) -> anyhow::Result<u8> {
         for b in &bound {
             tracing::info!("resolver listening on {b} (UDP and TCP)");
         }
+        // Learn each subscribed zone's serial, so NOTIFYs bring short CHANGES lists.
+        crate::resolver::invalidate::start(&resolver).await;
         use tokio::signal::unix::{signal, SignalKind};
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;

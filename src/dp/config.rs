@@ -147,6 +147,21 @@ pub struct DpConfig {
     pub updaters: Vec<Updater>,
     /// Limits on DNS UPDATE (`[updates]`).
     pub updates: UpdateLimits,
+    /// Resolvers told of every new serial by TSIG-signed NOTIFY, which may then ask
+    /// CHANGES (`[[subscriber]]`, DESIGN 8.3).
+    pub subscribers: Vec<Subscriber>,
+    /// Digest width of CHANGES answers (`[changes] digest_bits`).
+    pub changes_bits: u8,
+}
+
+/// One `[[subscriber]]` entry: a resolver that wants to hear of changes.
+#[derive(Debug, Clone)]
+pub struct Subscriber {
+    /// Where NOTIFY goes.
+    pub address: SocketAddr,
+    /// Key file (BIND format) signing the NOTIFY and authenticating its CHANGES requests.
+    pub tsig: PathBuf,
+    pub line: usize,
 }
 
 /// `[journal]`: where each zone's journal lives and how much of it is kept.
@@ -228,6 +243,23 @@ struct Raw {
     updaters: Vec<RawUpdater>,
     #[serde(default)]
     updates: RawUpdates,
+    #[serde(default, rename = "subscriber")]
+    subscribers: Vec<RawSubscriber>,
+    #[serde(default)]
+    changes: RawChanges,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSubscriber {
+    address: Spanned<String>,
+    tsig: Spanned<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawChanges {
+    digest_bits: Option<Spanned<u8>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -592,7 +624,43 @@ impl DpConfig {
             }
             updates.max_validity = Duration::from_secs(*v.get_ref() * 86400);
         }
+        let mut subscribers = Vec::new();
+        for sub in &raw.subscribers {
+            let address = parse_listen(sub.address.get_ref(), DNS_PORT)
+                .map_err(|m| at(sub.address.span(), format!("subscriber.address: {m}")))?;
+            if subscribers
+                .iter()
+                .any(|s: &Subscriber| s.address == address)
+            {
+                return Err(at(
+                    sub.address.span(),
+                    format!("subscriber {address} is listed twice"),
+                ));
+            }
+            subscribers.push(Subscriber {
+                address,
+                tsig: dir.join(sub.tsig.get_ref()),
+                line: line_of(text, sub.address.span().start),
+            });
+        }
+        let mut changes_bits = crate::changes::DEFAULT_BITS;
+        if let Some(v) = &raw.changes.digest_bits {
+            let range = crate::changes::MIN_BITS..=crate::changes::MAX_BITS;
+            if !range.contains(v.get_ref()) {
+                return Err(at(
+                    v.span(),
+                    format!(
+                        "changes.digest_bits must be {} to {}",
+                        range.start(),
+                        range.end()
+                    ),
+                ));
+            }
+            changes_bits = *v.get_ref();
+        }
         Ok(DpConfig {
+            subscribers,
+            changes_bits,
             path: path.to_path_buf(),
             journal,
             updaters,

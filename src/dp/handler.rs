@@ -36,6 +36,8 @@ pub struct Stats {
     pub ixfr_incremental: AtomicU64,
     pub updates_accepted: AtomicU64,
     pub updates_refused: AtomicU64,
+    pub changes_answered: AtomicU64,
+    pub notify_sent: AtomicU64,
 }
 
 impl Stats {
@@ -70,6 +72,8 @@ impl Stats {
             ("ixfr_incremental", &self.ixfr_incremental),
             ("updates_accepted", &self.updates_accepted),
             ("updates_refused", &self.updates_refused),
+            ("changes_answered", &self.changes_answered),
+            ("notify_sent", &self.notify_sent),
         ];
         fields
             .iter()
@@ -96,6 +100,8 @@ pub struct Shared {
     pub apex: crate::name::Name,
     /// TSIG keys allowed to UPDATE, each bound to one provider.
     pub updaters: ArcSwap<super::update::Updaters>,
+    /// Resolvers told of changes, and their keys (reloaded on SIGHUP).
+    pub subscribers: ArcSwap<super::changes::Subscribers>,
     pub update_limits: super::config::UpdateLimits,
     pub update_rate: super::ratelimit::RateLimiter<crate::name::Name>,
     /// Each zone's writer: the one way to change it.
@@ -488,6 +494,9 @@ impl RequestHandler for DpHandler {
                     .await
                 }
             };
+        }
+        if u16::from(qtype) == crate::changes::TYPE_CHANGES {
+            return self.changes(request, edns, &zones, qname, handle).await;
         }
         if u16::from(qtype) == crate::record::TYPE_PIR {
             return self.private(request, edns, &zones, qname, handle).await;

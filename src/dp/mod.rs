@@ -4,11 +4,13 @@
 //! Both hand requests to `DpHandler`, which answers from our own zone store. Zones are
 //! swapped whole on reload, so a query sees either the old or the new zone set.
 
+mod changes;
 pub mod config;
 pub mod handler;
 mod notify;
 pub mod private;
 pub mod ratelimit;
+mod signed;
 mod tcp;
 pub mod update;
 pub mod writer;
@@ -40,6 +42,8 @@ pub enum DpError {
     Config(#[from] ConfigError),
     #[error("{0}")]
     Zone(String),
+    #[error(transparent)]
+    SubscriberKey(#[from] changes::SubscriberKeyError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -99,6 +103,7 @@ impl DpServer {
         };
         let trust = TrustStore::load(&config.trust).map_err(|e| DpError::Zone(e.to_string()))?;
         let updaters = update::load_updaters(&config).map_err(DpError::Zone)?;
+        let subscribers = changes::load_subscribers(&config)?;
         let shared = Arc::new(Shared {
             zones: ArcSwap::from_pointee(ZoneSet::default()),
             stats: Stats::default(),
@@ -109,6 +114,7 @@ impl DpServer {
             trust: ArcSwap::from_pointee(trust),
             apex: config.apex.clone(),
             updaters: ArcSwap::from_pointee(updaters),
+            subscribers: ArcSwap::from_pointee(subscribers),
             update_limits: config.updates.clone(),
             update_rate: ratelimit::RateLimiter::new(ratelimit::Rate {
                 burst: config.updates.burst,
@@ -275,6 +281,10 @@ async fn reload(
     match update::load_updaters(&config) {
         Ok(u) => shared.updaters.store(Arc::new(u)),
         Err(e) => warn!("update keys not reloaded, keeping the previous ones: {e}"),
+    }
+    match changes::load_subscribers(&config) {
+        Ok(s) => shared.subscribers.store(Arc::new(s)),
+        Err(e) => warn!("subscribers not reloaded, keeping the previous ones: {e}"),
     }
     let ctx = writer_context(&config, shared, listen);
     let mut failures = Vec::new();

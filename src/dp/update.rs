@@ -10,7 +10,6 @@
 use std::time::Instant;
 
 use hickory_proto::op::{Edns, ResponseCode};
-use hickory_proto::rr::rdata::opt::EdnsOption;
 use hickory_proto::rr::{DNSClass, RData as HRData, RecordType};
 use hickory_server::server::{Request, ResponseHandler, ResponseInfo};
 use thiserror::Error;
@@ -18,6 +17,7 @@ use tracing::{debug, info, warn};
 
 use super::config::DpConfig;
 use super::handler::DpHandler;
+use super::signed::WireError;
 use super::writer::{Publish, WriteError};
 use crate::name::Name;
 use crate::record::{verify_against, Ssi, TYPE_SSI};
@@ -58,8 +58,8 @@ pub enum UpdateError {
     ServFail(String),
 }
 
-impl UpdateError {
-    pub fn rcode(&self) -> ResponseCode {
+impl WireError for UpdateError {
+    fn rcode(&self) -> ResponseCode {
         match self {
             UpdateError::FormErr(_) => ResponseCode::FormErr,
             UpdateError::NotAuth(_) | UpdateError::NotServed(_) => ResponseCode::NotAuth,
@@ -71,7 +71,7 @@ impl UpdateError {
         }
     }
 
-    pub fn ede_code(&self) -> u16 {
+    fn ede_code(&self) -> u16 {
         match self {
             UpdateError::FormErr(_) | UpdateError::ServFail(_) => ede::OTHER,
             UpdateError::NotAuth(_) | UpdateError::Refused(_) => ede::PROHIBITED,
@@ -130,16 +130,7 @@ pub fn load_updaters(config: &DpConfig) -> Result<Updaters, String> {
 
 use crate::sys::unix_now;
 
-/// EDNS for an answer carrying an extended error.
-pub fn with_ede(edns: Option<&Edns>, code: u16, text: &str) -> Edns {
-    use crate::pir::carrier;
-    let mut e = edns.cloned().unwrap_or_default();
-    e.options_mut().insert(EdnsOption::Unknown(
-        carrier::EDE_OPTION,
-        carrier::ede_bytes(code, text),
-    ));
-    e
-}
+pub use crate::signed::with_ede;
 
 impl DpHandler {
     /// An UPDATE: authenticate, check, hand to the zone's writer, answer once durable.
@@ -176,9 +167,7 @@ impl DpHandler {
             (keys.get(signer.key), updaters.providers.get(signer.key))
         else {
             let e = UpdateError::NotAuth("unknown key".into());
-            return self
-                .send_update_error(request, edns, &e, None, handle)
-                .await;
+            return self.send_error(request, edns, &e, None, handle).await;
         };
         let started = Instant::now();
         let result = self.apply_update(request, provider, now).await;
@@ -200,13 +189,10 @@ impl DpHandler {
         let signing = Some((key, &signer));
         match result {
             Ok(_) => {
-                self.send_signed(request, edns, ResponseCode::NoError, signing, handle)
+                self.send_signed(request, edns, ResponseCode::NoError, &[], signing, handle)
                     .await
             }
-            Err(e) => {
-                self.send_update_error(request, edns, &e, signing, handle)
-                    .await
-            }
+            Err(e) => self.send_error(request, edns, &e, signing, handle).await,
         }
     }
 
@@ -318,184 +304,5 @@ impl DpHandler {
             });
         }
         Ok(writer.update(provider.clone(), records).await?)
-    }
-
-    async fn send_update_error<R: ResponseHandler>(
-        &self,
-        request: &Request,
-        edns: Option<&Edns>,
-        e: &UpdateError,
-        signing: Option<(&TsigKey, &crate::tsig::Verified)>,
-        handle: R,
-    ) -> ResponseInfo {
-        let edns = with_ede(edns, e.ede_code(), &e.to_string());
-        self.send_signed(request, Some(&edns), e.rcode(), signing, handle)
-            .await
-    }
-}
-
-/// Reads back the TSIG RR a signer appended at `start` of `bytes`, as hickory's type, so
-/// the response can be sent through hickory's response handlers with it as the last
-/// additional record.
-fn tsig_record_at(
-    bytes: &[u8],
-    start: usize,
-) -> Option<Box<hickory_proto::rr::Record<hickory_proto::rr::rdata::tsig::TSIG>>> {
-    use hickory_proto::rr::rdata::tsig::{TsigAlgorithm, TSIG};
-    let tail = bytes.get(start..)?;
-    let (owner, used) = Name::from_wire(tail).ok()?;
-    let rest = tail.get(used + 10..)?;
-    let (alg, used) = Name::from_wire(rest).ok()?;
-    let f = rest.get(used..)?;
-    let time = f
-        .get(..6)?
-        .iter()
-        .fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
-    let fudge = u16::from_be_bytes([*f.get(6)?, *f.get(7)?]);
-    let mac_len = u16::from_be_bytes([*f.get(8)?, *f.get(9)?]) as usize;
-    let mac = f.get(10..10 + mac_len)?.to_vec();
-    let f = f.get(10 + mac_len..)?;
-    let oid = u16::from_be_bytes([*f.first()?, *f.get(1)?]);
-    let error = u16::from_be_bytes([*f.get(2)?, *f.get(3)?]);
-    let other_len = u16::from_be_bytes([*f.get(4)?, *f.get(5)?]) as usize;
-    let other = f.get(6..6 + other_len)?.to_vec();
-    let algorithm = if alg.to_string().eq_ignore_ascii_case("hmac-sha256.") {
-        TsigAlgorithm::HmacSha256
-    } else {
-        return None;
-    };
-    let tsig = TSIG::new(
-        algorithm,
-        time,
-        fudge,
-        mac,
-        oid,
-        (error != 0).then(|| error.into()),
-        other,
-    );
-    let mut record = hickory_proto::rr::Record::from_rdata(owner.to_hickory(), 0, tsig);
-    record.dns_class = DNSClass::ANY;
-    Some(Box::new(record))
-}
-
-impl DpHandler {
-    /// Sends an answer with no records, TSIG-signed when `signing` is given (RFC 8945
-    /// section 5.3: a signed request gets a signed answer).
-    pub(super) async fn send_signed<R: ResponseHandler>(
-        &self,
-        request: &Request,
-        edns: Option<&Edns>,
-        rcode: ResponseCode,
-        signing: Option<(&TsigKey, &crate::tsig::Verified)>,
-        handle: R,
-    ) -> ResponseInfo {
-        let signature = signing.and_then(|(key, verified)| {
-            let mut bytes = self.encode_bare(request, edns, rcode)?;
-            let start = bytes.len();
-            crate::tsig::sign_response(&mut bytes, key, &verified.request_mac, unix_now(), 0)
-                .ok()?;
-            tsig_record_at(&bytes, start)
-        });
-        self.send_bare(request, edns, rcode, signature, handle)
-            .await
-    }
-
-    /// A TSIG failure: NOTAUTH; the TSIG error RR unsigned for BADKEY and BADSIG, signed
-    /// for BADTIME (RFC 8945 section 5.2).
-    async fn send_tsig_failure<R: ResponseHandler>(
-        &self,
-        request: &Request,
-        edns: Option<&Edns>,
-        e: &UpdateError,
-        failure: crate::tsig::TsigFailure,
-        keys: &[TsigKey],
-        handle: R,
-    ) -> ResponseInfo {
-        let edns = with_ede(edns, e.ede_code(), &e.to_string());
-        let signature = self
-            .encode_bare(request, Some(&edns), e.rcode())
-            .and_then(|mut bytes| {
-                let start = bytes.len();
-                failure
-                    .append_answer_tsig(&mut bytes, keys, unix_now())
-                    .ok()?;
-                tsig_record_at(&bytes, start)
-            });
-        self.send_bare(request, Some(&edns), e.rcode(), signature, handle)
-            .await
-    }
-
-    fn bare_response<'q>(
-        request: &'q Request,
-        edns: Option<&'q Edns>,
-        rcode: ResponseCode,
-    ) -> hickory_server::zone_handler::MessageResponse<
-        'q,
-        'static,
-        std::iter::Empty<&'static hickory_proto::rr::Record>,
-        std::iter::Empty<&'static hickory_proto::rr::Record>,
-        std::iter::Empty<&'static hickory_proto::rr::Record>,
-        std::iter::Empty<&'static hickory_proto::rr::Record>,
-    > {
-        let mut metadata = hickory_proto::op::Metadata::response_from_request(&request.metadata);
-        metadata.response_code = rcode;
-        metadata.recursion_available = false;
-        let mut builder =
-            hickory_server::zone_handler::MessageResponseBuilder::from_message_request(request);
-        if let Some(e) = edns {
-            builder.edns(e);
-        }
-        builder.build(
-            metadata,
-            std::iter::empty(),
-            std::iter::empty(),
-            std::iter::empty(),
-            std::iter::empty(),
-        )
-    }
-
-    /// The answer's bytes as hickory will write them, before any TSIG.
-    fn encode_bare(
-        &self,
-        request: &Request,
-        edns: Option<&Edns>,
-        rcode: ResponseCode,
-    ) -> Option<Vec<u8>> {
-        let mut bytes = Vec::with_capacity(128);
-        let mut encoder = hickory_proto::serialize::binary::BinEncoder::new(&mut bytes);
-        Self::bare_response(request, edns, rcode)
-            .destructive_emit(&mut encoder)
-            .ok()?;
-        Some(bytes)
-    }
-
-    async fn send_bare<R: ResponseHandler>(
-        &self,
-        request: &Request,
-        edns: Option<&Edns>,
-        rcode: ResponseCode,
-        signature: Option<Box<hickory_proto::rr::Record<hickory_proto::rr::rdata::tsig::TSIG>>>,
-        mut handle: R,
-    ) -> ResponseInfo {
-        let mut response = Self::bare_response(request, edns, rcode);
-        if let Some(sig) = signature {
-            response.set_signature(sig);
-        }
-        let stats = &self.0.stats;
-        match handle.send_response(response).await {
-            Ok(info) => {
-                stats.count_rcode(info.response_code);
-                info
-            }
-            Err(e) => {
-                debug!(src = %request.src(), "response not sent: {e}");
-                let mut m = hickory_proto::op::Metadata::response_from_request(&request.metadata);
-                m.response_code = ResponseCode::ServFail;
-                ResponseInfo::from(hickory_proto::op::Header {
-                    metadata: m,
-                    counts: Default::default(),
-                })
-            }
-        }
     }
 }

@@ -983,14 +983,31 @@ fn compact(mut state: State, written: ZoneStore, changes: usize) -> State {
 }
 
 /// Sends NOTIFY after commits, at most one round at a time: commits in between are
-/// covered by the next round, which carries the newest serial anyway.
+/// covered by the next round, which carries the newest serial anyway. Secondaries get
+/// it unsigned, subscribed resolvers signed with their key (read at each round, so a
+/// reload's subscribers apply from the next change).
 async fn notifier(origin: Name, ctx: WriterContext, signal: Arc<Notify>) {
-    if ctx.notify.is_empty() {
-        return;
-    }
+    use super::notify::Target;
     loop {
         signal.notified().await;
-        super::notify::send_all(vec![origin.clone()], ctx.notify.clone(), ctx.listen.clone()).await;
+        let subs = ctx.shared.subscribers.load_full();
+        let targets: Vec<Target> = ctx
+            .notify
+            .iter()
+            .map(|&addr| Target { addr, key: None })
+            .chain(subs.targets.iter().map(|&(addr, k)| Target {
+                addr,
+                key: subs.keys.get(k).cloned(),
+            }))
+            .collect();
+        if targets.is_empty() {
+            continue;
+        }
+        ctx.shared
+            .stats
+            .notify_sent
+            .fetch_add(targets.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        super::notify::send_all(vec![origin.clone()], targets, ctx.listen.clone()).await;
     }
 }
 

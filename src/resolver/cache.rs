@@ -203,4 +203,33 @@ impl Cache {
     pub fn clear(&self) {
         self.lock().clear();
     }
+
+    /// Drops every entry of `zone` - answers and denials it gave (fresh or stale), and
+    /// delegations and name-server addresses below its apex - whose name `listed` holds.
+    /// Returns how many went.
+    pub fn invalidate(&self, zone: &Name, listed: impl Fn(&Name) -> bool) -> usize {
+        let mut lru = self.lock();
+        let doomed: Vec<Key> = lru
+            .iter()
+            .filter(|(key, slot)| {
+                let Some((_, wire)) = key.split_last() else {
+                    return false;
+                };
+                let name = Name::from_wire_trusted(wire);
+                let of_zone = match &slot.entry {
+                    Entry::Answer(a) => a.zone == *zone,
+                    Entry::Negative { zone: z, .. } => z == zone,
+                    Entry::Delegation(_) | Entry::Addresses(_) => {
+                        name != *zone && name.is_subdomain_of(zone)
+                    }
+                };
+                of_zone && listed(&name)
+            })
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in &doomed {
+            lru.pop(key);
+        }
+        doomed.len()
+    }
 }

@@ -75,6 +75,20 @@ pub struct ResolverConfig {
     pub context: Context,
     pub cache: CacheConfig,
     pub limits: Limits,
+    /// Zones whose DP tells this resolver of changes (`[[subscription]]`, DESIGN 8.3).
+    pub subscriptions: Vec<Subscription>,
+}
+
+/// One `[[subscription]]`: a zone whose DP sends this resolver TSIG-signed NOTIFY on
+/// every new serial, and answers its CHANGES questions.
+#[derive(Debug, Clone)]
+pub struct Subscription {
+    pub zone: Name,
+    /// The DP: NOTIFY is accepted from its address only; CHANGES is asked there.
+    pub server: SocketAddr,
+    /// Key file (BIND format) shared with the DP's `[[subscriber]]` entry.
+    pub tsig: PathBuf,
+    pub line: usize,
 }
 
 impl ResolverConfig {
@@ -89,6 +103,7 @@ impl ResolverConfig {
             context: Context::Any,
             cache: CacheConfig::default(),
             limits: Limits::default(),
+            subscriptions: Vec::new(),
         }
     }
 
@@ -185,6 +200,24 @@ impl ResolverConfig {
             }
             config.limits.max_queries = *v.get_ref();
         }
+        for sub in &raw.subscriptions {
+            let zone = Name::parse(sub.zone.get_ref(), Some(&Name::root()))
+                .map_err(|e| at(sub.zone.span(), format!("subscription.zone: {e}")))?;
+            if config.subscriptions.iter().any(|s| s.zone == zone) {
+                return Err(at(
+                    sub.zone.span(),
+                    format!("zone {zone} has two subscriptions"),
+                ));
+            }
+            let server = parse_listen(sub.server.get_ref(), config.port)
+                .map_err(|m| at(sub.server.span(), format!("subscription.server: {m}")))?;
+            config.subscriptions.push(Subscription {
+                zone,
+                server,
+                tsig: dir.join(sub.tsig.get_ref()),
+                line: line_of(text, sub.zone.span().start),
+            });
+        }
         Ok(config)
     }
 }
@@ -203,6 +236,16 @@ struct Raw {
     cache: RawCache,
     #[serde(default)]
     limits: RawLimits,
+    #[serde(default, rename = "subscription")]
+    subscriptions: Vec<RawSubscription>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSubscription {
+    zone: Spanned<String>,
+    server: Spanned<String>,
+    tsig: Spanned<String>,
 }
 
 #[derive(Deserialize, Default)]

@@ -9,6 +9,7 @@
 
 pub mod cache;
 pub mod config;
+pub mod invalidate;
 mod private;
 pub mod server;
 pub mod transport;
@@ -204,6 +205,8 @@ pub struct Resolver {
     cache: Cache,
     pub stats: ResolverStats,
     pir_keys: private::KeyStore,
+    /// Subscribed zones: NOTIFY and CHANGES from their DPs (DESIGN 8.3).
+    pub invalidation: invalidate::Invalidation,
 }
 
 use crate::sys::unix_now;
@@ -217,6 +220,7 @@ impl Resolver {
             cache,
             stats: ResolverStats::default(),
             pir_keys: private::KeyStore::default(),
+            invalidation: invalidate::Invalidation::default(),
         }
     }
 
@@ -224,7 +228,11 @@ impl Resolver {
     pub fn from_config_file(path: &std::path::Path) -> Result<Resolver, ResolverSetupError> {
         let config = ResolverConfig::load(path)?;
         let trust = TrustStore::load(&config.trust)?;
-        Ok(Resolver::new(config, trust))
+        let invalidation =
+            invalidate::Invalidation::load(&config.subscriptions, &path.display().to_string())?;
+        let mut resolver = Resolver::new(config, trust);
+        resolver.invalidation = invalidation;
+        Ok(resolver)
     }
 
     pub fn config(&self) -> &ResolverConfig {
@@ -858,4 +866,6 @@ pub enum ResolverSetupError {
     Config(#[from] crate::dp::ConfigError),
     #[error(transparent)]
     Trust(#[from] KeyError),
+    #[error(transparent)]
+    Subscription(#[from] invalidate::SubscriptionKeyError),
 }

@@ -26,6 +26,9 @@ impl RequestHandler for ResolverHandler {
         request: &Request,
         mut handle: R,
     ) -> ResponseInfo {
+        if request.metadata.op_code == OpCode::Notify {
+            return super::invalidate::answer_notify(&self.0, request, handle).await;
+        }
         let mut metadata = Metadata::response_from_request(&request.metadata);
         metadata.recursion_available = true;
         let mut edns = Edns::new();
