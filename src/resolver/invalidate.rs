@@ -61,6 +61,9 @@ struct ZoneSub {
 #[derive(Default)]
 pub struct Invalidation {
     zones: Mutex<HashMap<Name, ZoneSub>>,
+    /// Drop a zone's every entry on each NOTIFY, as PowerDNS Recursor's allow-notify-for
+    /// does; for comparison (`tools/bench/invalidation.sh`), never the default.
+    whole_zone: std::sync::atomic::AtomicBool,
     pub stats: InvalidationStats,
 }
 
@@ -167,6 +170,11 @@ impl Invalidation {
         );
     }
 
+    /// Drops a zone's every entry on each change instead of what CHANGES lists.
+    pub fn set_whole_zone(&self, on: bool) {
+        self.whole_zone.store(on, Relaxed);
+    }
+
     /// The serial the cache of `zone` reflects, once learnt.
     pub fn serial(&self, zone: &Name) -> Option<u32> {
         self.lock().get(zone).and_then(|z| z.serial)
@@ -255,6 +263,8 @@ fn apply(resolver: &Resolver, zone: &Name, asked: Option<u32>, c: &Changes) {
     let reset = c.reset || asked != Some(c.from);
     let dropped = if reset {
         inv.stats.zone_resets.fetch_add(1, Relaxed);
+        resolver.cache.invalidate(zone, |_| true)
+    } else if inv.whole_zone.load(Relaxed) {
         resolver.cache.invalidate(zone, |_| true)
     } else if c.prefixes.is_empty() {
         0
