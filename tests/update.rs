@@ -41,28 +41,6 @@ struct Fx {
     talk: TsigKey,
 }
 
-fn zone_files(t: u8, keys: &Keys) -> (ZoneFile, ZoneFile) {
-    let mut root = ZoneFile::new_zone(apex(), &[(n("ns1.mimi.arpa."), ip(t, 1))], 3600, 1);
-    root.set_delegation(
-        &n(CARRIER),
-        &[(n(&format!("ns1.{CARRIER}")), ip(t, 2))],
-        3600,
-    );
-    let mut carrier = ZoneFile::new_zone(
-        n(CARRIER),
-        &[(n(&format!("ns1.{CARRIER}")), ip(t, 2))],
-        3600,
-        1,
-    );
-    let alice = owner(ALICE);
-    carrier.put_ssi(
-        alice.clone(),
-        300,
-        mapping(&keys.chat, &alice, "alice", Context::Any, 10),
-    );
-    (root, carrier)
-}
-
 /// A root DP (.1) and the carrier's DP (.2) with `[[update]]` keys for chat and talk.
 async fn fixture(t: u8, extra: &str) -> Fx {
     let keys = Keys::new();
@@ -77,7 +55,7 @@ async fn fixture(t: u8, extra: &str) -> Fx {
         cp.display().to_string(),
         tp.display().to_string()
     );
-    let (root, carrier) = zone_files(t, &keys);
+    let (root, carrier) = root_and_block(t, CARRIER, &keys, ALICE, 300);
     let mut s1 = spec(root, &[1]);
     s1.config_extra = extra.to_string();
     let mut s2 = spec(carrier, &[2]);

@@ -208,3 +208,23 @@ PY
   "$MIMI" zone import "$d/z.zone" --csv "$d/map.csv" --key "$d/k.key" >/dev/null
   "$MIMI" zone export "$d/z.zone" --generic --out "$d/g.zone"
 }
+
+# block_zone DIR N NS_IP: in DIR, chat.example's signing key (chat.key), a trust file for
+# it (trust.toml) and the carrier block 5.5.5.1.e164.mimi.arpa. (carrier.zone, its name
+# server at NS_IP) with N mappings: +1 555 000 0000 + 2i -> mimi://chat.example/u/user<i>
+# (from map.csv). Needs MIMI.
+block_zone() {
+  local d=$1 n=$2 ns=$3
+  python3 - "$n" "$d" <<'PY'
+import sys
+n, d = int(sys.argv[1]), sys.argv[2]
+with open(f"{d}/map.csv", "w") as f:
+    f.write("sii,ssi,context,priority,ttl\n")
+    for i in range(n):
+        f.write(f"+1555{2*i:07d},mimi://chat.example/u/user{i},any,10,3600\n")
+PY
+  "$MIMI" key generate --provider chat.example --out "$d/chat.key" >/dev/null
+  "$MIMI" key public "$d/chat.key" >"$d/trust.toml"
+  "$MIMI" zone new 5.5.5.1.e164.mimi.arpa. --out "$d/carrier.zone" --ns "ns1.5.5.5.1.e164.mimi.arpa.=$ns" >/dev/null
+  "$MIMI" zone import "$d/carrier.zone" --csv "$d/map.csv" --key "$d/chat.key" >/dev/null
+}

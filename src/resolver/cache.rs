@@ -12,6 +12,7 @@ use lru::LruCache;
 use hickory_proto::rr::Record;
 
 use super::{Mapping, Rejection};
+use crate::changes::PrefixSet;
 use crate::name::Name;
 
 /// A zone cut: the zone's name servers and the addresses known for them.
@@ -93,6 +94,9 @@ fn key_into<'b>(wire: &[u8], kind: Kind, buf: &'b mut [u8; 256]) -> &'b [u8] {
 struct Slot {
     entry: Entry,
     expires: Instant,
+    /// First 32 bits of SHA-256 over the name (crate::changes), so invalidation tests
+    /// a CHANGES list against each entry without hashing under the lock.
+    digest: u32,
 }
 
 /// What a cache read found.
@@ -135,6 +139,7 @@ impl Cache {
         let slot = Slot {
             entry,
             expires: now + ttl,
+            digest: crate::changes::digest32(name),
         };
         let mut buf = [0u8; 256];
         let key = key_into(name.as_wire(), kind, &mut buf);
@@ -205,25 +210,24 @@ impl Cache {
     }
 
     /// Drops every entry of `zone` - answers and denials it gave (fresh or stale), and
-    /// delegations and name-server addresses below its apex - whose name `listed` holds.
-    /// Returns how many went.
-    pub fn invalidate(&self, zone: &Name, listed: impl Fn(&Name) -> bool) -> usize {
+    /// delegations and name-server addresses below its apex - whose name's digest prefix
+    /// `listed` holds (None: every entry of the zone). Returns how many went.
+    pub fn invalidate(&self, zone: &Name, listed: Option<&PrefixSet>) -> usize {
         let mut lru = self.lock();
         let doomed: Vec<Key> = lru
             .iter()
             .filter(|(key, slot)| {
-                let Some((_, wire)) = key.split_last() else {
+                if listed.is_some_and(|set| !set.contains_digest(slot.digest)) {
                     return false;
-                };
-                let name = Name::from_wire_trusted(wire);
-                let of_zone = match &slot.entry {
+                }
+                match &slot.entry {
                     Entry::Answer(a) => a.zone == *zone,
                     Entry::Negative { zone: z, .. } => z == zone,
-                    Entry::Delegation(_) | Entry::Addresses(_) => {
-                        name != *zone && name.is_subdomain_of(zone)
-                    }
-                };
-                of_zone && listed(&name)
+                    Entry::Delegation(_) | Entry::Addresses(_) => key
+                        .split_last()
+                        .map(|(_, wire)| Name::from_wire_trusted(wire))
+                        .is_some_and(|n| n != *zone && n.is_subdomain_of(zone)),
+                }
             })
             .map(|(key, _)| key.clone())
             .collect();

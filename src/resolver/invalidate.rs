@@ -263,14 +263,13 @@ fn apply(resolver: &Resolver, zone: &Name, asked: Option<u32>, c: &Changes) {
     let reset = c.reset || asked != Some(c.from);
     let dropped = if reset {
         inv.stats.zone_resets.fetch_add(1, Relaxed);
-        resolver.cache.invalidate(zone, |_| true)
+        resolver.cache.invalidate(zone, None)
     } else if inv.whole_zone.load(Relaxed) {
-        resolver.cache.invalidate(zone, |_| true)
+        resolver.cache.invalidate(zone, None)
     } else if c.prefixes.is_empty() {
         0
     } else {
-        let set = c.set();
-        resolver.cache.invalidate(zone, |n| set.contains(n))
+        resolver.cache.invalidate(zone, Some(&c.set()))
     };
     inv.stats.entries_dropped.fetch_add(dropped as u64, Relaxed);
     info!(%zone, from = c.from, to = c.to, reset, prefixes = c.prefixes.len(), dropped, "invalidated");
@@ -451,17 +450,7 @@ pub async fn listen(
     resolver: Arc<Resolver>,
     addrs: &[SocketAddr],
 ) -> std::io::Result<(hickory_server::Server<NotifyHandler>, Vec<SocketAddr>)> {
-    let mut server = hickory_server::Server::new(NotifyHandler(resolver.clone()));
-    let mut bound = Vec::new();
-    for &addr in addrs {
-        let udp = tokio::net::UdpSocket::bind(addr).await?;
-        let local = udp.local_addr()?;
-        let tcp = tokio::net::TcpListener::bind(local).await?;
-        server.register_socket(udp);
-        server.register_listener(tcp, Duration::from_secs(10), 65535);
-        bound.push(local);
-    }
-    Ok((server, bound))
+    super::server::listen_with(NotifyHandler(resolver), addrs).await
 }
 
 /// Asks each subscribed zone's DP for its serial (a CHANGES exchange), so the first

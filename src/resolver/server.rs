@@ -121,7 +121,16 @@ pub async fn listen(
     hickory_server::Server<ResolverHandler>,
     Vec<std::net::SocketAddr>,
 )> {
-    let mut server = hickory_server::Server::new(ResolverHandler(resolver));
+    listen_with(ResolverHandler(resolver), addrs).await
+}
+
+/// Serves `handler` on UDP and TCP at each address (port 0: any free port, the same for
+/// both); returns the server and the bound addresses.
+pub async fn listen_with<H: RequestHandler>(
+    handler: H,
+    addrs: &[std::net::SocketAddr],
+) -> std::io::Result<(hickory_server::Server<H>, Vec<std::net::SocketAddr>)> {
+    let mut server = hickory_server::Server::new(handler);
     let mut bound = Vec::new();
     for &addr in addrs {
         let udp = tokio::net::UdpSocket::bind(addr).await?;

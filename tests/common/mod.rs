@@ -130,6 +130,28 @@ pub fn push_ssi(z: &mut ZoneFile, owner: &Name, ttl: u32, ssi: Ssi) {
     });
 }
 
+/// A root (its name server at .1) delegating `block` to .2, and `block` (served at .2)
+/// holding one mapping of chat's for `sii` (record TTL `ttl`): the two zones of the
+/// live-update tests.
+pub fn root_and_block(
+    t: u8,
+    block: &str,
+    keys: &Keys,
+    sii: &str,
+    ttl: u32,
+) -> (ZoneFile, ZoneFile) {
+    let mut root = ZoneFile::new_zone(apex(), &[(n("ns1.mimi.arpa."), ip(t, 1))], 3600, 1);
+    root.set_delegation(&n(block), &[(n(&format!("ns1.{block}")), ip(t, 2))], 3600);
+    let mut zone = ZoneFile::new_zone(n(block), &[(n(&format!("ns1.{block}")), ip(t, 2))], 3600, 1);
+    let o = owner(sii);
+    zone.put_ssi(
+        o.clone(),
+        ttl,
+        mapping(&keys.chat, &o, "alice", Context::Any, 10),
+    );
+    (root, zone)
+}
+
 /// The loopback address .x of test t, in the test file's block 127.BLOCK.t.x.
 pub fn ip(t: u8, x: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(127, crate::BLOCK, t, x))

@@ -10,6 +10,7 @@
 #        (defaults 1000000 100000 100 20)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. tools/lib.sh
 N=${1:-1000000}
 CACHED=${2:-100000}
 RATE=${3:-100}
@@ -21,18 +22,7 @@ d=$(mktemp -d)
 trap 'rm -rf "$d"' EXIT
 ORIGIN=5.5.5.1.e164.mimi.arpa.
 echo "== a zone of $N mappings"
-python3 - "$N" "$d" <<'PY'
-import sys
-n, d = int(sys.argv[1]), sys.argv[2]
-with open(f"{d}/map.csv", "w") as f:
-    f.write("sii,ssi,context,priority,ttl\n")
-    for i in range(n):
-        f.write(f"+1555{2*i:07d},mimi://chat.example/u/user{i},any,10,3600\n")
-PY
-"$MIMI" key generate --provider chat.example --out "$d/chat.key" >/dev/null
-"$MIMI" key public "$d/chat.key" >"$d/trust.toml"
-"$MIMI" zone new $ORIGIN --out "$d/carrier.zone" --ns ns1.$ORIGIN=127.0.0.91 >/dev/null
-"$MIMI" zone import "$d/carrier.zone" --csv "$d/map.csv" --key "$d/chat.key" >/dev/null
+block_zone "$d" "$N" 127.0.0.91
 "$MIMI" zone new mimi.arpa. --out "$d/root.zone" --ns ns1.mimi.arpa.=127.0.0.92 >/dev/null
 "$MIMI" zone delegate "$d/root.zone" --child $ORIGIN --ns ns1.$ORIGIN=127.0.0.91 >/dev/null
 echo "== $CACHED cached names, $RATE updates/s, $SECS s per mode"

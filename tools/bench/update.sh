@@ -43,13 +43,10 @@ rss_mib() { echo $(($(ps -o rss= -p "$1") / 1024)); }
 SLICE=$((N / 8))
 
 echo "== building a zone of $N mappings"
+block_zone "$d" "$N" $MA
 python3 - "$N" "$d" <<'PY'
 import random, sys
 n, d = int(sys.argv[1]), sys.argv[2]
-with open(f"{d}/map.csv", "w") as f:
-    f.write("sii,ssi,context,priority,ttl\n")
-    for i in range(n):
-        f.write(f"+1555{2*i:07d},mimi://chat.example/u/user{i},any,10,3600\n")
 rnd = random.Random(1)
 with open(f"{d}/pos.txt", "w") as f:
     for _ in range(200000):
@@ -57,10 +54,6 @@ with open(f"{d}/pos.txt", "w") as f:
         f.write(".".join(reversed(num)) + ".e164.mimi.arpa. TYPE65280\n")
 PY
 cd "$d"
-"$MIMI" key generate --provider chat.example --out chat.key >/dev/null
-"$MIMI" key public chat.key >trust.toml
-"$MIMI" zone new $ORIGIN --out carrier.zone --ns ns1.$ORIGIN=$MA >/dev/null
-"$MIMI" zone import carrier.zone --csv map.csv --key chat.key >/dev/null
 "$MIMI" zone export carrier.zone --generic --out knot.zone
 # A root (its own small DP) that delegates the block straight to the DP, so the resolver
 # library can walk down to it for private lookups.
