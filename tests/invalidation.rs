@@ -198,6 +198,20 @@ async fn a_claim_a_withdrawal_and_a_new_priority_reach_a_subscribed_resolver_wit
         assert!(changed.is_some(), "the change was not seen within {GOAL:?}");
         assert_eq!(uris_of(&plain, ALICE).await, [uri(&fx.keys.chat, "alice")]);
 
+        // A claim under a name that did not exist (a denial was cached above it).
+        assert!(fx.uris("+1 555 444 0000").await.is_empty());
+        let below = owner("+1 555 444 0001");
+        fx.publish(&below, versioned(&fx.keys.chat, &below, "new-branch", 10))
+            .await;
+        let branched = within(GOAL, || async {
+            !fx.uris("+1 555 444 0001").await.is_empty()
+        })
+        .await;
+        assert!(
+            branched.is_some(),
+            "the claim under a new branch was not seen"
+        );
+
         // A withdrawal.
         fx.publish(&new, tombstone(&fx.keys.chat, &new)).await;
         let gone = within(GOAL, || async { fx.uris(NEW).await.is_empty() }).await;
@@ -207,7 +221,7 @@ async fn a_claim_a_withdrawal_and_a_new_priority_reach_a_subscribed_resolver_wit
         );
 
         let stats = &fx.resolver.invalidation.stats;
-        assert!(stats.notify_accepted.load(Relaxed) >= 3);
+        assert!(stats.notify_accepted.load(Relaxed) >= 4);
         assert_eq!(stats.notify_ignored.load(Relaxed), 0);
         assert_eq!(
             stats.zone_resets.load(Relaxed),
@@ -371,6 +385,15 @@ async fn changes_list_prefixes_not_names_and_drop_exactly_the_listed_entries() {
         for o in &owners {
             assert_eq!(present(o), !set.contains(o), "{o}");
         }
+        // A change at a name whose ancestors all existed lists that name alone.
+        let alice = owner(ALICE);
+        fx.publish(&alice, versioned(&fx.keys.chat, &alice, "alice-3", 10))
+            .await;
+        let one = invalidate::fetch_changes(fx.tree.addr(2), &zone, &fx.sub, Some(c.to))
+            .await
+            .unwrap();
+        assert_eq!(one.prefixes.len(), 1, "{one:?}");
+        assert!(one.set().contains(&alice));
         println!(
             "{} names changed, {} prefixes, {} of 100 cached denials listed, {dropped} entries dropped",
             claimed.len(),

@@ -19,7 +19,7 @@ use super::handler::DpHandler;
 use super::signed::WireError;
 use super::update::ede;
 use super::zones::{ServedZone, ZoneSet, DERIVED_TYPES};
-use crate::changes::{affected_names, Changes, SERIAL_OPTION, TYPE_CHANGES};
+use crate::changes::{Changes, SERIAL_OPTION, TYPE_CHANGES};
 use crate::name::Name;
 use crate::record::KeyError;
 use crate::sys::unix_now;
@@ -115,25 +115,85 @@ fn asked_serial(edns: Option<&Edns>) -> Result<Option<u32>, ChangesRefusal> {
     }
 }
 
-/// What changed in `zone` since `serial`: every owner in the diffs and its ancestors
-/// below the apex; a reset when the history does not reach back that far.
+/// What changed in `zone` since `serial`: every owner in the diffs, and the ancestors
+/// whose existence may have changed with them; a reset when the history does not reach
+/// back that far.
 pub fn changes_since(zone: &ServedZone, serial: Option<u32>, bits: u8) -> Changes {
     let current = zone.store.soa().serial;
-    let origin = zone.store.origin();
     match serial.and_then(|s| zone.diffs_since(s).map(|d| (s, d))) {
         Some((from, diffs)) => {
-            let owners = diffs
-                .iter()
-                .flat_map(|d| d.removed.iter().chain(&d.added))
-                .filter(|r| !DERIVED_TYPES.contains(&r.data.rtype()))
-                .map(|r| &r.name);
-            let mut names: Vec<Name> = owners.flat_map(|o| affected_names(origin, o)).collect();
-            names.sort_unstable_by(|a, b| a.as_wire().cmp(b.as_wire()));
-            names.dedup();
+            let names = changed_names(zone, diffs);
             Changes::of_names(from, current, bits, &names)
         }
         None => Changes::reset(current, bits),
     }
+}
+
+/// The owners of the diffs' records, plus each ancestor (below the apex) that is gone
+/// now, or that holds no records and whose every child lies on the path of a name the
+/// diffs created (first seen being added) - a superset of the empty non-terminals the diffs created, where a
+/// resolver may have cached NXDOMAIN. An ancestor that fails both tests existed before,
+/// and so did everything above it.
+fn changed_names(zone: &ServedZone, diffs: &[std::sync::Arc<crate::zone::Diff>]) -> Vec<Name> {
+    use std::collections::{HashMap, HashSet};
+    let origin = zone.store.origin();
+    let kept = |r: &&crate::zone::Record| !DERIVED_TYPES.contains(&r.data.rtype());
+    // Names that did not exist at the start: first seen being added, not removed.
+    let mut seen: HashSet<&Name> = HashSet::new();
+    let mut added: HashSet<&Name> = HashSet::new();
+    for d in diffs {
+        for r in d.removed.iter().filter(kept) {
+            seen.insert(&r.name);
+        }
+        for r in d.added.iter().filter(kept) {
+            if seen.insert(&r.name) {
+                added.insert(&r.name);
+            }
+        }
+    }
+    let owners: HashSet<&Name> = diffs
+        .iter()
+        .flat_map(|d| {
+            d.removed
+                .iter()
+                .filter(kept)
+                .chain(d.added.iter().filter(kept))
+        })
+        .map(|r| &r.name)
+        .collect();
+    // For each name above an added owner, its children on such paths.
+    let mut on_path: HashMap<Name, HashSet<Name>> = HashMap::new();
+    for o in &added {
+        let mut child = (*o).clone();
+        while let Some(parent) = child
+            .parent()
+            .filter(|p| p != origin && p.is_subdomain_of(origin))
+        {
+            let fresh = on_path.entry(parent.clone()).or_default().insert(child);
+            if !fresh {
+                break;
+            }
+            child = parent;
+        }
+    }
+    let mut names: HashSet<Name> = owners.iter().map(|o| (*o).clone()).collect();
+    for o in &owners {
+        let mut a = o.parent();
+        while let Some(anc) = a.filter(|p| p != origin && p.is_subdomain_of(origin)) {
+            let may_have_changed = match zone.store.node(anc.as_wire()) {
+                None => true,
+                Some(node) => {
+                    node.rrsets.is_empty()
+                        && on_path.get(&anc).map_or(0, HashSet::len) >= node.children as usize
+                }
+            };
+            if !may_have_changed || !names.insert(anc.clone()) {
+                break;
+            }
+            a = anc.parent();
+        }
+    }
+    names.into_iter().collect()
 }
 
 impl DpHandler {
