@@ -1347,13 +1347,17 @@ impl PirServer for MulPirServer {
                     .groups
                     .get(g)
                     .ok_or_else(|| PirError::Internal(format!("updating group {g}")))?;
-                let mut data = old.to_vec();
+                // Copy on write, once: readers keep the old group; the copy is made
+                // straight into its shared allocation.
+                let mut data: Arc<[u32]> = Arc::from(&old[..]);
+                let buf = Arc::get_mut(&mut data)
+                    .ok_or_else(|| PirError::Internal(format!("group {g} copy is shared")))?;
                 let mut words = vec![0u32; PT_WORDS];
                 for p in pts {
                     encode_plaintext(layout, elements, p, s, &mut words)?;
-                    scatter(&mut data, p % GROUP, &words);
+                    scatter(buf, p % GROUP, &words);
                 }
-                Ok((g, Arc::from(data)))
+                Ok((g, data))
             })
             .collect::<Result<Vec<_>, PirError>>()?;
         Ok(MulPirUpdate {
