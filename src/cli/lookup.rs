@@ -212,30 +212,48 @@ async fn ask_server(
     let outcome = match rcode {
         hickory_proto::op::ResponseCode::NXDomain => Outcome::NotDiscoverable(NotFound::NoSuchName),
         hickory_proto::op::ResponseCode::NoError => {
-            let mut mappings = Vec::new();
-            for r in &reply.answers {
-                let hickory_proto::rr::RData::Unknown { rdata, .. } = &r.data else {
-                    continue;
-                };
-                let ssi = Ssi::from_wire(&rdata.anything)
-                    .map_err(|e| anyhow::anyhow!("{addr} sent a malformed SSI record: {e}"))?;
-                if let Some(t) = &trust {
-                    crate::record::verify_against(&ssi, &owner, t, now).map_err(|e| {
-                        anyhow::anyhow!("{addr} sent a record that fails verification: {e}")
-                    })?;
+            // The same acceptance rule as every other lookup: a resolver that passes whole
+            // RRsets through (as Unbound does) hands over superseded records and
+            // tombstones too.
+            let records: Vec<_> = reply
+                .answers
+                .iter()
+                .filter(|r| u16::from(r.record_type()) == TYPE_SSI)
+                .cloned()
+                .collect();
+            let mappings = match &trust {
+                Some(t) => {
+                    let (mappings, rejected) = crate::resolver::accept(&owner, &records, t, now);
+                    if let Some(r) = rejected.first() {
+                        anyhow::bail!(
+                            "{addr} sent a record that fails verification: {} ({})",
+                            r.reason,
+                            r.ssi
+                        );
+                    }
+                    mappings
                 }
-                if context.is_none_or(|c| ssi.context.matches(c)) {
-                    mappings.push(crate::resolver::Mapping {
-                        owner: owner.clone(),
-                        ssi,
-                        ttl: r.ttl,
-                    });
+                None => {
+                    let mut parsed = Vec::new();
+                    for r in &records {
+                        let hickory_proto::rr::RData::Unknown { rdata, .. } = &r.data else {
+                            continue;
+                        };
+                        let ssi = Ssi::from_wire(&rdata.anything).map_err(|e| {
+                            anyhow::anyhow!("{addr} sent a malformed SSI record: {e}")
+                        })?;
+                        parsed.push((ssi, r.ttl));
+                    }
+                    crate::resolver::select(&owner, parsed)
                 }
-            }
+            };
+            let mappings: Vec<_> = mappings
+                .into_iter()
+                .filter(|m| context.is_none_or(|c| m.ssi.context.matches(c)))
+                .collect();
             if mappings.is_empty() {
                 Outcome::NotDiscoverable(NotFound::NoMappings)
             } else {
-                mappings.sort_by_key(|m| m.ssi.priority);
                 Outcome::Found(mappings)
             }
         }

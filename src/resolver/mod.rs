@@ -434,83 +434,17 @@ impl Resolver {
         }
     }
 
-    /// Verifies SSI records at `owner`: signature under a trusted key, owner binding, SSI
-    /// host, validity now. Tombstones and higher `seq` numbers retire older records of the
-    /// same provider. Valid mappings come back sorted by priority.
+    /// Verifies SSI records at `owner` under this resolver's trust store ([`accept`]);
+    /// each mapping's TTL is capped as the cache caps it.
     fn verify(&self, owner: &Name, records: &[Record]) -> (Vec<Mapping>, Vec<Rejection>) {
-        let now = unix_now();
-        let mut valid: Vec<(Ssi, u32)> = Vec::new();
-        let mut rejected = Vec::new();
-        let mut reject = |provider: String, ssi: String, reason: String| {
-            warn!(%owner, %provider, %ssi, "record rejected: {reason}");
-            self.stats.rejected_records.fetch_add(1, Relaxed);
-            rejected.push(Rejection {
-                provider,
-                ssi,
-                reason,
-            });
-        };
-        for r in records {
-            let bytes = match &r.data {
-                HRData::Unknown { rdata, .. } => &rdata.anything[..],
-                _ => {
-                    reject(String::new(), String::new(), "not SSI record data".into());
-                    continue;
-                }
-            };
-            let ssi = match Ssi::from_wire(bytes) {
-                Ok(s) => s,
-                Err(e) => {
-                    reject(String::new(), String::new(), format!("malformed: {e}"));
-                    continue;
-                }
-            };
-            match Name::from_hickory(&r.name) {
-                Ok(n) if n == *owner => {}
-                _ => {
-                    reject(
-                        ssi.provider.to_string(),
-                        ssi.uri.clone(),
-                        format!("owner {} is not {owner}", r.name),
-                    );
-                    continue;
-                }
-            }
-            if let Err(e) = verify_against(&ssi, owner, &self.trust, now) {
-                reject(ssi.provider.to_string(), ssi.uri.clone(), e.to_string());
-                continue;
-            }
-            let ttl = r
-                .ttl
-                .min(u32::try_from(ssi.not_after.saturating_sub(now)).unwrap_or(u32::MAX));
-            valid.push((ssi, ttl));
+        let (mut mappings, rejected) = accept(owner, records, &self.trust, unix_now());
+        self.stats
+            .rejected_records
+            .fetch_add(rejected.len() as u64, Relaxed);
+        let cap = u32::try_from(self.config.cache.max_ttl.as_secs()).unwrap_or(u32::MAX);
+        for m in &mut mappings {
+            m.ttl = m.ttl.min(cap);
         }
-        // Per provider only the highest seq stands; a tombstone there withdraws them all.
-        let mut newest: std::collections::HashMap<Name, u64> = std::collections::HashMap::new();
-        for (s, _) in &valid {
-            let e = newest.entry(s.provider.clone()).or_insert(s.seq);
-            *e = (*e).max(s.seq);
-        }
-        let mut mappings: Vec<Mapping> = Vec::new();
-        for (ssi, ttl) in valid {
-            let top = newest.get(&ssi.provider).copied().unwrap_or(ssi.seq);
-            if ssi.seq < top {
-                debug!(%owner, provider = %ssi.provider, "seq {} superseded by {top}", ssi.seq);
-                continue;
-            }
-            if ssi.withdrawn {
-                debug!(%owner, provider = %ssi.provider, "mapping withdrawn at seq {}", ssi.seq);
-                continue;
-            }
-            mappings.push(Mapping {
-                owner: owner.clone(),
-                ssi,
-                ttl,
-            });
-        }
-        mappings.sort_by(|a, b| {
-            (a.ssi.priority, &a.ssi.provider).cmp(&(b.ssi.priority, &b.ssi.provider))
-        });
         (mappings, rejected)
     }
 
@@ -777,6 +711,95 @@ fn negative_soa(reply: &Message) -> (u32, Option<Box<Record>>) {
 }
 
 /// Classifies a reply from a server of `zone` to (`qname`, `qtype`).
+/// The acceptance rule (DESIGN section 5) for the SSI records at `owner`, as every
+/// lookup here applies it - iterative, private, and `mimi lookup --server`: each record's
+/// signature under a trusted key, owner binding, SSI host and validity now (failures come
+/// back as rejections, logged); then [`select`].
+pub fn accept(
+    owner: &Name,
+    records: &[Record],
+    trust: &TrustStore,
+    now: u64,
+) -> (Vec<Mapping>, Vec<Rejection>) {
+    let mut valid: Vec<(Ssi, u32)> = Vec::new();
+    let mut rejected = Vec::new();
+    let mut reject = |provider: String, ssi: String, reason: String| {
+        warn!(%owner, %provider, %ssi, "record rejected: {reason}");
+        rejected.push(Rejection {
+            provider,
+            ssi,
+            reason,
+        });
+    };
+    for r in records {
+        let bytes = match &r.data {
+            HRData::Unknown { rdata, .. } => &rdata.anything[..],
+            _ => {
+                reject(String::new(), String::new(), "not SSI record data".into());
+                continue;
+            }
+        };
+        let ssi = match Ssi::from_wire(bytes) {
+            Ok(s) => s,
+            Err(e) => {
+                reject(String::new(), String::new(), format!("malformed: {e}"));
+                continue;
+            }
+        };
+        match Name::from_hickory(&r.name) {
+            Ok(n) if n == *owner => {}
+            _ => {
+                reject(
+                    ssi.provider.to_string(),
+                    ssi.uri.clone(),
+                    format!("owner {} is not {owner}", r.name),
+                );
+                continue;
+            }
+        }
+        if let Err(e) = verify_against(&ssi, owner, trust, now) {
+            reject(ssi.provider.to_string(), ssi.uri.clone(), e.to_string());
+            continue;
+        }
+        let ttl = r
+            .ttl
+            .min(u32::try_from(ssi.not_after.saturating_sub(now)).unwrap_or(u32::MAX));
+        valid.push((ssi, ttl));
+    }
+    (select(owner, valid), rejected)
+}
+
+/// The selection step of the acceptance rule, for records already verified: per provider
+/// only the highest `seq` stands, and a tombstone there withdraws the provider's mapping;
+/// the rest sorted by priority (then provider).
+pub fn select(owner: &Name, valid: Vec<(Ssi, u32)>) -> Vec<Mapping> {
+    let mut newest: std::collections::HashMap<Name, u64> = std::collections::HashMap::new();
+    for (s, _) in &valid {
+        let e = newest.entry(s.provider.clone()).or_insert(s.seq);
+        *e = (*e).max(s.seq);
+    }
+    let mut mappings: Vec<Mapping> = Vec::new();
+    for (ssi, ttl) in valid {
+        let top = newest.get(&ssi.provider).copied().unwrap_or(ssi.seq);
+        if ssi.seq < top {
+            debug!(%owner, provider = %ssi.provider, "seq {} superseded by {top}", ssi.seq);
+            continue;
+        }
+        if ssi.withdrawn {
+            debug!(%owner, provider = %ssi.provider, "mapping withdrawn at seq {}", ssi.seq);
+            continue;
+        }
+        mappings.push(Mapping {
+            owner: owner.clone(),
+            ssi,
+            ttl,
+        });
+    }
+    mappings
+        .sort_by(|a, b| (a.ssi.priority, &a.ssi.provider).cmp(&(b.ssi.priority, &b.ssi.provider)));
+    mappings
+}
+
 fn classify(reply: &Message, zone: &Name, qname: &Name, qtype: u16) -> Result<Reply, String> {
     let rcode = reply.metadata.response_code;
     if rcode == ResponseCode::NXDomain {
@@ -799,10 +822,19 @@ fn classify(reply: &Message, zone: &Name, qname: &Name, qtype: u16) -> Result<Re
         }
         return Ok(Reply::Answer(answers));
     }
+    // An authoritative denial may carry the zone's own NS beside its SOA (RFC 2308
+    // section 2.2): that is NODATA, not a referral.
+    let of_zone = |r: &&Record| Name::from_hickory(&r.name).is_ok_and(|n| n == *zone);
+    let nodata_form = reply.metadata.authoritative
+        && reply
+            .authorities
+            .iter()
+            .any(|r| r.record_type() == RecordType::SOA && of_zone(&r));
     let ns: Vec<&Record> = reply
         .authorities
         .iter()
         .filter(|r| r.record_type() == RecordType::NS)
+        .filter(|r| !(nodata_form && of_zone(r)))
         .collect();
     if let Some(first) = ns.first() {
         let cut = Name::from_hickory(&first.name).map_err(|e| format!("bad NS owner: {e}"))?;

@@ -66,7 +66,14 @@ impl RequestHandler for ResolverHandler {
                                 ResponseCode::NoError
                             }
                             Outcome::NotDiscoverable(nf) => {
-                                if let Some(soa) = &result.soa {
+                                // Only the zone's own SOA: a denial whose SOA names
+                                // another owner is not passed on.
+                                let apex_soa = result.soa.as_ref().filter(|soa| {
+                                    result.zone.as_ref().is_some_and(|z| {
+                                        Name::from_hickory(&soa.name).is_ok_and(|n| n == *z)
+                                    })
+                                });
+                                if let Some(soa) = apex_soa {
                                     let mut soa = (**soa).clone();
                                     soa.ttl = soa.ttl.min(result.ttl);
                                     authority.push(soa);
