@@ -283,3 +283,83 @@ async fn the_dns_listener_passes_on_only_the_zones_own_soa() {
     })
     .await
 }
+
+/// A root that refers everything below the apex to `e164.mimi.arpa.` at `servers` (glue),
+/// none of which ever answers.
+async fn silent_delegation(root: SocketAddr, servers: Vec<std::net::IpAddr>) -> SocketAddr {
+    let sock = UdpSocket::bind(root).await.unwrap();
+    let local = sock.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let Ok((len, from)) = sock.recv_from(&mut buf).await else {
+                return;
+            };
+            let Ok(q) = Message::from_vec(&buf[..len]) else {
+                continue;
+            };
+            let Some(query) = q.queries.first().cloned() else {
+                continue;
+            };
+            let mut r = Message::new(q.metadata.id, MessageType::Response, OpCode::Query);
+            r.add_query(query);
+            let cut = n("e164.mimi.arpa.");
+            for (i, ip) in servers.iter().enumerate() {
+                let host = n(&format!("ns{i}.e164.mimi.arpa."));
+                r.add_authority(HRecord::from_rdata(
+                    cut.to_hickory(),
+                    3600,
+                    HRData::NS(NS(host.to_hickory())),
+                ));
+                if let std::net::IpAddr::V4(v4) = ip {
+                    r.add_additional(HRecord::from_rdata(
+                        host.to_hickory(),
+                        3600,
+                        HRData::A((*v4).into()),
+                    ));
+                }
+            }
+            let _ = sock.send_to(&r.to_vec().unwrap(), from).await;
+        }
+    });
+    local
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lookup_has_an_overall_deadline() {
+    bounded(async {
+        let t = 5;
+        let k = Keys::new();
+        let dir = tempfile::tempdir().unwrap();
+        let trust = dir.path().join("trust.toml");
+        std::fs::write(&trust, k.trust_toml()).unwrap();
+        // Eight name servers that take every query and answer none, on the tree's port.
+        let probe = UdpSocket::bind((ip(t, 1), 0)).await.unwrap();
+        let port = probe.local_addr().unwrap().port();
+        drop(probe);
+        let mut silent = Vec::new();
+        let mut addrs = Vec::new();
+        for x in 10..18 {
+            silent.push(UdpSocket::bind((ip(t, x), port)).await.unwrap());
+            addrs.push(ip(t, x));
+        }
+        let root = silent_delegation(SocketAddr::new(ip(t, 1), port), addrs).await;
+        let mut c = ResolverConfig::new(vec![root.ip()], port, trust.clone());
+        c.limits.timeout = Duration::from_millis(800);
+        c.limits.retries = 1;
+        c.limits.lookup_deadline = Duration::from_millis(1500);
+        let r = Resolver::new(c, TrustStore::load(&trust).unwrap());
+        let started = std::time::Instant::now();
+        let e = r.lookup(&sii(ALICE), None).await.unwrap_err();
+        let took = started.elapsed();
+        assert!(
+            matches!(e, mimi_discovery::resolver::ResolveError::Deadline { .. }),
+            "{e}"
+        );
+        assert!(e.to_string().contains("within 1.5s"), "{e}");
+        // Eight silent servers with a timeout and a retry each would take 12.8 s.
+        assert!(took < Duration::from_secs(3), "{took:?}");
+        drop(silent);
+    })
+    .await
+}

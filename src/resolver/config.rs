@@ -48,6 +48,8 @@ pub struct Limits {
     pub max_referrals: u32,
     /// Most queries one lookup sends, NS address lookups included.
     pub max_queries: u32,
+    /// Longest time one lookup may take in all, whatever the servers do.
+    pub lookup_deadline: Duration,
 }
 
 impl Default for Limits {
@@ -57,6 +59,7 @@ impl Default for Limits {
             retries: 1,
             max_referrals: 16,
             max_queries: 64,
+            lookup_deadline: Duration::from_secs(10),
         }
     }
 }
@@ -200,6 +203,15 @@ impl ResolverConfig {
             }
             config.limits.max_queries = *v.get_ref();
         }
+        if let Some(v) = &l.lookup_deadline_ms {
+            if *v.get_ref() == 0 {
+                return Err(at(
+                    v.span(),
+                    "limits.lookup_deadline_ms must be at least 1".into(),
+                ));
+            }
+            config.limits.lookup_deadline = Duration::from_millis(*v.get_ref());
+        }
         for sub in &raw.subscriptions {
             let zone = Name::parse(sub.zone.get_ref(), Some(&Name::root()))
                 .map_err(|e| at(sub.zone.span(), format!("subscription.zone: {e}")))?;
@@ -265,6 +277,7 @@ struct RawLimits {
     retries: Option<Spanned<u32>>,
     max_referrals: Option<Spanned<u32>>,
     max_queries: Option<Spanned<u32>>,
+    lookup_deadline_ms: Option<Spanned<u64>>,
 }
 
 #[cfg(test)]

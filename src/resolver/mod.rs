@@ -120,6 +120,8 @@ pub enum ResolveError {
         owner: Name,
         rejected: Vec<Rejection>,
     },
+    #[error("no answer for {owner} within {after:?} (limits.lookup_deadline_ms)")]
+    Deadline { owner: Name, after: Duration },
     #[error("more than {limit} referrals: the tree is too deep or loops")]
     TooDeep { limit: u32 },
     #[error("more than {limit} queries for one lookup")]
@@ -288,13 +290,26 @@ impl Resolver {
             referrals: 0,
             resolving: Vec::new(),
         };
-        let resolved = self.iterate(owner, TYPE_SSI, &mut walk).await;
+        // One bound on the whole walk, whatever a hostile delegation does with timeouts,
+        // retries and name servers.
+        let deadline = self.config.limits.lookup_deadline;
+        let resolved = tokio::time::timeout(deadline, self.iterate(owner, TYPE_SSI, &mut walk))
+            .await
+            .unwrap_or_else(|_| {
+                Err(ResolveError::Deadline {
+                    owner: owner.clone(),
+                    after: deadline,
+                })
+            });
         self.stats
             .queries_sent
             .fetch_add(u64::from(walk.queries), Relaxed);
         let resolved = match (resolved, stale_entry) {
             (Ok(r), _) => r,
-            (Err(e @ ResolveError::NoServerAnswered { .. }), Some(entry)) => {
+            (
+                Err(e @ (ResolveError::NoServerAnswered { .. } | ResolveError::Deadline { .. })),
+                Some(entry),
+            ) => {
                 warn!(%owner, "serving stale answer: {e}");
                 let mut r =
                     self.result_from(owner, entry, context, true, true, walk.queries, started);
