@@ -33,7 +33,6 @@ use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
 use hickory_proto::rr::rdata::NULL;
 use hickory_proto::rr::{DNSClass, RData, Record, RecordType};
 use thiserror::Error;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tracing::debug;
 
@@ -623,17 +622,13 @@ impl Publisher {
                     self.conn.insert(stream)
                 }
             };
-            let len =
-                u16::try_from(request.len()).map_err(|_| PublishError::Sign(TsigError::TooLong))?;
-            let mut framed = Vec::with_capacity(request.len() + 2);
-            framed.extend_from_slice(&len.to_be_bytes());
-            framed.extend_from_slice(request);
-            stream.write_all(&framed).await.map_err(io)?;
-            let mut len = [0u8; 2];
-            stream.read_exact(&mut len).await.map_err(io)?;
-            let mut reply = vec![0u8; usize::from(u16::from_be_bytes(len))];
-            stream.read_exact(&mut reply).await.map_err(io)?;
-            Ok(reply)
+            if u16::try_from(request.len()).is_err() {
+                return Err(PublishError::Sign(TsigError::TooLong));
+            }
+            crate::wire::write_frame(stream, request)
+                .await
+                .map_err(io)?;
+            crate::wire::read_frame(stream).await.map_err(io)
         })
         .await;
         match result {

@@ -52,8 +52,11 @@ fn soa_record(owner: &Name) -> HRecord {
     )
 }
 
-/// A UDP server authoritative for the whole apex, answering from `script`.
-async fn fake_root(addr: SocketAddr, script: Script) -> SocketAddr {
+/// A UDP server on `addr` answering each parseable question with `answer(question)`.
+async fn udp_server(
+    addr: SocketAddr,
+    answer: impl Fn(&Message, &Query) -> Message + Send + 'static,
+) -> SocketAddr {
     let sock = UdpSocket::bind(addr).await.unwrap();
     let local = sock.local_addr().unwrap();
     tokio::spawn(async move {
@@ -68,48 +71,63 @@ async fn fake_root(addr: SocketAddr, script: Script) -> SocketAddr {
             let Some(query) = q.queries.first().cloned() else {
                 continue;
             };
-            let mut r = Message::new(q.metadata.id, MessageType::Response, OpCode::Query);
-            r.metadata.authoritative = true;
-            r.add_query(query.clone());
-            let name = Name::from_hickory(query.name()).unwrap();
-            match script.ssi.get(&name) {
-                Some(records) if u16::from(query.query_type()) == TYPE_SSI => {
-                    for (ssi, ttl) in records {
-                        r.add_answer(HRecord::from_rdata(
-                            name.to_hickory(),
-                            *ttl,
-                            HRData::Unknown {
-                                code: RecordType::from(TYPE_SSI),
-                                rdata: NULL::with(ssi.to_wire()),
-                            },
-                        ));
-                    }
-                }
-                Some(_) => {
-                    r.add_authority(soa_record(&apex()));
-                }
-                None => match &script.nxdomain_soa_owner {
-                    Some(owner) => {
-                        r.metadata.response_code = ResponseCode::NXDomain;
-                        r.add_authority(soa_record(owner));
-                    }
-                    None => {
-                        // NODATA: every name exists (the tree has empty non-terminals).
-                        r.add_authority(soa_record(&apex()));
-                        if script.ns_in_nodata {
-                            r.add_authority(HRecord::from_rdata(
-                                apex().to_hickory(),
-                                3600,
-                                HRData::NS(NS(n("ns1.mimi.arpa.").to_hickory())),
-                            ));
-                        }
-                    }
-                },
-            }
+            let r = answer(&q, &query);
             let _ = sock.send_to(&r.to_vec().unwrap(), from).await;
         }
     });
     local
+}
+
+/// A response to `q` with its question.
+fn response_to(q: &Message, query: &Query) -> Message {
+    let mut r = Message::new(q.metadata.id, MessageType::Response, OpCode::Query);
+    r.add_query(query.clone());
+    r
+}
+
+/// A UDP server authoritative for the whole apex, answering from `script`.
+async fn fake_root(addr: SocketAddr, script: Script) -> SocketAddr {
+    udp_server(addr, move |q, query| {
+        let mut r = response_to(q, query);
+        r.metadata.authoritative = true;
+        let name = Name::from_hickory(query.name()).unwrap();
+        match script.ssi.get(&name) {
+            Some(records) if u16::from(query.query_type()) == TYPE_SSI => {
+                for (ssi, ttl) in records {
+                    r.add_answer(HRecord::from_rdata(
+                        name.to_hickory(),
+                        *ttl,
+                        HRData::Unknown {
+                            code: RecordType::from(TYPE_SSI),
+                            rdata: NULL::with(ssi.to_wire()),
+                        },
+                    ));
+                }
+            }
+            Some(_) => {
+                r.add_authority(soa_record(&apex()));
+            }
+            None => match &script.nxdomain_soa_owner {
+                Some(owner) => {
+                    r.metadata.response_code = ResponseCode::NXDomain;
+                    r.add_authority(soa_record(owner));
+                }
+                None => {
+                    // NODATA: every name exists (the tree has empty non-terminals).
+                    r.add_authority(soa_record(&apex()));
+                    if script.ns_in_nodata {
+                        r.add_authority(HRecord::from_rdata(
+                            apex().to_hickory(),
+                            3600,
+                            HRData::NS(NS(n("ns1.mimi.arpa.").to_hickory())),
+                        ));
+                    }
+                }
+            },
+        }
+        r
+    })
+    .await
 }
 
 fn versioned(key: &ProviderKey, o: &Name, who: &str, seq: u64, withdrawn: bool) -> Ssi {
@@ -287,42 +305,27 @@ async fn the_dns_listener_passes_on_only_the_zones_own_soa() {
 /// A root that refers everything below the apex to `e164.mimi.arpa.` at `servers` (glue),
 /// none of which ever answers.
 async fn silent_delegation(root: SocketAddr, servers: Vec<std::net::IpAddr>) -> SocketAddr {
-    let sock = UdpSocket::bind(root).await.unwrap();
-    let local = sock.local_addr().unwrap();
-    tokio::spawn(async move {
-        let mut buf = vec![0u8; 4096];
-        loop {
-            let Ok((len, from)) = sock.recv_from(&mut buf).await else {
-                return;
-            };
-            let Ok(q) = Message::from_vec(&buf[..len]) else {
-                continue;
-            };
-            let Some(query) = q.queries.first().cloned() else {
-                continue;
-            };
-            let mut r = Message::new(q.metadata.id, MessageType::Response, OpCode::Query);
-            r.add_query(query);
-            let cut = n("e164.mimi.arpa.");
-            for (i, ip) in servers.iter().enumerate() {
-                let host = n(&format!("ns{i}.e164.mimi.arpa."));
-                r.add_authority(HRecord::from_rdata(
-                    cut.to_hickory(),
+    udp_server(root, move |q, query| {
+        let mut r = response_to(q, query);
+        let cut = n("e164.mimi.arpa.");
+        for (i, ip) in servers.iter().enumerate() {
+            let host = n(&format!("ns{i}.e164.mimi.arpa."));
+            r.add_authority(HRecord::from_rdata(
+                cut.to_hickory(),
+                3600,
+                HRData::NS(NS(host.to_hickory())),
+            ));
+            if let std::net::IpAddr::V4(v4) = ip {
+                r.add_additional(HRecord::from_rdata(
+                    host.to_hickory(),
                     3600,
-                    HRData::NS(NS(host.to_hickory())),
+                    HRData::A((*v4).into()),
                 ));
-                if let std::net::IpAddr::V4(v4) = ip {
-                    r.add_additional(HRecord::from_rdata(
-                        host.to_hickory(),
-                        3600,
-                        HRData::A((*v4).into()),
-                    ));
-                }
             }
-            let _ = sock.send_to(&r.to_vec().unwrap(), from).await;
         }
-    });
-    local
+        r
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -126,11 +126,10 @@ impl WireError for NotifyRefusal {
     }
 
     fn ede_code(&self) -> u16 {
-        const OTHER: u16 = 0;
-        const PROHIBITED: u16 = 18;
+        use crate::dp::update::ede;
         match self {
-            NotifyRefusal::FormErr => OTHER,
-            _ => PROHIBITED,
+            NotifyRefusal::FormErr => ede::OTHER,
+            _ => ede::PROHIBITED,
         }
     }
 }
