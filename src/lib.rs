@@ -3,6 +3,7 @@ pub mod changes;
 pub mod cli;
 pub mod dp;
 pub mod name;
+pub mod operate;
 pub mod pir;
 pub mod publish;
 pub mod record;

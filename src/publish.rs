@@ -46,7 +46,7 @@ pub const DEFAULT_PORT: u16 = 53;
 /// TTL of a published record, as `mimi zone add` uses.
 pub const DEFAULT_TTL: u32 = 3600;
 /// Validity of a mapping before it must be re-verified, as `mimi zone add` uses.
-pub const DEFAULT_VALID_DAYS: u32 = 365;
+pub const DEFAULT_VALID_DAYS: u32 = 30;
 /// Priority of a mapping, as `mimi zone add` uses.
 pub const DEFAULT_PRIORITY: u16 = 10;
 /// Records per UPDATE for bulk publishing.
@@ -243,22 +243,34 @@ pub fn build_update(
     records: &[SignedMapping],
     id: u16,
 ) -> Result<Vec<u8>, PublishError> {
+    let updates: Vec<Record> = records
+        .iter()
+        .map(|r| {
+            let mut record = Record::from_rdata(
+                r.owner.to_hickory(),
+                r.ttl,
+                RData::Unknown {
+                    code: RecordType::from(TYPE_SSI),
+                    rdata: NULL::with(r.ssi.to_wire()),
+                },
+            );
+            record.dns_class = DNSClass::IN;
+            record
+        })
+        .collect();
+    build_raw_update(zone, &updates, id)
+}
+
+/// Encodes an UPDATE for `zone` with `updates` as its update section (RFC 2136 section
+/// 2.5: additions of class IN, deletions of class ANY or NONE), with an EDNS OPT record.
+pub fn build_raw_update(zone: &Name, updates: &[Record], id: u16) -> Result<Vec<u8>, PublishError> {
     let mut msg = Message::new(id, MessageType::Query, OpCode::Update);
     let mut zone_q = Query::query(zone.to_hickory(), RecordType::SOA);
     zone_q.set_query_class(DNSClass::IN);
     msg.add_query(zone_q);
-    for r in records {
-        let mut record = Record::from_rdata(
-            r.owner.to_hickory(),
-            r.ttl,
-            RData::Unknown {
-                code: RecordType::from(TYPE_SSI),
-                rdata: NULL::with(r.ssi.to_wire()),
-            },
-        );
-        record.dns_class = DNSClass::IN;
+    for r in updates {
         // RFC 2136: the update section is the authority section.
-        msg.add_authority(record);
+        msg.add_authority(r.clone());
     }
     let mut edns = Edns::new();
     edns.set_max_payload(EDNS_PAYLOAD);
@@ -505,19 +517,8 @@ impl Publisher {
             return Err(PublishError::Empty);
         }
         let id: u16 = rand::random();
-        let now = now_ms() / 1000;
-        let (request, mac) = signed_update(&self.zone, records, &self.tsig, id, now)?;
-        debug!(
-            server = %self.server,
-            zone = %self.zone,
-            records = records.len(),
-            bytes = request.len(),
-            "sending UPDATE"
-        );
-        let reply = self.exchange(&request).await?;
-        let outcome = self.judge(&reply, id, &mac);
-        debug!(server = %self.server, ok = outcome.is_ok(), "UPDATE answered");
-        outcome?;
+        let request = build_update(&self.zone, records, id)?;
+        self.send_signed(request, id).await?;
         Ok(Published {
             zone: self.zone.clone(),
             server: self.server,
@@ -533,6 +534,32 @@ impl Publisher {
                 })
                 .collect(),
         })
+    }
+
+    /// Sends one UPDATE whose update section is `updates` as they are (the operator's
+    /// releases and delegations, `crate::operate`); Ok once the DP answered NOERROR.
+    pub async fn send_raw(&mut self, updates: &[Record]) -> Result<(), PublishError> {
+        if updates.is_empty() {
+            return Err(PublishError::Empty);
+        }
+        let id: u16 = rand::random();
+        let request = build_raw_update(&self.zone, updates, id)?;
+        self.send_signed(request, id).await
+    }
+
+    async fn send_signed(&mut self, mut request: Vec<u8>, id: u16) -> Result<(), PublishError> {
+        let mac = tsig::sign_request(&mut request, &self.tsig, now_ms() / 1000)
+            .map_err(PublishError::Sign)?;
+        debug!(
+            server = %self.server,
+            zone = %self.zone,
+            bytes = request.len(),
+            "sending UPDATE"
+        );
+        let reply = self.exchange(&request).await?;
+        let outcome = self.judge(&reply, id, &mac);
+        debug!(server = %self.server, ok = outcome.is_ok(), "UPDATE answered");
+        outcome
     }
 
     /// Publishes many records, `batch` per UPDATE. An UPDATE is atomic, so when a batch

@@ -3,6 +3,7 @@
 
 mod demo;
 mod key;
+mod lifecycle;
 mod lookup;
 mod publish;
 mod zone;

@@ -118,6 +118,15 @@ pub enum ZoneCommand {
         #[arg(long)]
         region: Option<String>,
     },
+    /// Release an identifier (as its number or domain authority): its mappings go, and
+    /// mappings verified before the release are refused from then on; on a file or, with
+    /// --dp, on a live DP.
+    Release(super::lifecycle::ReleaseArgs),
+    /// Port a number out: hand its signed mappings over as a file and delegate it to the
+    /// recipient's name servers; on a file or, with --dp, on a live DP.
+    PortOut(super::lifecycle::PortOutArgs),
+    /// Port a number in: a zone for the number from the donor's hand-over file.
+    PortIn(super::lifecycle::PortInArgs),
     /// Publish an app provider's public key as an APKEY record at <provider>.ap.<apex>.
     PublishKey {
         file: PathBuf,
@@ -273,6 +282,9 @@ pub fn run(cmd: ZoneCommand, apex: &Name) -> anyhow::Result<u8> {
             Ok(0)
         }
         ZoneCommand::Check { file, trust } => check_cmd(&file, &trust, apex),
+        ZoneCommand::Release(args) => super::lifecycle::release(args, apex),
+        ZoneCommand::PortOut(args) => super::lifecycle::port_out(args, apex),
+        ZoneCommand::PortIn(args) => super::lifecycle::port_in(args, apex),
         ZoneCommand::Export { file, generic, out } => {
             let zone = ZoneFile::load(&file)?;
             let style = if generic {
@@ -337,7 +349,7 @@ pub fn run(cmd: ZoneCommand, apex: &Name) -> anyhow::Result<u8> {
 }
 
 /// A YYYYMMDD00 serial for a new zone, the common convention.
-fn date_serial(now: u64) -> u32 {
+pub(super) fn date_serial(now: u64) -> u32 {
     let date: String = format_time(now)
         .chars()
         .take(10)

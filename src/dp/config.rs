@@ -145,6 +145,9 @@ pub struct DpConfig {
     pub journal: JournalSettings,
     /// App providers allowed to publish by DNS UPDATE (`[[update]]`), each bound to a key.
     pub updaters: Vec<Updater>,
+    /// Keys of the zones' operator (`[[operator]]`): releases and delegations (porting)
+    /// by DNS UPDATE on a live DP (docs/lifecycle.md).
+    pub operators: Vec<OperatorKey>,
     /// Limits on DNS UPDATE (`[updates]`).
     pub updates: UpdateLimits,
     /// Resolvers told of every new serial by TSIG-signed NOTIFY, which may then ask
@@ -198,6 +201,15 @@ pub struct Updater {
     pub line: usize,
 }
 
+/// One `[[operator]]` entry: a TSIG key that speaks for the operator of this DP's zones
+/// (the number or domain authority).
+#[derive(Debug, Clone)]
+pub struct OperatorKey {
+    /// Key file in the BIND format (`mimi key tsig generate`).
+    pub tsig: PathBuf,
+    pub line: usize,
+}
+
 /// `[updates]`: bounds on what app providers may send.
 #[derive(Debug, Clone)]
 pub struct UpdateLimits {
@@ -207,9 +219,14 @@ pub struct UpdateLimits {
     pub per_second: f64,
     /// ... and the bucket's size.
     pub burst: f64,
-    /// Longest `not_after - verified_at` accepted: an AP must re-verify at least this often.
+    /// Longest `not_after - verified_at` accepted: an AP must re-verify at least this often,
+    /// so a released number leaves a DP that never sees the release within this time.
     pub max_validity: Duration,
 }
+
+/// A month and a day: the requirements draft wants a released number gone within a
+/// month (section 11); a day of slack for an AP that re-verifies monthly.
+pub const DEFAULT_MAX_VALIDITY_DAYS: u64 = 31;
 
 impl Default for UpdateLimits {
     fn default() -> Self {
@@ -217,7 +234,7 @@ impl Default for UpdateLimits {
             max_records: 1000,
             per_second: 200.0,
             burst: 1000.0,
-            max_validity: Duration::from_secs(400 * 86400),
+            max_validity: Duration::from_secs(DEFAULT_MAX_VALIDITY_DAYS * 86400),
         }
     }
 }
@@ -241,6 +258,8 @@ struct Raw {
     journal: RawJournal,
     #[serde(default, rename = "update")]
     updaters: Vec<RawUpdater>,
+    #[serde(default, rename = "operator")]
+    operators: Vec<RawOperator>,
     #[serde(default)]
     updates: RawUpdates,
     #[serde(default, rename = "subscriber")]
@@ -275,6 +294,12 @@ struct RawJournal {
 #[serde(deny_unknown_fields)]
 struct RawUpdater {
     provider: Spanned<String>,
+    tsig: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOperator {
     tsig: Spanned<String>,
 }
 
@@ -624,6 +649,14 @@ impl DpConfig {
             }
             updates.max_validity = Duration::from_secs(*v.get_ref() * 86400);
         }
+        let operators = raw
+            .operators
+            .iter()
+            .map(|o| OperatorKey {
+                tsig: dir.join(o.tsig.get_ref()),
+                line: line_of(text, o.tsig.span().start),
+            })
+            .collect();
         let mut subscribers = Vec::new();
         for sub in &raw.subscribers {
             let address = parse_listen(sub.address.get_ref(), DNS_PORT)
@@ -664,6 +697,7 @@ impl DpConfig {
             path: path.to_path_buf(),
             journal,
             updaters,
+            operators,
             updates,
             pir,
             apex,

@@ -94,15 +94,46 @@ impl From<WriteError> for UpdateError {
     }
 }
 
-/// The TSIG keys allowed to UPDATE, each bound to one provider (`providers[i]` for
-/// `keys[i]`).
+/// Whom a TSIG key speaks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    /// An app provider: it may publish its own SSI records.
+    Provider(Name),
+    /// The zones' operator: it may release identifiers and delegate names (porting).
+    Operator,
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Role::Provider(p) => write!(f, "provider {p}"),
+            Role::Operator => f.write_str("the operator"),
+        }
+    }
+}
+
+/// The TSIG keys allowed to UPDATE, each with its role (`roles[i]` for `keys[i]`).
 #[derive(Debug, Default)]
 pub struct Updaters {
     pub keys: Vec<TsigKey>,
-    pub providers: Vec<Name>,
+    pub roles: Vec<Role>,
 }
 
-/// Loads the TSIG keys of the `[[update]]` entries.
+impl Updaters {
+    fn add(&mut self, key: TsigKey, role: Role, at: String) -> Result<(), String> {
+        if let Some(i) = self.keys.iter().position(|k| k.name == key.name) {
+            return Err(format!(
+                "{at}: TSIG key {} is already {}'s; each provider and the operator need their own key",
+                key.name, self.roles[i]
+            ));
+        }
+        self.keys.push(key);
+        self.roles.push(role);
+        Ok(())
+    }
+}
+
+/// Loads the TSIG keys of the `[[update]]` and `[[operator]]` entries.
 pub fn load_updaters(config: &DpConfig) -> Result<Updaters, String> {
     let mut out = Updaters::default();
     for u in &config.updaters {
@@ -114,16 +145,13 @@ pub fn load_updaters(config: &DpConfig) -> Result<Updaters, String> {
                 u.line
             )
         })?;
-        if out.keys.iter().any(|k| k.name == key.name) {
-            return Err(format!(
-                "{}:{}: TSIG key {} is bound to two providers; each provider needs its own key",
-                config.path.display(),
-                u.line,
-                key.name
-            ));
-        }
-        out.keys.push(key);
-        out.providers.push(u.provider.clone());
+        let at = format!("{}:{}", config.path.display(), u.line);
+        out.add(key, Role::Provider(u.provider.clone()), at)?;
+    }
+    for o in &config.operators {
+        let at = format!("{}:{}", config.path.display(), o.line);
+        let key = TsigKey::load(&o.tsig).map_err(|e| format!("{e} (operator key at {at})"))?;
+        out.add(key, Role::Operator, at)?;
     }
     Ok(out)
 }
@@ -163,27 +191,31 @@ impl DpHandler {
                     .await;
             }
         };
-        let (Some(key), Some(provider)) =
-            (keys.get(signer.key), updaters.providers.get(signer.key))
-        else {
+        let (Some(key), Some(role)) = (keys.get(signer.key), updaters.roles.get(signer.key)) else {
             let e = UpdateError::NotAuth("unknown key".into());
             return self.send_error(request, edns, &e, None, handle).await;
         };
         let started = Instant::now();
-        let result = self.apply_update(request, provider, now).await;
+        let result = match role {
+            Role::Provider(provider) => self.apply_update(request, provider, now).await,
+            Role::Operator => self.apply_operator(request, now).await,
+        };
         let stats = &self.0.stats;
         match &result {
             Ok(serial) => {
                 stats
                     .updates_accepted
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                debug!(%provider, serial, ms = started.elapsed().as_secs_f64() * 1e3, "UPDATE applied");
+                if *role == Role::Operator {
+                    info!(serial, "operator UPDATE applied");
+                }
+                debug!(%role, serial, ms = started.elapsed().as_secs_f64() * 1e3, "UPDATE applied");
             }
             Err(e) => {
                 stats
                     .updates_refused
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                info!(%provider, rcode = %e.rcode(), "UPDATE refused: {e}");
+                info!(%role, rcode = %e.rcode(), "UPDATE refused: {e}");
             }
         }
         let signing = Some((key, &signer));
@@ -196,12 +228,19 @@ impl DpHandler {
         }
     }
 
-    async fn apply_update(
+    /// The zone an UPDATE names, its writer and its update section, checked for what
+    /// every UPDATE must satisfy.
+    fn update_target<'r>(
         &self,
-        request: &Request,
-        provider: &Name,
-        now: u64,
-    ) -> Result<u32, UpdateError> {
+        request: &'r Request,
+    ) -> Result<
+        (
+            Name,
+            super::writer::WriterHandle,
+            &'r [hickory_proto::rr::Record],
+        ),
+        UpdateError,
+    > {
         let shared = &self.0;
         let limits = &shared.update_limits;
         let zone = match request.queries.queries() {
@@ -236,6 +275,89 @@ impl DpHandler {
                 limits.max_records
             )));
         }
+        Ok((origin, writer, updates))
+    }
+
+    /// An operator's UPDATE (docs/lifecycle.md): "delete all RRsets of a name" releases
+    /// the identifier; NS records at a name (with glue below it) delegate it, porting the
+    /// number out; "delete the NS RRset" takes a delegation back.
+    async fn apply_operator(&self, request: &Request, now: u64) -> Result<u32, UpdateError> {
+        use super::writer::OperatorOp;
+        let (origin, writer, updates) = self.update_target(request)?;
+        let mut ops: Vec<OperatorOp> = Vec::new();
+        let mut glue = Vec::new();
+        for r in updates {
+            let owner = Name::from_hickory(&r.name)
+                .map_err(|e| UpdateError::FormErr(format!("{}: {e}", r.name)))?;
+            if !owner.is_subdomain_of(&origin) {
+                return Err(UpdateError::NotZone(format!(
+                    "{owner} is outside the zone {origin}"
+                )));
+            }
+            let rtype = r.record_type();
+            match (r.dns_class, rtype) {
+                (DNSClass::ANY, RecordType::ANY) => {
+                    crate::zone::check_sii_owner(&owner, &self.0.apex).map_err(|m| {
+                        UpdateError::Refused(format!("release of {owner}: {m}"))
+                    })?;
+                    ops.push(OperatorOp::Release(owner));
+                }
+                (DNSClass::ANY, RecordType::NS) => ops.push(OperatorOp::Undelegate(owner)),
+                (DNSClass::IN, RecordType::NS | RecordType::A | RecordType::AAAA) => {
+                    let record = crate::zone::update::record_from_wire(r).ok_or_else(|| {
+                        UpdateError::FormErr(format!("{owner} {rtype}: unreadable record"))
+                    })?;
+                    if rtype == RecordType::NS {
+                        match ops.iter_mut().find(|o| {
+                            matches!(o, OperatorOp::Delegate { owner: d, .. } if *d == owner)
+                        }) {
+                            Some(OperatorOp::Delegate { records, .. }) => records.push(record),
+                            _ => ops.push(OperatorOp::Delegate {
+                                owner,
+                                records: vec![record],
+                            }),
+                        }
+                    } else {
+                        glue.push(record);
+                    }
+                }
+                _ => {
+                    return Err(UpdateError::NotSupported(format!(
+                        "{owner} {rtype} class {}: the operator may release an identifier (delete all RRsets of its name), delegate a name (add NS records and glue) or take a delegation back (delete its NS RRset)",
+                        r.dns_class
+                    )))
+                }
+            }
+        }
+        for g in glue {
+            let cut = ops.iter_mut().find_map(|o| match o {
+                OperatorOp::Delegate { owner, records } if g.name.is_subdomain_of(owner) => {
+                    Some(records)
+                }
+                _ => None,
+            });
+            match cut {
+                Some(records) => records.push(g),
+                None => {
+                    return Err(UpdateError::Refused(format!(
+                        "{}: an address record is accepted only as glue below a name delegated in the same UPDATE",
+                        g.name
+                    )))
+                }
+            }
+        }
+        Ok(writer.operate(ops, now).await?)
+    }
+
+    async fn apply_update(
+        &self,
+        request: &Request,
+        provider: &Name,
+        now: u64,
+    ) -> Result<u32, UpdateError> {
+        let shared = &self.0;
+        let limits = &shared.update_limits;
+        let (origin, writer, updates) = self.update_target(request)?;
         if !shared
             .update_rate
             .allow_key(provider.clone(), 1.0, Instant::now())

@@ -24,6 +24,7 @@ use super::zones::{self, ServedZone, DERIVED_TYPES};
 use crate::name::Name;
 use crate::record::{Ssi, TYPE_APKEY, TYPE_SSI};
 use crate::zone::journal::{Journal, JournalError, Watermark};
+use crate::zone::release::Releases;
 use crate::zone::update::{next_serial, record_from_wire, serial_newer};
 use crate::zone::{Changeset, Diff, Lookup, RData, Record, ZoneFile, ZoneStore};
 
@@ -55,7 +56,27 @@ pub struct Publish {
     pub ssi: Ssi,
 }
 
+/// What the zones' operator (the number or domain authority) asks of a live zone
+/// (docs/lifecycle.md). One UPDATE of the operator is a list of these, all or nothing.
+#[derive(Debug, Clone)]
+pub enum OperatorOp {
+    /// Release an identifier: its mappings go, a marker refuses mappings verified before
+    /// the release.
+    Release(Name),
+    /// Delegate a name (porting out): NS records at `owner` and glue below it replace
+    /// whatever the zone held at and below it.
+    Delegate { owner: Name, records: Vec<Record> },
+    /// Take a delegation back: the NS records at the name and the glue below it go.
+    Undelegate(Name),
+}
+
 enum Job {
+    /// One DNS UPDATE of the zones' operator, made at time `at`: all or nothing.
+    Operate {
+        ops: Vec<OperatorOp>,
+        at: u64,
+        reply: oneshot::Sender<Result<u32, WriteError>>,
+    },
     /// One DNS UPDATE: all or nothing.
     Update {
         provider: Name,
@@ -66,6 +87,7 @@ enum Job {
     Reload {
         records: Vec<Record>,
         rejected: usize,
+        releases: Releases,
         reply: oneshot::Sender<Result<u32, WriteError>>,
     },
     /// A new private-lookup epoch was built: serve it.
@@ -83,6 +105,7 @@ pub struct WriterHandle {
 impl std::fmt::Debug for Job {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
+            Job::Operate { .. } => "Operate",
             Job::Update { .. } => "Update",
             Job::Reload { .. } => "Reload",
             Job::SwapPir(..) => "SwapPir",
@@ -106,12 +129,22 @@ impl WriterHandle {
         rx.await.map_err(|_| WriteError::Unavailable)?
     }
 
+    /// Applies the operator's changes at time `at` (one UPDATE) once durable.
+    pub async fn operate(&self, ops: Vec<OperatorOp>, at: u64) -> Result<u32, WriteError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .try_send(Job::Operate { ops, at, reply })
+            .map_err(|_| WriteError::Unavailable)?;
+        rx.await.map_err(|_| WriteError::Unavailable)?
+    }
+
     pub async fn reload(&self, checked: zones::CheckedZone) -> Result<u32, WriteError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Job::Reload {
                 records: checked.records,
                 rejected: checked.rejected,
+                releases: checked.releases,
                 reply,
             })
             .await
@@ -172,14 +205,21 @@ struct State {
     /// When each owner's next record retires (SSI and APKEY `not_after`; tombstones at
     /// the latest `not_after` of the mapping they replaced).
     expiry: BTreeMap<u64, BTreeSet<Name>>,
+    /// The zone's release markers and where they are kept.
+    releases: Releases,
+    releases_path: PathBuf,
     changes_since_flush: usize,
     last_flush: Instant,
     ctx: WriterContext,
     notify: Arc<Notify>,
-    pir_tx: Option<mpsc::UnboundedSender<BTreeSet<Name>>>,
+    pir_tx: Option<mpsc::UnboundedSender<PirChange>>,
 }
 
 use crate::sys::unix_now as now;
+
+/// What the private-lookup updater hears of a commit: the owners whose mappings changed,
+/// and whether a delegation came or went (the PIRCFG's child list is fixed per epoch).
+type PirChange = (BTreeSet<Name>, bool);
 
 fn wm_key(owner: &Name, provider: &Name) -> (Name, Name) {
     (owner.clone(), provider.clone())
@@ -258,6 +298,15 @@ fn open_zone(
 ) -> Result<State, String> {
     let origin = zc.origin.clone();
     let file = zc.file.display().to_string();
+    let releases_path = crate::zone::release::path_for(&zc.file);
+    let mut releases = checked.releases;
+    // Markers older than max_validity refuse nothing a DP would still accept.
+    let horizon = now().saturating_sub(ctx.shared.update_limits.max_validity.as_secs());
+    if releases.prune(horizon) {
+        if let Err(e) = releases.save(&releases_path) {
+            warn!(zone = %origin, "old release markers not dropped: {e}");
+        }
+    }
     let base =
         ZoneStore::build(origin.clone(), checked.records).map_err(|e| format!("{file}: {e}"))?;
     let (journal, replay) = match Journal::open(&jpath) {
@@ -391,6 +440,8 @@ fn open_zone(
         history,
         watermarks,
         expiry,
+        releases,
+        releases_path,
         changes_since_flush: 0,
         last_flush: Instant::now(),
         ctx,
@@ -565,6 +616,34 @@ struct Work {
     diffs: Vec<Diff>,
     /// Watermark values before the batch touched them, to undo a failed commit.
     undo: Vec<((Name, Name), Option<Watermark>)>,
+    /// Releases made by the batch (owner, time), stored before the journal entry.
+    releases: Vec<(Name, u64)>,
+}
+
+impl Work {
+    fn new(store: ZoneStore) -> Work {
+        Work {
+            store,
+            diffs: Vec::new(),
+            undo: Vec::new(),
+            releases: Vec::new(),
+        }
+    }
+
+    /// The release that refuses a mapping of `owner` verified at `verified_at`, counting
+    /// releases earlier in this batch.
+    fn released(&self, stored: &Releases, owner: &Name, verified_at: u64) -> Option<u64> {
+        let batch = self
+            .releases
+            .iter()
+            .filter(|(o, t)| o == owner && verified_at < *t)
+            .map(|(_, t)| *t);
+        stored
+            .refuses(owner, verified_at)
+            .into_iter()
+            .chain(batch)
+            .max()
+    }
 }
 
 impl Work {
@@ -597,11 +676,13 @@ impl Work {
 /// The changeset of one UPDATE, checked against the working version: a record replaces
 /// its provider's record at that owner; its seq must beat every seq seen there.
 fn update_changeset(
-    store: &ZoneStore,
+    work: &Work,
+    releases: &Releases,
     wm: &HashMap<(Name, Name), Watermark>,
     provider: &Name,
     records: &[Publish],
 ) -> Result<Changeset, WriteError> {
+    let store = &work.store;
     let mut cs = Changeset::default();
     // Seqs within this UPDATE count too.
     let mut seen: HashMap<&Name, u64> = HashMap::new();
@@ -620,6 +701,13 @@ fn update_changeset(
                 )))
             }
             Lookup::Exact(_) | Lookup::NxDomain => {}
+        }
+        if let Some(t) = work.released(releases, &p.owner, p.ssi.verified_at) {
+            return Err(WriteError::Refused(format!(
+                "{what}: the number or address was released at {} and this mapping was verified before that (verified {}); verify it again with its new holder",
+                crate::record::format_time(t),
+                crate::record::format_time(p.ssi.verified_at)
+            )));
         }
         let before = seen.get(&p.owner).copied().into_iter();
         let high = wm
@@ -661,11 +749,7 @@ fn update_changeset(
 }
 
 fn commit_batch(mut state: State, jobs: Vec<Job>) -> State {
-    let mut work = Work {
-        store: state.current.store.clone(),
-        diffs: Vec::new(),
-        undo: Vec::new(),
-    };
+    let mut work = Work::new(state.current.store.clone());
     let mut replies: Vec<Reply> = Vec::new();
     let mut reloaded = None;
     let mut new_pir = None;
@@ -677,8 +761,14 @@ fn commit_batch(mut state: State, jobs: Vec<Job>) -> State {
                 records,
                 reply,
             } => {
-                let result = update_changeset(&work.store, &state.watermarks, &provider, &records)
-                    .and_then(|cs| work.commit(&cs));
+                let result = update_changeset(
+                    &work,
+                    &state.releases,
+                    &state.watermarks,
+                    &provider,
+                    &records,
+                )
+                .and_then(|cs| work.commit(&cs));
                 if result.is_ok() {
                     for p in &records {
                         work.set_watermark(&mut state.watermarks, &p.owner, &p.ssi);
@@ -686,11 +776,23 @@ fn commit_batch(mut state: State, jobs: Vec<Job>) -> State {
                 }
                 replies.push((reply, result));
             }
+            Job::Operate { ops, at, reply } => {
+                let result = operator_changeset(&work.store, &ops).and_then(|(cs, released)| {
+                    let serial = work.commit(&cs)?;
+                    work.releases
+                        .extend(released.into_iter().map(|owner| (owner, at)));
+                    Ok(serial)
+                });
+                replies.push((reply, result));
+            }
             Job::Reload {
                 records,
                 rejected,
+                releases,
                 reply,
             } => {
+                // The markers file as the operator left it (read with the zone file).
+                state.releases = releases;
                 // What the operator changed in the file since it was read or written,
                 // applied to the current version (which may hold newer updates).
                 let file = match ZoneStore::build(state.origin.clone(), records.clone()) {
@@ -801,26 +903,37 @@ fn finish(mut state: State, work: Work, replies: Vec<Reply>, reloaded: Option<us
                 .collect(),
         })
         .collect();
+    // Release markers first: a crash before the journal entry leaves a marker that
+    // refuses more, never an acknowledged release without one.
+    let mut markers_before = None;
+    if !work.releases.is_empty() {
+        let mut next = state.releases.clone();
+        for (owner, t) in &work.releases {
+            next.mark(owner.clone(), *t);
+        }
+        if let Err(e) = next.save(&state.releases_path) {
+            warn!(zone = %state.origin, "release markers not stored, nothing applied: {e}");
+            return fail_batch(state, work.undo, replies, &e.to_string());
+        }
+        markers_before = Some(std::mem::replace(&mut state.releases, next));
+    }
     let started = Instant::now();
     if let Err(e) = state
         .journal
         .append(&journaled.iter().collect::<Vec<_>>(), &[])
     {
         warn!(zone = %state.origin, "journal write failed, nothing applied: {e}");
-        for (key, old) in work.undo.into_iter().rev() {
-            match old {
-                Some(w) => state.watermarks.insert(key, w),
-                None => state.watermarks.remove(&key),
-            };
+        if let Some(before) = markers_before {
+            state.releases = before;
+            if let Err(e) = state.releases.save(&state.releases_path) {
+                warn!(zone = %state.origin, "release markers of the failed change kept (they refuse more, never less): {e}");
+            }
         }
-        let msg = format!("the change could not be stored ({e}); nothing was applied");
-        for (tx, r) in replies {
-            let _ = tx.send(r.and(Err(WriteError::Storage(msg.clone()))));
-        }
-        return state;
+        return fail_batch(state, work.undo, replies, &e.to_string());
     }
     let sync = started.elapsed();
     let mut owners = BTreeSet::new();
+    let mut cuts_changed = false;
     let mut changed = 0;
     for d in journaled {
         changed += d.removed.len() + d.added.len();
@@ -830,8 +943,12 @@ fn finish(mut state: State, work: Work, replies: Vec<Reply>, reloaded: Option<us
             }
         }
         for r in d.removed.iter().chain(&d.added) {
-            if r.data.rtype() == TYPE_SSI {
-                owners.insert(r.name.clone());
+            match &r.data {
+                RData::Ssi(_) => {
+                    owners.insert(r.name.clone());
+                }
+                RData::Ns(_) if r.name != state.origin => cuts_changed = true,
+                _ => {}
             }
         }
         state.history.push_back(Arc::new(d));
@@ -856,8 +973,8 @@ fn finish(mut state: State, work: Work, replies: Vec<Reply>, reloaded: Option<us
     }
     state.notify.notify_one();
     if let Some(tx) = &state.pir_tx {
-        if !owners.is_empty() {
-            let _ = tx.send(owners);
+        if !owners.is_empty() || cuts_changed {
+            let _ = tx.send((owners, cuts_changed));
         }
     }
     if reloaded.is_some() {
@@ -866,6 +983,137 @@ fn finish(mut state: State, work: Work, replies: Vec<Reply>, reloaded: Option<us
         state = flush(state);
     }
     state
+}
+
+/// Answers every job of a batch that could not be stored, undoing its watermarks.
+fn fail_batch(
+    mut state: State,
+    undo: Vec<((Name, Name), Option<Watermark>)>,
+    replies: Vec<Reply>,
+    error: &str,
+) -> State {
+    for (key, old) in undo.into_iter().rev() {
+        match old {
+            Some(w) => state.watermarks.insert(key, w),
+            None => state.watermarks.remove(&key),
+        };
+    }
+    let msg = format!("the change could not be stored ({error}); nothing was applied");
+    for (tx, r) in replies {
+        let _ = tx.send(r.and(Err(WriteError::Storage(msg.clone()))));
+    }
+    state
+}
+
+/// Every record at `owner` and below it. Names below a phone number are rare (glue of a
+/// delegation), so the zone is scanned only when the node has children.
+fn records_at_and_below(store: &ZoneStore, owner: &Name) -> Vec<Record> {
+    let Some(node) = store.node(owner.as_wire()) else {
+        return Vec::new();
+    };
+    let mut out: Vec<Record> = node
+        .rrsets
+        .iter()
+        .flat_map(|s| s.records.iter().filter_map(record_from_wire))
+        .collect();
+    if node.children > 0 {
+        out.extend(
+            store
+                .records()
+                .filter_map(record_from_wire)
+                .filter(|r| r.name != *owner && r.name.is_subdomain_of(owner)),
+        );
+    }
+    out
+}
+
+/// The changeset of one operator UPDATE and the owners it releases.
+fn operator_changeset(
+    store: &ZoneStore,
+    ops: &[OperatorOp],
+) -> Result<(Changeset, Vec<Name>), WriteError> {
+    let origin = store.origin();
+    let mut cs = Changeset::default();
+    let mut released = Vec::new();
+    let below_apex = |owner: &Name, what: &str| {
+        if owner == origin || !owner.is_subdomain_of(origin) {
+            return Err(WriteError::Refused(format!(
+                "{what} {owner}: not a name below the zone {origin}"
+            )));
+        }
+        Ok(())
+    };
+    // A name at or below a cut other than itself belongs to the child zone.
+    let in_child = |owner: &Name| match store.lookup(owner.as_wire()) {
+        Lookup::Referral { cut, .. } => cut != owner.as_wire(),
+        _ => false,
+    };
+    let remove = |cs: &mut Changeset, r: Record| {
+        if !cs.remove.contains(&r) {
+            cs.remove.push(r);
+        }
+    };
+    for op in ops {
+        match op {
+            OperatorOp::Release(owner) => {
+                below_apex(owner, "release of")?;
+                if matches!(store.lookup(owner.as_wire()), Lookup::Referral { .. }) {
+                    return Err(WriteError::Refused(format!(
+                        "release of {owner}: the name is delegated; release it at the child zone's DP"
+                    )));
+                }
+                if let Some(node) = store.node(owner.as_wire()) {
+                    for set in node.rrsets.iter().filter(|s| s.rtype == TYPE_SSI) {
+                        set.records
+                            .iter()
+                            .filter_map(record_from_wire)
+                            .for_each(|r| remove(&mut cs, r));
+                    }
+                }
+                released.push(owner.clone());
+            }
+            OperatorOp::Delegate { owner, records } => {
+                below_apex(owner, "delegation of")?;
+                if in_child(owner) {
+                    return Err(WriteError::Refused(format!(
+                        "delegation of {owner}: the name lies below another delegation"
+                    )));
+                }
+                for r in records_at_and_below(store, owner) {
+                    remove(&mut cs, r);
+                }
+                cs.add.extend(records.iter().cloned());
+            }
+            OperatorOp::Undelegate(owner) => {
+                below_apex(owner, "undelegation of")?;
+                let at = store.node(owner.as_wire());
+                if !at.is_some_and(|n| n.is_cut) {
+                    return Err(WriteError::Refused(format!(
+                        "undelegation of {owner}: the name is not delegated"
+                    )));
+                }
+                for r in records_at_and_below(store, owner) {
+                    if r.name != *owner || matches!(r.data, RData::Ns(_)) {
+                        remove(&mut cs, r);
+                    }
+                }
+            }
+        }
+    }
+    // A record both removed and added (the same delegation again) stays.
+    let (remove, add): (Vec<Record>, Vec<Record>) = (
+        cs.remove
+            .iter()
+            .filter(|r| !cs.add.contains(r))
+            .cloned()
+            .collect(),
+        cs.add
+            .iter()
+            .filter(|r| !cs.remove.contains(r))
+            .cloned()
+            .collect(),
+    );
+    Ok((Changeset { remove, add }, released))
 }
 
 /// Removes what has retired by now: one changeset, through the journal like any change.
@@ -903,11 +1151,7 @@ fn expire(mut state: State) -> State {
         return state;
     }
     info!(zone = %state.origin, records = cs.remove.len(), "removing expired records");
-    let mut work = Work {
-        store: state.current.store.clone(),
-        diffs: Vec::new(),
-        undo: Vec::new(),
-    };
+    let mut work = Work::new(state.current.store.clone());
     if let Err(e) = work.commit(&cs) {
         warn!(zone = %state.origin, "expiry not applied: {e}");
         return state;
@@ -1018,12 +1262,13 @@ async fn pir_updater(
     origin: Name,
     shared: Arc<Shared>,
     settings: super::private::PirSettings,
-    mut rx: mpsc::UnboundedReceiver<BTreeSet<Name>>,
+    mut rx: mpsc::UnboundedReceiver<PirChange>,
     writer: WriterHandle,
 ) {
-    while let Some(mut owners) = rx.recv().await {
-        while let Ok(more) = rx.try_recv() {
+    while let Some((mut owners, mut cuts_changed)) = rx.recv().await {
+        while let Ok((more, cuts)) = rx.try_recv() {
             owners.extend(more);
+            cuts_changed |= cuts;
         }
         let shared = shared.clone();
         let origin2 = origin.clone();
@@ -1036,7 +1281,12 @@ async fn pir_updater(
                 .iter()
                 .map(|o| (o.to_string(), zones::private_entry(&zone.store, o)))
                 .collect();
-            match state.update(changes) {
+            let updated = if cuts_changed {
+                Err("the zone's delegations changed".to_string())
+            } else {
+                state.update(changes).map_err(|e| e.to_string())
+            };
+            match updated {
                 Ok(report) => {
                     debug!(zone = %origin2, ?report, "private-lookup database updated");
                     None

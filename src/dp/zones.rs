@@ -12,6 +12,7 @@ use crate::name::Name;
 use crate::pir::carrier::pir_name;
 use crate::record::TrustStore;
 use crate::record::TYPE_PIRCFG;
+use crate::zone::release::{self, Releases};
 use crate::zone::{check, Diff, RData, Severity, ZoneFile, ZoneStore};
 
 /// A zone as served: one version of its store plus what answers need besides.
@@ -238,6 +239,8 @@ impl ZoneSet {
 pub struct CheckedZone {
     pub records: Vec<crate::zone::Record>,
     pub rejected: usize,
+    /// The zone's release markers (`<zone file>.releases`).
+    pub releases: Releases,
 }
 
 /// Reads and checks one zone file. Records with errors (bad signature, expired,
@@ -275,11 +278,20 @@ pub fn read_zone(
     if !fatal.is_empty() {
         return Err(fatal.join("; "));
     }
-    let rejected = if serve_invalid {
+    let releases = Releases::load(&release::path_for(&zc.file)).map_err(|e| e.to_string())?;
+    let mut rejected = if serve_invalid {
         Default::default()
     } else {
         report.rejected_records()
     };
+    for (i, r) in zone.records.iter().enumerate() {
+        if let RData::Ssi(s) = &r.data {
+            if let Some(t) = releases.refuses(&r.name, s.verified_at) {
+                warn!(zone = %zc.origin, "{file}:{}: record refused: {} was released at {} and this mapping was verified before that", r.line, r.name, crate::record::format_time(t));
+                rejected.insert(i);
+            }
+        }
+    }
     let records = zone
         .records
         .into_iter()
@@ -291,6 +303,7 @@ pub fn read_zone(
     Ok(CheckedZone {
         records,
         rejected: rejected.len(),
+        releases,
     })
 }
 

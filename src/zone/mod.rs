@@ -10,6 +10,7 @@ mod edit;
 pub mod journal;
 mod parse;
 mod rdata;
+pub mod release;
 mod store;
 pub mod update;
 mod write;

@@ -98,7 +98,7 @@ pub fn uri(key: &ProviderKey, who: &str) -> String {
     format!("mimi://{}/u/{who}", host_of(key))
 }
 
-/// A mapping valid from yesterday for a year, signed by `key` for `owner`.
+/// A mapping verified yesterday, valid for 30 days, signed by `key` for `owner`.
 pub fn mapping(key: &ProviderKey, owner: &Name, who: &str, context: Context, priority: u16) -> Ssi {
     let t = now();
     let mut s = Ssi {
@@ -108,7 +108,7 @@ pub fn mapping(key: &ProviderKey, owner: &Name, who: &str, context: Context, pri
         priority,
         seq: 1,
         not_before: t - 86400,
-        not_after: t + 365 * 86400,
+        not_after: t + 29 * 86400,
         method: Method::SmsOtp,
         verified_at: t - 86400,
         provider: key.provider.clone(),
