@@ -504,7 +504,7 @@ fn signing_checks_zone_provider_and_sets_times() {
     assert_eq!(s.ssi.seq, 1_780_000_000_123);
     assert_eq!(s.ssi.not_before, 1_780_000_000);
     assert_eq!(s.ssi.verified_at, 1_780_000_000);
-    assert_eq!(s.ssi.not_after, 1_780_000_000 + 365 * 86400);
+    assert_eq!(s.ssi.not_after, 1_780_000_000 + 30 * 86400);
     assert_eq!(s.ssi.method.as_str(), "sms-otp");
     assert!(!s.ssi.withdrawn);
     let mut trust = TrustStore::new();

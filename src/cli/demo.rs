@@ -40,6 +40,14 @@ const CARRIER: &str = "5.5.5.1.e164.zone";
 const DEMO_TSIG: &str = "chat-example-demo.";
 /// The number the demo publishes live, and to whom.
 const LIVE_SII: &str = "+1 555 111 7777";
+/// The TSIG key name of the carrier's operator (releases and ports).
+const DEMO_OPERATOR_TSIG: &str = "carrier-operator-demo.";
+/// The TSIG key name talk.example publishes with at the recipient carrier.
+const DEMO_TALK_TSIG: &str = "talk-example-demo.";
+/// The number the carrier's operator releases.
+const RELEASED_SII: &str = "+1 (555) 111-2222";
+/// The recipient carrier's DP, to which the live number is ported.
+const RECIPIENT_DP: &str = "127.53.0.8";
 /// The TSIG key name of the resolver's subscription to the carrier zone.
 const DEMO_SUB_TSIG: &str = "resolver-sub-demo.";
 /// The carrier DP that notifies the resolver, and where the resolver takes NOTIFY.
@@ -104,6 +112,13 @@ async fn start_tree(
     let tsig = work.join("chat.tsig");
     TsigKey::generate(Name::parse(DEMO_TSIG, None)?)
         .save_new(&tsig, crate::tsig::KeyFileFormat::Bind)?;
+    for (file, name) in [
+        ("operator.tsig", DEMO_OPERATOR_TSIG),
+        ("talk.tsig", DEMO_TALK_TSIG),
+    ] {
+        TsigKey::generate(Name::parse(name, None)?)
+            .save_new(&work.join(file), crate::tsig::KeyFileFormat::Bind)?;
+    }
     let sub = work.join("resolver-sub.tsig");
     TsigKey::generate(Name::parse(DEMO_SUB_TSIG, None)?)
         .save_new(&sub, crate::tsig::KeyFileFormat::Bind)?;
@@ -115,9 +130,11 @@ async fn start_tree(
             add_bad_records(&mut z, apex)?;
             // This DP plays a misbehaving one, so the resolver's own checks show; the app
             // provider chat.example may publish to it live.
+            // Its operator may release and port numbers.
             extra = format!(
-                "serve_invalid_records = true\n[[update]]\nprovider = \"chat.example.\"\ntsig = {:?}\n",
-                tsig.display().to_string()
+                "serve_invalid_records = true\n[[update]]\nprovider = \"chat.example.\"\ntsig = {:?}\n[[operator]]\ntsig = {:?}\n",
+                tsig.display().to_string(),
+                work.join("operator.tsig").display().to_string()
             );
         }
         let listen: Vec<String> = addrs.iter().map(|a| format!("\"{a}:{port}\"")).collect();
@@ -312,9 +329,38 @@ async fn demo(zones: &Path, apex: &Name) -> anyhow::Result<u8> {
     // DNS UPDATE to the carrier's DP; the DP's NOTIFY makes the resolver drop its cached
     // "not discoverable", so the claim is found within a second, publicly and privately.
     failures += lookup_row(&resolver, "live: unknown yet", LIVE_SII, None).await?;
-    failures += publish_row(zones, &work, port, apex).await?;
-    failures += claim_row(&resolver, LIVE_SII).await?;
+    failures += publish_row(zones, &work, port, apex, false).await?;
+    failures += seen_row(
+        &resolver,
+        "live: claim seen",
+        LIVE_SII,
+        Want::Found("walk-in"),
+    )
+    .await?;
     failures += private_row(&resolver, "live: private", LIVE_SII).await?;
+    // The rest of a number's life, each seen by the resolver that cached the old answer:
+    // chat.example withdraws; the carrier's operator releases another number, after which
+    // a re-claim verified before the release is refused; and the withdrawn number is
+    // ported to another carrier whose own app (talk.example) then maps it (case 4 of
+    // draft-rosenberg section 10).
+    failures += publish_row(zones, &work, port, apex, true).await?;
+    failures += seen_row(&resolver, "live: withdrawn", LIVE_SII, Want::Gone).await?;
+    failures += lookup_row(&resolver, "release: before", RELEASED_SII, None).await?;
+    failures += release_row(&work, port, apex).await?;
+    failures += seen_row(&resolver, "release: seen", RELEASED_SII, Want::Gone).await?;
+    failures += reclaim_row(zones, &work, port, apex).await?;
+    let (failed, recipient) = port_row(zones, &work, port, apex).await?;
+    failures += failed;
+    if let Some(r) = recipient {
+        servers.push((RECIPIENT_DP.to_string(), r));
+    }
+    failures += seen_row(
+        &resolver,
+        "port: seen",
+        LIVE_SII,
+        Want::Found("talk.example"),
+    )
+    .await?;
     // Failover: the carrier's first name server goes away; its second one answers.
     if let Some(i) = servers.iter().position(|(a, _)| a == "127.53.0.4") {
         let (_, primary) = servers.remove(i);
@@ -341,21 +387,27 @@ async fn demo(zones: &Path, apex: &Name) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-/// Publishes a mapping for `LIVE_SII` as chat.example by DNS UPDATE (TSIG) to the carrier's
-/// first DP; returns 1 when the DP does not accept it.
-async fn publish_row(zones: &Path, work: &Path, port: u16, apex: &Name) -> anyhow::Result<u32> {
+/// Publishes a mapping for `LIVE_SII` (or, `withdrawn`, its tombstone) as chat.example by
+/// DNS UPDATE (TSIG) to the carrier's DPs; returns 1 when a DP does not accept it.
+async fn publish_row(
+    zones: &Path,
+    work: &Path,
+    port: u16,
+    apex: &Name,
+    withdrawn: bool,
+) -> anyhow::Result<u32> {
     use crate::publish::{publish, sign_mapping, Mapping, SignOptions};
     let key = ProviderKey::load(zones.join("keys/chat.example.key"))?;
     let zone = Name::parse("5.5.5.1.e164.mimi.arpa.", None)?;
     let mut options = SignOptions::now();
     options.valid_days = 30;
-    let signed = sign_mapping(
-        &Mapping::new(LIVE_SII, "mimi://chat.example/u/walk-in"),
-        &zone,
-        apex,
-        &key,
-        &options,
-    )?;
+    options.withdrawn = withdrawn;
+    let uri = if withdrawn {
+        "mimi://chat.example/withdrawn"
+    } else {
+        "mimi://chat.example/u/walk-in"
+    };
+    let signed = sign_mapping(&Mapping::new(LIVE_SII, uri), &zone, apex, &key, &options)?;
     let tsig = TsigKey::load(work.join("chat.tsig"))?;
     // The carrier's two name servers here are two DPs each with its own copy of the
     // zone, so the mapping goes to both (a secondary would follow by IXFR instead).
@@ -371,16 +423,24 @@ async fn publish_row(zones: &Path, work: &Path, port: u16, apex: &Name) -> anyho
         }
     }
     let ms = started.elapsed().as_secs_f64() * 1000.0;
-    let (status, detail) = match &result {
-        Ok(()) => (
+    let (status, detail) = match (&result, withdrawn) {
+        (Ok(()), false) => (
             "published",
             "chat.example/u/walk-in by DNS UPDATE (TSIG)".to_string(),
         ),
-        Err(e) => ("refused", e.to_string()),
+        (Ok(()), true) => (
+            "withdrawn",
+            "chat.example's signed tombstone by DNS UPDATE (TSIG)".to_string(),
+        ),
+        (Err(e), _) => ("refused", e.to_string()),
     };
     println!(
         "{:<19} {LIVE_SII:<20} {:<9} {status:<16} {:<60} {:<18} {:>3} {ms:>6.1}ms",
-        "live: publish",
+        if withdrawn {
+            "live: withdraw"
+        } else {
+            "live: publish"
+        },
         "any",
         shorten(&detail, 60),
         first.to_string(),
@@ -389,39 +449,59 @@ async fn publish_row(zones: &Path, work: &Path, port: u16, apex: &Name) -> anyho
     Ok(u32::from(result.is_err()))
 }
 
-/// Looks `sii` up until the resolver finds it (its cached denial dropped by
+/// What a lifecycle row waits for at the resolver.
+enum Want {
+    /// Found, with a URI containing this.
+    Found(&'static str),
+    /// Not discoverable.
+    Gone,
+}
+
+/// Looks `sii` up until the resolver answers as `want` says (its cached answer dropped by
 /// invalidation), for at most a second; returns 1 when it does not.
-async fn claim_row(resolver: &Resolver, sii: &str) -> anyhow::Result<u32> {
+async fn seen_row(resolver: &Resolver, what: &str, sii: &str, want: Want) -> anyhow::Result<u32> {
     const GOAL: Duration = Duration::from_secs(1);
     let parsed = Sii::parse(sii, None)?;
     let started = std::time::Instant::now();
-    let found = loop {
-        let r = resolver.lookup(&parsed, None).await;
-        if let Ok(r) = &r {
-            if let Outcome::Found(m) = &r.outcome {
-                break Some(m.iter().map(|m| m.ssi.uri.clone()).collect::<Vec<_>>());
+    let mut last = String::new();
+    let seen = loop {
+        if let Ok(r) = resolver.lookup(&parsed, None).await {
+            let uris: Vec<String> = match &r.outcome {
+                Outcome::Found(m) => m.iter().map(|m| m.ssi.uri.clone()).collect(),
+                Outcome::NotDiscoverable(_) => Vec::new(),
+            };
+            last = uris.join(", ").replace("mimi://", "");
+            let ok = match want {
+                Want::Found(part) => uris.iter().any(|u| u.contains(part)),
+                Want::Gone => uris.is_empty(),
+            };
+            if ok {
+                break true;
             }
         }
         if started.elapsed() > GOAL {
-            break None;
+            break false;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     let stats = &resolver.invalidation.stats;
-    let (status, detail) = match &found {
-        Some(uris) => (
+    let (status, detail) = match (seen, &want) {
+        (true, Want::Found(_)) => (
             "found",
-            format!(
-                "{} (cache dropped by NOTIFY + CHANGES)",
-                uris.join(", ").replace("mimi://", "")
-            ),
+            format!("{last} (cache dropped by NOTIFY + CHANGES)"),
         ),
-        None => ("still cached", "no invalidation within 1 s".to_string()),
+        (true, Want::Gone) => (
+            "not discoverable",
+            "cached mapping dropped by NOTIFY + CHANGES".to_string(),
+        ),
+        (false, _) => (
+            "still cached",
+            format!("{last}: no invalidation within 1 s"),
+        ),
     };
     println!(
-        "{:<19} {sii:<20} {:<9} {status:<16} {:<60} {:<18} {:>3} {ms:>6.1}ms",
-        "live: claim seen",
+        "{what:<19} {sii:<20} {:<9} {status:<16} {:<60} {:<18} {:>3} {ms:>6.1}ms",
         "any",
         shorten(&detail, 60),
         format!(
@@ -432,7 +512,184 @@ async fn claim_row(resolver: &Resolver, sii: &str) -> anyhow::Result<u32> {
         ),
         ""
     );
-    Ok(u32::from(found.is_none()))
+    Ok(u32::from(!seen))
+}
+
+/// The carrier's two name servers here are two DPs each with its own copy of the zone, so
+/// an operator's change goes to both (a secondary would follow by IXFR instead).
+async fn operate_carrier(
+    work: &Path,
+    port: u16,
+    updates: &[hickory_proto::rr::Record],
+) -> Result<(), crate::publish::PublishError> {
+    let zone = Name::parse("5.5.5.1.e164.mimi.arpa.", None)
+        .map_err(|e| crate::publish::PublishError::Encode(e.to_string()))?;
+    let key = TsigKey::load(work.join("operator.tsig"))
+        .map_err(|e| crate::publish::PublishError::Encode(e.to_string()))?;
+    for last in [4, 14] {
+        let dp = std::net::SocketAddr::new(IpAddr::from([127, 53, 0, last]), port);
+        crate::publish::Publisher::new(dp, zone.clone(), key.clone())
+            .send_raw(updates)
+            .await?;
+    }
+    Ok(())
+}
+
+fn status_row(what: &str, sii: &str, status: &str, detail: &str, by: &str, ms: f64) {
+    println!(
+        "{what:<19} {sii:<20} {:<9} {status:<16} {:<60} {by:<18} {:>3} {ms:>6.1}ms",
+        "any",
+        shorten(detail, 60),
+        1
+    );
+}
+
+/// The carrier's operator releases `RELEASED_SII` by DNS UPDATE (its TSIG key).
+async fn release_row(work: &Path, port: u16, apex: &Name) -> anyhow::Result<u32> {
+    let owner = Sii::parse(RELEASED_SII, None)?.owner_name(apex)?;
+    let started = std::time::Instant::now();
+    let result = operate_carrier(work, port, &crate::operate::release_update(&owner)).await;
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    let (status, detail) = match &result {
+        Ok(()) => (
+            "released",
+            "by the carrier's operator (DNS UPDATE, TSIG)".to_string(),
+        ),
+        Err(e) => ("refused", e.to_string()),
+    };
+    status_row(
+        "release",
+        RELEASED_SII,
+        status,
+        &detail,
+        &format!("{CARRIER_DP}:{port}"),
+        ms,
+    );
+    Ok(u32::from(result.is_err()))
+}
+
+/// chat.example re-claims the released number with its verification from before the
+/// release: the DP must refuse it.
+async fn reclaim_row(zones: &Path, work: &Path, port: u16, apex: &Name) -> anyhow::Result<u32> {
+    use crate::publish::{publish, sign_mapping, Mapping, PublishError, SignOptions};
+    let key = ProviderKey::load(zones.join("keys/chat.example.key"))?;
+    let zone = Name::parse("5.5.5.1.e164.mimi.arpa.", None)?;
+    let an_hour_ago = crate::publish::now_ms().saturating_sub(3_600_000);
+    let mut options = SignOptions::at(an_hour_ago);
+    options.valid_days = 30;
+    let signed = sign_mapping(
+        &Mapping::new(RELEASED_SII, "mimi://chat.example/u/alice"),
+        &zone,
+        apex,
+        &key,
+        &options,
+    )?;
+    let tsig = TsigKey::load(work.join("chat.tsig"))?;
+    let dp = std::net::SocketAddr::new(CARRIER_DP.parse()?, port);
+    let started = std::time::Instant::now();
+    let result = publish(dp, &zone, &tsig, std::slice::from_ref(&signed)).await;
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    let (ok, status, detail) = match &result {
+        Err(PublishError::Refused(r)) if r.to_string().contains("released") => (
+            true,
+            "refused",
+            "re-claim verified before the release: refused by the DP".to_string(),
+        ),
+        Err(e) => (false, "error", e.to_string()),
+        Ok(_) => (
+            false,
+            "accepted",
+            "a stale re-claim was accepted".to_string(),
+        ),
+    };
+    status_row(
+        "release: re-claim",
+        RELEASED_SII,
+        status,
+        &detail,
+        &dp.to_string(),
+        ms,
+    );
+    Ok(u32::from(!ok))
+}
+
+/// Ports `LIVE_SII` (withdrawn by chat.example, the donor's AP) to the recipient carrier:
+/// the donor's operator hands its signed records over and delegates the number; the
+/// recipient serves a zone for it made from the hand-over, and its own AP (talk.example)
+/// publishes there. Returns the failures and the recipient's DP.
+async fn port_row(
+    zones: &Path,
+    work: &Path,
+    port: u16,
+    apex: &Name,
+) -> anyhow::Result<(u32, Option<DpServer>)> {
+    use crate::publish::{publish, sign_mapping, Mapping, SignOptions};
+    let owner = Sii::parse(LIVE_SII, None)?.owner_name(apex)?;
+    let recipient: IpAddr = RECIPIENT_DP.parse()?;
+    let ns = [(Name::parse("ns1", Some(&owner))?, recipient)];
+    let started = std::time::Instant::now();
+    let donor = std::net::SocketAddr::new(CARRIER_DP.parse()?, port);
+    let handed = crate::operate::fetch_mappings(donor, &owner, Duration::from_secs(2)).await?;
+    let delegated = operate_carrier(
+        work,
+        port,
+        &crate::operate::delegation_update(&owner, &ns, 3600),
+    )
+    .await;
+    // The recipient: a zone for the number from the hand-over, and talk.example's key.
+    let mut zone = ZoneFile::new_zone(owner.clone(), &ns, 3600, 1);
+    zone.records
+        .extend(crate::operate::mappings_file(&owner, &handed).records);
+    let zone_path = work.join("ported.zone");
+    zone.save(&zone_path, WriteStyle::Native)?;
+    let config = work.join("recipient.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = [\"{RECIPIENT_DP}:{port}\"]\ntrust = {:?}\n[[update]]\nprovider = \"talk.example.\"\ntsig = {:?}\n[[zone]]\norigin = \"{owner}\"\nfile = {:?}\n",
+            std::fs::canonicalize(zones.join("trust.toml"))?.display().to_string(),
+            work.join("talk.tsig").display().to_string(),
+            zone_path.display().to_string()
+        ),
+    )?;
+    let server = DpServer::start(&config).await?;
+    let key = ProviderKey::load(zones.join("keys/talk.example.key"))?;
+    let mut options = SignOptions::now();
+    options.valid_days = 30;
+    let signed = sign_mapping(
+        &Mapping::new(LIVE_SII, "mimi://talk.example/u/ported"),
+        &owner,
+        apex,
+        &key,
+        &options,
+    )?;
+    let tsig = TsigKey::load(work.join("talk.tsig"))?;
+    let at = std::net::SocketAddr::new(recipient, port);
+    let published = publish(at, &owner, &tsig, std::slice::from_ref(&signed)).await;
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    let (status, detail) = match (&delegated, &published) {
+        (Ok(()), Ok(_)) => (
+            "ported",
+            format!(
+                "{} record(s) handed over; talk.example maps it at the recipient",
+                handed.len()
+            ),
+        ),
+        (Err(e), _) => ("refused", format!("delegation: {e}")),
+        (_, Err(e)) => ("refused", format!("talk.example's publish: {e}")),
+    };
+    status_row(
+        "port: out and in",
+        LIVE_SII,
+        status,
+        &detail,
+        &at.to_string(),
+        ms,
+    );
+    Ok((
+        u32::from(delegated.is_err() || published.is_err()),
+        Some(server),
+    ))
 }
 
 /// Runs and prints one lookup; returns 1 when the outcome is not what the case expects.
