@@ -117,7 +117,7 @@ async fn start_tree(
         ("talk.tsig", DEMO_TALK_TSIG),
     ] {
         TsigKey::generate(Name::parse(name, None)?)
-            .save_new(&work.join(file), crate::tsig::KeyFileFormat::Bind)?;
+            .save_new(work.join(file), crate::tsig::KeyFileFormat::Bind)?;
     }
     let sub = work.join("resolver-sub.tsig");
     TsigKey::generate(Name::parse(DEMO_SUB_TSIG, None)?)
