@@ -820,6 +820,14 @@ async fn a_record_whose_signature_fails_inside_a_slot_is_rejected() {
 
         // The good records of the zone still verify.
         assert_eq!(found(&private_ok(&r, ALICE).await), [uri(&k.chat, "alice")]);
+        // The lookup deadline bounds a private lookup as a whole (walk, OPRF, PIR).
+        let mut c = tree.config();
+        c.limits.lookup_deadline = Duration::from_millis(5);
+        let hurried = tree.resolver_with(c);
+        match private(&hurried, MIXED, None).await {
+            Err(ResolveError::Deadline { owner: o, .. }) => assert_eq!(o, owner(MIXED)),
+            other => panic!("a 5 ms deadline: {other:?}"),
+        }
         tree.shutdown().await;
     })
     .await;

@@ -173,11 +173,25 @@ impl Resolver {
         sii: &Sii,
         context: Option<Context>,
     ) -> Result<LookupResult, ResolveError> {
-        // A DP that reloaded since PIRCFG was read answers WRONG_EPOCH: start over once
-        // with the new PIRCFG.
-        match self.lookup_private_once(sii, context).await {
-            Err(ResolveError::EpochChanged { .. }) => self.lookup_private_once(sii, context).await,
-            other => other,
+        // One bound on the whole lookup (the walk, the OPRF and the PIR exchanges), as for
+        // public lookups.
+        let deadline = self.config.limits.lookup_deadline;
+        let lookup = async {
+            // A DP that reloaded since PIRCFG was read answers WRONG_EPOCH: start over
+            // once with the new PIRCFG.
+            match self.lookup_private_once(sii, context).await {
+                Err(ResolveError::EpochChanged { .. }) => {
+                    self.lookup_private_once(sii, context).await
+                }
+                other => other,
+            }
+        };
+        match tokio::time::timeout(deadline, lookup).await {
+            Ok(r) => r,
+            Err(_) => Err(ResolveError::Deadline {
+                owner: sii.owner_name(&self.config.apex)?,
+                after: deadline,
+            }),
         }
     }
 

@@ -64,6 +64,7 @@ cp zones/trust.toml "$W/"
 tsig_key chat-update. "$W/chat.tsig"
 tsig_key talk-update. "$W/talk.tsig"
 tsig_key stranger. "$W/stranger.tsig" # the DP does not know it
+tsig_key operator. "$W/operator.tsig" # the carrier's operator: releases and ports
 mkdir "$W/journal"
 cat >"$W/dp.toml" <<EOF
 listen = ["$MA:$MP"]
@@ -77,6 +78,8 @@ tsig = "chat.tsig"
 [[update]]
 provider = "talk.example"
 tsig = "talk.tsig"
+[[operator]]
+tsig = "operator.tsig"
 [journal]
 dir = "journal"
 [axfr]
@@ -313,6 +316,51 @@ fi
 ixfr=$(kdig @$MA -p "$MP" +tcp +nostats $CZ IXFR="$S2" 2>&1 || true)
 soas=$(awk '$4 == "SOA" { print $7 }' <<<"$ixfr" | tr '\n' ' ')
 check "kdig IXFR=$S2 (current) at the DP: the SOA only ($soas)" [ "$soas" = "$S2 " ]
+
+# --- 4: the operator: a release and a port by plain nsupdate (docs/lifecycle.md) -------------
+# chat.example signs a re-claim now, before the release, to try after it.
+mapping "+1 555 111 7777" mimi://chat.example/u/ursula3 chat.example
+sleep 1
+s=$(serial $MA "$MP")
+nsupd "$W/operator.tsig" <<<"update delete $OWNER"
+if [ "$RC" -eq 0 ] && [ "$(status_of)" = NOERROR ]; then
+  ok "operator: nsupdate 'update delete $OWNER' (a release) answered NOERROR"
+else
+  bad "operator: the release: exit $RC, status '$(status_of)'"; show <<<"$OUT"
+fi
+unset "PUBLISHED[$OWNER]"
+check "operator: dig at the DP shows no mapping at the released owner" [ -z "$(ssi $MA "$MP" "$OWNER")" ]
+check "operator: the SOA serial went up by one ($s -> $(serial $MA "$MP"))" [ "$(serial $MA "$MP")" = "$((s + 1))" ]
+check "operator: the release marker is on disk (carrier.zone.releases)" grep -q "^$OWNER " "$W/carrier.zone.releases"
+s=$(serial $MA "$MP")
+nsupd "$W/chat.tsig" <<<"update add $OWNER 3600 IN TYPE65280 $RDATA"
+refused "a re-claim verified before the release" REFUSED "$s"
+check "the re-claim's refusal names the release" grep -q "released at" <<<"$OUT"
+# The port: the number delegated to the recipient's name server, with glue.
+P=$("$MIMI" name "+1 555 111 7778")
+nsupd "$W/operator.tsig" <<<"update add $P 3600 NS ns1.$P
+update add ns1.$P 3600 A 127.0.0.99"
+if [ "$RC" -eq 0 ] && [ "$(status_of)" = NOERROR ]; then
+  ok "operator: nsupdate adding NS and glue at $P (a port) answered NOERROR"
+else
+  bad "operator: the port: exit $RC, status '$(status_of)'"; show <<<"$OUT"
+fi
+unset "PUBLISHED[$P]"
+# referral ADDR PORT: a referral to ns1.$P with its glue, no answer, no AA.
+referral() {
+  local out
+  out=$(dig @"$1" -p "$2" +norec +time=1 +tries=1 "$P" TYPE65280 2>/dev/null)
+  grep -q -E "^$P[[:space:]].*NS[[:space:]]+ns1\.$P" <<<"$out" &&
+    grep -q -E "^ns1\.$P[[:space:]].*A[[:space:]]+127\.0\.0\.99" <<<"$out" &&
+    grep -q "ANSWER: 0," <<<"$out" && ! grep -q "flags:.* aa" <<<"$out"
+}
+check "operator: dig at the DP: a referral for the ported $P (NS and glue, no AA)" referral $MA "$MP"
+follow "followed the release and the port"
+for s in "${SECONDARIES[@]}"; do
+  read -r name addr port _ <<<"$s"
+  check "$name: no mapping at the released owner" [ -z "$(ssi "$addr" "$port" "$OWNER")" ]
+  check "$name: a referral for the ported number" referral "$addr" "$port"
+done
 
 # Expected warnings: the expired demo mapping refused at load, the unknown TSIG key, and
 # NOTIFYs to the secondaries before they were started.
