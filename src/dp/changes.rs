@@ -247,7 +247,7 @@ impl DpHandler {
             Ok(s) => s,
             Err(e) => return self.send_error(request, edns, &e, signing, handle).await,
         };
-        let changes = changes_since(zone, serial, subs.bits);
+        let changes = changes_since(&zone, serial, subs.bits);
         debug!(
             src = %request.src(),
             zone = %zone.store.origin(),

@@ -38,6 +38,14 @@ pub struct ZoneConfig {
     pub line: usize,
 }
 
+/// `[zone_directory]`: a directory of zone files, `<origin>.zone` each (docs/dp.md).
+#[derive(Debug, Clone)]
+pub struct ZoneDirectory {
+    pub path: PathBuf,
+    /// How often the directory is listed for added and removed files.
+    pub scan_interval: Duration,
+}
+
 /// An address block, such as 127.0.0.0/8 or ::1/128.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Net {
@@ -131,6 +139,8 @@ pub struct DpConfig {
     /// Trust file: the app providers' keys this DP accepts mappings under.
     pub trust: PathBuf,
     pub zones: Vec<ZoneConfig>,
+    /// More zones, one file each, added and removed while serving (`[zone_directory]`).
+    pub zone_directory: Option<ZoneDirectory>,
     /// Who may transfer zones (AXFR/IXFR).
     pub axfr_allow: Vec<Net>,
     /// Secondaries told of every new serial with DNS NOTIFY (RFC 1996).
@@ -249,6 +259,7 @@ struct Raw {
     serve_invalid_records: bool,
     #[serde(default, rename = "zone")]
     zones: Vec<RawZone>,
+    zone_directory: Option<RawZoneDirectory>,
     #[serde(default)]
     axfr: RawAxfr,
     #[serde(default)]
@@ -337,6 +348,13 @@ fn yes() -> bool {
 struct RawZone {
     origin: Spanned<String>,
     file: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawZoneDirectory {
+    path: Spanned<String>,
+    scan_interval_ms: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -458,10 +476,29 @@ impl DpConfig {
                 line: line_of(text, z.origin.span().start),
             });
         }
-        if zones.is_empty() {
+        let zone_directory = match &raw.zone_directory {
+            Some(d) => {
+                let mut scan_interval = Duration::from_millis(1000);
+                if let Some(v) = &d.scan_interval_ms {
+                    if *v.get_ref() == 0 {
+                        return Err(at(
+                            v.span(),
+                            "zone_directory.scan_interval_ms must be at least 1".into(),
+                        ));
+                    }
+                    scan_interval = Duration::from_millis(*v.get_ref());
+                }
+                Some(ZoneDirectory {
+                    path: dir.join(d.path.get_ref()),
+                    scan_interval,
+                })
+            }
+            None => None,
+        };
+        if zones.is_empty() && zone_directory.is_none() {
             return Err(ConfigError::File {
                 file,
-                message: "no [[zone]] configured: nothing to serve".into(),
+                message: "no [[zone]] and no [zone_directory] configured: nothing to serve".into(),
             });
         }
         let axfr_allow = raw
@@ -704,6 +741,7 @@ impl DpConfig {
             listen,
             trust: dir.join(raw.trust.get_ref()),
             zones,
+            zone_directory,
             axfr_allow,
             notify,
             limits,

@@ -466,7 +466,7 @@ impl RequestHandler for DpHandler {
                 .filter(|z| z.store.origin().as_wire() == qname);
             return match zone {
                 Some(zone) if allowed && request.protocol() == Protocol::Tcp => {
-                    self.transfer(request, zone, qtype, edns, handle).await
+                    self.transfer(request, &zone, qtype, edns, handle).await
                 }
                 // RFC 1995 section 2: over UDP, an IXFR that does not fit is answered
                 // with the current SOA, which sends the client to TCP.
@@ -501,7 +501,8 @@ impl RequestHandler for DpHandler {
         if u16::from(qtype) == crate::record::TYPE_PIR {
             return self.private(request, edns, &zones, qname, handle).await;
         }
-        let sections = match zones.find(qname) {
+        let zone = zones.find(qname);
+        let sections = match &zone {
             Some(zone) => self.answer(zone, qname, qtype),
             None => Sections::error(ResponseCode::Refused),
         };

@@ -15,6 +15,7 @@ mod tcp;
 pub mod update;
 pub mod writer;
 mod xfr;
+pub mod zonedir;
 pub mod zones;
 
 use std::collections::HashMap;
@@ -60,6 +61,10 @@ pub struct DpServer {
     pub addrs: Vec<SocketAddr>,
     udp: hickory_server::Server<DpHandler>,
     tcp: Vec<JoinHandle<()>>,
+    /// The config as last loaded, for the zone directory's scans.
+    config: Arc<ArcSwap<DpConfig>>,
+    zonedir: Arc<tokio::sync::Mutex<zonedir::ZoneDir>>,
+    scanner: Option<JoinHandle<()>>,
 }
 
 use crate::sys::unix_now as now;
@@ -147,6 +152,18 @@ impl DpServer {
                 .map_err(|e| DpError::Zone(format!("zone {}: {e}", zc.origin)))?;
             shared.writers_lock().insert(zc.origin.clone(), handle);
         }
+        let mut dir = zonedir::ZoneDir::default();
+        if let Some(d) = &config.zone_directory {
+            // An unreadable directory is a config error at start; a bad file in it is not.
+            zonedir::listing(&d.path).map_err(|e| {
+                DpError::Zone(format!(
+                    "zone directory {} ({}): {e}",
+                    d.path.display(),
+                    config.path.display()
+                ))
+            })?;
+            dir.sync(d, &config, &shared, &ctx, false).await;
+        }
         zones::release_freed_memory();
         let handler = DpHandler(shared.clone());
         let mut udp = hickory_server::Server::new(handler.clone());
@@ -160,12 +177,25 @@ impl DpServer {
             )));
             info!("listening on {bound} (UDP and TCP)");
         }
+        let config = Arc::new(ArcSwap::from_pointee(config));
+        let zonedir = Arc::new(tokio::sync::Mutex::new(dir));
+        let scanner = config.load().zone_directory.as_ref().map(|_| {
+            tokio::spawn(scan(
+                config.clone(),
+                zonedir.clone(),
+                shared.clone(),
+                addrs.clone(),
+            ))
+        });
         Ok(DpServer {
             config_path: config_path.to_path_buf(),
             shared,
             addrs,
             udp,
             tcp,
+            config,
+            zonedir,
+            scanner,
         })
     }
 
@@ -181,12 +211,34 @@ impl DpServer {
     /// previous version; the failures are returned (and logged). Listen addresses and
     /// limits change only on restart.
     pub async fn reload(&self) -> Result<Vec<String>, DpError> {
-        reload(&self.config_path, &self.shared, &self.addrs).await
+        let config = DpConfig::load(&self.config_path)?;
+        let failures = reload(&config, &self.shared, &self.addrs, &self.zonedir).await?;
+        self.config.store(Arc::new(config));
+        Ok(failures)
+    }
+
+    /// Lists the zone directory now (it is listed every `scan_interval_ms` anyway):
+    /// starts the zones of new files and stops those whose file is gone.
+    pub async fn rescan(&self) -> Vec<String> {
+        let config = self.config.load_full();
+        let Some(d) = &config.zone_directory else {
+            return Vec::new();
+        };
+        let ctx = writer_context(&config, &self.shared, &self.addrs);
+        self.zonedir
+            .lock()
+            .await
+            .sync(d, &config, &self.shared, &ctx, false)
+            .await
     }
 
     /// Stops listening, lets each zone's writer finish its queue and write its zone
     /// file, and waits for the UDP server to finish.
     pub async fn shutdown(mut self) {
+        if let Some(s) = self.scanner.take() {
+            s.abort();
+            let _ = s.await;
+        }
         for t in &self.tcp {
             t.abort();
         }
@@ -267,14 +319,37 @@ fn writer_context(config: &DpConfig, shared: &Arc<Shared>, listen: &[SocketAddr]
     }
 }
 
-/// Re-reads the config, the trust file and every zone file; each zone's writer applies
+/// Lists the zone directory every `scan_interval_ms` of the current config.
+async fn scan(
+    config: Arc<ArcSwap<DpConfig>>,
+    dir: Arc<tokio::sync::Mutex<zonedir::ZoneDir>>,
+    shared: Arc<Shared>,
+    listen: Vec<SocketAddr>,
+) {
+    loop {
+        let current = config.load_full();
+        let Some(d) = &current.zone_directory else {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            continue;
+        };
+        tokio::time::sleep(d.scan_interval).await;
+        let ctx = writer_context(&current, &shared, &listen);
+        dir.lock()
+            .await
+            .sync(d, &current, &shared, &ctx, false)
+            .await;
+    }
+}
+
+/// Re-reads the trust file and every zone file of `config`; each zone's writer applies
 /// what changed in its file as one changeset. New zones start, removed ones stop.
 async fn reload(
-    config_path: &Path,
+    config: &DpConfig,
     shared: &Arc<Shared>,
     listen: &[SocketAddr],
+    zonedir: &tokio::sync::Mutex<zonedir::ZoneDir>,
 ) -> Result<Vec<String>, DpError> {
-    let config = DpConfig::load(config_path)?;
+    let config = config.clone();
     let trust =
         Arc::new(TrustStore::load(&config.trust).map_err(|e| DpError::Zone(e.to_string()))?);
     shared.trust.store(trust.clone());
@@ -316,10 +391,16 @@ async fn reload(
             failures.push(format!("zone {}: {e}", zc.origin));
         }
     }
+    let mut dir = zonedir.lock().await;
+    match &config.zone_directory {
+        Some(d) => failures.extend(dir.sync(d, &config, shared, &ctx, true).await),
+        // No directory any more: its zones stop below like unconfigured ones.
+        None => *dir = zonedir::ZoneDir::default(),
+    }
     let gone: Vec<(Name, writer::WriterHandle)> = shared
         .writers_lock()
         .iter()
-        .filter(|(o, _)| !config.zones.iter().any(|z| z.origin == **o))
+        .filter(|(o, _)| !config.zones.iter().any(|z| z.origin == **o) && !dir.serves(o))
         .map(|(o, h)| (o.clone(), h.clone()))
         .collect();
     for (origin, h) in gone {

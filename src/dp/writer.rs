@@ -94,6 +94,8 @@ enum Job {
     SwapPir(Arc<super::private::ZonePirState>, oneshot::Sender<()>),
     /// Finish the queue, write the zone file, then say so.
     Stop(oneshot::Sender<()>),
+    /// The zone's file was removed: finish the queue but write nothing, then say so.
+    Discard(oneshot::Sender<()>),
 }
 
 /// The way to a zone's writer.
@@ -110,6 +112,7 @@ impl std::fmt::Debug for Job {
             Job::Reload { .. } => "Reload",
             Job::SwapPir(..) => "SwapPir",
             Job::Stop(_) => "Stop",
+            Job::Discard(_) => "Discard",
         })
     }
 }
@@ -156,6 +159,15 @@ impl WriterHandle {
     pub async fn stop(&self) {
         let (done, finished) = oneshot::channel();
         if self.tx.send(Job::Stop(done)).await.is_ok() {
+            let _ = finished.await;
+        }
+    }
+
+    /// Stops the writer of a zone whose file was removed: what is queued is applied and
+    /// journaled, but the zone file is not written back.
+    pub async fn discard(&self) {
+        let (done, finished) = oneshot::channel();
+        if self.tx.send(Job::Discard(done)).await.is_ok() {
             let _ = finished.await;
         }
     }
@@ -450,8 +462,13 @@ fn open_zone(
     })
 }
 
-/// Swaps one zone's version into the served set.
+/// Swaps one zone's version into the served set: in place when the zone is served
+/// already, else as a new set with the zone added.
 pub fn publish(shared: &Shared, zone: Arc<ServedZone>) {
+    if let Some(slot) = shared.zones.load().slot(zone.store.origin()) {
+        slot.store(zone);
+        return;
+    }
     shared.zones.rcu(|set| {
         let mut set = (**set).clone();
         set.insert(zone.clone());
@@ -511,6 +528,8 @@ async fn rewrite_done(
 async fn run(mut state: State, mut rx: mpsc::Receiver<Job>) {
     let mut stopping = Vec::new();
     let mut rewrite: Option<Rewrite> = None;
+    // A rewrite that lands after the zone's file was removed puts it back.
+    let mut recreated = false;
     loop {
         let wake = state.expiry.keys().next().copied();
         let sleep = match wake {
@@ -538,14 +557,15 @@ async fn run(mut state: State, mut rx: mpsc::Receiver<Job>) {
                 }
                 // A reload and a stop write the file in line: a write still running
                 // must land first, or it would replace the newer file.
-                if jobs.iter().any(|j| matches!(j, Job::Reload { .. } | Job::Stop(_))) {
+                if jobs.iter().any(|j| matches!(j, Job::Reload { .. } | Job::Stop(_) | Job::Discard(_))) {
                     if let Some(r) = rewrite.take() {
+                        recreated = jobs.iter().any(|j| matches!(j, Job::Discard(_)));
                         let Some(s) = finish_rewrite(state, r).await else { return };
                         state = s;
                     }
                 }
                 let (stop, jobs): (Vec<Job>, Vec<Job>) =
-                    jobs.into_iter().partition(|j| matches!(j, Job::Stop(_)));
+                    jobs.into_iter().partition(|j| matches!(j, Job::Stop(_) | Job::Discard(_)));
                 let Some(s) = blocking(state, move |s| commit_batch(s, jobs)).await else { return };
                 state = s;
                 if !stop.is_empty() {
@@ -571,16 +591,30 @@ async fn run(mut state: State, mut rx: mpsc::Receiver<Job>) {
         }
     }
     if let Some(r) = rewrite.take() {
+        recreated = true;
         match finish_rewrite(state, r).await {
             Some(s) => state = s,
             None => return,
         }
     }
-    if state.changes_since_flush > 0 {
+    let discard = stopping.iter().any(|j| matches!(j, Job::Discard(_)));
+    let signal = state.notify.clone();
+    if discard {
+        if recreated {
+            if let Err(e) = std::fs::remove_file(&state.zone_file) {
+                warn!(zone = %state.origin, "{}: {e}", state.zone_file.display());
+            }
+        }
+        drop(state);
+    } else if state.changes_since_flush > 0 {
         let _ = blocking(state, flush).await;
+    } else {
+        drop(state);
     }
+    // The notifier ends once it is the last holder of the signal.
+    signal.notify_one();
     for job in stopping {
-        if let Job::Stop(done) = job {
+        if let Job::Stop(done) | Job::Discard(done) = job {
             let _ = done.send(());
         }
     }
@@ -846,7 +880,7 @@ fn commit_batch(mut state: State, jobs: Vec<Job>) -> State {
                 new_pir = Some(p);
                 swapped.push(done);
             }
-            Job::Stop(_) => {}
+            Job::Stop(_) | Job::Discard(_) => {}
         }
     }
     if let Some(p) = new_pir {
@@ -1234,6 +1268,10 @@ async fn notifier(origin: Name, ctx: WriterContext, signal: Arc<Notify>) {
     use super::notify::Target;
     loop {
         signal.notified().await;
+        if Arc::strong_count(&signal) == 1 {
+            // The writer is gone.
+            return;
+        }
         let subs = ctx.shared.subscribers.load_full();
         let targets: Vec<Target> = ctx
             .notify
@@ -1275,7 +1313,7 @@ async fn pir_updater(
         let settings = settings.clone();
         let outcome = tokio::task::spawn_blocking(move || {
             let zones = shared.zones.load_full();
-            let zone = zones.get(&origin2)?.clone();
+            let zone = zones.get(&origin2)?;
             let state = zone.pir.clone()?;
             let changes: Vec<(String, Vec<Vec<u8>>)> = owners
                 .iter()

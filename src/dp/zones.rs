@@ -3,6 +3,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
+
 use hickory_proto::rr::Record as WireRecord;
 use tracing::{info, warn};
 
@@ -176,19 +178,22 @@ pub fn with_pircfg(store: &ZoneStore, state: &ZonePirState) -> Result<ZoneStore,
     Ok(next)
 }
 
-/// Every zone this server answers for, keyed by origin (wire form).
+/// Every zone this server answers for, keyed by origin (wire form). Each zone sits in its
+/// own slot: a commit swaps its zone's slot and leaves the set alone, so the cost of a
+/// commit does not grow with the number of zones (a DP may serve thousands of one-number
+/// zones); only adding or removing a zone makes a new set.
 #[derive(Debug, Default, Clone)]
 pub struct ZoneSet {
-    zones: HashMap<Box<[u8]>, Arc<ServedZone>>,
+    zones: HashMap<Box<[u8]>, Arc<ArcSwap<ServedZone>>>,
 }
 
 impl ZoneSet {
     /// The most specific zone containing `qname` (lowercase wire form).
-    pub fn find(&self, qname: &[u8]) -> Option<&Arc<ServedZone>> {
+    pub fn find(&self, qname: &[u8]) -> Option<Arc<ServedZone>> {
         let mut rest = qname;
         loop {
             if let Some(z) = self.zones.get(rest) {
-                return Some(z);
+                return Some(z.load_full());
             }
             let len = *rest.first()? as usize;
             if len == 0 {
@@ -198,7 +203,12 @@ impl ZoneSet {
         }
     }
 
-    pub fn get(&self, origin: &Name) -> Option<&Arc<ServedZone>> {
+    pub fn get(&self, origin: &Name) -> Option<Arc<ServedZone>> {
+        self.zones.get(origin.as_wire()).map(|z| z.load_full())
+    }
+
+    /// The slot of a zone, to publish a new version of it in place.
+    pub fn slot(&self, origin: &Name) -> Option<&Arc<ArcSwap<ServedZone>>> {
         self.zones.get(origin.as_wire())
     }
 
@@ -214,7 +224,10 @@ impl ZoneSet {
     pub fn serials(&self) -> Vec<(Name, u32)> {
         self.zones
             .values()
-            .map(|z| (z.store.origin().clone(), z.store.soa().serial))
+            .map(|z| {
+                let z = z.load();
+                (z.store.origin().clone(), z.store.soa().serial)
+            })
             .collect()
     }
 
@@ -225,13 +238,16 @@ impl ZoneSet {
     pub fn origins(&self) -> Vec<Name> {
         self.zones
             .values()
-            .map(|z| z.store.origin().clone())
+            .map(|z| z.load().store.origin().clone())
             .collect()
     }
 
+    /// Adds a zone in a new slot (or replaces the slot of one with the same origin).
     pub fn insert(&mut self, zone: Arc<ServedZone>) {
-        self.zones
-            .insert(zone.store.origin().as_wire().into(), zone);
+        self.zones.insert(
+            zone.store.origin().as_wire().into(),
+            Arc::new(ArcSwap::new(zone)),
+        );
     }
 }
 
