@@ -33,6 +33,8 @@ struct Fx {
     talk: TsigKey,
     /// Key file of the operator (of the donor and the recipient alike).
     op_file: std::path::PathBuf,
+    /// The recipient's zone directory.
+    zone_dir: std::path::PathBuf,
     _keydir: tempfile::TempDir,
 }
 
@@ -77,8 +79,12 @@ async fn fixture(t: u8, numbers: &[&str]) -> Fx {
         1,
     );
     let mut recipient = spec(placeholder, &[3]);
+    // Ported numbers arrive in its zone directory.
+    let zone_dir = keydir.join("zones.d");
+    std::fs::create_dir(&zone_dir).unwrap();
     recipient.config_extra = format!(
-        "[[update]]\nprovider = \"talk.example.\"\ntsig = {tp:?}\n[[operator]]\ntsig = {op_file:?}\n"
+        "[[update]]\nprovider = \"talk.example.\"\ntsig = {tp:?}\n[[operator]]\ntsig = {op_file:?}\n[zone_directory]\npath = {:?}\nscan_interval_ms = 100\n",
+        zone_dir.display().to_string()
     );
     let tree = Tree::start(
         t,
@@ -92,6 +98,7 @@ async fn fixture(t: u8, numbers: &[&str]) -> Fx {
         chat,
         talk,
         op_file: op_file.into(),
+        zone_dir,
         _keydir: keydir_guard,
     }
 }
@@ -106,7 +113,7 @@ impl Fx {
     }
 
     /// Ports `number` from the donor (live, by the operator's UPDATE) to the recipient (a
-    /// zone file from the hand-over, added to its config and reloaded).
+    /// zone file from the hand-over, dropped into its zone directory).
     async fn port(&self, number: &str) {
         let t = self.tree.t;
         let o = owner(number);
@@ -133,7 +140,6 @@ impl Fx {
             .await;
         assert_eq!(code, 0, "port-out: {out}{err}");
         assert!(out.starts_with(&format!("ported out {o}: ")), "{out}");
-        let zonefile = self.tree.path(&format!("{o}zone"));
         let (code, out, err) = self
             .mimi(&[
                 "zone",
@@ -145,18 +151,19 @@ impl Fx {
                 "--ns",
                 &ns,
                 "--out",
-                zonefile.to_str().unwrap(),
+                self.zone_dir.to_str().unwrap(),
             ])
             .await;
         assert_eq!(code, 0, "port-in: {out}{err}");
-        let config = self.tree.config_file(3);
-        let mut text = std::fs::read_to_string(&config).unwrap();
-        text.push_str(&format!(
-            "[[zone]]\norigin = \"{o}\"\nfile = {:?}\n",
-            zonefile.display().to_string()
-        ));
-        std::fs::write(&config, text).unwrap();
-        assert!(self.tree.server(3).reload().await.unwrap().is_empty());
+        // The recipient's next scan of its directory serves the new zone.
+        let start = std::time::Instant::now();
+        while self.tree.server(3).shared().zones.load().get(&o).is_none() {
+            assert!(
+                start.elapsed() < Duration::from_secs(2),
+                "{o} not served from the zone directory"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     async fn publish(

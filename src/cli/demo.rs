@@ -629,6 +629,20 @@ async fn port_row(
     let ns = [(Name::parse("ns1", Some(&owner))?, recipient)];
     let started = std::time::Instant::now();
     let donor = std::net::SocketAddr::new(CARRIER_DP.parse()?, port);
+    // The recipient carrier's DP: a zone directory (empty so far) and talk.example's key.
+    let zone_dir = work.join("recipient-zones.d");
+    std::fs::create_dir_all(&zone_dir)?;
+    let config = work.join("recipient.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = [\"{RECIPIENT_DP}:{port}\"]\ntrust = {:?}\n[[update]]\nprovider = \"talk.example.\"\ntsig = {:?}\n[zone_directory]\npath = {:?}\nscan_interval_ms = 100\n",
+            std::fs::canonicalize(zones.join("trust.toml"))?.display().to_string(),
+            work.join("talk.tsig").display().to_string(),
+            zone_dir.display().to_string()
+        ),
+    )?;
+    let server = DpServer::start(&config).await?;
     let handed = crate::operate::fetch_mappings(donor, &owner, Duration::from_secs(2)).await?;
     let delegated = operate_carrier(
         work,
@@ -636,23 +650,22 @@ async fn port_row(
         &crate::operate::delegation_update(&owner, &ns, 3600),
     )
     .await;
-    // The recipient: a zone for the number from the hand-over, and talk.example's key.
+    // A zone for the number from the hand-over, dropped into the recipient's directory
+    // (as `mimi zone port-in --out DIR` does), which its next scan serves.
     let mut zone = ZoneFile::new_zone(owner.clone(), &ns, 3600, 1);
     zone.records
         .extend(crate::operate::mappings_file(&owner, &handed).records);
-    let zone_path = work.join("ported.zone");
-    zone.save(&zone_path, WriteStyle::Native)?;
-    let config = work.join("recipient.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = [\"{RECIPIENT_DP}:{port}\"]\ntrust = {:?}\n[[update]]\nprovider = \"talk.example.\"\ntsig = {:?}\n[[zone]]\norigin = \"{owner}\"\nfile = {:?}\n",
-            std::fs::canonicalize(zones.join("trust.toml"))?.display().to_string(),
-            work.join("talk.tsig").display().to_string(),
-            zone_path.display().to_string()
-        ),
+    zone.save(
+        &super::lifecycle::zone_file_in(&zone_dir, &owner),
+        WriteStyle::Native,
     )?;
-    let server = DpServer::start(&config).await?;
+    let waiting = std::time::Instant::now();
+    while server.shared().zones.load().get(&owner).is_none() {
+        if waiting.elapsed() > Duration::from_secs(2) {
+            bail!("the recipient's zone directory did not serve {owner} within 2 s");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let key = ProviderKey::load(zones.join("keys/talk.example.key"))?;
     let mut options = SignOptions::now();
     options.valid_days = 30;
