@@ -184,7 +184,8 @@ pub fn with_pircfg(store: &ZoneStore, state: &ZonePirState) -> Result<ZoneStore,
 /// zones); only adding or removing a zone makes a new set.
 #[derive(Debug, Default, Clone)]
 pub struct ZoneSet {
-    zones: HashMap<Box<[u8]>, Arc<ArcSwap<ServedZone>>>,
+    /// Shared keys: adding a zone copies the map, which then costs no allocation per zone.
+    zones: HashMap<Arc<[u8]>, Arc<ArcSwap<ServedZone>>>,
 }
 
 impl ZoneSet {
