@@ -812,6 +812,27 @@ mod tests {
     }
 
     #[test]
+    fn zone_directory_and_operators() {
+        let c = parse("listen = [\"127.0.0.1\"]\ntrust = \"t\"\n[zone_directory]\npath = \"zones.d\"\n[[operator]]\ntsig = \"op.key\"\n")
+            .unwrap();
+        assert!(c.zones.is_empty());
+        let d = c.zone_directory.unwrap();
+        assert_eq!(d.path, Path::new("/etc/mimi/zones.d"));
+        assert_eq!(d.scan_interval, Duration::from_secs(1));
+        assert_eq!(c.operators[0].tsig, Path::new("/etc/mimi/op.key"));
+        assert_eq!(c.operators[0].line, 6);
+        assert_eq!(c.updates.max_validity, Duration::from_secs(31 * 86400));
+        let e = parse("listen = [\"127.0.0.1\"]\ntrust = \"t\"\n[zone_directory]\npath = \"d\"\nscan_interval_ms = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(":5:") && e.contains("scan_interval_ms"), "{e}");
+        let e = parse("listen = [\"127.0.0.1\"]\ntrust = \"t\"\n[zone_directory]\nfile = \"d\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(":4:"), "{e}");
+    }
+
+    #[test]
     fn nets() {
         let n: Net = "10.1.0.0/16".parse().unwrap();
         assert!(n.contains("10.1.200.3".parse().unwrap()));
