@@ -228,3 +228,46 @@ PY
   "$MIMI" zone new 5.5.5.1.e164.mimi.arpa. --out "$d/carrier.zone" --ns "ns1.5.5.5.1.e164.mimi.arpa.=$ns" >/dev/null
   "$MIMI" zone import "$d/carrier.zone" --csv "$d/map.csv" --key "$d/chat.key" >/dev/null
 }
+
+# --- the frame of an interop script -----------------------------------------------------
+# interop_start NAME: $W (a work directory, kept when KEEP=1), `pids` (every process the
+# script starts; only these are stopped at exit, by PID), the pass and fail counts, and
+# $MIMI (built when missing). Then ok/bad/check/check_eq/show/die and, last, interop_end.
+interop_start() {
+  SCRIPT=$1
+  MIMI=${MIMI:-target/release/mimi}
+  [ -x "$MIMI" ] || cargo build --release --quiet
+  MIMI=$(realpath "$MIMI")
+  W=$(mktemp -d)
+  pids=()
+  pass=0 fail=0
+  trap interop_cleanup EXIT
+}
+interop_cleanup() {
+  local p
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  if [ -n "${KEEP:-}" ]; then echo "$SCRIPT: kept $W" >&2; else rm -rf "$W"; fi
+}
+# need PACKAGES TOOL...: stop unless every TOOL is installed (PACKAGES names them for apt).
+need() {
+  local packages=$1 tool
+  shift
+  for tool in "$@"; do
+    command -v "$tool" >/dev/null || die "$tool is not installed ($packages)"
+  done
+}
+ok() { pass=$((pass + 1)); echo "ok - $*"; }
+bad() { fail=$((fail + 1)); echo "not ok - $*"; }
+# check WHAT CMD...: ok when CMD succeeds.
+check() { local what=$1; shift; if "$@"; then ok "$what"; else bad "$what"; fi; }
+# check_eq WHAT WANT GOT: ok when GOT is WANT.
+check_eq() { if [ "$2" = "$3" ]; then ok "$1"; else bad "$1: want [$2] got [$3]"; fi; }
+# show [LINES]: stdin indented, its last LINES (15) lines.
+show() { sed 's/^/    /' | tail -n "${1:-15}"; }
+die() { echo "$SCRIPT: $*" >&2; exit 1; }
+# interop_end: the summary; the script's status is whether anything failed.
+interop_end() {
+  echo "$SCRIPT: $pass passed, $fail failed"
+  [ "$fail" -eq 0 ]
+}

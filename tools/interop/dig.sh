@@ -10,28 +10,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . tools/lib.sh
-MIMI=${MIMI:-target/release/mimi}
-[ -x "$MIMI" ] || cargo build --release --quiet
-for tool in dig kdig python3; do
-  command -v "$tool" >/dev/null || { echo "dig.sh: $tool is not installed (dnsutils, knot-dnsutils, python3)" >&2; exit 1; }
-done
+interop_start dig.sh
+need "dnsutils, knot-dnsutils, python3" dig kdig python3
 
 A1=127.0.0.61 A2=127.0.0.62 XFR_OK=127.0.0.63 XFR_NO=127.0.0.64
-W=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  if [ -n "${KEEP:-}" ]; then echo "dig.sh: kept $W" >&2; else rm -rf "$W"; fi
-}
-trap cleanup EXIT
-
-pass=0 fail=0
-ok() { pass=$((pass + 1)); echo "ok   $*"; }
-bad() { fail=$((fail + 1)); echo "FAIL $*"; }
-# check WHAT WANT GOT
-check() { if [ "$2" = "$3" ]; then ok "$1"; else bad "$1: want [$2] got [$3]"; fi; }
-
 
 # start_dp LOG CONFIG ADDR PORT: starts a server, waits (bounded) until it answers.
 start_dp() {
@@ -131,78 +113,78 @@ EXPIRED=9.9.9.9.1.1.1.5.5.5.1.e164.mimi.arpa.
 EMMA=0.0.0.0.6.4.9.7.0.2.4.4.e164.mimi.arpa.
 for t in dig kdig; do
   o=$(ask $t $A1 "$P1" $ALICE TYPE65280)
-  check "$t: SSI answer, AA" "NOERROR aa=1 tc=0 an=1 ns=0" "$(shape "$o")"
-  check "$t: SSI answer record" "$ALICE 3600 IN TYPE65280" "$(heads "$o" ANSWER)"
+  check_eq "$t: SSI answer, AA" "NOERROR aa=1 tc=0 an=1 ns=0" "$(shape "$o")"
+  check_eq "$t: SSI answer record" "$ALICE 3600 IN TYPE65280" "$(heads "$o" ANSWER)"
   o=$(ask $t $A1 "$P1" $BOB TYPE65280)
-  check "$t: two mappings at one name" "NOERROR aa=1 tc=0 an=2 ns=0" "$(shape "$o")"
+  check_eq "$t: two mappings at one name" "NOERROR aa=1 tc=0 an=2 ns=0" "$(shape "$o")"
   o=$(ask $t $A1 "$P1" "$(tr 'a-z' 'A-Z' <<<"$ALICE")" TYPE65280)
-  check "$t: query name case does not matter" "NOERROR aa=1 tc=0 an=1 ns=0" "$(shape "$o")"
+  check_eq "$t: query name case does not matter" "NOERROR aa=1 tc=0 an=1 ns=0" "$(shape "$o")"
 
   o=$(ask $t $A2 "$P2" $ALICE TYPE65280)
-  check "$t: referral from the root zone, AA clear" "NOERROR aa=0 tc=0 an=0 ns=1" "$(shape "$o")"
-  check "$t: referral NS in authority" "e164.mimi.arpa. 3600 IN NS ns1.e164.mimi.arpa." "$(section "$o" AUTHORITY)"
-  check "$t: referral glue in additional" "ns1.e164.mimi.arpa. 3600 IN A 127.53.0.2" "$(section "$o" ADDITIONAL)"
+  check_eq "$t: referral from the root zone, AA clear" "NOERROR aa=0 tc=0 an=0 ns=1" "$(shape "$o")"
+  check_eq "$t: referral NS in authority" "e164.mimi.arpa. 3600 IN NS ns1.e164.mimi.arpa." "$(section "$o" AUTHORITY)"
+  check_eq "$t: referral glue in additional" "ns1.e164.mimi.arpa. 3600 IN A 127.53.0.2" "$(section "$o" ADDITIONAL)"
   o=$(ask $t $A1 "$P1" $EMMA TYPE65280)
-  check "$t: referral for +44 (not served) from the root zone" "NOERROR aa=0 tc=0 an=0 ns=1" "$(shape "$o")"
+  check_eq "$t: referral for +44 (not served) from the root zone" "NOERROR aa=0 tc=0 an=0 ns=1" "$(shape "$o")"
 
   o=$(ask $t $A1 "$P1" nothing.mimi.arpa. A)
-  check "$t: NXDOMAIN, AA" "NXDOMAIN aa=1 tc=0 an=0 ns=1" "$(shape "$o")"
-  check "$t: NXDOMAIN SOA TTL = min(TTL, MINIMUM)" "mimi.arpa. $NEG_ROOT IN SOA" "$(heads "$o" AUTHORITY)"
+  check_eq "$t: NXDOMAIN, AA" "NXDOMAIN aa=1 tc=0 an=0 ns=1" "$(shape "$o")"
+  check_eq "$t: NXDOMAIN SOA TTL = min(TTL, MINIMUM)" "mimi.arpa. $NEG_ROOT IN SOA" "$(heads "$o" AUTHORITY)"
   o=$(ask $t $A1 "$P1" 0.0.0.0.2.2.2.5.5.5.1.e164.mimi.arpa. TYPE65280 +tcp)
-  check "$t: NXDOMAIN over TCP" "NXDOMAIN aa=1 tc=0 an=0 ns=1" "$(shape "$o")"
-  check "$t: NXDOMAIN over TCP, SOA TTL" "5.5.5.1.e164.mimi.arpa. $NEG_CARRIER IN SOA" "$(heads "$o" AUTHORITY)"
+  check_eq "$t: NXDOMAIN over TCP" "NXDOMAIN aa=1 tc=0 an=0 ns=1" "$(shape "$o")"
+  check_eq "$t: NXDOMAIN over TCP, SOA TTL" "5.5.5.1.e164.mimi.arpa. $NEG_CARRIER IN SOA" "$(heads "$o" AUTHORITY)"
 
   o=$(ask $t $A1 "$P1" $ALICE A)
-  check "$t: NODATA (A at an SSI owner)" "NOERROR aa=1 tc=0 an=0 ns=1" "$(shape "$o")"
-  check "$t: NODATA SOA TTL" "5.5.5.1.e164.mimi.arpa. $NEG_CARRIER IN SOA" "$(heads "$o" AUTHORITY)"
+  check_eq "$t: NODATA (A at an SSI owner)" "NOERROR aa=1 tc=0 an=0 ns=1" "$(shape "$o")"
+  check_eq "$t: NODATA SOA TTL" "5.5.5.1.e164.mimi.arpa. $NEG_CARRIER IN SOA" "$(heads "$o" AUTHORITY)"
   o=$(ask $t $A1 "$P1" 1.1.1.5.5.5.1.e164.mimi.arpa. TYPE65280)
-  check "$t: NODATA at an empty non-terminal" "NOERROR aa=1 tc=0 an=0 ns=1" "$(shape "$o")"
+  check_eq "$t: NODATA at an empty non-terminal" "NOERROR aa=1 tc=0 an=0 ns=1" "$(shape "$o")"
   o=$(ask $t $A1 "$P1" ap.mimi.arpa. TYPE65281)
-  check "$t: NODATA at ap.mimi.arpa. (empty non-terminal)" "NOERROR aa=1 tc=0 an=0 ns=1" "$(shape "$o")"
+  check_eq "$t: NODATA at ap.mimi.arpa. (empty non-terminal)" "NOERROR aa=1 tc=0 an=0 ns=1" "$(shape "$o")"
 
   o=$(ask $t $A1 "$P1" example.org. A)
-  check "$t: REFUSED outside the zones" "REFUSED aa=0 tc=0 an=0 ns=0" "$(shape "$o")"
+  check_eq "$t: REFUSED outside the zones" "REFUSED aa=0 tc=0 an=0 ns=0" "$(shape "$o")"
   o=$(ask $t $A1 "$P1" -c CH version.bind. TXT)
-  check "$t: REFUSED for class CH" "REFUSED" "$(rcode "$o")"
+  check_eq "$t: REFUSED for class CH" "REFUSED" "$(rcode "$o")"
 
   o=$(ask $t $A1 "$P1" many.large.test. TXT +bufsize=512 +ignore)
-  check "$t: TC over UDP with a 512-byte buffer" "NOERROR tc=1 fits=1" \
+  check_eq "$t: TC over UDP with a 512-byte buffer" "NOERROR tc=1 fits=1" \
     "$(rcode "$o") tc=$(has_flag "$o" tc) fits=$([ "$(size "$o")" -le 512 ] && echo 1 || echo 0)"
   o=$(ask $t $A1 "$P1" many.large.test. TXT +bufsize=4096 +ignore)
-  check "$t: UDP answer capped at 1232 bytes, TC" "NOERROR tc=1 fits=1" \
+  check_eq "$t: UDP answer capped at 1232 bytes, TC" "NOERROR tc=1 fits=1" \
     "$(rcode "$o") tc=$(has_flag "$o" tc) fits=$([ "$(size "$o")" -le 1232 ] && echo 1 || echo 0)"
   o=$(ask $t $A1 "$P1" many.large.test. TXT +tcp)
-  check "$t: the whole answer over TCP" "NOERROR aa=1 tc=0 an=40 ns=0" "$(shape "$o")"
+  check_eq "$t: the whole answer over TCP" "NOERROR aa=1 tc=0 an=40 ns=0" "$(shape "$o")"
 
   o=$(ask $t $A1 "$P1" $EXPIRED TYPE65280)
-  check "$t: expired mapping (+1 555 111 9999) not served" "NXDOMAIN aa=1 tc=0 an=0 ns=1" "$(shape "$o")"
+  check_eq "$t: expired mapping (+1 555 111 9999) not served" "NXDOMAIN aa=1 tc=0 an=0 ns=1" "$(shape "$o")"
 
   o=$(ask $t $A1 "$P1" -b $XFR_OK 5.5.5.1.e164.mimi.arpa. AXFR)
   recs=$(grep -v -e '^;' -e '^[[:space:]]*$' <<<"$o" | awk '{ print tolower($1), $4 }' || true)
-  check "$t: AXFR from the allow-list: SOA first and last" "SOA SOA" \
+  check_eq "$t: AXFR from the allow-list: SOA first and last" "SOA SOA" \
     "$(head -1 <<<"$recs" | cut -d' ' -f2) $(tail -1 <<<"$recs" | cut -d' ' -f2)"
   # the zone file's records, less the refused (expired) one, plus the closing SOA
   want=$(($(grep -c -v -e '^;' -e '^\$' -e '^[[:space:]]*$' "$W/5.5.5.1.e164.zone") - 1 + 1))
-  check "$t: AXFR record count, expired mapping left out" "$want 0" \
+  check_eq "$t: AXFR record count, expired mapping left out" "$want 0" \
     "$(wc -l <<<"$recs" | tr -d ' ') $(grep -c "^$EXPIRED" <<<"$recs" || true)"
   o=$(ask $t $A1 "$P1" -b $XFR_OK large.test. AXFR)
   # dig: "XFR size: 494 records (messages 3, ...", kdig: "(3 messages, 494 records)"
   xfr=$(sed -n -e 's/.*XFR size: \([0-9]*\) records (messages \([0-9]*\).*/\1 \2/p' \
                -e 's/.*(\([0-9]*\) messages, \([0-9]*\) records).*/\2 \1/p' <<<"$o")
   read -r xr xm <<<"${xfr:-0 0}"
-  check "$t: AXFR of a 493-record zone in several messages" "494 records, several messages" \
+  check_eq "$t: AXFR of a 493-record zone in several messages" "494 records, several messages" \
     "$xr records, $([ "$xm" -ge 2 ] && echo several || echo "$xm") messages"
   o=$(ask $t $A1 "$P1" -b $XFR_NO 5.5.5.1.e164.mimi.arpa. AXFR)
   if [ $t = dig ]; then
-    check "$t: AXFR from another address fails" "1 0" \
+    check_eq "$t: AXFR from another address fails" "1 0" \
       "$(grep -c 'Transfer failed' <<<"$o") $(grep -c -v -e '^;' -e '^[[:space:]]*$' <<<"$o" || true)"
   else
-    check "$t: AXFR from another address REFUSED" "1" "$(grep -c "error 'REFUSED'" <<<"$o")"
+    check_eq "$t: AXFR from another address REFUSED" "1" "$(grep -c "error 'REFUSED'" <<<"$o")"
   fi
 
   # dig sends ANY over TCP unless told otherwise; test UDP
   o=$(ask $t $A1 "$P1" 5.5.5.1.e164.mimi.arpa. ANY $([ $t = dig ] && echo +notcp))
-  check "$t: ANY (RFC 8482) answers one RRset" "NOERROR aa=1 types=1" \
+  check_eq "$t: ANY (RFC 8482) answers one RRset" "NOERROR aa=1 types=1" \
     "$(rcode "$o") aa=$(has_flag "$o" aa) types=$(heads "$o" ANSWER | awk '{ print $4 }' | sort -u | wc -l | tr -d ' ')"
 
   if [ $t = dig ]; then
@@ -210,29 +192,29 @@ for t in dig kdig; do
   else
     o=$(ask $t $A1 "$P1" $ALICE TYPE65280 +edns=1)
   fi
-  check "$t: EDNS version 1 gets BADVERS" "BADVERS" "$(rcode "$o")"
+  check_eq "$t: EDNS version 1 gets BADVERS" "BADVERS" "$(rcode "$o")"
 
   if [ $t = dig ]; then
     for op in notify status; do
       o=$(ask $t $A1 "$P1" mimi.arpa. SOA +opcode=$op)
-      check "$t: opcode ${op^^} gets NOTIMP" "NOTIMP" "$(rcode "$o")"
+      check_eq "$t: opcode ${op^^} gets NOTIMP" "NOTIMP" "$(rcode "$o")"
     done
     # An UPDATE without TSIG: NOTAUTH (tools/interop/update.sh sends signed ones).
     o=$(ask $t $A1 "$P1" mimi.arpa. SOA +opcode=update)
-    check "$t: unsigned UPDATE gets NOTAUTH" "NOTAUTH" "$(rcode "$o")"
+    check_eq "$t: unsigned UPDATE gets NOTAUTH" "NOTAUTH" "$(rcode "$o")"
     o=$(ask $t $A1 "$P1" +header-only)
-    check "$t: query without a question gets FORMERR" "FORMERR" "$(rcode "$o")"
+    check_eq "$t: query without a question gets FORMERR" "FORMERR" "$(rcode "$o")"
   else
     o=$(ask $t $A1 "$P1" mimi.arpa. NOTIFY)
-    check "$t: NOTIFY gets NOTIMP" "NOTIMP" "$(rcode "$o")"
+    check_eq "$t: NOTIFY gets NOTIMP" "NOTIMP" "$(rcode "$o")"
   fi
 done
 
 # --- load-time checks, garbage, signals ------------------------------------------------
 line=$(grep -n "^9.9.9.9.1.1.1 " "$W/5.5.5.1.e164.zone" | cut -d: -f1)
-check "log: expired mapping refused with file:line" "1" \
+check_eq "log: expired mapping refused with file:line" "1" \
   "$(grep -c "5.5.5.1.e164.zone:$line: record refused" "$W/dp1.log" || true)"
-check "log: AXFR from $XFR_NO logged as refused" "yes" \
+check_eq "log: AXFR from $XFR_NO logged as refused" "yes" \
   "$(grep -q "zone transfer refused.*$XFR_NO" "$W/dp1.log" && echo yes || echo no)"
 
 # A few hundred random datagrams and TCP frames; a normal query must still answer.
@@ -249,12 +231,12 @@ for i in range(30):
     t.close()
 EOF
 o=$(ask dig $A1 "$P1" $ALICE TYPE65280)
-check "random UDP datagrams and TCP frames, then a query still answers" "NOERROR aa=1 tc=0 an=1 ns=0" "$(shape "$o")"
+check_eq "random UDP datagrams and TCP frames, then a query still answers" "NOERROR aa=1 tc=0 an=1 ns=0" "$(shape "$o")"
 
 # SIGHUP: a new mapping in the served zone file appears without a restart.
 ERIN=4.4.4.4.1.1.1.5.5.5.1.e164.mimi.arpa.
 o=$(ask dig $A1 "$P1" $ERIN TYPE65280)
-check "before reload: +1 555 111 4444 is NXDOMAIN" "NXDOMAIN" "$(rcode "$o")"
+check_eq "before reload: +1 555 111 4444 is NXDOMAIN" "NXDOMAIN" "$(rcode "$o")"
 "$MIMI" zone add "$W/5.5.5.1.e164.zone" --sii "+1 555 111 4444" --ssi mimi://chat.example/u/erin \
   --key zones/keys/chat.example.key --valid-days 30 >/dev/null
 kill -HUP "$PID1"
@@ -265,28 +247,27 @@ for _ in $(seq 50); do
   [ "$got" = "NOERROR aa=1 tc=0 an=1 ns=0" ] && break
   sleep 0.1
 done
-check "SIGHUP reload serves the new mapping" "NOERROR aa=1 tc=0 an=1 ns=0" "$got"
+check_eq "SIGHUP reload serves the new mapping" "NOERROR aa=1 tc=0 an=1 ns=0" "$got"
 # A zone that fails on reload keeps its previous version.
 echo "this is not a record" >>"$W/root.zone"
 kill -HUP "$PID1"
 for _ in $(seq 50); do grep -q "still serving the current version" "$W/dp1.log" && break; sleep 0.1; done
-check "broken zone on reload: error logged" "yes" \
+check_eq "broken zone on reload: error logged" "yes" \
   "$(grep -q "still serving the current version" "$W/dp1.log" && echo yes || echo no)"
 o=$(ask dig $A1 "$P1" nothing.mimi.arpa. A)
-check "broken zone on reload: previous version still serves" "NXDOMAIN aa=1 tc=0 an=0 ns=1" "$(shape "$o")"
+check_eq "broken zone on reload: previous version still serves" "NXDOMAIN aa=1 tc=0 an=0 ns=1" "$(shape "$o")"
 
 kill -USR1 "$PID1"
 for _ in $(seq 50); do grep -q "counters: queries=" "$W/dp1.log" && break; sleep 0.1; done
-check "SIGUSR1 logs a counters line" "yes" "$(grep -q "counters: queries=[1-9]" "$W/dp1.log" && echo yes || echo no)"
+check_eq "SIGUSR1 logs a counters line" "yes" "$(grep -q "counters: queries=[1-9]" "$W/dp1.log" && echo yes || echo no)"
 
 kill -TERM "$PID1"
 rc=0
 for _ in $(seq 50); do kill -0 "$PID1" 2>/dev/null || break; sleep 0.1; done
 kill -0 "$PID1" 2>/dev/null && { echo "  (server still running 5 s after SIGTERM: killing it)"; kill -KILL "$PID1"; }
 wait "$PID1" || rc=$?
-check "SIGTERM stops the server (exit 0) with a counters line" "0 yes" \
+check_eq "SIGTERM stops the server (exit 0) with a counters line" "0 yes" \
   "$rc $(grep -q "shutting down; counters: queries=" "$W/dp1.log" && echo yes || echo no)"
 grep "counters:" "$W/dp1.log" | tail -1 | sed 's/^.*counters:/  final counters:/'
 
-echo "dig.sh: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+interop_end

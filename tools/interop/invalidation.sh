@@ -13,28 +13,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . tools/lib.sh
-MIMI=${MIMI:-target/release/mimi}
-[ -x "$MIMI" ] || cargo build --release --quiet
-MIMI=$(realpath "$MIMI")
+interop_start invalidation.sh
 REC=$(sbin pdns_recursor)
-for tool in dig python3 "$REC"; do
-  command -v "$tool" >/dev/null || { echo "invalidation.sh: $tool is not installed (dnsutils, pdns-recursor)" >&2; exit 1; }
-done
+need "dnsutils, pdns-recursor, python3" dig python3 "$REC"
 
 MA=127.0.0.81 RA=127.0.0.85 PA=127.0.0.86 SA=127.0.0.87 TA=127.0.0.88
 CZ=5.5.5.1.e164.mimi.arpa.
-W=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  if [ -n "${KEEP:-}" ]; then echo "invalidation.sh: kept $W" >&2; else rm -rf "$W"; fi
-}
-trap cleanup EXIT
-pass=0 fail=0
-ok() { pass=$((pass + 1)); echo "ok - $*"; }
-bad() { fail=$((fail + 1)); echo "not ok - $*"; }
-check() { local what=$1; shift; if "$@"; then ok "$what"; else bad "$what"; fi; }
 
 # One port for the tree and mimi's resolver (its config has one port for the tree).
 MP=$(free_port $MA $SA $TA)
@@ -161,5 +145,4 @@ else
 fi
 check "mimi's resolver logged the CHANGES it applied" grep -q "invalidated.*prefixes=" "$W/resolver.log"
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+interop_end

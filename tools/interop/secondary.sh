@@ -18,33 +18,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . tools/lib.sh
-MIMI=${MIMI:-target/release/mimi}
-[ -x "$MIMI" ] || cargo build --release --quiet
-sbin() { command -v "$1" 2>/dev/null || { [ -x "/usr/sbin/$1" ] && echo "/usr/sbin/$1"; } || echo "$1"; }
+interop_start secondary.sh
 KNOTD=$(sbin knotd) KNOTC=$(sbin knotc) NSD=$(sbin nsd) NSD_CHECKCONF=$(sbin nsd-checkconf)
-for tool in dig kdig python3 "$KNOTD" "$KNOTC"; do
-  command -v "$tool" >/dev/null ||
-    { echo "secondary.sh: $tool is not installed (dnsutils, knot, knot-dnsutils, python3)" >&2; exit 1; }
-done
+need "dnsutils, knot, knot-dnsutils, python3" dig kdig python3 "$KNOTD" "$KNOTC"
 with_nsd=yes
 command -v "$NSD" >/dev/null && command -v "$NSD_CHECKCONF" >/dev/null || with_nsd=no
 
 MA=127.0.0.71 KA=127.0.0.72 NA=127.0.0.73
 ZONES=(mimi.arpa. 5.5.5.1.e164.mimi.arpa.)
 declare -A FILE=([mimi.arpa.]=root.zone [5.5.5.1.e164.mimi.arpa.]=5.5.5.1.e164.zone)
-W=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  if [ -n "${KEEP:-}" ]; then echo "secondary.sh: kept $W" >&2; else rm -rf "$W"; fi
-}
-trap cleanup EXIT
-die() { echo "secondary.sh: $*" >&2; exit 1; }
-
-pass=0 fail=0
-ok() { pass=$((pass + 1)); echo "ok   $*"; }
-bad() { fail=$((fail + 1)); echo "FAIL $*"; }
 
 MP=$(free_port $MA)
 KP=$(free_port $KA)
@@ -291,5 +273,4 @@ for s in "${SECONDARIES[@]}"; do
   read -r sname _ <<<"$s"
   echo "secondary.sh: $sname: ${same[$sname]:-0} identical to mimi, ${differ[$sname]:-0} different"
 done
-echo "secondary.sh: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+interop_end

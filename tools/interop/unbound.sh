@@ -28,44 +28,22 @@ set -euo pipefail
 SELF=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
 cd "$(dirname "$0")/../.."
 . tools/lib.sh
-MIMI=${MIMI:-target/release/mimi}
-[ -x "$MIMI" ] || cargo build --release --quiet
-MIMI=$(realpath "$MIMI")
-sbin() { command -v "$1" 2>/dev/null || { [ -x "/usr/sbin/$1" ] && echo "/usr/sbin/$1"; } || echo "$1"; }
 UNBOUND=$(sbin unbound) IP=$(sbin ip)
-for tool in dig python3 "$UNBOUND"; do
-  command -v "$tool" >/dev/null ||
-    { echo "unbound.sh: $tool is not installed (unbound, dnsutils, python3)" >&2; exit 1; }
-done
 
 # --- a private network namespace, where the tree can use port 53 ------------------------
 if [ -z "${MIMI_IN_NETNS:-}" ] && [ -z "${MIMI_NO_NETNS:-}" ] && command -v unshare >/dev/null &&
    command -v "$IP" >/dev/null; then
   for flags in -n -rn; do
     if unshare $flags "$IP" link set lo up 2>/dev/null; then
-      exec unshare $flags env MIMI_IN_NETNS=1 MIMI="$MIMI" bash "$SELF" "$@"
+      exec unshare $flags env MIMI_IN_NETNS=1 MIMI="${MIMI:-}" bash "$SELF" "$@"
     fi
   done
 fi
+# (in the namespace, when there is one)
+interop_start unbound.sh
+need "unbound, dnsutils, python3" dig python3 "$UNBOUND"
 
 U=127.0.0.91 R=127.0.0.92
-W=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  if [ -n "${KEEP:-}" ]; then echo "unbound.sh: kept $W" >&2; else rm -rf "$W"; fi
-}
-trap cleanup EXIT
-die() { echo "unbound.sh: $*" >&2; exit 1; }
-
-pass=0 fail=0
-ok() { pass=$((pass + 1)); echo "ok   $*"; }
-bad() { fail=$((fail + 1)); echo "FAIL $*"; }
-# check WHAT WANT GOT
-check() { if [ "$2" = "$3" ]; then ok "$1"; else bad "$1: want [$2] got [$3]"; fi; }
-
-
 
 if [ -n "${MIMI_IN_NETNS:-}" ]; then
   "$IP" link set lo up
@@ -202,37 +180,36 @@ for c in "${CASES[@]}"; do
   owner=$("$MIMI" name "$sii")
   ou=$(ask $U "$UP" "$owner")
   om=$(ask $R "$RP" "$owner")
-  check "$sii: rcode from Unbound and from mimi resolver serve" "$want_rcode $want_rcode" "$(rcode "$ou") $(rcode "$om")"
+  check_eq "$sii: rcode from Unbound and from mimi resolver serve" "$want_rcode $want_rcode" "$(rcode "$ou") $(rcode "$om")"
   ru=$(rdata "$ou")
   rm_=$(rdata "$om")
-  check "$sii: Unbound has $want_n SSI record(s)" "$want_n" "$(grep -c . <<<"$ru" || true)"
+  check_eq "$sii: Unbound has $want_n SSI record(s)" "$want_n" "$(grep -c . <<<"$ru" || true)"
   if [ "$ru" = "$rm_" ]; then ok "$sii: same SSI records (RDATA) from Unbound and mimi resolver serve"
   else bad "$sii: SSI records differ: Unbound [$ru] mimi [$rm_]"; fi
   if [ "$want_rcode" = NXDOMAIN ]; then
-    check "$sii: both negative answers carry the carrier zone's SOA" \
+    check_eq "$sii: both negative answers carry the carrier zone's SOA" \
       "5.5.5.1.e164.mimi.arpa. 5.5.5.1.e164.mimi.arpa." "$(soa_owner "$ou") $(soa_owner "$om")"
   fi
 
   rc=0
   lj=$("$MIMI" lookup "$sii" --config "$W/resolver.toml" --json) || rc=$?
   if [ "$want_n" -gt 0 ]; then
-    check "$sii: mimi lookup --config exit code" 0 $rc
-    check "$sii: Unbound's records decode to the mappings of mimi lookup --config" \
+    check_eq "$sii: mimi lookup --config exit code" 0 $rc
+    check_eq "$sii: Unbound's records decode to the mappings of mimi lookup --config" \
       "$(from_json <<<"$lj")" "$(decode <<<"$ru")"
   else
-    check "$sii: mimi lookup --config: not discoverable, exit 1" \
+    check_eq "$sii: mimi lookup --config: not discoverable, exit 1" \
       "1 not_discoverable: no such name in the tree" "$rc $(from_json <<<"$lj")"
   fi
   rc=0
   sj=$("$MIMI" lookup "$sii" --server "$U:$UP" --trust "$TRUST" --json) || rc=$?
-  check "$sii: mimi lookup --server Unbound --trust (verified) = mimi lookup --config" \
+  check_eq "$sii: mimi lookup --server Unbound --trust (verified) = mimi lookup --config" \
     "$(from_json <<<"$lj")" "$(from_json <<<"$sj")"
 done
 
 # Nothing but SSI queries reaches the resolver's engine; Unbound answers the rest.
 o=$(dig @$R -p "$RP" +time=2 +tries=1 mimi.arpa. SOA 2>&1 || true)
-check "mimi resolver serve: REFUSED for other types" REFUSED "$(rcode "$o")"
-check "no errors in the resolver's log" 0 "$(grep -c -i -e error -e 'lookup failed' "$W/resolver.log" || true)"
+check_eq "mimi resolver serve: REFUSED for other types" REFUSED "$(rcode "$o")"
+check_eq "no errors in the resolver's log" 0 "$(grep -c -i -e error -e 'lookup failed' "$W/resolver.log" || true)"
 
-echo "unbound.sh: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+interop_end

@@ -19,32 +19,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . tools/lib.sh
-MIMI=${MIMI:-target/release/mimi}
-[ -x "$MIMI" ] || cargo build --release --quiet
+interop_start update.sh
 KNOTD=$(sbin knotd) KNOTC=$(sbin knotc) NSD=$(sbin nsd) NSD_CHECKCONF=$(sbin nsd-checkconf)
-for tool in dig kdig nsupdate knsupdate python3 "$KNOTD" "$KNOTC" "$NSD" "$NSD_CHECKCONF"; do
-  command -v "$tool" >/dev/null ||
-    { echo "update.sh: $tool is not installed (dnsutils, knot, knot-dnsutils, nsd, python3)" >&2; exit 1; }
-done
+need "dnsutils, knot, knot-dnsutils, nsd, python3" \
+  dig kdig nsupdate knsupdate python3 "$KNOTD" "$KNOTC" "$NSD" "$NSD_CHECKCONF"
 
 MA=127.0.0.81 KA=127.0.0.82 NA=127.0.0.83
 CZ=5.5.5.1.e164.mimi.arpa.
-W=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  if [ -n "${KEEP:-}" ]; then echo "update.sh: kept $W" >&2; else rm -rf "$W"; fi
-}
-trap cleanup EXIT
-die() { echo "update.sh: $*" >&2; exit 1; }
 
-pass=0 fail=0
-ok() { pass=$((pass + 1)); echo "ok - $*"; }
-bad() { fail=$((fail + 1)); echo "not ok - $*"; }
 # check DESCRIPTION CMD...: ok or not ok, by CMD's status.
-check() { local what=$1; shift; if "$@"; then ok "$what"; else bad "$what"; fi; }
-show() { sed 's/^/    /' | tail -n "${2:-15}"; }
 
 MP=$(free_port $MA)
 KP=$(free_port $KA)
@@ -369,5 +352,4 @@ unexpected=$(grep -E '^[^ ]+ +(ERROR|WARN) ' "$W/dp.log" |
     -e 'NOTIFY not acknowledged' || true)
 if [ -z "$unexpected" ]; then ok "the DP logged no unexpected warnings or errors"
 else bad "the DP logged:"; show <<<"$unexpected"; fi
-echo "update.sh: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+interop_end
