@@ -11,6 +11,7 @@ pub mod resolver;
 pub mod signed;
 pub mod sii;
 pub mod sys;
+pub mod tls;
 pub mod tsig;
 pub mod wire;
 pub mod zone;

@@ -13,8 +13,7 @@
 //! `hmac-sha256:name:base64` form that Knot's `knsupdate -k` and `kdig -k` read.
 
 use std::fmt;
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
@@ -269,7 +268,7 @@ impl TsigKey {
     /// Writes a new key file, mode 0600. Never overwrites: the text goes to a temporary
     /// name and is hard-linked into place, which fails if `path` exists.
     pub fn save_new(&self, path: impl AsRef<Path>, format: KeyFileFormat) -> Result<(), KeyError> {
-        write_secret_file_new(path.as_ref(), self.to_text(format).as_bytes())
+        crate::record::write_secret_file_new(path.as_ref(), self.to_text(format).as_bytes())
     }
 
     fn hmac(&self) -> HmacSha256 {
@@ -277,64 +276,6 @@ impl TsigKey {
         <HmacSha256 as hmac::Mac>::new_from_slice(&self.secret)
             .unwrap_or_else(|_| unreachable!("HMAC accepts every key length"))
     }
-}
-
-/// The temporary-name-then-hard-link write of `ProviderKey::save_new` (src/record.rs),
-/// for secret files: mode 0600, refuses an existing target, never leaves the temporary.
-fn write_secret_file_new(path: &Path, contents: &[u8]) -> Result<(), KeyError> {
-    let io = |source| KeyError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let file_name = path.file_name().ok_or_else(|| {
-        io(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "not a file name",
-        ))
-    })?;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(file_name);
-    tmp_name.push(format!(
-        ".tmp-{}-{:016x}",
-        std::process::id(),
-        rand::random::<u64>()
-    ));
-    let tmp = dir.join(tmp_name);
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let written = options.open(&tmp).map_err(io).and_then(|mut f| {
-        f.write_all(contents)
-            .and_then(|()| f.sync_all())
-            .map_err(io)
-    });
-    let linked = written.and_then(|()| {
-        std::fs::hard_link(&tmp, path).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::AlreadyExists {
-                KeyError::Exists {
-                    path: path.to_path_buf(),
-                }
-            } else {
-                io(e)
-            }
-        })
-    });
-    // The temporary holds the secret too: always remove it.
-    let removed = std::fs::remove_file(&tmp);
-    linked?;
-    removed.map_err(|source| KeyError::Io { path: tmp, source })?;
-    if let Ok(d) = std::fs::File::open(&dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------

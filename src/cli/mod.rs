@@ -6,6 +6,7 @@ mod key;
 mod lifecycle;
 mod lookup;
 mod publish;
+mod tls;
 mod zone;
 
 use std::process::ExitCode;
@@ -64,6 +65,9 @@ pub enum Command {
     /// Withdraw a mapping: send a signed tombstone by DNS UPDATE with TSIG; exit codes as
     /// publish.
     Withdraw(publish::WithdrawArgs),
+    /// A deployment's CA and certificates for DNS over TLS.
+    #[command(subcommand)]
+    Tls(tls::TlsCommand),
     /// Start the demo tree from zones/ on loopback with a resolver, and run sample lookups.
     Demo {
         /// Directory with the demo zones (default: ./zones, then the source tree's).
@@ -144,6 +148,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Key(cmd) => key::run(cmd, &apex),
         Command::Zone(cmd) => zone::run(cmd, &apex),
+        Command::Tls(cmd) => tls::run(cmd),
         Command::Dp(cmd) => dp(cmd),
         Command::Resolver(ResolverCommand::Serve { config }) => lookup::serve(config),
         Command::Lookup(args) => lookup::run(args, &apex),

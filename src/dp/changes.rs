@@ -9,7 +9,6 @@ use hickory_proto::op::{Edns, ResponseCode};
 use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
 use hickory_proto::rr::rdata::NULL;
 use hickory_proto::rr::{RData, Record, RecordType};
-use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, ResponseHandler, ResponseInfo};
 use thiserror::Error;
 use tracing::{debug, warn};
@@ -208,7 +207,7 @@ impl DpHandler {
         handle: R,
     ) -> ResponseInfo {
         let subs = self.0.subscribers.load_full();
-        if request.protocol() != Protocol::Tcp {
+        if request.protocol().is_datagram() {
             return self
                 .send_error(request, edns, &ChangesRefusal::NotTcp, None, handle)
                 .await;

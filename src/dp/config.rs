@@ -38,6 +38,16 @@ pub struct ZoneConfig {
     pub line: usize,
 }
 
+/// `[tls]`: DNS over TLS (RFC 7858) on its own addresses (port 853 by default).
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    pub listen: Vec<SocketAddr>,
+    /// PEM certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
+
 /// `[zone_directory]`: a directory of zone files, `<origin>.zone` each (docs/dp.md).
 #[derive(Debug, Clone)]
 pub struct ZoneDirectory {
@@ -139,6 +149,8 @@ pub struct DpConfig {
     /// Trust file: the app providers' keys this DP accepts mappings under.
     pub trust: PathBuf,
     pub zones: Vec<ZoneConfig>,
+    /// DNS over TLS (`[tls]`); None when not offered.
+    pub tls: Option<TlsSettings>,
     /// More zones, one file each, added and removed while serving (`[zone_directory]`).
     pub zone_directory: Option<ZoneDirectory>,
     /// Who may transfer zones (AXFR/IXFR).
@@ -260,6 +272,7 @@ struct Raw {
     #[serde(default, rename = "zone")]
     zones: Vec<RawZone>,
     zone_directory: Option<RawZoneDirectory>,
+    tls: Option<RawTls>,
     #[serde(default)]
     axfr: RawAxfr,
     #[serde(default)]
@@ -348,6 +361,41 @@ fn yes() -> bool {
 struct RawZone {
     origin: Spanned<String>,
     file: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTls {
+    pub listen: Spanned<Vec<Spanned<String>>>,
+    pub cert: Spanned<String>,
+    pub key: Spanned<String>,
+}
+
+impl RawTls {
+    /// The settings, paths relative to `dir`; `at` makes an error at a span.
+    pub(crate) fn settings(
+        &self,
+        dir: &Path,
+        at: &dyn Fn(std::ops::Range<usize>, String) -> ConfigError,
+    ) -> Result<TlsSettings, ConfigError> {
+        if self.listen.get_ref().is_empty() {
+            return Err(at(
+                self.listen.span(),
+                "tls.listen needs at least one address".into(),
+            ));
+        }
+        let mut listen = Vec::new();
+        for l in self.listen.get_ref() {
+            let addr = parse_listen(l.get_ref(), crate::tls::DOT_PORT)
+                .map_err(|m| at(l.span(), format!("tls.listen: {m}")))?;
+            listen.push(addr);
+        }
+        Ok(TlsSettings {
+            listen,
+            cert: dir.join(self.cert.get_ref()),
+            key: dir.join(self.key.get_ref()),
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -742,6 +790,7 @@ impl DpConfig {
             trust: dir.join(raw.trust.get_ref()),
             zones,
             zone_directory,
+            tls: raw.tls.as_ref().map(|t| t.settings(dir, &at)).transpose()?,
             axfr_allow,
             notify,
             limits,

@@ -8,7 +8,6 @@ use arc_swap::ArcSwap;
 use hickory_proto::op::{Edns, MessageType, Metadata, OpCode, ResponseCode};
 use hickory_proto::rr::{DNSClass, Record, RecordType};
 use hickory_server::net::runtime::Time;
-use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
 use tracing::{debug, warn};
@@ -38,6 +37,8 @@ pub struct Stats {
     pub updates_refused: AtomicU64,
     pub changes_answered: AtomicU64,
     pub notify_sent: AtomicU64,
+    /// DNS-over-TLS connections whose handshake failed or did not finish in time.
+    pub tls_handshake_failures: AtomicU64,
 }
 
 impl Stats {
@@ -74,6 +75,7 @@ impl Stats {
             ("updates_refused", &self.updates_refused),
             ("changes_answered", &self.changes_answered),
             ("notify_sent", &self.notify_sent),
+            ("tls_handshake_failures", &self.tls_handshake_failures),
         ];
         fields
             .iter()
@@ -309,7 +311,7 @@ impl DpHandler {
             .and_then(|z| z.pir.clone())
             .filter(|st| carrier::pir_name(&st.origin).is_ok_and(|n| n.as_wire() == qname));
         let outcome = match (state, &self.0.pir) {
-            (Some(state), Some(service)) if request.protocol() == Protocol::Tcp => {
+            (Some(state), Some(service)) if !request.protocol().is_datagram() => {
                 let option = request
                     .edns
                     .as_ref()
@@ -465,7 +467,7 @@ impl RequestHandler for DpHandler {
                 .find(qname)
                 .filter(|z| z.store.origin().as_wire() == qname);
             return match zone {
-                Some(zone) if allowed && request.protocol() == Protocol::Tcp => {
+                Some(zone) if allowed && !request.protocol().is_datagram() => {
                     self.transfer(request, &zone, qtype, edns, handle).await
                 }
                 // RFC 1995 section 2: over UDP, an IXFR that does not fit is answered

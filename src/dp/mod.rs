@@ -12,6 +12,7 @@ pub mod private;
 pub mod ratelimit;
 mod signed;
 mod tcp;
+mod tls;
 pub mod update;
 pub mod writer;
 mod xfr;
@@ -45,6 +46,8 @@ pub enum DpError {
     Zone(String),
     #[error(transparent)]
     SubscriberKey(#[from] changes::SubscriberKeyError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -59,6 +62,8 @@ pub struct DpServer {
     shared: Arc<Shared>,
     /// The addresses actually bound (port 0 in the config becomes a real port).
     pub addrs: Vec<SocketAddr>,
+    /// The DNS-over-TLS addresses actually bound.
+    pub tls_addrs: Vec<SocketAddr>,
     udp: hickory_server::Server<DpHandler>,
     tcp: Vec<JoinHandle<()>>,
     /// The config as last loaded, for the zone directory's scans.
@@ -136,6 +141,21 @@ impl DpServer {
             sockets.push((u, t, bound));
             addrs.push(bound);
         }
+        // The certificate is read before anything is served: a bad one stops the start.
+        let tls = match &config.tls {
+            Some(t) => {
+                let server = crate::tls::server_config(&t.cert, &t.key)?;
+                let mut listeners = Vec::new();
+                for &addr in &t.listen {
+                    let bind = |source| DpError::Bind { addr, source };
+                    let l = TcpListener::bind(addr).await.map_err(bind)?;
+                    let bound = l.local_addr().map_err(bind)?;
+                    listeners.push((l, bound));
+                }
+                Some((server, listeners))
+            }
+            None => None,
+        };
         let ctx = writer_context(&config, &shared, &addrs);
         let trust = shared.trust.load_full();
         for zc in &config.zones {
@@ -177,6 +197,19 @@ impl DpServer {
             )));
             info!("listening on {bound} (UDP and TCP)");
         }
+        let mut tls_addrs = Vec::new();
+        if let Some((server, listeners)) = tls {
+            for (l, bound) in listeners {
+                tcp.push(tokio::spawn(tls::serve(
+                    l,
+                    server.clone(),
+                    handler.clone(),
+                    config.limits.clone(),
+                )));
+                info!("listening on {bound} (DNS over TLS)");
+                tls_addrs.push(bound);
+            }
+        }
         let config = Arc::new(ArcSwap::from_pointee(config));
         let zonedir = Arc::new(tokio::sync::Mutex::new(dir));
         let scanner = config.load().zone_directory.as_ref().map(|_| {
@@ -191,6 +224,7 @@ impl DpServer {
             config_path: config_path.to_path_buf(),
             shared,
             addrs,
+            tls_addrs,
             udp,
             tcp,
             config,

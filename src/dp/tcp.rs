@@ -1,7 +1,8 @@
 //! DNS over TCP (RFC 7766) with the limits a public server needs: a bound on open
 //! connections, an idle timeout, and a maximum request size. hickory's `Server` accepts
 //! TCP connections without a bound, so this listener is ours; requests still go through
-//! hickory's message types and our `RequestHandler`.
+//! hickory's message types and our `RequestHandler`. The framing loop takes any byte
+//! stream: DNS over TLS (`tls`) runs it after the handshake.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,8 +16,7 @@ use hickory_server::net::xfer::Protocol;
 use hickory_server::net::NetError;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponse;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, WriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Mutex, Semaphore};
 use tokio::time::timeout;
@@ -26,16 +26,25 @@ use super::config::Limits;
 use super::handler::DpHandler;
 
 /// Writes each response as one length-prefixed frame on the connection.
-#[derive(Clone)]
-struct TcpResponder {
-    writer: Arc<Mutex<OwnedWriteHalf>>,
+struct TcpResponder<S> {
+    writer: Arc<Mutex<WriteHalf<S>>>,
     /// A client that stops reading must not hold its slot: writes give up after this.
     write_timeout: Duration,
     /// Set when a write failed or timed out; the connection is then closed.
     failed: Arc<AtomicBool>,
 }
 
-impl TcpResponder {
+impl<S> Clone for TcpResponder<S> {
+    fn clone(&self) -> Self {
+        TcpResponder {
+            writer: self.writer.clone(),
+            write_timeout: self.write_timeout,
+            failed: self.failed.clone(),
+        }
+    }
+}
+
+impl<S: AsyncWrite> TcpResponder<S> {
     async fn write_frame(&self, frame: &[u8]) -> Result<(), NetError> {
         let mut w = self.writer.lock().await;
         let result = match timeout(self.write_timeout, w.write_all(frame)).await {
@@ -51,7 +60,7 @@ impl TcpResponder {
 }
 
 #[async_trait::async_trait]
-impl ResponseHandler for TcpResponder {
+impl<S: AsyncRead + AsyncWrite + Send + 'static> ResponseHandler for TcpResponder<S> {
     async fn send_response<'a>(
         &mut self,
         response: MessageResponse<
@@ -94,6 +103,23 @@ fn formerr(raw: &[u8]) -> Option<[u8; 12]> {
 
 /// Accepts connections while fewer than `limits.tcp_connections` are open.
 pub async fn serve(listener: TcpListener, handler: DpHandler, limits: Limits) {
+    accept_loop(listener, limits, move |stream, src, limits| {
+        let handler = handler.clone();
+        async move {
+            let _ = stream.set_nodelay(true);
+            connection(stream, src, handler, &limits, Protocol::Tcp).await;
+        }
+    })
+    .await
+}
+
+/// Accepts connections while fewer than `limits.tcp_connections` are open, and runs
+/// `serve` on each in its own task.
+pub(super) async fn accept_loop<F, Fut>(listener: TcpListener, limits: Limits, serve: F)
+where
+    F: Fn(TcpStream, SocketAddr, Limits) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let slots = Arc::new(Semaphore::new(limits.tcp_connections));
     loop {
         let Ok(permit) = slots.clone().acquire_owned().await else {
@@ -108,18 +134,27 @@ pub async fn serve(listener: TcpListener, handler: DpHandler, limits: Limits) {
                 continue;
             }
         };
-        let handler = handler.clone();
-        let limits = limits.clone();
+        let task = serve(stream, src, limits.clone());
         tokio::spawn(async move {
-            connection(stream, src, handler, &limits).await;
+            task.await;
             drop(permit);
         });
     }
 }
 
-async fn connection(stream: TcpStream, src: SocketAddr, handler: DpHandler, limits: &Limits) {
-    let _ = stream.set_nodelay(true);
-    let (mut reader, writer) = stream.into_split();
+/// Reads length-prefixed requests from `stream` and answers each in turn (RFC 7766
+/// pipelining: the client may send the next before the answer), until the client closes,
+/// idles past `tcp_idle_timeout`, sends an oversized frame, or stops reading.
+pub(super) async fn connection<S>(
+    stream: S,
+    src: SocketAddr,
+    handler: DpHandler,
+    limits: &Limits,
+    protocol: Protocol,
+) where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (mut reader, writer) = tokio::io::split(stream);
     let responder = TcpResponder {
         writer: Arc::new(Mutex::new(writer)),
         write_timeout: limits.tcp_idle_timeout,
@@ -145,7 +180,7 @@ async fn connection(stream: TcpStream, src: SocketAddr, handler: DpHandler, limi
         }
         // Kept before the buffer moves into the parser, to answer FORMERR if it fails.
         let reply = formerr(&buf);
-        match Request::from_bytes(buf, src, Protocol::Tcp) {
+        match Request::from_bytes(buf, src, protocol) {
             Ok(request) => {
                 handler
                     .handle_request::<_, TokioTime>(&request, responder.clone())
