@@ -1,6 +1,7 @@
 //! One query to one server: UDP first (EDNS, 1232 bytes), TCP when the answer is
-//! truncated. A response counts only if its ID, flags and question match what was asked,
-//! so stray or spoofed datagrams are ignored.
+//! truncated; or DNS over TLS (RFC 7858) when the deployment says so. A response counts
+//! only if its ID, flags and question match what was asked, so stray or spoofed
+//! datagrams are ignored.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -154,4 +155,38 @@ async fn tcp(server: SocketAddr, query: &[u8]) -> Result<Message, ExchangeError>
     let mut buf = vec![0u8; len];
     stream.read_exact(&mut buf).await.map_err(io)?;
     Message::from_vec(&buf).map_err(|e| ExchangeError::Malformed(e.to_string()))
+}
+
+/// One query over DNS over TLS to `server`, whose certificate must satisfy `config` for
+/// `server_name` (a DNS name or an IP address), all within `wait`.
+pub async fn tls_exchange(
+    server: SocketAddr,
+    server_name: &str,
+    config: std::sync::Arc<rustls::ClientConfig>,
+    qname: &Name,
+    qtype: u16,
+    wait: Duration,
+) -> Result<Message, ExchangeError> {
+    let io = |e: std::io::Error| ExchangeError::Io(e.to_string());
+    let name = rustls::pki_types::ServerName::try_from(server_name.to_string())
+        .map_err(|e| ExchangeError::Io(format!("TLS server name {server_name:?}: {e}")))?;
+    let (id, query) = build_query(qname, qtype, false)?;
+    let exchange = async {
+        let tcp = TcpStream::connect(server).await.map_err(io)?;
+        let _ = tcp.set_nodelay(true);
+        let mut stream = tokio_rustls::TlsConnector::from(config)
+            .connect(name, tcp)
+            .await
+            .map_err(|e| ExchangeError::Io(format!("TLS: {e}")))?;
+        crate::wire::write_frame(&mut stream, &query)
+            .await
+            .map_err(io)?;
+        let reply = crate::wire::read_frame(&mut stream).await.map_err(io)?;
+        Message::from_vec(&reply).map_err(|e| ExchangeError::Malformed(e.to_string()))
+    };
+    let reply = timeout(wait, exchange)
+        .await
+        .map_err(|_| ExchangeError::Timeout)??;
+    matches(&reply, id, qname, qtype).map_err(ExchangeError::Malformed)?;
+    Ok(reply)
 }

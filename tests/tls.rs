@@ -1,0 +1,239 @@
+//! DNS over TLS on `mimi dp serve` (RFC 7858, docs/security.md) on loopback: a DoT query is
+//! answered as over TCP; a client trusting another CA, or pinning another key, refuses the
+//! DP; an expired certificate is refused; a flood of idle TLS connections stays within the
+//! connection limit while UDP is answered, and the slots come back; a bad certificate
+//! file stops the start with its name.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::*;
+use hickory_proto::op::ResponseCode;
+use mimi_discovery::dp::DpServer;
+use mimi_discovery::record::TYPE_SSI;
+use mimi_discovery::resolver::transport::{exchange, tls_exchange};
+use mimi_discovery::tls::{self, Issued, ServerTrust};
+use mimi_discovery::zone::WriteStyle;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
+
+const BLOCK: u8 = 72;
+const CONFIG_EXTRA: &str = "";
+const RESOLVER_TIMEOUT: Duration = Duration::from_millis(500);
+const RESOLVER_RETRIES: u32 = 1;
+
+const CARRIER: &str = "5.5.5.1.e164.mimi.arpa.";
+const ALICE: &str = "+1 555 111 2222";
+const WAIT: Duration = Duration::from_secs(3);
+
+struct Dp {
+    server: DpServer,
+    ca: Issued,
+    cert: Issued,
+    _dir: tempfile::TempDir,
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p.display().to_string()
+}
+
+/// A DP at .1 of test `t` serving the carrier block over UDP/TCP and DoT, with a
+/// certificate for "dp.test" and 127.0.0.1 from a new CA, valid `from`..`until` (unix
+/// seconds), and `limits` lines.
+async fn start(t: u8, from: u64, until: u64, limits: &str) -> Dp {
+    let keys = Keys::new();
+    let dir = tempfile::tempdir().unwrap();
+    let (_, carrier) = root_and_block(t, CARRIER, &keys, ALICE, 3600);
+    carrier
+        .save(&dir.path().join("carrier.zone"), WriteStyle::Native)
+        .unwrap();
+    std::fs::write(dir.path().join("trust.toml"), keys.trust_toml()).unwrap();
+    let ca = tls::make_ca("test CA", now() - 86400, now() + 86400).unwrap();
+    let cert = tls::issue(&ca, &["dp.test".into(), ip(t, 1).to_string()], from, until).unwrap();
+    let (c, k) = (
+        write(dir.path(), "dp.pem", &cert.cert_pem),
+        write(dir.path(), "dp.key", &cert.key_pem),
+    );
+    let config = dir.path().join("dp.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = [\"{a}:0\"]\ntrust = \"trust.toml\"\n[[zone]]\norigin = \"{CARRIER}\"\nfile = \"carrier.zone\"\n[tls]\nlisten = [\"{a}:0\"]\ncert = {c:?}\nkey = {k:?}\n[limits]\n{limits}\n",
+            a = ip(t, 1)
+        ),
+    )
+    .unwrap();
+    let server = DpServer::start(&config).await.expect("DP start");
+    Dp {
+        server,
+        ca,
+        cert,
+        _dir: dir,
+    }
+}
+
+fn der(pem: &str) -> CertificateDer<'static> {
+    CertificateDer::from_pem_slice(pem.as_bytes()).unwrap()
+}
+
+fn trusting(ca: &Issued) -> std::sync::Arc<rustls::ClientConfig> {
+    tls::client_config(&ServerTrust::Ca(vec![der(&ca.cert_pem)])).unwrap()
+}
+
+async fn dot(
+    dp: &Dp,
+    name: &str,
+    config: std::sync::Arc<rustls::ClientConfig>,
+) -> Result<hickory_proto::op::Message, String> {
+    tls_exchange(
+        dp.server.tls_addrs[0],
+        name,
+        config,
+        &owner(ALICE),
+        TYPE_SSI,
+        WAIT,
+    )
+    .await
+    .map_err(|e| e.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dot_query_is_answered_as_over_udp_and_the_client_checks_the_dp() {
+    bounded(async {
+        let t = 1;
+        let dp = start(t, now() - 60, now() + 3600, "").await;
+        let (udp, _) = exchange(dp.server.addrs[0], &owner(ALICE), TYPE_SSI, WAIT)
+            .await
+            .unwrap();
+        // Under the CA, by name and by address.
+        for name in ["dp.test", &ip(t, 1).to_string()] {
+            let reply = dot(&dp, name, trusting(&dp.ca)).await.unwrap();
+            assert_eq!(reply.metadata.response_code, ResponseCode::NoError);
+            assert!(reply.metadata.authoritative);
+            assert_eq!(reply.answers, udp.answers, "the same records as over UDP");
+        }
+        // By SPKI pin.
+        let pin = tls::spki_pin(&der(&dp.cert.cert_pem)).unwrap();
+        let pinned = tls::client_config(&ServerTrust::Pins(vec![pin])).unwrap();
+        assert!(dot(&dp, "anything.example", pinned).await.is_ok());
+
+        // Another CA, another name, another pin: refused.
+        let other = tls::make_ca("other CA", now() - 60, now() + 3600).unwrap();
+        let e = dot(&dp, "dp.test", trusting(&other)).await.unwrap_err();
+        assert!(e.contains("TLS"), "{e}");
+        let e = dot(&dp, "other.test", trusting(&dp.ca)).await.unwrap_err();
+        assert!(e.contains("TLS"), "{e}");
+        let stranger = tls::issue(&dp.ca, &["dp.test".into()], now() - 60, now() + 3600).unwrap();
+        let wrong_pin = tls::spki_pin(&der(&stranger.cert_pem)).unwrap();
+        let e = dot(
+            &dp,
+            "dp.test",
+            tls::client_config(&ServerTrust::Pins(vec![wrong_pin])).unwrap(),
+        )
+        .await
+        .unwrap_err();
+        assert!(e.contains("not a pinned one"), "{e}");
+        // The DP counts the failed handshakes (each as its side sees the alert).
+        let failures = || {
+            dp.server
+                .stats()
+                .tls_handshake_failures
+                .load(std::sync::atomic::Ordering::Relaxed)
+        };
+        let started = Instant::now();
+        while failures() < 3 && started.elapsed() < Duration::from_secs(2) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(failures() >= 3, "{}", failures());
+        dp.server.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_certificate_is_refused() {
+    bounded(async {
+        let dp = start(2, now() - 7200, now() - 3600, "").await;
+        let e = dot(&dp, "dp.test", trusting(&dp.ca)).await.unwrap_err();
+        assert!(e.to_lowercase().contains("expired"), "{e}");
+        dp.server.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_tls_connections_stay_within_the_limit_and_udp_is_still_answered() {
+    bounded(async {
+        let t = 3;
+        let dp = start(
+            t,
+            now() - 60,
+            now() + 3600,
+            "tcp_connections = 4\ntcp_idle_timeout_secs = 1",
+        )
+        .await;
+        let at: SocketAddr = dp.server.tls_addrs[0];
+        // Twenty connections that never say hello.
+        let mut idle = Vec::new();
+        for _ in 0..20 {
+            idle.push(tokio::net::TcpStream::connect(at).await.unwrap());
+        }
+        // UDP is unaffected.
+        let (udp, _) = exchange(dp.server.addrs[0], &owner(ALICE), TYPE_SSI, WAIT)
+            .await
+            .unwrap();
+        assert_eq!(udp.metadata.response_code, ResponseCode::NoError);
+        // The slots come back as the silent handshakes time out (1 s each, 4 at a time);
+        // then a real client is served.
+        let started = Instant::now();
+        let mut served = false;
+        while started.elapsed() < Duration::from_secs(15) {
+            if dot(&dp, "dp.test", trusting(&dp.ca)).await.is_ok() {
+                served = true;
+                break;
+            }
+        }
+        assert!(served, "no DoT answer within 15 s of a handshake flood");
+        drop(idle);
+        let failures = dp
+            .server
+            .stats()
+            .tls_handshake_failures
+            .load(std::sync::atomic::Ordering::Relaxed);
+        assert!(failures >= 4, "{failures}");
+        dp.server.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_certificate_file_stops_the_start_with_its_name() {
+    bounded(async {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = Keys::new();
+        let (_, carrier) = root_and_block(4, CARRIER, &keys, ALICE, 3600);
+        carrier
+            .save(&dir.path().join("carrier.zone"), WriteStyle::Native)
+            .unwrap();
+        std::fs::write(dir.path().join("trust.toml"), keys.trust_toml()).unwrap();
+        std::fs::write(dir.path().join("dp.pem"), "not a certificate\n").unwrap();
+        std::fs::write(dir.path().join("dp.key"), "not a key\n").unwrap();
+        let config = dir.path().join("dp.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "listen = [\"{a}:0\"]\ntrust = \"trust.toml\"\n[[zone]]\norigin = \"{CARRIER}\"\nfile = \"carrier.zone\"\n[tls]\nlisten = [\"{a}:0\"]\ncert = \"dp.pem\"\nkey = \"dp.key\"\n",
+                a = ip(4, 1)
+            ),
+        )
+        .unwrap();
+        let e = DpServer::start(&config).await.err().expect("refused").to_string();
+        assert!(e.contains("dp.pem") && e.contains("no CERTIFICATE"), "{e}");
+    })
+    .await
+}
