@@ -1,8 +1,10 @@
 //! mimi-discovery: discovery for interoperable end-to-end encrypted messaging (IETF MIMI).
 pub mod changes;
 pub mod cli;
+pub mod config;
 pub mod dp;
 pub mod name;
+pub mod net;
 pub mod operate;
 pub mod pir;
 pub mod publish;

@@ -191,8 +191,7 @@ async fn ask_server(
     context: Option<Context>,
     trust: Option<&std::path::Path>,
 ) -> anyhow::Result<Result<LookupResult, ResolveError>> {
-    let addr: SocketAddr =
-        crate::dp::config::parse_listen(server, 53).map_err(anyhow::Error::msg)?;
+    let addr: SocketAddr = crate::config::parse_listen(server, 53).map_err(anyhow::Error::msg)?;
     let owner = sii.owner_name(apex)?;
     let trust = trust.map(TrustStore::load).transpose()?;
     let started = Instant::now();

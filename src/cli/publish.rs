@@ -112,7 +112,7 @@ pub struct WithdrawArgs {
 
 /// Parses `--dp`: an address with an optional port (port 53 by default), or a host name.
 pub fn parse_dp(text: &str) -> anyhow::Result<SocketAddr> {
-    if let Ok(addr) = crate::dp::config::parse_listen(text, DEFAULT_PORT) {
+    if let Ok(addr) = crate::config::parse_listen(text, DEFAULT_PORT) {
         return Ok(addr);
     }
     let (host, port) = match text.rsplit_once(':') {

@@ -6,29 +6,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use thiserror::Error;
 use toml::Spanned;
 
+use crate::config::{from_toml, line_of, read_config, RawTls};
+pub use crate::config::{parse_listen, ConfigError, TlsSettings, DNS_PORT};
 use crate::name::Name;
+pub use crate::net::Limits;
 use crate::sii::DEFAULT_APEX;
-
-#[derive(Debug, Error)]
-pub enum ConfigError {
-    #[error("{file}: {source}")]
-    Io {
-        file: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{file}:{line}: {message}")]
-    At {
-        file: String,
-        line: usize,
-        message: String,
-    },
-    #[error("{file}: {message}")]
-    File { file: String, message: String },
-}
 
 #[derive(Debug, Clone)]
 pub struct ZoneConfig {
@@ -36,16 +20,6 @@ pub struct ZoneConfig {
     pub file: PathBuf,
     /// Line of the config where the zone is declared, for messages.
     pub line: usize,
-}
-
-/// `[tls]`: DNS over TLS (RFC 7858) on its own addresses (port 853 by default).
-#[derive(Debug, Clone)]
-pub struct TlsSettings {
-    pub listen: Vec<SocketAddr>,
-    /// PEM certificate chain, leaf first.
-    pub cert: PathBuf,
-    /// PEM private key.
-    pub key: PathBuf,
 }
 
 /// `[zone_directory]`: a directory of zone files, `<origin>.zone` each (docs/dp.md).
@@ -114,30 +88,6 @@ impl std::str::FromStr for Net {
                 .ok_or_else(|| format!("{s:?}: prefix length must be 0 to {max}"))?,
         };
         Ok(Net { addr, prefix })
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct Limits {
-    /// Largest UDP response we send, whatever the client offers (RFC 6891; 1232 avoids
-    /// fragmentation, as DNS Flag Day 2020 recommends).
-    pub udp_payload: u16,
-    /// TCP connections served at once; more wait in the accept queue.
-    pub tcp_connections: usize,
-    /// A TCP connection idle this long is closed.
-    pub tcp_idle_timeout: Duration,
-    /// Largest request accepted over TCP; a longer frame closes the connection.
-    pub max_request_bytes: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            udp_payload: 1232,
-            tcp_connections: 256,
-            tcp_idle_timeout: Duration::from_secs(10),
-            max_request_bytes: 16 * 1024,
-        }
     }
 }
 
@@ -365,41 +315,6 @@ struct RawZone {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct RawTls {
-    pub listen: Spanned<Vec<Spanned<String>>>,
-    pub cert: Spanned<String>,
-    pub key: Spanned<String>,
-}
-
-impl RawTls {
-    /// The settings, paths relative to `dir`; `at` makes an error at a span.
-    pub(crate) fn settings(
-        &self,
-        dir: &Path,
-        at: &dyn Fn(std::ops::Range<usize>, String) -> ConfigError,
-    ) -> Result<TlsSettings, ConfigError> {
-        if self.listen.get_ref().is_empty() {
-            return Err(at(
-                self.listen.span(),
-                "tls.listen needs at least one address".into(),
-            ));
-        }
-        let mut listen = Vec::new();
-        for l in self.listen.get_ref() {
-            let addr = parse_listen(l.get_ref(), crate::tls::DOT_PORT)
-                .map_err(|m| at(l.span(), format!("tls.listen: {m}")))?;
-            listen.push(addr);
-        }
-        Ok(TlsSettings {
-            listen,
-            cert: dir.join(self.cert.get_ref()),
-            key: dir.join(self.key.get_ref()),
-        })
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawZoneDirectory {
     path: Spanned<String>,
     scan_interval_ms: Option<Spanned<u64>>,
@@ -421,52 +336,6 @@ struct RawLimits {
     tcp_connections: Option<Spanned<usize>>,
     tcp_idle_timeout_secs: Option<Spanned<u64>>,
     max_request_bytes: Option<Spanned<usize>>,
-}
-
-/// Default DNS port when a listen address has none.
-pub const DNS_PORT: u16 = 53;
-
-/// Parses `IP`, `IP:PORT` or `[IPv6]:PORT`.
-pub fn parse_listen(s: &str, default_port: u16) -> Result<SocketAddr, String> {
-    if let Ok(sa) = s.parse::<SocketAddr>() {
-        return Ok(sa);
-    }
-    if let Ok(ip) = s
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .parse::<IpAddr>()
-    {
-        return Ok(SocketAddr::new(ip, default_port));
-    }
-    Err(format!(
-        "{s:?} is not an address (IP, IP:PORT or [IPv6]:PORT)"
-    ))
-}
-
-/// Reads a config file, naming it in the error.
-pub(crate) fn read_config(path: &Path) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
-        file: path.display().to_string(),
-        source,
-    })
-}
-
-/// Deserialises config text; a syntax or type error names the file and line.
-pub(crate) fn from_toml<T: serde::de::DeserializeOwned>(
-    text: &str,
-    file: &str,
-) -> Result<T, ConfigError> {
-    toml::from_str(text).map_err(|e| match e.span() {
-        Some(span) => ConfigError::At {
-            file: file.to_string(),
-            line: line_of(text, span.start),
-            message: e.message().to_string(),
-        },
-        None => ConfigError::File {
-            file: file.to_string(),
-            message: e.to_string(),
-        },
-    })
 }
 
 impl DpConfig {
@@ -797,12 +666,6 @@ impl DpConfig {
             serve_invalid_records: raw.serve_invalid_records,
         })
     }
-}
-
-pub(crate) fn line_of(text: &str, offset: usize) -> usize {
-    text.get(..offset)
-        .map_or(0, |t| t.bytes().filter(|&b| b == b'\n').count())
-        + 1
 }
 
 #[cfg(test)]

@@ -511,3 +511,15 @@ impl RequestHandler for DpHandler {
         self.send(request, edns, sections, handle).await
     }
 }
+
+impl crate::net::StreamHandler for DpHandler {
+    fn malformed(&self) {
+        let stats = &self.0.stats;
+        stats.queries.fetch_add(1, Relaxed);
+        stats.formerr.fetch_add(1, Relaxed);
+    }
+
+    fn handshake_failed(&self) {
+        self.0.stats.tls_handshake_failures.fetch_add(1, Relaxed);
+    }
+}

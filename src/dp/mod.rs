@@ -11,8 +11,6 @@ mod notify;
 pub mod private;
 pub mod ratelimit;
 mod signed;
-mod tcp;
-mod tls;
 pub mod update;
 pub mod writer;
 mod xfr;
@@ -190,7 +188,7 @@ impl DpServer {
         let mut tcp = Vec::new();
         for (u, t, bound) in sockets {
             udp.register_socket(u);
-            tcp.push(tokio::spawn(tcp::serve(
+            tcp.push(tokio::spawn(crate::net::tcp::serve(
                 t,
                 handler.clone(),
                 config.limits.clone(),
@@ -200,7 +198,7 @@ impl DpServer {
         let mut tls_addrs = Vec::new();
         if let Some((server, listeners)) = tls {
             for (l, bound) in listeners {
-                tcp.push(tokio::spawn(tls::serve(
+                tcp.push(tokio::spawn(crate::net::tls::serve(
                     l,
                     server.clone(),
                     handler.clone(),

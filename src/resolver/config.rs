@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::dp::config::{from_toml, line_of, parse_listen, read_config, ConfigError, DNS_PORT};
+use crate::config::{from_toml, line_of, parse_listen, read_config, ConfigError, DNS_PORT};
 use crate::name::Name;
 use crate::record::Context;
 use crate::sii::DEFAULT_APEX;

@@ -14,7 +14,7 @@ use hickory_proto::serialize::binary::BinEncoder;
 use hickory_server::net::runtime::TokioTime;
 use hickory_server::net::xfer::Protocol;
 use hickory_server::net::NetError;
-use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::server::{Request, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponse;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, WriteHalf};
 use tokio::net::{TcpListener, TcpStream};
@@ -22,8 +22,7 @@ use tokio::sync::{Mutex, Semaphore};
 use tokio::time::timeout;
 use tracing::{debug, warn};
 
-use super::config::Limits;
-use super::handler::DpHandler;
+use super::{Limits, StreamHandler};
 
 /// Writes each response as one length-prefixed frame on the connection.
 struct TcpResponder<S> {
@@ -102,7 +101,7 @@ fn formerr(raw: &[u8]) -> Option<[u8; 12]> {
 }
 
 /// Accepts connections while fewer than `limits.tcp_connections` are open.
-pub async fn serve(listener: TcpListener, handler: DpHandler, limits: Limits) {
+pub async fn serve<H: StreamHandler>(listener: TcpListener, handler: H, limits: Limits) {
     accept_loop(listener, limits, move |stream, src, limits| {
         let handler = handler.clone();
         async move {
@@ -115,7 +114,7 @@ pub async fn serve(listener: TcpListener, handler: DpHandler, limits: Limits) {
 
 /// Accepts connections while fewer than `limits.tcp_connections` are open, and runs
 /// `serve` on each in its own task.
-pub(super) async fn accept_loop<F, Fut>(listener: TcpListener, limits: Limits, serve: F)
+pub(crate) async fn accept_loop<F, Fut>(listener: TcpListener, limits: Limits, serve: F)
 where
     F: Fn(TcpStream, SocketAddr, Limits) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
@@ -145,14 +144,15 @@ where
 /// Reads length-prefixed requests from `stream` and answers each in turn (RFC 7766
 /// pipelining: the client may send the next before the answer), until the client closes,
 /// idles past `tcp_idle_timeout`, sends an oversized frame, or stops reading.
-pub(super) async fn connection<S>(
+pub(crate) async fn connection<S, H>(
     stream: S,
     src: SocketAddr,
-    handler: DpHandler,
+    handler: H,
     limits: &Limits,
     protocol: Protocol,
 ) where
     S: AsyncRead + AsyncWrite + Send + 'static,
+    H: StreamHandler,
 {
     let (mut reader, writer) = tokio::io::split(stream);
     let responder = TcpResponder {
@@ -193,9 +193,7 @@ pub(super) async fn connection<S>(
             Err(e) => {
                 debug!(%src, "malformed TCP request: {e}");
                 // Counted here: the handler never sees what hickory cannot parse.
-                let stats = &handler.0.stats;
-                stats.queries.fetch_add(1, Ordering::Relaxed);
-                stats.formerr.fetch_add(1, Ordering::Relaxed);
+                handler.malformed();
                 // A request shorter than a header gets no answer.
                 let Some(reply) = reply else {
                     return;

@@ -3,7 +3,6 @@
 //! The accept loop is ours on rustls rather than hickory's, so that the peer's
 //! certificate stays at hand (mutual TLS, DESIGN section 10).
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use hickory_server::net::xfer::Protocol;
@@ -12,16 +11,15 @@ use tokio::time::timeout;
 use tokio_rustls::TlsAcceptor;
 use tracing::debug;
 
-use super::config::Limits;
-use super::handler::DpHandler;
+use super::{Limits, StreamHandler};
 
 /// Accepts DNS-over-TLS connections while fewer than `limits.tcp_connections` are open
 /// on this listener; a handshake that does not finish within the idle timeout frees its
 /// slot.
-pub async fn serve(
+pub async fn serve<H: StreamHandler>(
     listener: TcpListener,
     config: Arc<rustls::ServerConfig>,
-    handler: DpHandler,
+    handler: H,
     limits: Limits,
 ) {
     let acceptor = TlsAcceptor::from(config);
@@ -33,12 +31,12 @@ pub async fn serve(
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
                     debug!(%src, "TLS handshake failed: {e}");
-                    handler.0.stats.tls_handshake_failures.fetch_add(1, Relaxed);
+                    handler.handshake_failed();
                     return;
                 }
                 Err(_) => {
                     debug!(%src, "TLS handshake not finished in time");
-                    handler.0.stats.tls_handshake_failures.fetch_add(1, Relaxed);
+                    handler.handshake_failed();
                     return;
                 }
             };

@@ -1,0 +1,43 @@
+//! Stream transports shared by `mimi dp serve` and `mimi resolver serve`: DNS over TCP
+//! (`tcp`, RFC 7766) and DNS over TLS (`tls`, RFC 7858) with the limits a public server
+//! needs. Framing and limits only: each request goes to the server's `RequestHandler`.
+
+pub mod tcp;
+pub mod tls;
+
+use std::time::Duration;
+
+use hickory_server::server::RequestHandler;
+
+/// A server's transport limits (`[limits]` of its config).
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest UDP response we send, whatever the client offers (RFC 6891; 1232 avoids
+    /// fragmentation, as DNS Flag Day 2020 recommends).
+    pub udp_payload: u16,
+    /// TCP connections served at once; more wait in the accept queue.
+    pub tcp_connections: usize,
+    /// A TCP connection idle this long is closed.
+    pub tcp_idle_timeout: Duration,
+    /// Largest request accepted over TCP; a longer frame closes the connection.
+    pub max_request_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            udp_payload: 1232,
+            tcp_connections: 256,
+            tcp_idle_timeout: Duration::from_secs(10),
+            max_request_bytes: 16 * 1024,
+        }
+    }
+}
+
+/// A request handler served over streams, told of what never reaches it.
+pub trait StreamHandler: RequestHandler + Clone {
+    /// A request hickory could not parse (answered FORMERR by the transport).
+    fn malformed(&self) {}
+    /// A TLS handshake that failed or did not finish in time.
+    fn handshake_failed(&self) {}
+}
