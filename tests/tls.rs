@@ -237,3 +237,62 @@ async fn a_bad_certificate_file_stops_the_start_with_its_name() {
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_resolver_answers_over_dot_as_over_udp() {
+    bounded(async {
+        let t = 5;
+        let keys = Keys::new();
+        let (root, carrier) = root_and_block(t, CARRIER, &keys, ALICE, 3600);
+        let tree = Tree::start(
+            t,
+            &keys.trust_toml(),
+            vec![spec(root, &[1]), spec(carrier, &[2])],
+        )
+        .await;
+        let resolver = std::sync::Arc::new(tree.resolver());
+        let (mut udp_server, udp_addrs) = mimi_discovery::resolver::server::listen(
+            resolver.clone(),
+            &[SocketAddr::new(ip(t, 9), 0)],
+        )
+        .await
+        .unwrap();
+        let ca = tls::make_ca("test CA", now() - 60, now() + 3600).unwrap();
+        let cert = tls::issue(&ca, &["resolver.test".into()], now() - 60, now() + 3600).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let settings = mimi_discovery::config::TlsSettings {
+            listen: vec![SocketAddr::new(ip(t, 9), 0)],
+            cert: write(dir.path(), "r.pem", &cert.cert_pem).into(),
+            key: write(dir.path(), "r.key", &cert.key_pem).into(),
+        };
+        let (tasks, tls_addrs) = mimi_discovery::resolver::server::listen_tls(
+            mimi_discovery::resolver::server::ResolverHandler(resolver.clone()),
+            &settings,
+            mimi_discovery::net::Limits::default(),
+        )
+        .await
+        .unwrap();
+        let over_tls = tls_exchange(
+            tls_addrs[0],
+            "resolver.test",
+            trusting(&ca),
+            &owner(ALICE),
+            TYPE_SSI,
+            WAIT,
+        )
+        .await
+        .unwrap();
+        let (over_udp, _) = exchange(udp_addrs[0], &owner(ALICE), TYPE_SSI, WAIT)
+            .await
+            .unwrap();
+        assert_eq!(over_tls.metadata.response_code, ResponseCode::NoError);
+        assert_eq!(over_tls.answers.len(), 1);
+        assert_eq!(over_tls.answers, over_udp.answers);
+        for task in tasks {
+            task.abort();
+        }
+        udp_server.shutdown_gracefully().await.unwrap();
+        tree.shutdown().await;
+    })
+    .await
+}

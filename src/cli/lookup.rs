@@ -297,6 +297,17 @@ pub fn serve(config: PathBuf) -> anyhow::Result<u8> {
         for b in &bound {
             tracing::info!("resolver listening on {b} (UDP and TCP)");
         }
+        let mut tls_tasks = Vec::new();
+        if let Some(tls) = &resolver.config().tls {
+            let handler = crate::resolver::server::ResolverHandler(resolver.clone());
+            let (tasks, tls_bound) =
+                crate::resolver::server::listen_tls(handler, tls, crate::net::Limits::default())
+                    .await?;
+            for b in &tls_bound {
+                tracing::info!("resolver listening on {b} (DNS over TLS)");
+            }
+            tls_tasks = tasks;
+        }
         // Learn each subscribed zone's serial, so NOTIFYs bring short CHANGES lists.
         crate::resolver::invalidate::start(&resolver).await;
         use tokio::signal::unix::{signal, SignalKind};
@@ -315,6 +326,9 @@ pub fn serve(config: PathBuf) -> anyhow::Result<u8> {
             s.rejected_records
                 .load(std::sync::atomic::Ordering::Relaxed)
         );
+        for t in tls_tasks {
+            t.abort();
+        }
         server.shutdown_gracefully().await?;
         Ok(0)
     })

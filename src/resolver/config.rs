@@ -7,7 +7,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::config::{from_toml, line_of, parse_listen, read_config, ConfigError, DNS_PORT};
+use crate::config::{
+    from_toml, line_of, parse_listen, read_config, ConfigError, RawTls, TlsSettings, DNS_PORT,
+};
 use crate::name::Name;
 use crate::record::Context;
 use crate::sii::DEFAULT_APEX;
@@ -74,6 +76,8 @@ pub struct ResolverConfig {
     pub trust: PathBuf,
     /// Addresses `mimi resolver serve` listens on.
     pub listen: Vec<SocketAddr>,
+    /// DNS over TLS for `mimi resolver serve` (`[tls]`); None when not offered.
+    pub tls: Option<TlsSettings>,
     /// Default selection policy.
     pub context: Context,
     pub cache: CacheConfig,
@@ -103,6 +107,7 @@ impl ResolverConfig {
             port,
             trust,
             listen: Vec::new(),
+            tls: None,
             context: Context::Any,
             cache: CacheConfig::default(),
             limits: Limits::default(),
@@ -230,6 +235,7 @@ impl ResolverConfig {
                 line: line_of(text, sub.zone.span().start),
             });
         }
+        config.tls = raw.tls.as_ref().map(|t| t.settings(dir, &at)).transpose()?;
         Ok(config)
     }
 }
@@ -243,6 +249,7 @@ struct Raw {
     trust: Spanned<String>,
     #[serde(default)]
     listen: Vec<Spanned<String>>,
+    tls: Option<RawTls>,
     context: Option<Spanned<String>>,
     #[serde(default)]
     cache: RawCache,

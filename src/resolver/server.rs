@@ -149,3 +149,43 @@ pub async fn listen_with<H: RequestHandler>(
     }
     Ok((server, bound))
 }
+
+impl crate::net::StreamHandler for ResolverHandler {}
+
+/// Serves `handler` over DNS over TLS on each address of `tls` (port 0: any free port),
+/// with the stream limits of `limits`; returns the listener tasks (abort them to stop)
+/// and the bound addresses. A bad certificate or key fails here, naming the file.
+pub async fn listen_tls<H: crate::net::StreamHandler>(
+    handler: H,
+    tls: &crate::config::TlsSettings,
+    limits: crate::net::Limits,
+) -> Result<(Vec<tokio::task::JoinHandle<()>>, Vec<std::net::SocketAddr>), ListenError> {
+    let config = crate::tls::server_config(&tls.cert, &tls.key)?;
+    let mut tasks = Vec::new();
+    let mut bound = Vec::new();
+    for &addr in &tls.listen {
+        let bind = |source| ListenError::Bind { addr, source };
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(bind)?;
+        bound.push(listener.local_addr().map_err(bind)?);
+        tasks.push(tokio::spawn(crate::net::tls::serve(
+            listener,
+            config.clone(),
+            handler.clone(),
+            limits.clone(),
+        )));
+    }
+    Ok((tasks, bound))
+}
+
+/// Why a listener could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
