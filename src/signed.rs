@@ -138,6 +138,35 @@ pub fn signature(
     tsig_record_at(&bytes, start)
 }
 
+/// The TSIG RR of one message of a multi-message answer (AXFR, IXFR): the first signed
+/// for the `verified` request, each later one chained to the previous message's MAC
+/// (`prior`; RFC 8945 section 5.3.1). Returns the RR and this message's MAC. `response`
+/// must be built exactly as the message that will be sent.
+pub fn chained_signature<'q, A, N, S, D>(
+    response: MessageResponse<'q, 'q, A, N, S, D>,
+    key: &TsigKey,
+    verified: &Verified,
+    prior: Option<&crate::tsig::TsigMac>,
+) -> Option<(Box<Record<TSIG>>, crate::tsig::TsigMac)>
+where
+    A: Iterator<Item = &'q Record> + Send + 'q,
+    N: Iterator<Item = &'q Record> + Send + 'q,
+    S: Iterator<Item = &'q Record> + Send + 'q,
+    D: Iterator<Item = &'q Record> + Send + 'q,
+{
+    let mut bytes = Vec::with_capacity(4096);
+    let mut encoder = hickory_proto::serialize::binary::BinEncoder::new(&mut bytes);
+    encoder.set_max_size(u16::MAX);
+    response.destructive_emit(&mut encoder).ok()?;
+    let start = bytes.len();
+    let mac = match prior {
+        None => crate::tsig::sign_response(&mut bytes, key, &verified.request_mac, unix_now(), 0),
+        Some(p) => crate::tsig::sign_response_continuation(&mut bytes, key, p, unix_now()),
+    }
+    .ok()?;
+    Some((tsig_record_at(&bytes, start)?, mac))
+}
+
 /// The TSIG RR answering a TSIG failure: unsigned for BADKEY and BADSIG, signed for
 /// BADTIME (RFC 8945 section 5.2).
 pub fn failure_signature(

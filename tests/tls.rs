@@ -296,3 +296,155 @@ async fn the_resolver_answers_over_dot_as_over_udp() {
     })
     .await
 }
+
+/// Sends AXFR (or IXFR from `serial`) for the carrier zone over TCP, signed with `key` when
+/// given; returns every message of the answer (until the closing SOA or an error rcode).
+async fn transfer(
+    at: SocketAddr,
+    key: Option<&mimi_discovery::tsig::TsigKey>,
+    ixfr: Option<u32>,
+) -> Vec<Vec<u8>> {
+    use hickory_proto::op::{Message, MessageType, OpCode, Query};
+    use hickory_proto::rr::{RData, Record, RecordType};
+    let mut m = Message::new(0x5151, MessageType::Query, OpCode::Query);
+    let qtype = if ixfr.is_some() {
+        RecordType::IXFR
+    } else {
+        RecordType::AXFR
+    };
+    m.add_query(Query::query(n(CARRIER).to_hickory(), qtype));
+    if let Some(serial) = ixfr {
+        let soa = hickory_proto::rr::rdata::SOA::new(
+            n(CARRIER).to_hickory(),
+            n(CARRIER).to_hickory(),
+            serial,
+            0,
+            0,
+            0,
+            0,
+        );
+        m.add_authority(Record::from_rdata(
+            n(CARRIER).to_hickory(),
+            0,
+            RData::SOA(soa),
+        ));
+    }
+    let mut bytes = m.to_vec().unwrap();
+    if let Some(k) = key {
+        mimi_discovery::tsig::sign_request(&mut bytes, k, now()).unwrap();
+    }
+    let mut s = tokio::net::TcpStream::connect(at).await.unwrap();
+    mimi_discovery::wire::write_frame(&mut s, &bytes)
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let mut soas = 0;
+    loop {
+        let frame = tokio::time::timeout(WAIT, mimi_discovery::wire::read_frame(&mut s))
+            .await
+            .expect("transfer stalled")
+            .unwrap();
+        let unsigned = mimi_discovery::tsig::unsigned_message(&frame).unwrap_or(frame.clone());
+        let msg = Message::from_vec(&unsigned).unwrap();
+        soas += msg
+            .answers
+            .iter()
+            .filter(|r| r.record_type() == RecordType::SOA)
+            .count();
+        let done = msg.metadata.response_code != ResponseCode::NoError
+            || msg.answers.is_empty()
+            || soas >= 2
+            || (ixfr.is_some() && soas == 1 && msg.answers.len() == 1);
+        out.push(frame);
+        if done {
+            return out;
+        }
+    }
+}
+
+fn rcode_of(frame: &[u8]) -> ResponseCode {
+    let unsigned = mimi_discovery::tsig::unsigned_message(frame).unwrap_or(frame.to_vec());
+    hickory_proto::op::Message::from_vec(&unsigned)
+        .unwrap()
+        .metadata
+        .response_code
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zone_transfers_need_tsig_when_keys_are_configured_and_come_back_signed() {
+    use mimi_discovery::tsig::{self, KeyFileFormat, TsigKey};
+    bounded(async {
+        let t = 6;
+        let keys = Keys::new();
+        let dir = tempfile::tempdir().unwrap();
+        // Three hundred mappings: a transfer of several messages.
+        let (_, mut carrier) = root_and_block(t, CARRIER, &keys, ALICE, 3600);
+        for i in 0..300 {
+            let o = owner(&format!("+1 555 300 {i:04}"));
+            carrier.put_ssi(o.clone(), 3600, mapping(&keys.chat, &o, "u", mimi_discovery::record::Context::Any, 10));
+        }
+        carrier.save(&dir.path().join("carrier.zone"), WriteStyle::Native).unwrap();
+        std::fs::write(dir.path().join("trust.toml"), keys.trust_toml()).unwrap();
+        let xfr = TsigKey::generate(n("xfr-key."));
+        xfr.save_new(dir.path().join("xfr.tsig"), KeyFileFormat::Bind).unwrap();
+        let config = dir.path().join("dp.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "listen = [\"{a}:0\"]\ntrust = \"trust.toml\"\n[[zone]]\norigin = \"{CARRIER}\"\nfile = \"carrier.zone\"\n[axfr]\nkeys = [\"xfr.tsig\"]\n",
+                a = ip(t, 1)
+            ),
+        )
+        .unwrap();
+        let dp = DpServer::start(&config).await.expect("DP start");
+        let at = dp.addrs[0];
+        // Unsigned: refused.
+        let r = transfer(at, None, None).await;
+        assert_eq!(rcode_of(&r[0]), ResponseCode::Refused);
+        // Signed with a key of the same name but another secret: NOTAUTH.
+        let forged = TsigKey::generate(n("xfr-key."));
+        let r = transfer(at, Some(&forged), None).await;
+        assert_eq!(rcode_of(&r[0]), ResponseCode::NotAuth);
+        // Signed with the key: every message signed, chained to the previous one.
+        let mut bytes = {
+            use hickory_proto::op::{Message, MessageType, OpCode, Query};
+            let mut m = Message::new(0x5151, MessageType::Query, OpCode::Query);
+            m.add_query(Query::query(n(CARRIER).to_hickory(), hickory_proto::rr::RecordType::AXFR));
+            m.to_vec().unwrap()
+        };
+        let request_mac = tsig::sign_request(&mut bytes, &xfr, now()).unwrap();
+        let mut s = tokio::net::TcpStream::connect(at).await.unwrap();
+        mimi_discovery::wire::write_frame(&mut s, &bytes).await.unwrap();
+        let mut prev: Option<tsig::TsigMac> = None;
+        let mut messages = 0;
+        let mut records = 0;
+        loop {
+            let frame = mimi_discovery::wire::read_frame(&mut s).await.unwrap();
+            let mac = match &prev {
+                None => tsig::verify_response(&frame, &xfr, &request_mac, now()),
+                Some(p) => tsig::verify_response_continuation(&frame, &xfr, p, now()),
+            }
+            .unwrap_or_else(|e| panic!("message {messages}: {e}"));
+            prev = Some(mac);
+            messages += 1;
+            let msg = hickory_proto::op::Message::from_vec(&tsig::unsigned_message(&frame).unwrap()).unwrap();
+            records += msg.answers.len();
+            let last = msg.answers.last().map(|r| r.record_type()) == Some(hickory_proto::rr::RecordType::SOA)
+                && records > 1;
+            if last {
+                break;
+            }
+        }
+        assert!(messages >= 3, "{messages} messages");
+        assert!(records > 300, "{records} records");
+        // IXFR signed too; unsigned refused.
+        let serial = dp.shared().zones.load().get(&n(CARRIER)).unwrap().store.soa().serial;
+        let r = transfer(at, Some(&xfr), Some(serial)).await;
+        assert_eq!(rcode_of(&r[0]), ResponseCode::NoError);
+        assert!(tsig::find_tsig(&r[0]).unwrap().is_some(), "the IXFR answer is signed");
+        let r = transfer(at, None, Some(serial)).await;
+        assert_eq!(rcode_of(&r[0]), ResponseCode::Refused);
+        dp.shutdown().await;
+    })
+    .await
+}

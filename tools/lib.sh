@@ -99,10 +99,16 @@ tsig_key() {
 # knotd config (on stdout) serving each ZONE as a secondary of PRIMARY_ADDR@PRIMARY_PORT
 # (transfers from ADDR; NOTIFY accepted from PRIMARY_ADDR), listening on ADDR@PORT, with
 # everything (socket, journal, timers, zone files) under DIR; log to stderr. JOURNAL_CONTENT:
-# none, changes (Knot's default: keeps the IXFR history) or all.
+# none, changes (Knot's default: keeps the IXFR history) or all. With KNOT_TSIG="NAME SECRET"
+# in the environment, transfers and NOTIFY are signed with that hmac-sha256 key.
 knot_secondary_conf() {
-  local dir=$1 addr=$2 port=$3 paddr=$4 pport=$5 journal=$6 z
+  local dir=$1 addr=$2 port=$3 paddr=$4 pport=$5 journal=$6 z keyline="" kname ksecret
   shift 6
+  if [ -n "${KNOT_TSIG:-}" ]; then
+    read -r kname ksecret <<<"$KNOT_TSIG"
+    printf 'key:\n  - id: %s\n    algorithm: hmac-sha256\n    secret: %s\n' "$kname" "$ksecret"
+    keyline="    key: $kname"
+  fi
   cat <<EOC
 server:
     rundir: "$dir"
@@ -121,10 +127,12 @@ remote:
   - id: primary
     address: $paddr@$pport
     via: $addr
+$keyline
 acl:
   - id: notify_from_primary
     address: $paddr
     action: notify
+$keyline
 template:
   - id: default
     storage: "$dir"

@@ -105,6 +105,9 @@ pub struct DpConfig {
     pub zone_directory: Option<ZoneDirectory>,
     /// Who may transfer zones (AXFR/IXFR).
     pub axfr_allow: Vec<Net>,
+    /// TSIG key files (BIND format); when any is given, a transfer needs a valid TSIG
+    /// with one of them, and its answer is signed (docs/security.md).
+    pub axfr_keys: Vec<PathBuf>,
     /// Secondaries told of every new serial with DNS NOTIFY (RFC 1996).
     pub notify: Vec<SocketAddr>,
     pub limits: Limits,
@@ -325,6 +328,8 @@ struct RawZoneDirectory {
 struct RawAxfr {
     #[serde(default)]
     allow: Vec<Spanned<String>>,
+    #[serde(default)]
+    keys: Vec<Spanned<String>>,
     #[serde(default)]
     notify: Vec<Spanned<String>>,
 }
@@ -661,6 +666,12 @@ impl DpConfig {
             zone_directory,
             tls: raw.tls.as_ref().map(|t| t.settings(dir, &at)).transpose()?,
             axfr_allow,
+            axfr_keys: raw
+                .axfr
+                .keys
+                .iter()
+                .map(|k| dir.join(k.get_ref()))
+                .collect(),
             notify,
             limits,
             serve_invalid_records: raw.serve_invalid_records,

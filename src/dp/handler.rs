@@ -91,6 +91,8 @@ pub struct Shared {
     pub zones: ArcSwap<ZoneSet>,
     pub stats: Stats,
     pub axfr_allow: Vec<Net>,
+    /// Keys a zone transfer must be signed with, when any (reloaded on SIGHUP).
+    pub axfr_keys: ArcSwap<Vec<crate::tsig::TsigKey>>,
     /// Our largest UDP payload; the client's offer is honoured up to this.
     pub udp_payload: u16,
     /// The private-lookup service, when offered.
@@ -459,16 +461,49 @@ impl RequestHandler for DpHandler {
 
         let zones = shared.zones.load_full();
         if matches!(qtype, RecordType::AXFR | RecordType::IXFR) {
-            let allowed = shared
-                .axfr_allow
-                .iter()
-                .any(|n| n.contains(request.src().ip()));
+            let keys = shared.axfr_keys.load_full();
+            // A TSIG, when the request has one, must verify under the transfer keys.
+            let signer = match crate::tsig::find_tsig(request.as_slice()) {
+                Ok(Some(_)) => match crate::tsig::verify_request(
+                    request.as_slice(),
+                    &keys,
+                    crate::sys::unix_now(),
+                ) {
+                    Ok(v) => Some(v),
+                    Err(failure) => {
+                        warn!(src = %request.src(), qname = %query.name(), "zone transfer refused: {failure}");
+                        let e = TransferRefusal::NotAuth(failure.to_string());
+                        return match crate::signed::send_tsig_failure(
+                            request, edns, &e, &failure, &keys, handle,
+                        )
+                        .await
+                        {
+                            Ok(info) => info,
+                            Err(_) => crate::signed::unsent(request),
+                        };
+                    }
+                },
+                _ => None,
+            };
+            let address_ok = if shared.axfr_allow.is_empty() {
+                !keys.is_empty()
+            } else {
+                shared
+                    .axfr_allow
+                    .iter()
+                    .any(|n| n.contains(request.src().ip()))
+            };
+            let allowed = address_ok && (keys.is_empty() || signer.is_some());
+            let signing = signer
+                .as_ref()
+                .and_then(|v| keys.get(v.key).map(|k| (k, v)));
             let zone = zones
                 .find(qname)
                 .filter(|z| z.store.origin().as_wire() == qname);
             return match zone {
                 Some(zone) if allowed && !request.protocol().is_datagram() => {
-                    self.transfer(request, &zone, qtype, edns, handle).await
+                    self.transfer(request, &zone, qtype, edns, signing, handle)
+                        .await
                 }
                 // RFC 1995 section 2: over UDP, an IXFR that does not fit is answered
                 // with the current SOA, which sends the client to TCP.
@@ -484,8 +519,10 @@ impl RequestHandler for DpHandler {
                     self.send(request, edns, s, handle).await
                 }
                 _ => {
-                    if !allowed {
+                    if !address_ok {
                         warn!(src = %request.src(), qname = %query.name(), "zone transfer refused: address not in axfr.allow");
+                    } else if !allowed {
+                        warn!(src = %request.src(), qname = %query.name(), "zone transfer refused: no TSIG with one of axfr.keys");
                     }
                     self.send(
                         request,
@@ -521,5 +558,29 @@ impl crate::net::StreamHandler for DpHandler {
 
     fn handshake_failed(&self) {
         self.0.stats.tls_handshake_failures.fetch_add(1, Relaxed);
+    }
+}
+
+/// A zone transfer refused for its TSIG: NOTAUTH, extended error 18 (Prohibited).
+#[derive(Debug)]
+enum TransferRefusal {
+    NotAuth(String),
+}
+
+impl std::fmt::Display for TransferRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TransferRefusal::NotAuth(m) => write!(f, "zone transfer: {m}"),
+        }
+    }
+}
+
+impl crate::signed::WireError for TransferRefusal {
+    fn rcode(&self) -> ResponseCode {
+        ResponseCode::NotAuth
+    }
+
+    fn ede_code(&self) -> u16 {
+        super::update::ede::PROHIBITED
     }
 }

@@ -116,6 +116,7 @@ impl DpServer {
             zones: ArcSwap::from_pointee(ZoneSet::default()),
             stats: Stats::default(),
             axfr_allow: config.axfr_allow.clone(),
+            axfr_keys: ArcSwap::from_pointee(load_axfr_keys(&config)?),
             udp_payload: config.limits.udp_payload,
             pir,
             pir_secret: secret,
@@ -327,6 +328,18 @@ impl DpServer {
     }
 }
 
+/// The TSIG keys of `[axfr] keys`.
+fn load_axfr_keys(config: &DpConfig) -> Result<Vec<crate::tsig::TsigKey>, DpError> {
+    config
+        .axfr_keys
+        .iter()
+        .map(|p| {
+            crate::tsig::TsigKey::load(p)
+                .map_err(|e| DpError::Zone(format!("{e} (axfr.keys in {})", config.path.display())))
+        })
+        .collect()
+}
+
 /// Reads and checks one zone file off the async workers.
 async fn read_checked(
     config: &DpConfig,
@@ -388,6 +401,10 @@ async fn reload(
     match update::load_updaters(&config) {
         Ok(u) => shared.updaters.store(Arc::new(u)),
         Err(e) => warn!("update keys not reloaded, keeping the previous ones: {e}"),
+    }
+    match load_axfr_keys(&config) {
+        Ok(k) => shared.axfr_keys.store(Arc::new(k)),
+        Err(e) => warn!("transfer keys not reloaded, keeping the previous ones: {e}"),
     }
     match changes::load_subscribers(&config) {
         Ok(s) => shared.subscribers.store(Arc::new(s)),

@@ -1262,7 +1262,8 @@ fn compact(mut state: State, written: ZoneStore, changes: usize) -> State {
 
 /// Sends NOTIFY after commits, at most one round at a time: commits in between are
 /// covered by the next round, which carries the newest serial anyway. Secondaries get
-/// it unsigned, subscribed resolvers signed with their key (read at each round, so a
+/// it signed with the first `[axfr] keys` key (unsigned without one), subscribed resolvers
+/// signed with their key (read at each round, so a
 /// reload's subscribers apply from the next change).
 async fn notifier(origin: Name, ctx: WriterContext, signal: Arc<Notify>) {
     use super::notify::Target;
@@ -1273,10 +1274,16 @@ async fn notifier(origin: Name, ctx: WriterContext, signal: Arc<Notify>) {
             return;
         }
         let subs = ctx.shared.subscribers.load_full();
+        // Secondaries get NOTIFY signed with the first transfer key, when there is one,
+        // as they will sign their transfer requests.
+        let xfr_key = ctx.shared.axfr_keys.load().first().cloned();
         let targets: Vec<Target> = ctx
             .notify
             .iter()
-            .map(|&addr| Target { addr, key: None })
+            .map(|&addr| Target {
+                addr,
+                key: xfr_key.clone(),
+            })
             .chain(subs.targets.iter().map(|&(addr, k)| Target {
                 addr,
                 key: subs.keys.get(k).cloned(),

@@ -81,6 +81,7 @@ impl DpHandler {
         zone: &ServedZone,
         qtype: RecordType,
         edns: Option<&Edns>,
+        signing: Option<(&crate::tsig::TsigKey, &crate::tsig::Verified)>,
         mut handle: R,
     ) -> ResponseInfo {
         self.0.stats.transfers.fetch_add(1, Relaxed);
@@ -109,20 +110,37 @@ impl DpHandler {
                 .collect(),
         };
         let mut last = None;
+        // The MAC of the previous message, to chain the next one's to (RFC 8945 5.3.1).
+        let mut prior: Option<crate::tsig::TsigMac> = None;
         for chunk in chunks(&records) {
-            let mut metadata = Metadata::response_from_request(&request.metadata);
-            metadata.authoritative = true;
-            let mut builder = MessageResponseBuilder::from_message_request(request);
-            if let Some(e) = edns {
-                builder.edns(e);
+            let build = || {
+                let mut metadata = Metadata::response_from_request(&request.metadata);
+                metadata.authoritative = true;
+                let mut builder = MessageResponseBuilder::from_message_request(request);
+                if let Some(e) = edns {
+                    builder.edns(e);
+                }
+                builder.build(
+                    metadata,
+                    chunk.iter().copied(),
+                    std::iter::empty(),
+                    std::iter::empty(),
+                    std::iter::empty(),
+                )
+            };
+            let mut response = build();
+            if let Some((key, verified)) = signing {
+                match crate::signed::chained_signature(build(), key, verified, prior.as_ref()) {
+                    Some((sig, mac)) => {
+                        response.set_signature(sig);
+                        prior = Some(mac);
+                    }
+                    None => {
+                        warn!(src = %request.src(), "zone transfer aborted: the message could not be signed");
+                        break;
+                    }
+                }
             }
-            let response = builder.build(
-                metadata,
-                chunk.iter().copied(),
-                std::iter::empty(),
-                std::iter::empty(),
-                std::iter::empty(),
-            );
             match handle.send_response(response).await {
                 Ok(info) => last = Some(info),
                 Err(e) => {

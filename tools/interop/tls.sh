@@ -3,7 +3,9 @@
 # deployment CA and the DP's certificate from `mimi tls ca` / `mimi tls issue`; kdig
 # validating against the CA (by name) and by SPKI pin (`mimi tls pin`), and dig +tls, get
 # the same answers over DoT as over UDP (mappings, a referral, NXDOMAIN, the SOA); a wrong
-# pin, another CA and a wrong name are refused by kdig.
+# pin, another CA and a wrong name are refused by kdig. Zone transfers need TSIG (`[axfr]
+# keys`): kdig -y transfers (and checks every message's signature), kdig without the key
+# is refused, and a Knot secondary with the key transfers the zone and answers like the DP.
 # Usage: tools/interop/tls.sh   (needs knot-dnsutils, dnsutils; .ci/run installs them;
 #        KEEP=1 keeps the temporary directory)
 # The DP listens on 127.0.0.101 at free ports (UDP/TCP, and DoT).
@@ -11,11 +13,15 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 . tools/lib.sh
 interop_start tls.sh
-need "dnsutils, knot-dnsutils, python3" dig kdig python3
+KNOTD=$(sbin knotd)
+need "dnsutils, knot, knot-dnsutils, python3" dig kdig python3 "$KNOTD"
 
-A=127.0.0.101
+A=127.0.0.101 KA=127.0.0.102
 P=$(free_port $A)
 TP=$(free_port $A)
+KP=$(free_port $KA)
+tsig_key xfr. "$W/xfr.tsig"
+XFR_SECRET=$(cut -d: -f3 "$W/xfr.tsig.knot")
 cp zones/root.zone zones/5.5.5.1.e164.zone zones/trust.toml "$W/"
 (cd "$W" && "$MIMI" tls ca --out ca >/dev/null && "$MIMI" tls ca --name "another CA" --out other >/dev/null &&
   "$MIMI" tls issue --ca ca --name dp.test --name $A --out dp >/dev/null &&
@@ -33,6 +39,9 @@ file = "5.5.5.1.e164.zone"
 listen = ["$A:$TP"]
 cert = "dp.pem"
 key = "dp.key"
+[axfr]
+keys = ["xfr.tsig"]
+notify = ["$KA:$KP"]
 EOF
 NO_COLOR=1 "$MIMI" dp serve --config "$W/dp.toml" >"$W/dp.log" 2>&1 &
 pids+=($!)
@@ -88,5 +97,33 @@ refused() { ! kdig @$A -p "$TP" +nordflag +timeout=2 +retry=0 "$@" "$ALICE" TYPE
 check "kdig refuses the DP under another pin" refused +tls-pin="$WRONG"
 check "kdig refuses the DP under another CA" refused +tls-ca="$W/other.pem" +tls-hostname=dp.test
 check "kdig refuses the DP under another name" refused +tls-ca="$W/ca.pem" +tls-hostname=other.test
+# --- zone transfers with TSIG ---------------------------------------------------------
+CZ=5.5.5.1.e164.mimi.arpa.
+out=$(kdig @$A -p "$P" -y "hmac-sha256:xfr.:$XFR_SECRET" +timeout=5 $CZ AXFR 2>&1 || true)
+n=$(grep -c -E '^[^;].*[[:space:]](TYPE65280|SOA|NS|A)[[:space:]]' <<<"$out" || true)
+if grep -q -E "TSIG.* NOERROR" <<<"$out" && ! grep -q -i -e "failed" -e "warning" <<<"$out" && [ "$n" -gt 5 ]; then
+  ok "kdig -y AXFR: the whole zone ($n records), every message's TSIG checked by kdig"
+else
+  bad "kdig -y AXFR"; show <<<"$out"
+fi
+out=$(kdig @$A -p "$P" +timeout=5 $CZ AXFR 2>&1 || true)
+check "kdig AXFR without the key is refused" grep -q -i "refused" <<<"$out"
+out=$(kdig @$A -p "$P" -y "hmac-sha256:xfr.:$(head -c 32 /dev/urandom | base64)" +timeout=5 $CZ AXFR 2>&1 || true)
+check "kdig AXFR with another secret is refused (NOTAUTH)" grep -q -i -e "notauth" -e "badsig" <<<"$out"
+mkdir "$W/knot"
+KNOT_TSIG="xfr. $XFR_SECRET" knot_secondary_conf "$W/knot" $KA "$KP" $A "$P" changes $CZ >"$W/knot.conf"
+"$KNOTD" -c "$W/knot.conf" >"$W/knot.log" 2>&1 &
+pids+=($!)
+kserial() { dig @$KA -p "$KP" +norec +short +time=1 +tries=1 $CZ SOA 2>/dev/null | awk '{ print $3 }'; }
+dserial=$(dig @$A -p "$P" +norec +short $CZ SOA | awk '{ print $3 }')
+if poll 100 bash -c "[ \"\$(dig @$KA -p $KP +norec +short +time=1 +tries=1 $CZ SOA 2>/dev/null | awk '{ print \$3 }')\" = '$dserial' ]"; then
+  ok "a Knot secondary with the key transferred the zone (serial $dserial)"
+else
+  bad "the Knot secondary did not transfer (serial '$(kserial)', the DP's $dserial)"
+  grep -i -e xfr -e tsig -e error -e warn "$W/knot.log" | show 8 || true
+fi
+ksi=$(dig @$KA -p "$KP" +norec +short "$ALICE" TYPE65280 | tr -d ' ' | tr 'A-F' 'a-f')
+dsi=$(dig @$A -p "$P" +norec +short "$ALICE" TYPE65280 | tr -d ' ' | tr 'A-F' 'a-f')
+check "Knot answers the mapping like the DP" [ -n "$ksi" ] && [ "$ksi" = "$dsi" ]
 check "the DP logged no errors" bash -c "! grep -E '^[^ ]+ +(ERROR) ' '$W/dp.log'"
 interop_end
