@@ -815,6 +815,14 @@ pub fn select(owner: &Name, valid: Vec<(Ssi, u32)>) -> Vec<Mapping> {
     mappings
 }
 
+/// Classifies a reply's bytes as an iterative lookup would (fuzzing entry point): true
+/// when it is usable (an answer, a referral, a denial), false when it is refused.
+pub fn classify_reply_bytes(bytes: &[u8], zone: &Name, qname: &Name, qtype: u16) -> bool {
+    Message::from_vec(bytes)
+        .ok()
+        .is_some_and(|m| classify(&m, zone, qname, qtype).is_ok())
+}
+
 fn classify(reply: &Message, zone: &Name, qname: &Name, qtype: u16) -> Result<Reply, String> {
     let rcode = reply.metadata.response_code;
     if rcode == ResponseCode::NXDomain {

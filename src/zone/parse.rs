@@ -246,7 +246,10 @@ pub fn parse_str(text: &str, file: &str, origin: Option<&Name>) -> Parsed {
             }
         };
         let line = entry.line;
-        let first = tokens[0];
+        // An entry of nothing but parentheses, "()", has no token at all.
+        let Some(&first) = tokens.first() else {
+            continue;
+        };
         if !first.quoted && first.text.starts_with('$') && !entry.blank_owner {
             match directive(first.text, &tokens[1..], origin.as_ref()) {
                 Ok(Directive::Origin(o)) => {
@@ -349,7 +352,7 @@ fn record<'a>(
                 format!("expected a type, found the string \"{}\"", t.text),
             ));
         }
-        if t.text.as_bytes()[0].is_ascii_digit() && ttl.is_none() {
+        if t.text.as_bytes().first().is_some_and(u8::is_ascii_digit) && ttl.is_none() {
             ttl = Some(
                 parse_ttl(t.text).ok_or((Some(t.line), format!("{:?} is not a TTL", t.text)))?,
             );
@@ -363,7 +366,7 @@ fn record<'a>(
             if ["CH", "HS", "CS", "NONE", "ANY"]
                 .iter()
                 .any(|c| t.text.eq_ignore_ascii_case(c))
-                || (t.text.len() > 5 && t.text[..5].eq_ignore_ascii_case("CLASS"))
+                || (t.text.len() > 5 && t.text.as_bytes()[..5].eq_ignore_ascii_case(b"CLASS"))
             {
                 return Err((
                     Some(t.line),
@@ -560,6 +563,21 @@ mod tests {
             "$TTL 1\n a A 1.1.1.1",
             "x. 1 SSI",
             "x. 1 APKEY 1 2",
+        ] {
+            let _ = parse(text);
+        }
+    }
+
+    #[test]
+    fn an_entry_of_empty_parentheses_is_no_panic() {
+        // Found by tools/fuzz.sh (zone_file): "()" made an entry without tokens.
+        for text in [
+            "()",
+            "( )\n",
+            "$ORIGIN x.\n()\n@ 5 SOA a b 1 2 3 4 5\n",
+            // And a class-like token cut inside a character (CLAS + a two-byte letter).
+            "$ORIGIN x.\n@ CLAS\u{e9}x A 1.2.3.4\n",
+            "$ORIGIN x.\n@ \"\" A 1.2.3.4\n",
         ] {
             let _ = parse(text);
         }

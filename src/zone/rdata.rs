@@ -373,8 +373,9 @@ fn type_mnemonic(rtype: u16) -> Option<&'static str> {
 
 /// Type code of a mnemonic (case-insensitive) or of `TYPEnnn`.
 pub fn parse_type(s: &str) -> Option<u16> {
-    if s.len() > 4 && s[..4].eq_ignore_ascii_case("TYPE") {
-        return s[4..].parse().ok();
+    // Bytes, not a str slice: the token may hold multi-byte characters.
+    if s.len() > 4 && s.as_bytes()[..4].eq_ignore_ascii_case(b"TYPE") {
+        return s.get(4..)?.parse().ok();
     }
     let upper = s.to_ascii_uppercase();
     [
@@ -456,4 +457,17 @@ pub fn unescape_str(s: &str) -> Result<String, String> {
         return Ok(s.to_string());
     }
     String::from_utf8(unescape(s)?).map_err(|_| "string is not UTF-8".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_type_token_with_multibyte_characters_is_no_panic() {
+        // Found by tools/fuzz.sh (zone_file): "TYP\u{e9}..." sliced inside a character.
+        assert_eq!(parse_type("TYP\u{e9}1"), None);
+        assert_eq!(parse_type("\u{e9}\u{e9}\u{e9}"), None);
+        assert_eq!(parse_type("type65280"), Some(65280));
+    }
 }

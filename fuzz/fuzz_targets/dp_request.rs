@@ -1,0 +1,92 @@
+//! Fuzz target: the DP's whole request handling (queries, AXFR/IXFR, UPDATE, NOTIFY, PIR
+//! and CHANGES requests, over "UDP" or "TCP" by the first byte) against a running
+//! `mimi dp serve` with the demo carrier zone, private lookups, UPDATE and CHANGES keys.
+//! Answers are encoded as the transports would; nothing may panic.
+#![no_main]
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+
+use hickory_proto::rr::Record;
+use hickory_proto::serialize::binary::BinEncoder;
+use hickory_server::net::runtime::TokioTime;
+use hickory_server::net::xfer::Protocol;
+use hickory_server::net::NetError;
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::zone_handler::MessageResponse;
+use libfuzzer_sys::fuzz_target;
+use mimi_discovery::dp::{DpHandler, DpServer};
+
+/// Encodes each response, as a transport would, and drops it.
+#[derive(Clone)]
+struct Sink;
+
+#[async_trait::async_trait]
+impl ResponseHandler for Sink {
+    async fn send_response<'a>(
+        &mut self,
+        response: MessageResponse<
+            '_,
+            'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+        >,
+    ) -> Result<ResponseInfo, NetError> {
+        let mut bytes = Vec::with_capacity(512);
+        let mut encoder = BinEncoder::new(&mut bytes);
+        encoder.set_max_size(u16::MAX);
+        Ok(response.destructive_emit(&mut encoder)?)
+    }
+}
+
+struct Fixture {
+    runtime: tokio::runtime::Runtime,
+    handler: DpHandler,
+}
+
+fn fixture() -> &'static Fixture {
+    static FX: OnceLock<Fixture> = OnceLock::new();
+    FX.get_or_init(|| {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../zones");
+        let dir = tempfile::tempdir().expect("tempdir").keep();
+        std::fs::copy(root.join("5.5.5.1.e164.zone"), dir.join("carrier.zone")).expect("zone");
+        std::fs::copy(root.join("trust.toml"), dir.join("trust.toml")).expect("trust");
+        let key = "key \"fuzz.\" {\n    algorithm hmac-sha256;\n    secret \"c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0MTI=\";\n};\n";
+        std::fs::write(dir.join("fuzz.tsig"), key).expect("key");
+        std::fs::write(
+            dir.join("dp.toml"),
+            "listen = [\"127.0.0.1:0\"]\ntrust = \"trust.toml\"\n[[zone]]\norigin = \"5.5.5.1.e164.mimi.arpa.\"\nfile = \"carrier.zone\"\n[[update]]\nprovider = \"chat.example\"\ntsig = \"fuzz.tsig\"\n[axfr]\nallow = [\"127.0.0.0/8\"]\n[pir]\nthreads = 1\n",
+        )
+        .expect("config");
+        let server = runtime
+            .block_on(DpServer::start(&dir.join("dp.toml")))
+            .expect("DP start");
+        let handler = DpHandler(server.shared().clone());
+        // The server lives as long as the fuzzing process.
+        std::mem::forget(server);
+        Fixture { runtime, handler }
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&first, message)) = data.split_first() else {
+        return;
+    };
+    let fx = fixture();
+    let protocol = if first & 1 == 0 {
+        Protocol::Udp
+    } else {
+        Protocol::Tcp
+    };
+    let src: SocketAddr = ([127, 0, 0, 9], 5353).into();
+    if let Ok(request) = Request::from_bytes(message.to_vec(), src, protocol) {
+        fx.runtime
+            .block_on(fx.handler.handle_request::<_, TokioTime>(&request, Sink));
+    }
+});

@@ -1,0 +1,7 @@
+//! Fuzz target: mimi_discovery::fuzzing::pir_carrier (see src/fuzzing.rs).
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    mimi_discovery::fuzzing::pir_carrier(data);
+});
