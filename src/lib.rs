@@ -3,6 +3,7 @@ pub mod changes;
 pub mod cli;
 pub mod config;
 pub mod dp;
+pub mod ede;
 pub mod fuzzing;
 pub mod name;
 pub mod net;

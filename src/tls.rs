@@ -12,7 +12,11 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{
+    ClientConfig, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig,
+    SignatureScheme,
+};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
@@ -63,15 +67,28 @@ pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     PrivateKeyDer::from_pem_file(path).map_err(|e| file_error(path, format!("private key: {e}")))
 }
 
-/// A server configuration for DNS over TLS: TLS 1.2 and 1.3, ALPN "dot", no client
-/// certificate asked.
-pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
+/// A server configuration for DNS over TLS: TLS 1.2 and 1.3, ALPN "dot"; with
+/// `ask_client_cert`, a client certificate is asked for but not required, and any is
+/// accepted whose key the client proves it holds: who it names is decided by its SPKI
+/// pin afterwards ([`peer_pin`]; a DP's `[[client]]` entries).
+pub fn server_config(
+    cert: &Path,
+    key: &Path,
+    ask_client_cert: bool,
+) -> Result<Arc<ServerConfig>, TlsError> {
     let certs = load_certs(cert)?;
     let key = load_key(key)?;
-    let mut config = ServerConfig::builder_with_provider(provider())
+    let builder = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| TlsError::Config(e.to_string()))?
-        .with_no_client_auth()
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    let builder = if ask_client_cert {
+        builder.with_client_cert_verifier(Arc::new(AnyClientKey {
+            provider: provider(),
+        }))
+    } else {
+        builder.with_no_client_auth()
+    };
+    let mut config = builder
         .with_single_cert(certs, key)
         .map_err(|e| TlsError::Config(format!("{}: {e}", cert.display())))?;
     config.alpn_protocols = vec![ALPN_DOT.to_vec()];
@@ -84,6 +101,79 @@ pub fn spki_pin(cert: &CertificateDer<'_>) -> Result<String, TlsError> {
         .map_err(|e| TlsError::Certificate(format!("{e:?}")))?;
     let spki = parsed.subject_public_key_info();
     Ok(base64::engine::general_purpose::STANDARD.encode(Sha256::digest(spki.as_ref())))
+}
+
+/// The SPKI pin of the certificate a TLS client presented, if it presented one.
+pub fn peer_pin(connection: &rustls::ServerConnection) -> Option<String> {
+    let leaf = connection.peer_certificates()?.first()?;
+    spki_pin(leaf).ok()
+}
+
+/// Accepts any client certificate: the handshake still proves the client holds its key,
+/// and the key (its pin), not the certificate's names or dates, is the identity, as with
+/// Knot's `cert-key`.
+#[derive(Debug)]
+struct AnyClientKey {
+    provider: Arc<CryptoProvider>,
+}
+
+impl ClientCertVerifier for AnyClientKey {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        spki_pin(end_entity)
+            .map(|_| ClientCertVerified::assertion())
+            .map_err(|e| rustls::Error::General(format!("client certificate: {e}")))
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
 }
 
 /// How a client decides that a server is the one it meant.

@@ -105,7 +105,7 @@ impl Dp {
         std::fs::write(
             &config,
             format!(
-                "listen = [\"{addr}\"]\ntrust = \"trust.toml\"\n[[zone]]\norigin = \"{CARRIER}\"\nfile = \"carrier.zone\"\n[axfr]\nallow = [\"127.0.0.0/8\"]\n[updates]\nper_second = 1000000.0\nburst = 1000000.0\n{updaters}{extra}"
+                "listen = [\"{addr}\"]\ntrust = \"trust.toml\"\n[[zone]]\norigin = \"{CARRIER}\"\nfile = \"carrier.zone\"\n[axfr]\nallow = [\"127.0.0.0/8\"]\n[updates]\nper_second = 1000000.0\nburst = 1000000.0\n[access]\nanonymous_lookups_per_day = \"unlimited\"\n{updaters}{extra}"
             ),
         )
         .unwrap();

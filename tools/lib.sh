@@ -54,7 +54,8 @@ wait_dns() {
 
 # start_tree_dps WORKDIR ZONEDIR TRUST PORT [PREFIX...]: one `mimi dp serve` per DP of the
 # demo tree on PORT (zone files from ZONEDIR), run under PREFIX (e.g. taskset -c 1); their
-# pids are appended to the caller's `pids` array. Needs MIMI.
+# pids are appended to the caller's `pids` array; DP_EXTRA, if set, is appended to each
+# config. Needs MIMI.
 start_tree_dps() {
   local w=$1 zdir=$2 trust=$3 port=$4 t file origin addr
   shift 4
@@ -66,6 +67,7 @@ start_tree_dps() {
     cp "$zdir/$file" "$w/zones-$addr/$file"
     printf 'listen = ["%s:%s"]\ntrust = "%s"\n[[zone]]\norigin = "%s"\nfile = "%s"\n' \
       "$addr" "$port" "$trust" "$origin" "$w/zones-$addr/$file" >"$w/dp-$addr.toml"
+    printf '%s\n' "${DP_EXTRA:-}" >>"$w/dp-$addr.toml"
     NO_COLOR=1 MIMI_LOG=warn "$@" "$MIMI" dp serve --config "$w/dp-$addr.toml" >"$w/dp-$addr.log" 2>&1 &
     pids+=($!)
     wait_dns "$addr" "$port" "$origin" $! "$w/dp-$addr.log"

@@ -61,13 +61,13 @@ fn fixture() -> &'static Fixture {
         std::fs::write(dir.join("fuzz.tsig"), key).expect("key");
         std::fs::write(
             dir.join("dp.toml"),
-            "listen = [\"127.0.0.1:0\"]\ntrust = \"trust.toml\"\n[[zone]]\norigin = \"5.5.5.1.e164.mimi.arpa.\"\nfile = \"carrier.zone\"\n[[update]]\nprovider = \"chat.example\"\ntsig = \"fuzz.tsig\"\n[axfr]\nallow = [\"127.0.0.0/8\"]\n[pir]\nthreads = 1\n",
+            "listen = [\"127.0.0.1:0\"]\ntrust = \"trust.toml\"\n[[zone]]\norigin = \"5.5.5.1.e164.mimi.arpa.\"\nfile = \"carrier.zone\"\n[[update]]\nprovider = \"chat.example\"\ntsig = \"fuzz.tsig\"\n[axfr]\nallow = [\"127.0.0.0/8\"]\n[pir]\nthreads = 1\n[access]\nanonymous_lookups_per_day = \"unlimited\"\n",
         )
         .expect("config");
         let server = runtime
             .block_on(DpServer::start(&dir.join("dp.toml")))
             .expect("DP start");
-        let handler = DpHandler(server.shared().clone());
+        let handler = DpHandler::new(server.shared().clone());
         // The server lives as long as the fuzzing process.
         std::mem::forget(server);
         Fixture { runtime, handler }

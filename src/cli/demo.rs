@@ -52,6 +52,10 @@ const RECIPIENT_DP: &str = "127.53.0.8";
 const DEMO_SUB_TSIG: &str = "resolver-sub-demo.";
 /// The carrier DP that notifies the resolver, and where the resolver takes NOTIFY.
 const CARRIER_DP: &str = "127.53.0.4";
+/// The TSIG key of walker.example, the provider whose enumeration the carrier's quota
+/// stops, and that quota.
+const DEMO_WALKER_TSIG: &str = "walker-example-demo.";
+const WALKER_QUOTA: u32 = 20;
 const RESOLVER_ADDR: &str = "127.53.0.53";
 
 /// The zones directory: --zones, ./zones, or the one in the source tree.
@@ -115,6 +119,7 @@ async fn start_tree(
     for (file, name) in [
         ("operator.tsig", DEMO_OPERATOR_TSIG),
         ("talk.tsig", DEMO_TALK_TSIG),
+        ("walker.tsig", DEMO_WALKER_TSIG),
     ] {
         TsigKey::generate(Name::parse(name, None)?)
             .save_new(work.join(file), crate::tsig::KeyFileFormat::Bind)?;
@@ -130,11 +135,13 @@ async fn start_tree(
             add_bad_records(&mut z, apex)?;
             // This DP plays a misbehaving one, so the resolver's own checks show; the app
             // provider chat.example may publish to it live.
-            // Its operator may release and port numbers.
+            // Its operator may release and port numbers. walker.example, known by its
+            // TSIG key, may make WALKER_QUOTA lookups a day.
             extra = format!(
-                "serve_invalid_records = true\n[[update]]\nprovider = \"chat.example.\"\ntsig = {:?}\n[[operator]]\ntsig = {:?}\n",
+                "serve_invalid_records = true\n[[update]]\nprovider = \"chat.example.\"\ntsig = {:?}\n[[operator]]\ntsig = {:?}\n[[client]]\nprovider = \"walker.example.\"\ntsig = {:?}\nlookups_per_day = {WALKER_QUOTA}\nburst = {WALKER_QUOTA}\n",
                 tsig.display().to_string(),
-                work.join("operator.tsig").display().to_string()
+                work.join("operator.tsig").display().to_string(),
+                work.join("walker.tsig").display().to_string()
             );
         }
         let listen: Vec<String> = addrs.iter().map(|a| format!("\"{a}:{port}\"")).collect();
@@ -325,6 +332,11 @@ async fn demo(zones: &Path, apex: &Name) -> anyhow::Result<u8> {
     ] {
         failures += private_row(&resolver, what, sii).await?;
     }
+    // Access classes: walker.example walks the carrier block as fast as it can, with
+    // signed queries; the carrier's DP stops it at its quota while others are served.
+    failures += access_row(&work, port, apex).await?;
+    resolver.cache().clear();
+    failures += lookup_row(&resolver, "access: others", "+1 555 111 3333", None).await?;
     // Live: the number is unknown (and cached so); chat.example publishes a mapping by
     // DNS UPDATE to the carrier's DP; the DP's NOTIFY makes the resolver drop its cached
     // "not discoverable", so the claim is found within a second, publicly and privately.
@@ -542,6 +554,90 @@ fn status_row(what: &str, sii: &str, status: &str, detail: &str, by: &str, ms: f
         shorten(detail, 60),
         1
     );
+}
+
+/// walker.example asks the carrier's DP for one number after another, each query signed
+/// with its TSIG key: exactly `WALKER_QUOTA` are answered (and the answers signed), then
+/// REFUSED with the RATE_LIMITED extended error.
+async fn access_row(work: &Path, port: u16, apex: &Name) -> anyhow::Result<u32> {
+    use hickory_proto::op::ResponseCode;
+    let key = TsigKey::load(work.join("walker.tsig"))?;
+    let server = std::net::SocketAddr::new(CARRIER_DP.parse()?, port);
+    let started = std::time::Instant::now();
+    let mut answered = 0;
+    let mut refusal = None;
+    for i in 0..WALKER_QUOTA + 5 {
+        let owner = Sii::parse(&format!("+1 555 100 {i:04}"), None)?.owner_name(apex)?;
+        let (rcode, ede) = signed_query(server, &owner, &key).await?;
+        match rcode {
+            ResponseCode::NoError | ResponseCode::NXDomain => answered += 1,
+            _ => {
+                refusal = Some((rcode, ede));
+                break;
+            }
+        }
+    }
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    let rate_limited = Some((ResponseCode::Refused, Some(crate::ede::RATE_LIMITED)));
+    let ok = answered == WALKER_QUOTA && refusal == rate_limited;
+    let detail = match refusal {
+        Some((rcode, ede)) => format!(
+            "walker.example (TSIG): {answered} answered, then {rcode} EDE {}",
+            ede.map_or("none".into(), |c| c.to_string())
+        ),
+        None => format!("walker.example (TSIG): all {answered} answered"),
+    };
+    status_row(
+        "access: walk",
+        "+1 555 100 0000...",
+        if ok {
+            "stopped at quota"
+        } else {
+            "NOT STOPPED"
+        },
+        &detail,
+        CARRIER_DP,
+        ms,
+    );
+    Ok(u32::from(!ok))
+}
+
+/// One UDP query signed with `key`; the answer's RCODE and extended error code, after
+/// checking the answer's signature.
+async fn signed_query(
+    server: std::net::SocketAddr,
+    qname: &Name,
+    key: &TsigKey,
+) -> anyhow::Result<(hickory_proto::op::ResponseCode, Option<u16>)> {
+    use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
+    use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
+    let mut msg = Message::new(rand::random(), MessageType::Query, OpCode::Query);
+    msg.add_query(Query::query(
+        qname.to_hickory(),
+        hickory_proto::rr::RecordType::from(crate::record::TYPE_SSI),
+    ));
+    msg.set_edns(Edns::new());
+    let mut bytes = msg.to_vec()?;
+    let now = crate::sys::unix_now();
+    let mac = crate::tsig::sign_request(&mut bytes, key, now)?;
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
+    sock.send_to(&bytes, server).await?;
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(2), sock.recv(&mut buf))
+        .await
+        .context("no answer within 2 s")??;
+    crate::tsig::verify_response(&buf[..n], key, &mac, crate::sys::unix_now())
+        .context("the answer's TSIG")?;
+    let reply = Message::from_vec(&buf[..n])?;
+    let ede = match reply
+        .edns
+        .as_ref()
+        .and_then(|e| e.option(EdnsCode::from(crate::pir::carrier::EDE_OPTION)))
+    {
+        Some(EdnsOption::Unknown(_, b)) => crate::pir::carrier::parse_ede(b).map(|(c, _)| c),
+        _ => None,
+    };
+    Ok((reply.metadata.response_code, ede))
 }
 
 /// The carrier's operator releases `RELEASED_SII` by DNS UPDATE (its TSIG key).

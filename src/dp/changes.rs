@@ -206,7 +206,7 @@ impl DpHandler {
         qname: &[u8],
         handle: R,
     ) -> ResponseInfo {
-        let subs = self.0.subscribers.load_full();
+        let subs = self.shared.subscribers.load_full();
         if request.protocol().is_datagram() {
             return self
                 .send_error(request, edns, &ChangesRefusal::NotTcp, None, handle)
@@ -256,7 +256,7 @@ impl DpHandler {
             prefixes = changes.prefixes.len(),
             "CHANGES answered"
         );
-        self.0
+        self.shared
             .stats
             .changes_answered
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+
+use super::access::{AccessSettings, ClientEntry, Quota};
 use toml::Spanned;
 
 use crate::config::{from_toml, line_of, read_config, RawTls};
@@ -130,6 +132,10 @@ pub struct DpConfig {
     pub subscribers: Vec<Subscriber>,
     /// Digest width of CHANGES answers (`[changes] digest_bits`).
     pub changes_bits: u8,
+    /// Quotas of anonymous clients and the enumeration warnings (`[access]`).
+    pub access: super::access::AccessSettings,
+    /// App providers' identities and quotas (`[[client]]`).
+    pub clients: Vec<super::access::ClientEntry>,
 }
 
 /// One `[[subscriber]]` entry: a resolver that wants to hear of changes.
@@ -243,6 +249,39 @@ struct Raw {
     subscribers: Vec<RawSubscriber>,
     #[serde(default)]
     changes: RawChanges,
+    #[serde(default)]
+    access: RawAccess,
+    #[serde(default, rename = "client")]
+    clients: Vec<RawClient>,
+}
+
+/// A number of lookups a day, or "unlimited".
+#[derive(Deserialize, Clone)]
+#[serde(untagged)]
+enum RawQuota {
+    Count(u64),
+    Word(String),
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAccess {
+    anonymous_lookups_per_day: Option<Spanned<RawQuota>>,
+    anonymous_burst: Option<Spanned<u64>>,
+    warn_distinct_names: Option<Spanned<u64>>,
+    warn_nxdomain_share: Option<Spanned<f64>>,
+    warn_min_queries: Option<Spanned<u64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClient {
+    provider: Spanned<String>,
+    #[serde(default)]
+    spki: Vec<Spanned<String>>,
+    tsig: Option<Spanned<String>>,
+    lookups_per_day: Spanned<RawQuota>,
+    burst: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize)]
@@ -298,10 +337,11 @@ struct RawPir {
     slot_size: Option<Spanned<usize>>,
     threads: Option<Spanned<usize>>,
     max_queue: Option<Spanned<usize>>,
-    oprf_burst: Option<Spanned<f64>>,
-    oprf_per_hour: Option<Spanned<f64>>,
-    queries_burst: Option<Spanned<f64>>,
-    queries_per_hour: Option<Spanned<f64>>,
+    // Replaced by the access classes; named here to say so.
+    oprf_burst: Option<Spanned<toml::Value>>,
+    oprf_per_hour: Option<Spanned<toml::Value>>,
+    queries_burst: Option<Spanned<toml::Value>>,
+    queries_per_hour: Option<Spanned<toml::Value>>,
     key_cache_mib: Option<Spanned<usize>>,
 }
 
@@ -482,16 +522,6 @@ impl DpConfig {
         let pir = match &raw.pir {
             Some(p) if p.enabled => {
                 let mut s = super::private::PirSettings::default();
-                let positive = |v: &Spanned<f64>, what: &str| {
-                    if v.get_ref().is_finite() && *v.get_ref() > 0.0 {
-                        Ok(*v.get_ref())
-                    } else {
-                        Err(at(
-                            v.span(),
-                            format!("pir.{what} must be a positive number"),
-                        ))
-                    }
-                };
                 if let Some(v) = &p.shards {
                     if *v.get_ref() == 0 {
                         return Err(at(v.span(), "pir.shards must be at least 1".into()));
@@ -516,17 +546,18 @@ impl DpConfig {
                 if let Some(v) = &p.max_queue {
                     s.max_queue = (*v.get_ref()).max(1);
                 }
-                if let Some(v) = &p.oprf_burst {
-                    s.oprf_rate.burst = positive(v, "oprf_burst")?;
-                }
-                if let Some(v) = &p.oprf_per_hour {
-                    s.oprf_rate.per_hour = positive(v, "oprf_per_hour")?;
-                }
-                if let Some(v) = &p.queries_burst {
-                    s.query_rate.burst = positive(v, "queries_burst")?;
-                }
-                if let Some(v) = &p.queries_per_hour {
-                    s.query_rate.per_hour = positive(v, "queries_per_hour")?;
+                for (v, what) in [
+                    (&p.oprf_burst, "oprf_burst"),
+                    (&p.oprf_per_hour, "oprf_per_hour"),
+                    (&p.queries_burst, "queries_burst"),
+                    (&p.queries_per_hour, "queries_per_hour"),
+                ] {
+                    if let Some(v) = v {
+                        return Err(at(
+                            v.span(),
+                            format!("pir.{what} is gone: private lookups count against the access classes ([access] and [[client]], docs/security.md)"),
+                        ));
+                    }
                 }
                 if let Some(v) = &p.key_cache_mib {
                     s.key_cache_bytes = (*v.get_ref()).max(1) << 20;
@@ -650,7 +681,10 @@ impl DpConfig {
             }
             changes_bits = *v.get_ref();
         }
+        let (access, clients) = access_config(&raw, text, &file, dir, &at)?;
         Ok(DpConfig {
+            access,
+            clients,
             subscribers,
             changes_bits,
             path: path.to_path_buf(),
@@ -679,6 +713,114 @@ impl DpConfig {
     }
 }
 
+/// `[access]` and `[[client]]`.
+fn access_config(
+    raw: &Raw,
+    text: &str,
+    file: &str,
+    dir: &Path,
+    at: &dyn Fn(std::ops::Range<usize>, String) -> ConfigError,
+) -> Result<(AccessSettings, Vec<ClientEntry>), ConfigError> {
+    let quota = |per_day: &Spanned<RawQuota>,
+                 burst: Option<&Spanned<u64>>,
+                 what: &str|
+     -> Result<Quota, ConfigError> {
+        let per_day = match per_day.get_ref() {
+            RawQuota::Count(n) => *n,
+            RawQuota::Word(w) if w == "unlimited" => return Ok(Quota::Unlimited),
+            RawQuota::Word(w) => {
+                return Err(at(
+                    per_day.span(),
+                    format!("{what}: {w:?} is neither a number nor \"unlimited\""),
+                ))
+            }
+        };
+        let burst = match burst {
+            Some(b) if *b.get_ref() == 0 && per_day > 0 => {
+                return Err(at(b.span(), format!("{what}: burst must be at least 1")))
+            }
+            Some(b) => *b.get_ref(),
+            // An hour's worth, but at least 100 (or the whole day when that is less).
+            None => (per_day / 24).max(per_day.min(100)),
+        };
+        Ok(Quota::Daily { per_day, burst })
+    };
+    let a = &raw.access;
+    let mut settings = AccessSettings::default();
+    if let Some(v) = &a.anonymous_lookups_per_day {
+        settings.anonymous = quota(
+            v,
+            a.anonymous_burst.as_ref(),
+            "access.anonymous_lookups_per_day",
+        )?;
+    } else if let Some(b) = &a.anonymous_burst {
+        return Err(at(
+            b.span(),
+            "access.anonymous_burst needs access.anonymous_lookups_per_day".into(),
+        ));
+    }
+    if let Some(v) = &a.warn_distinct_names {
+        settings.warn_distinct_names = *v.get_ref();
+    }
+    if let Some(v) = &a.warn_nxdomain_share {
+        if !(0.0..=1.0).contains(v.get_ref()) {
+            return Err(at(
+                v.span(),
+                "access.warn_nxdomain_share must be 0 to 1".into(),
+            ));
+        }
+        settings.warn_nxdomain_share = *v.get_ref();
+    }
+    if let Some(v) = &a.warn_min_queries {
+        settings.warn_min_queries = *v.get_ref();
+    }
+    let mut clients: Vec<ClientEntry> = Vec::new();
+    for c in &raw.clients {
+        let provider = Name::parse(c.provider.get_ref(), Some(&Name::root()))
+            .map_err(|e| at(c.provider.span(), format!("client.provider: {e}")))?;
+        if clients.iter().any(|o| o.provider == provider) {
+            return Err(at(
+                c.provider.span(),
+                format!("provider {provider} has two [[client]] entries"),
+            ));
+        }
+        let mut pins = Vec::new();
+        for p in &c.spki {
+            let ok =
+                base64::Engine::decode(&base64::engine::general_purpose::STANDARD, p.get_ref())
+                    .is_ok_and(|b| b.len() == 32);
+            if !ok {
+                return Err(at(
+                    p.span(),
+                    format!(
+                        "client.spki: {:?} is not an SPKI pin (base64 of a SHA-256 hash; `mimi tls pin CERT` prints it)",
+                        p.get_ref()
+                    ),
+                ));
+            }
+            pins.push(p.get_ref().clone());
+        }
+        if pins.is_empty() && c.tsig.is_none() {
+            return Err(at(
+                c.provider.span(),
+                format!("[[client]] {provider} needs spki (client certificates) or tsig (a key file) to be recognised"),
+            ));
+        }
+        clients.push(ClientEntry {
+            quota: quota(
+                &c.lookups_per_day,
+                c.burst.as_ref(),
+                "client.lookups_per_day",
+            )?,
+            provider,
+            pins,
+            tsig: c.tsig.as_ref().map(|t| dir.join(t.get_ref())),
+            at: format!("{file}:{}", line_of(text, c.provider.span().start)),
+        });
+    }
+    Ok((settings, clients))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -703,6 +845,61 @@ mod tests {
         assert!(!c.axfr_allow[0].contains("10.0.0.1".parse().unwrap()));
         assert_eq!(c.limits.tcp_connections, 5);
         assert_eq!(c.limits.udp_payload, 1232);
+    }
+
+    #[test]
+    fn access_classes() {
+        const BASE: &str =
+            "listen = [\"127.0.0.1\"]\ntrust = \"t\"\n[[zone]]\norigin = \"x\"\nfile = \"z\"\n";
+        let pin = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=";
+        let c = parse(&format!(
+            "{BASE}[access]\nanonymous_lookups_per_day = \"unlimited\"\n[[client]]\nprovider = \"ap.example\"\nspki = [\"{pin}\"]\nlookups_per_day = 2400\n"
+        ))
+        .unwrap();
+        assert_eq!(c.access.anonymous, Quota::Unlimited);
+        assert_eq!(c.clients[0].pins, [pin]);
+        assert_eq!(
+            c.clients[0].quota,
+            Quota::Daily {
+                per_day: 2400,
+                burst: 100
+            }
+        );
+        assert_eq!(c.clients[0].at, "/etc/mimi/dp.toml:9");
+        let default = parse(BASE).unwrap();
+        assert_eq!(
+            default.access.anonymous,
+            super::super::access::DEFAULT_ANONYMOUS
+        );
+        for (text, line, what) in [
+            (
+                "[[client]]\nprovider = \"ap\"\nlookups_per_day = 5\n",
+                7,
+                "needs spki",
+            ),
+            (
+                "[[client]]\nprovider = \"ap\"\nspki = [\"abc\"]\nlookups_per_day = 5\n",
+                8,
+                "not an SPKI pin",
+            ),
+            (
+                "[access]\nanonymous_lookups_per_day = \"lots\"\n",
+                7,
+                "neither a number",
+            ),
+            (
+                "[access]\nanonymous_burst = 3\n",
+                7,
+                "needs access.anonymous_lookups_per_day",
+            ),
+            ("[pir]\noprf_burst = 3\n", 7, "pir.oprf_burst is gone"),
+        ] {
+            let e = parse(&format!("{BASE}{text}")).unwrap_err().to_string();
+            assert!(
+                e.starts_with(&format!("/etc/mimi/dp.toml:{line}:")) && e.contains(what),
+                "{e}"
+            );
+        }
     }
 
     #[test]

@@ -12,9 +12,12 @@ use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseI
 use hickory_server::zone_handler::MessageResponseBuilder;
 use tracing::{debug, warn};
 
+use super::access::{Access, Client};
 use super::config::Net;
 use super::zones::{ServedZone, ZoneSet};
 use crate::name::MAX_WIRE_LEN;
+use crate::signed::WireError;
+use crate::tsig::{TsigKey, Verified};
 use crate::zone::Lookup;
 
 /// Counters for the summary on SIGUSR1 and at shutdown.
@@ -39,6 +42,8 @@ pub struct Stats {
     pub notify_sent: AtomicU64,
     /// DNS-over-TLS connections whose handshake failed or did not finish in time.
     pub tls_handshake_failures: AtomicU64,
+    /// Requests refused because their access class was over its quota.
+    pub rate_limited: AtomicU64,
 }
 
 impl Stats {
@@ -76,6 +81,7 @@ impl Stats {
             ("changes_answered", &self.changes_answered),
             ("notify_sent", &self.notify_sent),
             ("tls_handshake_failures", &self.tls_handshake_failures),
+            ("rate_limited", &self.rate_limited),
         ];
         fields
             .iter()
@@ -89,6 +95,8 @@ impl Stats {
 #[derive(Debug)]
 pub struct Shared {
     pub zones: ArcSwap<ZoneSet>,
+    /// Who may ask how much (reloaded on SIGHUP, keeping the counts).
+    pub access: ArcSwap<super::access::Access>,
     pub stats: Stats,
     pub axfr_allow: Vec<Net>,
     /// Keys a zone transfer must be signed with, when any (reloaded on SIGHUP).
@@ -124,8 +132,22 @@ impl Shared {
     }
 }
 
+/// Answers requests for one connection's client: `peer_pin` is the SPKI pin of the
+/// client certificate the connection was opened with (mutual TLS), if any.
 #[derive(Clone, Debug)]
-pub struct DpHandler(pub Arc<Shared>);
+pub struct DpHandler {
+    pub shared: Arc<Shared>,
+    peer_pin: Option<Arc<str>>,
+}
+
+impl DpHandler {
+    pub fn new(shared: Arc<Shared>) -> DpHandler {
+        DpHandler {
+            shared,
+            peer_pin: None,
+        }
+    }
+}
 
 /// Lowercase wire form of a hickory name into `buf`; None if it does not fit.
 fn wire_name<'b>(
@@ -175,24 +197,47 @@ impl DpHandler {
         request: &Request,
         edns: Option<&Edns>,
         s: Sections<'_>,
+        handle: R,
+    ) -> ResponseInfo {
+        self.send_as(request, edns, s, None, handle).await
+    }
+
+    /// Sends the sections, TSIG-signed when `signing` is given (a signed request gets a
+    /// signed answer, RFC 8945 section 5.3).
+    pub(super) async fn send_as<R: ResponseHandler>(
+        &self,
+        request: &Request,
+        edns: Option<&Edns>,
+        s: Sections<'_>,
+        signing: Option<(&TsigKey, &Verified)>,
         mut handle: R,
     ) -> ResponseInfo {
         let mut metadata = Metadata::response_from_request(&request.metadata);
         metadata.authoritative = s.authoritative;
         metadata.response_code = s.rcode;
         metadata.recursion_available = false;
-        let mut builder = MessageResponseBuilder::from_message_request(request);
-        if let Some(e) = edns {
-            builder.edns(e);
+        let build = || {
+            let mut builder = MessageResponseBuilder::from_message_request(request);
+            if let Some(e) = edns {
+                builder.edns(e);
+            }
+            builder.build(
+                metadata,
+                s.answers.iter(),
+                s.authority.iter(),
+                std::iter::empty(),
+                s.additional.iter(),
+            )
+        };
+        let mut response = build();
+        if let Some((key, verified)) = signing {
+            // The MAC covers the message as built; over UDP a truncated answer then
+            // fails the client's check, and the client retries over TCP.
+            if let Some((sig, _)) = crate::signed::chained_signature(build(), key, verified, None) {
+                response.set_signature(sig);
+            }
         }
-        let response = builder.build(
-            metadata,
-            s.answers.iter(),
-            s.authority.iter(),
-            std::iter::empty(),
-            s.additional.iter(),
-        );
-        let stats = &self.0.stats;
+        let stats = &self.shared.stats;
         match handle.send_response(response).await {
             Ok(info) => {
                 stats.count_rcode(info.response_code);
@@ -215,7 +260,7 @@ impl DpHandler {
 
     /// Answers a standard query from the zone that holds its name.
     fn answer<'z>(&self, zone: &'z ServedZone, qname: &[u8], qtype: RecordType) -> Sections<'z> {
-        let stats = &self.0.stats;
+        let stats = &self.shared.stats;
         let negative = std::slice::from_ref(&zone.negative_soa);
         match zone.store.lookup(qname) {
             Lookup::Exact(node) => {
@@ -290,12 +335,15 @@ impl DpHandler {
 impl DpHandler {
     /// A private-lookup exchange at `_pir.<zone>`: the request in EDNS option 65001, the
     /// answer as one PIR record, failures as RCODE plus an extended DNS error.
+    #[allow(clippy::too_many_arguments)]
     async fn private<R: ResponseHandler>(
         &self,
         request: &Request,
         edns: Option<&Edns>,
         zones: &ZoneSet,
         qname: &[u8],
+        (access, client): (&Access, &Client),
+        signing: Option<(&TsigKey, &Verified)>,
         handle: R,
     ) -> ResponseInfo {
         use crate::pir::carrier::{self, ede};
@@ -312,7 +360,7 @@ impl DpHandler {
             .find(qname)
             .and_then(|z| z.pir.clone())
             .filter(|st| carrier::pir_name(&st.origin).is_ok_and(|n| n.as_wire() == qname));
-        let outcome = match (state, &self.0.pir) {
+        let outcome = match (state, &self.shared.pir) {
             (Some(state), Some(service)) if !request.protocol().is_datagram() => {
                 let option = request
                     .edns
@@ -320,10 +368,23 @@ impl DpHandler {
                     .and_then(|e| e.option(EdnsCode::from(carrier::EDNS_OPTION)));
                 match option {
                     Some(EdnsOption::Unknown(_, bytes)) => match carrier::Request::decode(bytes) {
-                        Ok(req) => service
-                            .handle(&state, request.src().ip(), req)
-                            .await
-                            .map_err(|f| failure(f.rcode, f.code, &f.text)),
+                        Ok(req) => {
+                            let cost = super::private::lookup_cost(&req);
+                            match access.charge(client, cost, std::time::Instant::now()) {
+                                Ok(()) => service
+                                    .handle(&state, req)
+                                    .await
+                                    .map_err(|f| failure(f.rcode, f.code, &f.text)),
+                                Err(refused) => {
+                                    self.refused(request, client, &refused);
+                                    Err(failure(
+                                        refused.rcode(),
+                                        refused.ede_code(),
+                                        &refused.to_string(),
+                                    ))
+                                }
+                            }
+                        }
                         Err(e) => Err(failure(
                             ResponseCode::FormErr,
                             ede::BAD_REQUEST,
@@ -365,14 +426,55 @@ impl DpHandler {
                     authority: &[],
                     additional: &[],
                 };
-                self.send(request, edns, s, handle).await
+                self.send_as(request, edns, s, signing, handle).await
             }
             Err((rcode, e)) => {
-                self.send(request, Some(&e), Sections::error(rcode), handle)
+                self.send_as(request, Some(&e), Sections::error(rcode), signing, handle)
                     .await
             }
         }
     }
+
+    /// Who sent `request`: the provider whose TSIG key signed it, else the provider of
+    /// the connection's client certificate, else an anonymous address. A TSIG that
+    /// does not verify under the providers' keys is a failure, not anonymity.
+    fn client(
+        &self,
+        request: &Request,
+        access: &Access,
+    ) -> Result<(Client, Option<Verified>), crate::tsig::TsigFailure> {
+        if may_carry_tsig(request)
+            && matches!(crate::tsig::find_tsig(request.as_slice()), Ok(Some(_)))
+        {
+            let verified = crate::tsig::verify_request(
+                request.as_slice(),
+                access.keys(),
+                crate::sys::unix_now(),
+            )?;
+            if let Some(client) = access.by_key(verified.key) {
+                return Ok((client, Some(verified)));
+            }
+        }
+        Ok((
+            access.identify(request.src().ip(), self.peer_pin.as_deref()),
+            None,
+        ))
+    }
+
+    fn refused(&self, request: &Request, client: &Client, refusal: &super::access::AccessRefusal) {
+        self.shared.stats.rate_limited.fetch_add(1, Relaxed);
+        debug!(src = %request.src(), provider = ?client.provider().map(|p| p.to_string()), "refused: {refusal}");
+    }
+}
+
+/// Whether a request has an additional record besides its OPT: only then can it end in a
+/// TSIG. Saves looking for one in the common query.
+fn may_carry_tsig(request: &Request) -> bool {
+    let arcount = request
+        .as_slice()
+        .get(10..12)
+        .map_or(0, |c| u16::from_be_bytes([c[0], c[1]]));
+    arcount > u16::from(request.edns.is_some())
 }
 
 #[async_trait::async_trait]
@@ -382,7 +484,7 @@ impl RequestHandler for DpHandler {
         request: &Request,
         handle: R,
     ) -> ResponseInfo {
-        let shared = &self.0;
+        let shared = &self.shared;
         shared.stats.queries.fetch_add(1, Relaxed);
 
         let mut response_edns = Edns::new();
@@ -537,27 +639,96 @@ impl RequestHandler for DpHandler {
         if u16::from(qtype) == crate::changes::TYPE_CHANGES {
             return self.changes(request, edns, &zones, qname, handle).await;
         }
+        // Standard queries and private lookups count against the client's class.
+        let access = shared.access.load();
+        let (client, verified) = match self.client(request, &access) {
+            Ok(c) => c,
+            Err(failure) => {
+                debug!(src = %request.src(), qname = %query.name(), "query TSIG refused: {failure}");
+                let e = QueryRefusal(failure.to_string());
+                return self
+                    .send_tsig_failure(request, edns, &e, failure, access.keys(), handle)
+                    .await;
+            }
+        };
+        let signing = verified
+            .as_ref()
+            .and_then(|v| access.keys().get(v.key).map(|k| (k, v)));
         if u16::from(qtype) == crate::record::TYPE_PIR {
-            return self.private(request, edns, &zones, qname, handle).await;
+            return self
+                .private(
+                    request,
+                    edns,
+                    &zones,
+                    qname,
+                    (&access, &client),
+                    signing,
+                    handle,
+                )
+                .await;
+        }
+        let now = std::time::Instant::now();
+        if let Err(refused) = access.charge(&client, 1, now) {
+            self.refused(request, &client, &refused);
+            return self
+                .send_error(request, edns, &refused, signing, handle)
+                .await;
         }
         let zone = zones.find(qname);
         let sections = match &zone {
             Some(zone) => self.answer(zone, qname, qtype),
             None => Sections::error(ResponseCode::Refused),
         };
-        self.send(request, edns, sections, handle).await
+        access.observe(
+            &client,
+            qname,
+            sections.rcode == ResponseCode::NXDomain,
+            now,
+        );
+        self.send_as(request, edns, sections, signing, handle).await
     }
 }
 
 impl crate::net::StreamHandler for DpHandler {
     fn malformed(&self) {
-        let stats = &self.0.stats;
+        let stats = &self.shared.stats;
         stats.queries.fetch_add(1, Relaxed);
         stats.formerr.fetch_add(1, Relaxed);
     }
 
     fn handshake_failed(&self) {
-        self.0.stats.tls_handshake_failures.fetch_add(1, Relaxed);
+        self.shared
+            .stats
+            .tls_handshake_failures
+            .fetch_add(1, Relaxed);
+    }
+
+    fn with_client_pin(&self, pin: &str) -> Self {
+        DpHandler {
+            shared: self.shared.clone(),
+            peer_pin: Some(Arc::from(pin)),
+        }
+    }
+}
+
+/// A query whose TSIG did not verify under the providers' keys: NOTAUTH, extended
+/// error 18 (Prohibited).
+#[derive(Debug)]
+struct QueryRefusal(String);
+
+impl std::fmt::Display for QueryRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "query: {}", self.0)
+    }
+}
+
+impl crate::signed::WireError for QueryRefusal {
+    fn rcode(&self) -> ResponseCode {
+        ResponseCode::NotAuth
+    }
+
+    fn ede_code(&self) -> u16 {
+        crate::ede::PROHIBITED
     }
 }
 

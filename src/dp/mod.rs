@@ -4,6 +4,7 @@
 //! Both hand requests to `DpHandler`, which answers from our own zone store. Zones are
 //! swapped whole on reload, so a query sees either the old or the new zone set.
 
+pub mod access;
 mod changes;
 pub mod config;
 pub mod handler;
@@ -46,6 +47,8 @@ pub enum DpError {
     SubscriberKey(#[from] changes::SubscriberKeyError),
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    #[error(transparent)]
+    Access(#[from] Box<access::AccessError>),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -112,7 +115,10 @@ impl DpServer {
         let trust = TrustStore::load(&config.trust).map_err(|e| DpError::Zone(e.to_string()))?;
         let updaters = update::load_updaters(&config).map_err(DpError::Zone)?;
         let subscribers = changes::load_subscribers(&config)?;
+        let access =
+            access::Access::new(config.access.clone(), &config.clients, None).map_err(Box::new)?;
         let shared = Arc::new(Shared {
+            access: ArcSwap::from_pointee(access),
             zones: ArcSwap::from_pointee(ZoneSet::default()),
             stats: Stats::default(),
             axfr_allow: config.axfr_allow.clone(),
@@ -125,10 +131,10 @@ impl DpServer {
             updaters: ArcSwap::from_pointee(updaters),
             subscribers: ArcSwap::from_pointee(subscribers),
             update_limits: config.updates.clone(),
-            update_rate: ratelimit::RateLimiter::new(ratelimit::Rate {
-                burst: config.updates.burst,
-                per_hour: config.updates.per_second * 3600.0,
-            }),
+            update_rate: ratelimit::RateLimiter::new(ratelimit::Rate::hourly(
+                config.updates.burst,
+                config.updates.per_second * 3600.0,
+            )),
             writers: std::sync::Mutex::new(HashMap::new()),
         });
         // Bind first (a port in use fails fast), but serve only once every zone is loaded:
@@ -143,7 +149,10 @@ impl DpServer {
         // The certificate is read before anything is served: a bad one stops the start.
         let tls = match &config.tls {
             Some(t) => {
-                let server = crate::tls::server_config(&t.cert, &t.key)?;
+                // Client certificates are asked for (not required) when some provider is
+                // known by one.
+                let ask = config.clients.iter().any(|c| !c.pins.is_empty());
+                let server = crate::tls::server_config(&t.cert, &t.key, ask)?;
                 let mut listeners = Vec::new();
                 for &addr in &t.listen {
                     let bind = |source| DpError::Bind { addr, source };
@@ -184,7 +193,7 @@ impl DpServer {
             dir.sync(d, &config, &shared, &ctx, false).await;
         }
         zones::release_freed_memory();
-        let handler = DpHandler(shared.clone());
+        let handler = DpHandler::new(shared.clone());
         let mut udp = hickory_server::Server::new(handler.clone());
         let mut tcp = Vec::new();
         for (u, t, bound) in sockets {
@@ -289,6 +298,13 @@ impl DpServer {
         }
     }
 
+    fn log_counters(&self, what: &str) {
+        info!("{what}: {}", self.stats().summary());
+        for line in self.shared.access.load().summary() {
+            info!("{line}");
+        }
+    }
+
     async fn reload_and_log(&self) {
         match self.reload().await {
             Ok(f) if f.is_empty() => info!("reload complete"),
@@ -317,12 +333,12 @@ impl DpServer {
                     info!("SIGHUP: reloading zones");
                     self.reload_and_log().await;
                 }
-                _ = usr1.recv() => info!("counters: {}", self.stats().summary()),
+                _ = usr1.recv() => self.log_counters("counters"),
                 _ = term.recv() => break,
                 _ = int.recv() => break,
             }
         }
-        info!("shutting down; counters: {}", self.stats().summary());
+        self.log_counters("shutting down; counters");
         self.shutdown().await;
         Ok(())
     }
@@ -409,6 +425,11 @@ async fn reload(
     match changes::load_subscribers(&config) {
         Ok(s) => shared.subscribers.store(Arc::new(s)),
         Err(e) => warn!("subscribers not reloaded, keeping the previous ones: {e}"),
+    }
+    let previous = shared.access.load_full();
+    match access::Access::new(config.access.clone(), &config.clients, Some(&previous)) {
+        Ok(a) => shared.access.store(Arc::new(a)),
+        Err(e) => warn!("access classes not reloaded, keeping the previous ones: {e}"),
     }
     let ctx = writer_context(&config, shared, listen);
     let mut failures = Vec::new();

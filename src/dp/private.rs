@@ -8,7 +8,6 @@
 //! Logs keep to those.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,7 +17,6 @@ use lru::LruCache;
 use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
-use super::ratelimit::{Rate, RateLimiter};
 use crate::name::Name;
 use crate::pir::carrier::{ede, PirCfgRecord, Request, Response};
 use crate::pir::{oprf, BuildOptions, MulPir, MulPirKey, PirError, PirServer, ZonePirDb};
@@ -35,8 +33,6 @@ pub struct PirSettings {
     pub threads: usize,
     /// PIR queries waiting or running at once; more are refused with BUSY.
     pub max_queue: usize,
-    pub oprf_rate: Rate,
-    pub query_rate: Rate,
     /// Memory for clients' evaluation keys; least recently used keys go first.
     pub key_cache_bytes: usize,
     /// Probes (spill indexes per lookup) every zone publishes at least: headroom for
@@ -52,16 +48,6 @@ impl Default for PirSettings {
             slot_size: 256,
             threads: 1,
             max_queue: 8,
-            // A contact sync of a few hundred numbers a day passes; enumerating a number
-            // block of 10,000 takes a single client days.
-            oprf_rate: Rate {
-                burst: 500.0,
-                per_hour: 200.0,
-            },
-            query_rate: Rate {
-                burst: 2000.0,
-                per_hour: 800.0,
-            },
             key_cache_bytes: 512 << 20,
             min_probes: 1,
         }
@@ -194,11 +180,21 @@ impl KeyCache {
 const MAX_PENDING: usize = 64;
 const PENDING_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// What a private-lookup request counts against the client's access class (DESIGN
+/// section 10): one per identifier in an OPRF request, one per PIR query; evaluation-key
+/// uploads are free (the key cache bounds them). A request that does not parse costs
+/// nothing: it is refused anyway.
+pub fn lookup_cost(request: &Request) -> u64 {
+    match request {
+        Request::Oprf { blinded, .. } => oprf::request_count(blinded).map_or(0, |n| n as u64),
+        Request::Query { .. } => 1,
+        Request::Key { .. } => 0,
+    }
+}
+
 /// Shared state of the private-lookup service of one DP.
 pub struct PirService {
     settings: PirSettings,
-    oprf_limit: RateLimiter,
-    query_limit: RateLimiter,
     keys: Mutex<KeyCache>,
     pending: Mutex<HashMap<KeyId, Pending>>,
     pool: rayon::ThreadPool,
@@ -221,8 +217,6 @@ impl PirService {
             .build()
             .map_err(|e| format!("cannot start PIR workers: {e}"))?;
         Ok(PirService {
-            oprf_limit: RateLimiter::new(settings.oprf_rate),
-            query_limit: RateLimiter::new(settings.query_rate),
             keys: Mutex::new(KeyCache {
                 lru: LruCache::new(NonZeroUsize::MIN.saturating_add(4095)),
                 bytes: 0,
@@ -235,11 +229,11 @@ impl PirService {
         })
     }
 
-    /// Serves one request for `zone` from `src`.
+    /// Serves one request for `zone` (its cost already charged to the client's access
+    /// class: [`lookup_cost`]).
     pub async fn handle(
         &self,
         zone: &Arc<ZonePirState>,
-        src: IpAddr,
         request: Request,
     ) -> Result<Response, PirFailure> {
         use hickory_proto::op::ResponseCode as R;
@@ -252,19 +246,10 @@ impl PirService {
                 format!("the zone is at epoch {epoch}: fetch PIRCFG again"),
             ));
         }
-        let now = Instant::now();
         match request {
             Request::Oprf { blinded, .. } => {
-                let n = oprf::request_count(&blinded)
+                oprf::request_count(&blinded)
                     .map_err(|e| fail(R::FormErr, ede::BAD_REQUEST, e.to_string()))?;
-                if !self.oprf_limit.allow(src, n as f64, now) {
-                    debug!(zone = %zone.origin, "OPRF rate limit reached by a client");
-                    return Err(fail(
-                        R::Refused,
-                        ede::RATE_LIMITED,
-                        "OPRF evaluation rate limit reached; try later",
-                    ));
-                }
                 pir.db
                     .oprf_evaluate(&blinded)
                     .map(Response::Oprf)
@@ -286,14 +271,6 @@ impl PirService {
                 query,
                 ..
             } => {
-                if !self.query_limit.allow(src, 1.0, now) {
-                    debug!(zone = %zone.origin, "PIR query rate limit reached by a client");
-                    return Err(fail(
-                        R::Refused,
-                        ede::RATE_LIMITED,
-                        "PIR query rate limit reached; try later",
-                    ));
-                }
                 let id = (Box::from(zone.origin.as_wire()), epoch, key_id);
                 let key = {
                     let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());

@@ -15,7 +15,7 @@ impl DpHandler {
     fn sent(&self, request: &Request, r: Result<ResponseInfo, NetError>) -> ResponseInfo {
         match r {
             Ok(info) => {
-                self.0.stats.count_rcode(info.response_code);
+                self.shared.stats.count_rcode(info.response_code);
                 info
             }
             Err(e) => {

@@ -23,12 +23,9 @@ use crate::name::Name;
 use crate::record::{verify_against, Ssi, TYPE_SSI};
 use crate::tsig::TsigKey;
 
-/// RFC 8914 info codes used here.
+/// RFC 8914 info codes (the shared list, `crate::ede`).
 pub mod ede {
-    pub const OTHER: u16 = 0;
-    pub const PROHIBITED: u16 = 18;
-    pub const NOT_AUTHORITATIVE: u16 = 20;
-    pub const NOT_SUPPORTED: u16 = 21;
+    pub use crate::ede::*;
 }
 
 /// Why an UPDATE was not applied. The text names the record and the reason.
@@ -169,7 +166,7 @@ impl DpHandler {
         handle: R,
     ) -> ResponseInfo {
         let now = unix_now();
-        let updaters = self.0.updaters.load_full();
+        let updaters = self.shared.updaters.load_full();
         let keys = &updaters.keys;
         let verified = crate::tsig::verify_request(request.as_slice(), keys, now);
         let signer = match verified {
@@ -182,7 +179,7 @@ impl DpHandler {
                     _ => UpdateError::NotAuth(failure.to_string()),
                 };
                 warn!(src = %request.src(), "UPDATE refused: {e}");
-                self.0
+                self.shared
                     .stats
                     .updates_refused
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -200,7 +197,7 @@ impl DpHandler {
             Role::Provider(provider) => self.apply_update(request, provider, now).await,
             Role::Operator => self.apply_operator(request, now).await,
         };
-        let stats = &self.0.stats;
+        let stats = &self.shared.stats;
         match &result {
             Ok(serial) => {
                 stats
@@ -241,7 +238,7 @@ impl DpHandler {
         ),
         UpdateError,
     > {
-        let shared = &self.0;
+        let shared = &self.shared;
         let limits = &shared.update_limits;
         let zone = match request.queries.queries() {
             [z] if z.query_type() == RecordType::SOA && z.query_class() == DNSClass::IN => z,
@@ -297,7 +294,7 @@ impl DpHandler {
             let rtype = r.record_type();
             match (r.dns_class, rtype) {
                 (DNSClass::ANY, RecordType::ANY) => {
-                    crate::zone::check_sii_owner(&owner, &self.0.apex).map_err(|m| {
+                    crate::zone::check_sii_owner(&owner, &self.shared.apex).map_err(|m| {
                         UpdateError::Refused(format!("release of {owner}: {m}"))
                     })?;
                     ops.push(OperatorOp::Release(owner));
@@ -355,7 +352,7 @@ impl DpHandler {
         provider: &Name,
         now: u64,
     ) -> Result<u32, UpdateError> {
-        let shared = &self.0;
+        let shared = &self.shared;
         let limits = &shared.update_limits;
         let (origin, writer, updates) = self.update_target(request)?;
         if !shared

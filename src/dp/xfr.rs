@@ -84,7 +84,7 @@ impl DpHandler {
         signing: Option<(&crate::tsig::TsigKey, &crate::tsig::Verified)>,
         mut handle: R,
     ) -> ResponseInfo {
-        self.0.stats.transfers.fetch_add(1, Relaxed);
+        self.shared.stats.transfers.fetch_add(1, Relaxed);
         let incremental = (qtype == RecordType::IXFR)
             .then(|| ixfr_serial(request))
             .flatten()
@@ -96,7 +96,7 @@ impl DpHandler {
                 vec![&zone.soa]
             }
             Some((serial, diffs)) => {
-                self.0.stats.ixfr_incremental.fetch_add(1, Relaxed);
+                self.shared.stats.ixfr_incremental.fetch_add(1, Relaxed);
                 debug!(src = %request.src(), serial, steps = diffs.len(), "IXFR from the journal");
                 owned = ixfr_records(zone, diffs);
                 owned.iter().collect()
@@ -149,7 +149,7 @@ impl DpHandler {
                 }
             }
         }
-        self.0.stats.count_rcode(ResponseCode::NoError);
+        self.shared.stats.count_rcode(ResponseCode::NoError);
         last.unwrap_or_else(|| {
             let mut m = Metadata::response_from_request(&request.metadata);
             m.response_code = ResponseCode::ServFail;

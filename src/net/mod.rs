@@ -40,4 +40,9 @@ pub trait StreamHandler: RequestHandler + Clone {
     fn malformed(&self) {}
     /// A TLS handshake that failed or did not finish in time.
     fn handshake_failed(&self) {}
+    /// The handler for one TLS connection whose client presented a certificate with
+    /// this SPKI pin (mutual TLS); by default the same handler.
+    fn with_client_pin(&self, _pin: &str) -> Self {
+        self.clone()
+    }
 }

@@ -40,6 +40,10 @@ pub async fn serve<H: StreamHandler>(
                     return;
                 }
             };
+            let handler = match crate::tls::peer_pin(tls.get_ref().1) {
+                Some(pin) => handler.with_client_pin(&pin),
+                None => handler,
+            };
             super::tcp::connection(tls, src, handler, &limits, Protocol::Tls).await;
         }
     })

@@ -17,20 +17,9 @@ pub const LABEL: &[u8] = b"_pir";
 /// must stay within a 64 KiB DNS message.
 pub const KEY_CHUNK: usize = 60_000;
 
-/// Extended DNS error INFO-CODEs of the carrier, in RFC 8914's private-use range.
+/// Extended DNS error INFO-CODEs (the shared list, `crate::ede`).
 pub mod ede {
-    /// The request names another epoch: fetch PIRCFG again.
-    pub const WRONG_EPOCH: u16 = 49152;
-    /// The evaluation key id is unknown or was evicted: upload the key again.
-    pub const UNKNOWN_KEY: u16 = 49153;
-    /// Too many requests from this client: try later.
-    pub const RATE_LIMITED: u16 = 49154;
-    /// The request could not be understood.
-    pub const BAD_REQUEST: u16 = 49155;
-    /// The PIR workers are all busy: try again shortly.
-    pub const BUSY: u16 = 49156;
-    /// Private lookups are not offered for this name.
-    pub const NOT_OFFERED: u16 = 49157;
+    pub use crate::ede::*;
 }
 
 /// `_pir.<zone>`.

@@ -160,7 +160,7 @@ pub async fn listen_tls<H: crate::net::StreamHandler>(
     tls: &crate::config::TlsSettings,
     limits: crate::net::Limits,
 ) -> Result<(Vec<tokio::task::JoinHandle<()>>, Vec<std::net::SocketAddr>), ListenError> {
-    let config = crate::tls::server_config(&tls.cert, &tls.key)?;
+    let config = crate::tls::server_config(&tls.cert, &tls.key, false)?;
     let mut tasks = Vec::new();
     let mut bound = Vec::new();
     for &addr in &tls.listen {

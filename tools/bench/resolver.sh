@@ -89,7 +89,9 @@ for i in 1 $((N / 2)) "$N"; do # the owner names above are what `mimi name` comp
   [ "$("$MIMI" name "$(sed -n "${i}p" "$W/numbers.txt")")" = "$(sed -n "${i}p" "$W/owners.txt")" ] ||
     die "owner name of line $i of numbers.txt differs from mimi name"
 done
-start_tree_dps "$W" "$W" "$W/trust.toml" "$P" taskset -c "$LOAD_CPU"
+# The load of both resolvers comes from one address: no anonymous quota.
+DP_EXTRA=$'[access]\nanonymous_lookups_per_day = "unlimited"' \
+  start_tree_dps "$W" "$W" "$W/trust.toml" "$P" taskset -c "$LOAD_CPU"
 
 # --- Unbound and mimi resolver serve, each on CPU 0 ------------------------------------------
 : >"$W/root.hints"

@@ -3,9 +3,11 @@
 # deployment CA and the DP's certificate from `mimi tls ca` / `mimi tls issue`; kdig
 # validating against the CA (by name) and by SPKI pin (`mimi tls pin`), and dig +tls, get
 # the same answers over DoT as over UDP (mappings, a referral, NXDOMAIN, the SOA); a wrong
-# pin, another CA and a wrong name are refused by kdig. Zone transfers need TSIG (`[axfr]
-# keys`): kdig -y transfers (and checks every message's signature), kdig without the key
-# is refused, and a Knot secondary with the key transfers the zone and answers like the DP.
+# pin, another CA and a wrong name are refused by kdig. Access classes: a provider's kdig -y
+# queries (answers signed) and another's client-certificate queries each stop at their
+# quota with RATE_LIMITED. Zone transfers need TSIG (`[axfr] keys`): kdig -y transfers (and
+# checks every message's signature), kdig without the key is refused, and a Knot secondary
+# with the key transfers the zone and answers like the DP.
 # Usage: tools/interop/tls.sh   (needs knot-dnsutils, dnsutils; .ci/run installs them;
 #        KEEP=1 keeps the temporary directory)
 # The DP listens on 127.0.0.101 at free ports (UDP/TCP, and DoT).
@@ -22,10 +24,15 @@ TP=$(free_port $A)
 KP=$(free_port $KA)
 tsig_key xfr. "$W/xfr.tsig"
 XFR_SECRET=$(cut -d: -f3 "$W/xfr.tsig.knot")
+tsig_key ap-query. "$W/ap.tsig"
+AP_SECRET=$(cut -d: -f3 "$W/ap.tsig.knot")
 cp zones/root.zone zones/5.5.5.1.e164.zone zones/trust.toml "$W/"
 (cd "$W" && "$MIMI" tls ca --out ca >/dev/null && "$MIMI" tls ca --name "another CA" --out other >/dev/null &&
   "$MIMI" tls issue --ca ca --name dp.test --name $A --out dp >/dev/null &&
-  "$MIMI" tls issue --ca ca --name dp.test --out stranger >/dev/null)
+  "$MIMI" tls issue --ca ca --name dp.test --out stranger >/dev/null &&
+  "$MIMI" tls issue --ca ca --name resolver.other.example --out apclient >/dev/null)
+AP_PIN=$("$MIMI" tls pin "$W/apclient.pem")
+QUOTA=10
 cat >"$W/dp.toml" <<EOF
 listen = ["$A:$P"]
 trust = "trust.toml"
@@ -42,6 +49,16 @@ key = "dp.key"
 [axfr]
 keys = ["xfr.tsig"]
 notify = ["$KA:$KP"]
+[[client]]
+provider = "chat.example."
+tsig = "ap.tsig"
+lookups_per_day = $QUOTA
+burst = $QUOTA
+[[client]]
+provider = "other.example."
+spki = ["$AP_PIN"]
+lookups_per_day = $QUOTA
+burst = $QUOTA
 EOF
 NO_COLOR=1 "$MIMI" dp serve --config "$W/dp.toml" >"$W/dp.log" 2>&1 &
 pids+=($!)
@@ -110,6 +127,35 @@ out=$(kdig @$A -p "$P" +timeout=5 $CZ AXFR 2>&1 || true)
 check "kdig AXFR without the key is refused" grep -q -i "refused" <<<"$out"
 out=$(kdig @$A -p "$P" -y "hmac-sha256:xfr.:$(head -c 32 /dev/urandom | base64)" +timeout=5 $CZ AXFR 2>&1 || true)
 check "kdig AXFR with another secret is refused (NOTAUTH)" grep -q -i -e "notauth" -e "badsig" <<<"$out"
+# Access classes: a provider known by its TSIG key (kdig -y, answers signed and checked by
+# kdig) and one known by its client certificate (kdig over DoT with +tls-certfile), each
+# with a quota of $QUOTA; past it REFUSED with extended error 49154 (RATE_LIMITED).
+ap_tsig() { kdig @$A -p "$P" -y "hmac-sha256:ap-query.:$AP_SECRET" +nordflag +timeout=2 +retry=0 "$@" 2>&1; }
+ap_cert() { kdig @$A -p "$TP" +tls-ca="$W/ca.pem" +tls-hostname=dp.test +tls-certfile="$W/apclient.pem" +tls-keyfile="$W/apclient.key" +nordflag +timeout=2 +retry=0 "$@" 2>&1; }
+served=0 signed=0
+for i in $(seq 1 $QUOTA); do
+  out=$(ap_tsig "$ALICE" TYPE65280 || true)
+  grep -q "status: NOERROR" <<<"$out" && served=$((served + 1))
+  grep -q -i "tsig" <<<"$out" && ! grep -q -i -e "warning" -e "bad" <<<"$out" && signed=$((signed + 1))
+done
+check_eq "kdig -y as provider chat.example.: $QUOTA queries served" "$QUOTA" "$served"
+check_eq "kdig -y: every answer signed, and kdig verified it" "$QUOTA" "$signed"
+out=$(ap_tsig "$ALICE" TYPE65280 || true)
+if grep -q "status: REFUSED" <<<"$out" && grep -q "49154" <<<"$out"; then
+  ok "kdig -y: query $((QUOTA + 1)) REFUSED with extended error 49154 (RATE_LIMITED)"
+else
+  bad "kdig -y past the quota"; show <<<"$out"
+fi
+out=$(ap_cert "$ALICE" TYPE65280 || true)
+check "kdig with other.example.'s client certificate is served meanwhile" grep -q "status: NOERROR" <<<"$out"
+for i in $(seq 2 $QUOTA); do ap_cert "$ALICE" TYPE65280 >/dev/null || true; done
+out=$(ap_cert "$ALICE" TYPE65280 || true)
+check "kdig with the client certificate: refused past its quota too" grep -q "status: REFUSED" <<<"$out"
+out=$(dig @$A -p "$P" +norec +time=2 +tries=1 "$ALICE" TYPE65280 2>&1 || true)
+check "an anonymous dig is still served (its own class)" grep -q "status: NOERROR" <<<"$out"
+out=$(kdig @$A -p "$P" -y "hmac-sha256:ap-query.:$(head -c 32 /dev/urandom | base64)" +timeout=2 +retry=0 "$ALICE" TYPE65280 2>&1 || true)
+check "a query signed with a wrong secret is NOTAUTH" grep -q -i -e "notauth" -e "badsig" <<<"$out"
+
 mkdir "$W/knot"
 KNOT_TSIG="xfr. $XFR_SECRET" knot_secondary_conf "$W/knot" $KA "$KP" $A "$P" changes $CZ >"$W/knot.conf"
 "$KNOTD" -c "$W/knot.conf" >"$W/knot.log" 2>&1 &
