@@ -1,8 +1,8 @@
 //! The resolver's upstream (`[upstream]`, docs/security.md): DNS over TLS to DPs under a
 //! CA or SPKI pins finds what plain UDP finds; a wrong CA, a wrong pin and an expired DP
 //! certificate each fail the lookup naming the certificate problem; private lookups run
-//! over TLS; kept connections serve many lookups with few handshakes, and the resolver
-//! presents its client certificate; TSIG-signed queries verify at the DP's side and a
+//! over TLS; kept connections serve many lookups with few handshakes (one the DP closed
+//! is replaced once), and the resolver presents its client certificate; TSIG-signed queries verify at the DP's side and a
 //! tampered signed answer is refused.
 //!
 //! Addresses 127.73.t.x; each test has its own t.
@@ -584,4 +584,39 @@ async fn bad_upstream_configs_name_the_line() {
         let e = e.replace(&format!("{}/", dir.path().display()), "");
         assert!(e.starts_with(want), "{body:?}: {e}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_connection_the_dp_closed_is_replaced_once() {
+    bounded(async {
+        let (keys, pki) = (Keys::new(), Pki::new());
+        // The DPs close idle connections after 1 s, before the resolver drops them.
+        let tree = tls_tree(
+            8,
+            &keys,
+            &pki,
+            now() - 60,
+            now() + 3600,
+            "[limits]\ntcp_idle_timeout_secs = 1\n",
+        )
+        .await;
+        let r = resolver_from(
+            &tree,
+            pki.dir.path(),
+            &format!(
+                "[upstream]\ntls = true\ntls_port = {}\nca = \"ca.pem\"\n",
+                tree.dot_port
+            ),
+        );
+        lookup(&r, ALICE).await.unwrap();
+        let stats = &r.upstream().stats;
+        assert_eq!(stats.tls_handshakes.load(Relaxed), 2);
+        tokio::time::sleep(Duration::from_millis(2000)).await;
+        // Another name, so the carrier's DP is asked again on its closed connection.
+        let denied = lookup(&r, "+1 555 111 9999").await.unwrap();
+        assert!(matches!(denied.outcome, Outcome::NotDiscoverable(_)));
+        assert_eq!(stats.tls_handshakes.load(Relaxed), 3, "one new connection");
+        tree.shutdown().await;
+    })
+    .await
 }
