@@ -192,13 +192,71 @@ pub enum ServerTrust {
     Pins(Vec<String>),
 }
 
+/// A certificate chain and private key a client presents to servers that ask for one
+/// (mutual TLS: a DP maps the SPKI pin of an app provider's resolver to its identity).
+#[derive(Clone)]
+pub struct ClientIdentity {
+    certs: Vec<CertificateDer<'static>>,
+    // PrivateKeyDer is not Clone; the Arc lets configs built from one identity share it.
+    key: Arc<PrivateKeyDer<'static>>,
+}
+
+impl std::fmt::Debug for ClientIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientIdentity")
+            .field("certs", &self.certs.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientIdentity {
+    /// Reads a PEM certificate chain (leaf first) and its PEM private key.
+    pub fn load(cert: &Path, key: &Path) -> Result<ClientIdentity, TlsError> {
+        Ok(ClientIdentity {
+            certs: load_certs(cert)?,
+            key: Arc::new(load_key(key)?),
+        })
+    }
+
+    /// From PEM text, as [`issue`] returns it.
+    pub fn from_pem(issued: &Issued) -> Result<ClientIdentity, TlsError> {
+        let certs = CertificateDer::pem_slice_iter(issued.cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| TlsError::Certificate(e.to_string()))?;
+        let key = PrivateKeyDer::from_pem_slice(issued.key_pem.as_bytes())
+            .map_err(|e| TlsError::Certificate(format!("private key: {e}")))?;
+        Ok(ClientIdentity {
+            certs,
+            key: Arc::new(key),
+        })
+    }
+
+    /// The SPKI pin of the leaf certificate, by which a server knows this client.
+    pub fn pin(&self) -> Result<String, TlsError> {
+        let leaf = self
+            .certs
+            .first()
+            .ok_or_else(|| TlsError::Certificate("no certificate".into()))?;
+        spki_pin(leaf)
+    }
+}
+
 /// A client configuration for DNS over TLS under `trust` (ALPN "dot", no client
 /// certificate).
 pub fn client_config(trust: &ServerTrust) -> Result<Arc<ClientConfig>, TlsError> {
+    client_config_for(trust, None)
+}
+
+/// A client configuration for DNS over TLS under `trust`, presenting `identity` to a
+/// server that asks for a client certificate.
+pub fn client_config_for(
+    trust: &ServerTrust,
+    identity: Option<&ClientIdentity>,
+) -> Result<Arc<ClientConfig>, TlsError> {
     let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Config(e.to_string()))?;
-    let mut config = match trust {
+    let wants_client_cert = match trust {
         ServerTrust::Ca(cas) => {
             let mut roots = RootCertStore::empty();
             for ca in cas {
@@ -206,15 +264,20 @@ pub fn client_config(trust: &ServerTrust) -> Result<Arc<ClientConfig>, TlsError>
                     .add(ca.clone())
                     .map_err(|e| TlsError::Certificate(format!("CA certificate: {e}")))?;
             }
-            builder.with_root_certificates(roots).with_no_client_auth()
+            builder.with_root_certificates(roots)
         }
         ServerTrust::Pins(pins) => builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(PinVerifier {
                 pins: pins.clone(),
                 provider: provider(),
-            }))
-            .with_no_client_auth(),
+            })),
+    };
+    let mut config = match identity {
+        None => wants_client_cert.with_no_client_auth(),
+        Some(id) => wants_client_cert
+            .with_client_auth_cert(id.certs.clone(), id.key.clone_key())
+            .map_err(|e| TlsError::Config(format!("client certificate: {e}")))?,
     };
     config.alpn_protocols = vec![ALPN_DOT.to_vec()];
     Ok(Arc::new(config))
@@ -408,6 +471,15 @@ mod tests {
         verifier
             .verify_server_cert(&cert, &[], &name, &[], UnixTime::now())
             .unwrap();
+        // Names that parse as addresses become IP SANs: a client may check a DP by address.
+        let by_ip = ServerName::try_from("127.0.0.1").unwrap();
+        verifier
+            .verify_server_cert(&cert, &[], &by_ip, &[], UnixTime::now())
+            .unwrap();
+        let other_ip = ServerName::try_from("127.0.0.2").unwrap();
+        assert!(verifier
+            .verify_server_cert(&cert, &[], &other_ip, &[], UnixTime::now())
+            .is_err());
         let wrong = ServerName::try_from("other.example").unwrap();
         assert!(verifier
             .verify_server_cert(&cert, &[], &wrong, &[], UnixTime::now())

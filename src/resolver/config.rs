@@ -2,6 +2,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -13,6 +14,8 @@ use crate::config::{
 use crate::name::Name;
 use crate::record::Context;
 use crate::sii::DEFAULT_APEX;
+use crate::tls::{ClientIdentity, ServerTrust};
+use crate::tsig::TsigKey;
 
 #[derive(Debug, Clone)]
 pub struct CacheConfig {
@@ -84,6 +87,27 @@ pub struct ResolverConfig {
     pub limits: Limits,
     /// Zones whose DP tells this resolver of changes (`[[subscription]]`, DESIGN 8.3).
     pub subscriptions: Vec<Subscription>,
+    /// How the resolver talks to DPs (`[upstream]`): DNS over TLS, TSIG.
+    pub upstream: UpstreamConfig,
+}
+
+/// `[upstream]`, with its files already read, so a bad one is reported at its line.
+#[derive(Debug, Clone, Default)]
+pub struct UpstreamConfig {
+    /// DNS over TLS to every DP (`tls = true`); None: UDP, TCP on truncation.
+    pub tls: Option<UpstreamTls>,
+    /// Every query to a DP is signed with this key (`tsig`), the AP's identity on plain
+    /// queries; a signed answer must verify under it.
+    pub tsig: Option<TsigKey>,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamTls {
+    /// The DoT port of the DPs (`tls_port`, 853 by default).
+    pub port: u16,
+    /// Trust in the DPs' certificates (`ca` or `pins`) and the client certificate
+    /// (`cert`, `key`), ready for connections.
+    pub client: Arc<rustls::ClientConfig>,
 }
 
 /// One `[[subscription]]`: a zone whose DP sends this resolver TSIG-signed NOTIFY on
@@ -112,6 +136,7 @@ impl ResolverConfig {
             cache: CacheConfig::default(),
             limits: Limits::default(),
             subscriptions: Vec::new(),
+            upstream: UpstreamConfig::default(),
         }
     }
 
@@ -236,7 +261,114 @@ impl ResolverConfig {
             });
         }
         config.tls = raw.tls.as_ref().map(|t| t.settings(dir, &at)).transpose()?;
+        if let Some(u) = &raw.upstream {
+            config.upstream = u.settings(dir, &at)?;
+        }
         Ok(config)
+    }
+}
+
+type At<'a> = &'a dyn Fn(std::ops::Range<usize>, String) -> ConfigError;
+
+impl RawUpstream {
+    fn settings(&self, dir: &Path, at: At<'_>) -> Result<UpstreamConfig, ConfigError> {
+        let tsig = self
+            .tsig
+            .as_ref()
+            .map(|t| {
+                TsigKey::load(dir.join(t.get_ref()))
+                    .map_err(|e| at(t.span(), format!("upstream.tsig: {e}")))
+            })
+            .transpose()?;
+        let tls_on = self.tls.as_ref().is_some_and(|t| *t.get_ref());
+        if !tls_on {
+            // TLS settings without TLS would be silently ignored; say so instead.
+            let stray = [
+                ("tls_port", self.tls_port.as_ref().map(|v| v.span())),
+                ("ca", self.ca.as_ref().map(|v| v.span())),
+                ("pins", self.pins.as_ref().map(|v| v.span())),
+                ("cert", self.cert.as_ref().map(|v| v.span())),
+                ("key", self.key.as_ref().map(|v| v.span())),
+            ];
+            if let Some((name, Some(span))) = stray.into_iter().find(|(_, s)| s.is_some()) {
+                return Err(at(
+                    span,
+                    format!("upstream.{name} needs upstream.tls = true"),
+                ));
+            }
+            return Ok(UpstreamConfig { tls: None, tsig });
+        }
+        let port = match &self.tls_port {
+            Some(p) if *p.get_ref() == 0 => {
+                return Err(at(p.span(), "upstream.tls_port must not be 0".into()))
+            }
+            Some(p) => *p.get_ref(),
+            None => crate::tls::DOT_PORT,
+        };
+        let trust = match (&self.ca, &self.pins) {
+            (Some(ca), None) => {
+                let certs = crate::tls::load_certs(&dir.join(ca.get_ref()))
+                    .map_err(|e| at(ca.span(), format!("upstream.ca: {e}")))?;
+                ServerTrust::Ca(certs)
+            }
+            (None, Some(pins)) => {
+                if pins.get_ref().is_empty() {
+                    return Err(at(pins.span(), "upstream.pins is empty".into()));
+                }
+                for p in pins.get_ref() {
+                    check_pin(p.get_ref())
+                        .map_err(|m| at(p.span(), format!("upstream.pins: {m}")))?;
+                }
+                ServerTrust::Pins(pins.get_ref().iter().map(|p| p.get_ref().clone()).collect())
+            }
+            (Some(ca), Some(_)) => {
+                return Err(at(
+                    ca.span(),
+                    "upstream: give either ca or pins, not both".into(),
+                ))
+            }
+            (None, None) => {
+                let span = self.tls.as_ref().map(|t| t.span()).unwrap_or_default();
+                return Err(at(
+                    span,
+                    "upstream.tls = true needs ca = \"FILE\" (the deployment's CA certificates) or pins = [\"base64 SPKI SHA-256\", ...]".into(),
+                ));
+            }
+        };
+        let identity = match (&self.cert, &self.key) {
+            (Some(c), Some(k)) => Some(
+                ClientIdentity::load(&dir.join(c.get_ref()), &dir.join(k.get_ref()))
+                    .map_err(|e| at(c.span(), format!("upstream.cert: {e}")))?,
+            ),
+            (None, None) => None,
+            (Some(c), None) => return Err(at(c.span(), "upstream.cert needs upstream.key".into())),
+            (None, Some(k)) => return Err(at(k.span(), "upstream.key needs upstream.cert".into())),
+        };
+        let span = self
+            .cert
+            .as_ref()
+            .map(|c| c.span())
+            .or_else(|| self.tls.as_ref().map(|t| t.span()))
+            .unwrap_or_default();
+        let client = crate::tls::client_config_for(&trust, identity.as_ref())
+            .map_err(|e| at(span, format!("upstream: {e}")))?;
+        Ok(UpstreamConfig {
+            tls: Some(UpstreamTls { port, client }),
+            tsig,
+        })
+    }
+}
+
+/// An SPKI pin is the base64 of a SHA-256 digest (RFC 7858 section 4.2).
+fn check_pin(pin: &str) -> Result<(), String> {
+    use base64::Engine as _;
+    match base64::engine::general_purpose::STANDARD.decode(pin) {
+        Ok(d) if d.len() == 32 => Ok(()),
+        Ok(d) => Err(format!(
+            "{pin:?} is {} bytes, not a SHA-256 digest (32); `mimi tls pin CERT` prints one",
+            d.len()
+        )),
+        Err(e) => Err(format!("{pin:?} is not base64: {e}")),
     }
 }
 
@@ -257,6 +389,19 @@ struct Raw {
     limits: RawLimits,
     #[serde(default, rename = "subscription")]
     subscriptions: Vec<RawSubscription>,
+    upstream: Option<RawUpstream>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUpstream {
+    tls: Option<Spanned<bool>>,
+    tls_port: Option<Spanned<u16>>,
+    ca: Option<Spanned<String>>,
+    pins: Option<Spanned<Vec<Spanned<String>>>>,
+    cert: Option<Spanned<String>>,
+    key: Option<Spanned<String>>,
+    tsig: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

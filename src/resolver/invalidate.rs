@@ -99,6 +99,12 @@ pub enum ChangesFetchError {
     },
     #[error("CHANGES from {server}: {reason}")]
     Malformed { server: SocketAddr, reason: String },
+    #[error("CHANGES from {server} over TLS: {source}")]
+    Upstream {
+        server: SocketAddr,
+        #[source]
+        source: super::transport::ExchangeError,
+    },
 }
 
 /// Why a NOTIFY was ignored; each maps to one RCODE and extended error.
@@ -234,7 +240,7 @@ pub async fn refresh(resolver: Arc<Resolver>, zone: Name) {
             let Some(sub) = zones.get(&zone) else { return };
             (sub.server, sub.key.clone(), sub.serial)
         };
-        match fetch_changes(server, &zone, &key, serial).await {
+        match fetch_changes_via(Some(resolver.upstream()), server, &zone, &key, serial).await {
             Ok(c) => apply(&resolver, &zone, serial, &c),
             Err(e) => {
                 inv.stats.changes_failed.fetch_add(1, Relaxed);
@@ -285,6 +291,18 @@ pub async fn fetch_changes(
     key: &TsigKey,
     serial: Option<u32>,
 ) -> Result<Changes, ChangesFetchError> {
+    fetch_changes_via(None, server, zone, key, serial).await
+}
+
+/// As [`fetch_changes`]; over DNS over TLS to the server's address when `upstream` says
+/// so (on its DoT port and kept connections).
+pub async fn fetch_changes_via(
+    upstream: Option<&super::transport::Upstream>,
+    server: SocketAddr,
+    zone: &Name,
+    key: &TsigKey,
+    serial: Option<u32>,
+) -> Result<Changes, ChangesFetchError> {
     let malformed = |reason: String| ChangesFetchError::Malformed { server, reason };
     let owner = changes::owner(zone).map_err(|e| malformed(e.to_string()))?;
     let id: u16 = rand::random();
@@ -303,16 +321,14 @@ pub async fn fetch_changes(
     let mut bytes = m.to_vec().map_err(|e| malformed(e.to_string()))?;
     let mac = crate::tsig::sign_request(&mut bytes, key, unix_now())
         .map_err(|source| ChangesFetchError::Tsig { server, source })?;
-    let io = |source| ChangesFetchError::Io { server, source };
-    let reply = tokio::time::timeout(CHANGES_TIMEOUT, async {
-        let mut stream = TcpStream::connect(server).await.map_err(io)?;
-        crate::wire::write_frame(&mut stream, &bytes)
+    let reply = match upstream.filter(|u| u.uses_tls()) {
+        // The subscription's own key signs CHANGES; the upstream's TSIG is not added.
+        Some(u) => u
+            .request_once(server.ip(), &bytes, CHANGES_TIMEOUT)
             .await
-            .map_err(io)?;
-        crate::wire::read_frame(&mut stream).await.map_err(io)
-    })
-    .await
-    .map_err(|_| ChangesFetchError::Timeout { server })??;
+            .map_err(|source| ChangesFetchError::Upstream { server, source })?,
+        None => plain_changes(server, &bytes).await?,
+    };
     let parsed = Message::from_vec(&reply).map_err(|e| malformed(e.to_string()))?;
     if parsed.metadata.id != id {
         return Err(malformed("the answer's ID is not the question's".into()));
@@ -340,6 +356,20 @@ pub async fn fetch_changes(
         })
         .ok_or_else(|| malformed("no CHANGES record in the answer".into()))?;
     Changes::from_wire(&rdata).map_err(|e| malformed(e.to_string()))
+}
+
+/// One CHANGES exchange over a new TCP connection.
+async fn plain_changes(server: SocketAddr, bytes: &[u8]) -> Result<Vec<u8>, ChangesFetchError> {
+    let io = |source| ChangesFetchError::Io { server, source };
+    tokio::time::timeout(CHANGES_TIMEOUT, async {
+        let mut stream = TcpStream::connect(server).await.map_err(io)?;
+        crate::wire::write_frame(&mut stream, bytes)
+            .await
+            .map_err(io)?;
+        crate::wire::read_frame(&mut stream).await.map_err(io)
+    })
+    .await
+    .map_err(|_| ChangesFetchError::Timeout { server })?
 }
 
 /// Answers a NOTIFY: checked, acknowledged (signed), and the zone refreshed in the

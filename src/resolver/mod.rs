@@ -207,6 +207,8 @@ pub struct Resolver {
     cache: Cache,
     pub stats: ResolverStats,
     pir_keys: private::KeyStore,
+    /// How DPs are reached (`[upstream]`): DoT connections kept across lookups, TSIG.
+    upstream: transport::Upstream,
     /// Subscribed zones: NOTIFY and CHANGES from their DPs (DESIGN 8.3).
     pub invalidation: invalidate::Invalidation,
 }
@@ -216,7 +218,9 @@ use crate::sys::unix_now;
 impl Resolver {
     pub fn new(config: ResolverConfig, trust: TrustStore) -> Resolver {
         let cache = Cache::new(config.cache.entries);
+        let upstream = transport::Upstream::new(config.port, &config.upstream);
         Resolver {
+            upstream,
             config,
             trust,
             cache,
@@ -243,6 +247,11 @@ impl Resolver {
 
     pub fn cache(&self) -> &Cache {
         &self.cache
+    }
+
+    /// The transport to DPs, with its counters.
+    pub fn upstream(&self) -> &transport::Upstream {
+        &self.upstream
     }
 
     /// Finds the mappings of an identifier under `context` (None: the configured default).
@@ -579,7 +588,7 @@ impl Resolver {
                 glue.clone()
             };
             for ip in addrs {
-                let server = SocketAddr::new(ip, self.config.port);
+                let server = self.upstream.server_addr(ip);
                 for _attempt in 0..=limits.retries {
                     walk.queries += 1;
                     if walk.queries > limits.max_queries {
@@ -588,14 +597,23 @@ impl Resolver {
                         });
                     }
                     debug!(%server, %qname, qtype, "query");
-                    match transport::exchange(server, qname, qtype, limits.timeout).await {
-                        Ok((reply, _tcp)) => match classify(&reply, &zone.zone, qname, qtype) {
+                    match self
+                        .upstream
+                        .exchange(ip, qname, qtype, limits.timeout)
+                        .await
+                    {
+                        Ok((reply, _stream)) => match classify(&reply, &zone.zone, qname, qtype) {
                             Ok(r) => return Ok((r, server)),
                             Err(why) => {
                                 bad.push(format!("{server}: {why}"));
                                 break;
                             }
                         },
+                        // An answer whose TSIG fails is as bad as a wrong one.
+                        Err(e @ transport::ExchangeError::Tsig(_)) => {
+                            bad.push(format!("{server}: {e}"));
+                            break;
+                        }
                         Err(transport::ExchangeError::Timeout) => {
                             timeouts.push(format!("{server}: timed out"));
                         }

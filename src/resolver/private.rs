@@ -1,21 +1,20 @@
 //! The client side of private lookups (DESIGN.md section 7): find the zone through the tree
 //! without asking any DP for more of the owner name than the zone's own name, then OPRF and
-//! PIR to that zone's DP over one TCP connection, and verify the records found in the slot.
+//! PIR to that zone's DP over one connection (TCP, or a kept DoT one under `[upstream]`),
+//! and verify the records found in the slot.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
 use hickory_proto::rr::{RData as HRData, Record, RecordType};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::time::timeout;
 use tracing::debug;
 
 use super::cache::Delegation;
+use super::transport::{Connection, Upstream};
 use super::{LookupResult, NotFound, Outcome, ResolveError, Resolver, Walk, TYPE_NS};
 use crate::name::Name;
 use crate::pir::carrier::{self, ede, PirCfgRecord, Request, Response};
@@ -48,9 +47,11 @@ fn private_error(zone: &Name, reason: impl std::fmt::Display) -> ResolveError {
     }
 }
 
-/// One TCP connection to a DP for the exchanges of one private lookup.
-struct Session {
-    stream: TcpStream,
+/// One connection to a DP for the exchanges of one private lookup.
+struct Session<'a> {
+    upstream: &'a Upstream,
+    conn: Option<Connection>,
+    ip: IpAddr,
     server: SocketAddr,
     qname: Name,
     zone: Name,
@@ -63,25 +64,35 @@ struct Refusal {
     text: String,
 }
 
-impl Session {
+impl<'a> Session<'a> {
     async fn open(
-        server: SocketAddr,
+        upstream: &'a Upstream,
+        ip: IpAddr,
         zone: &Name,
         wait: Duration,
-    ) -> Result<Session, ResolveError> {
-        let stream = timeout(wait, TcpStream::connect(server))
+    ) -> Result<Session<'a>, ResolveError> {
+        let server = upstream.server_addr(ip);
+        let conn = upstream
+            .connect(ip, wait)
             .await
-            .map_err(|_| private_error(zone, format!("{server}: connection timed out")))?
             .map_err(|e| private_error(zone, format!("{server}: {e}")))?;
-        let _ = stream.set_nodelay(true);
         let qname = carrier::pir_name(zone).map_err(|e| private_error(zone, e))?;
         Ok(Session {
-            stream,
+            upstream,
+            conn: Some(conn),
+            ip,
             server,
             qname,
             zone: zone.clone(),
             exchanges: 0,
         })
+    }
+
+    /// Hands the connection back for later lookups (a TLS one is kept).
+    fn close(mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.upstream.release(conn);
+        }
     }
 
     /// Sends one request; the DP's refusal comes back as `Ok(Err(..))`.
@@ -101,26 +112,22 @@ impl Session {
         edns.options_mut()
             .insert(EdnsOption::Unknown(carrier::EDNS_OPTION, request.encode()));
         msg.set_edns(edns);
-        let bytes = msg.to_vec().map_err(|e| private_error(&self.zone, e))?;
-        let len = u16::try_from(bytes.len())
-            .map_err(|_| private_error(&self.zone, "request larger than a DNS message"))?;
-        let io = |zone: &Name, server: SocketAddr, e: std::io::Error| {
+        let mut bytes = msg.to_vec().map_err(|e| private_error(&self.zone, e))?;
+        let failed = |zone: &Name, server: SocketAddr, e: super::transport::ExchangeError| {
             private_error(zone, format!("{server}: {e}"))
         };
-        let mut frame = Vec::with_capacity(bytes.len() + 2);
-        frame.extend_from_slice(&len.to_be_bytes());
-        frame.extend_from_slice(&bytes);
-        let read = async {
-            self.stream.write_all(&frame).await?;
-            let n = self.stream.read_u16().await? as usize;
-            let mut buf = vec![0u8; n];
-            self.stream.read_exact(&mut buf).await?;
-            Ok::<_, std::io::Error>(buf)
-        };
-        let buf = timeout(PIR_TIMEOUT, read)
+        let mac = self
+            .upstream
+            .sign(&mut bytes)
+            .map_err(|e| failed(&self.zone, self.server, e))?;
+        let buf = self
+            .upstream
+            .request(&mut self.conn, self.ip, &bytes, PIR_TIMEOUT)
             .await
-            .map_err(|_| private_error(&self.zone, format!("{}: timed out", self.server)))?
-            .map_err(|e| io(&self.zone, self.server, e))?;
+            .map_err(|e| failed(&self.zone, self.server, e))?;
+        self.upstream
+            .check_tsig(&buf, mac.as_ref())
+            .map_err(|e| failed(&self.zone, self.server, e))?;
         let reply = Message::from_vec(&buf)
             .map_err(|e| private_error(&self.zone, format!("{}: {e}", self.server)))?;
         if reply.metadata.id != id {
@@ -344,8 +351,8 @@ impl Resolver {
                 glue.clone()
             };
             for ip in addrs {
-                let server = SocketAddr::new(ip, self.config.port);
-                match self.private_exchange(owner, z, cfg, server).await {
+                let server = self.upstream.server_addr(ip);
+                match self.private_exchange(owner, z, cfg, ip).await {
                     Ok((records, n)) => return Ok((records, server, n)),
                     Err(e) => {
                         debug!(zone = %z, %server, "private lookup failed here: {e}");
@@ -362,10 +369,12 @@ impl Resolver {
         owner: &Name,
         zone: &Name,
         cfg: &PirCfgRecord,
-        server: SocketAddr,
+        ip: IpAddr,
     ) -> Result<(Vec<Vec<u8>>, u32), ResolveError> {
         let epoch = cfg.config.epoch;
-        let mut session = Session::open(server, zone, self.config.limits.timeout).await?;
+        let mut session =
+            Session::open(&self.upstream, ip, zone, self.config.limits.timeout).await?;
+        let server = session.server;
         let refused = |r: Refusal| {
             if r.code == Some(ede::WRONG_EPOCH) {
                 ResolveError::EpochChanged { zone: zone.clone() }
@@ -464,7 +473,9 @@ impl Resolver {
         } else {
             crate::pir::db::assemble(&chunks).map_err(|e| private_error(zone, e))?
         };
-        Ok((records, session.exchanges))
+        let exchanges = session.exchanges;
+        session.close();
+        Ok((records, exchanges))
     }
 
     /// The PIR keys for (zone, epoch): fresh per zone, so DPs cannot link a client's
@@ -490,7 +501,7 @@ impl Resolver {
 }
 
 /// Uploads the evaluation key in chunks that fit DNS messages.
-async fn upload(session: &mut Session, epoch: u64, keys: &KeySet) -> Result<(), ResolveError> {
+async fn upload(session: &mut Session<'_>, epoch: u64, keys: &KeySet) -> Result<(), ResolveError> {
     let zone = session.zone.clone();
     let chunks: Vec<&[u8]> = keys.key_bytes.chunks(carrier::KEY_CHUNK).collect();
     let count = u16::try_from(chunks.len())

@@ -166,7 +166,8 @@ pub struct Spec {
     pub extra: Vec<ZoneFile>,
     pub addrs: Vec<u8>,
     pub invalid: bool,
-    /// More lines for the DPs' configs (such as a `[pir]` section).
+    /// More lines for the DPs' configs (such as a `[pir]` section); `@ADDR@` stands for
+    /// the DP's address and `@DOT_PORT@` for the tree's DoT port (one free on each).
     pub config_extra: String,
 }
 
@@ -186,6 +187,8 @@ pub struct Tree {
     pub t: u8,
     pub dir: TempDir,
     pub port: u16,
+    /// The DoT port of DPs whose config asks for one with `@DOT_PORT@`.
+    pub dot_port: u16,
     pub trust: PathBuf,
     /// (x of ip(t, x), config file, server): one DP per address.
     pub servers: Vec<(u8, PathBuf, Option<DpServer>)>,
@@ -225,6 +228,11 @@ impl Tree {
                 .local_addr()
                 .unwrap()
                 .port();
+            let dot_port = std::net::TcpListener::bind((ip(t, 1), 0))
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
             let mut servers = Vec::new();
             let mut failed = None;
             'all: for (s, zones) in specs.iter().zip(&blocks) {
@@ -236,7 +244,9 @@ impl Tree {
                             "listen = [\"{}:{port}\"]\ntrust = \"trust.toml\"\nserve_invalid_records = {}\n{zones}{}",
                             ip(t, x),
                             s.invalid,
-                            s.config_extra,
+                            s.config_extra
+                                .replace("@ADDR@", &ip(t, x).to_string())
+                                .replace("@DOT_PORT@", &dot_port.to_string()),
                         ),
                     )
                     .unwrap();
@@ -257,6 +267,7 @@ impl Tree {
                         t,
                         dir,
                         port,
+                        dot_port,
                         trust,
                         servers,
                         files,
