@@ -43,7 +43,7 @@ struct Fx {
     /// The subscription key shared by the carrier's DP and the resolver.
     sub: TsigKey,
     resolver: Arc<Resolver>,
-    listener: Option<hickory_server::Server<invalidate::NotifyHandler>>,
+    listener: Option<mimi_discovery::resolver::server::Listener<invalidate::NotifyHandler>>,
     /// Where the resolver takes NOTIFY.
     notify_addr: SocketAddr,
 }

@@ -457,6 +457,8 @@ pub async fn answer_notify<R: ResponseHandler>(
 #[derive(Clone)]
 pub struct NotifyHandler(pub Arc<Resolver>);
 
+impl crate::net::StreamHandler for NotifyHandler {}
+
 #[async_trait::async_trait]
 impl RequestHandler for NotifyHandler {
     async fn handle_request<R: ResponseHandler, T: Time>(
@@ -473,13 +475,18 @@ impl RequestHandler for NotifyHandler {
     }
 }
 
-/// Listens for NOTIFY on `addrs` (UDP and TCP); returns the server (shut it down to
+/// Listens for NOTIFY on `addrs` (UDP and TCP); returns the listener (shut it down to
 /// stop) and the bound addresses. Call [`start`] once the DPs know this subscriber.
 pub async fn listen(
     resolver: Arc<Resolver>,
     addrs: &[SocketAddr],
-) -> std::io::Result<(hickory_server::Server<NotifyHandler>, Vec<SocketAddr>)> {
-    super::server::listen_with(NotifyHandler(resolver), addrs).await
+) -> std::io::Result<(super::server::Listener<NotifyHandler>, Vec<SocketAddr>)> {
+    super::server::listen_with(
+        NotifyHandler(resolver),
+        addrs,
+        crate::net::Limits::default(),
+    )
+    .await
 }
 
 /// Asks each subscribed zone's DP for its serial (a CHANGES exchange), so the first

@@ -2,7 +2,6 @@
 //! dig) can ask for SSI records and get only verified ones.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use hickory_proto::op::{Edns, Metadata, OpCode, ResponseCode};
 use hickory_proto::rr::{rdata::NULL, DNSClass, RData, Record, RecordType};
@@ -119,35 +118,61 @@ impl RequestHandler for ResolverHandler {
     }
 }
 
-/// Listens on every configured address (UDP and TCP) until the returned server is shut
+/// A resolver's DNS listeners: UDP through hickory's server, TCP through the bounded
+/// loop of `crate::net::tcp` (connection limit, idle timeout, request size).
+pub struct Listener<H: RequestHandler> {
+    udp: hickory_server::Server<H>,
+    tcp: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl<H: RequestHandler> Listener<H> {
+    /// Stops accepting TCP connections and waits for the UDP server to finish.
+    pub async fn shutdown_gracefully(&mut self) -> Result<(), hickory_server::net::NetError> {
+        for t in self.tcp.drain(..) {
+            t.abort();
+            let _ = t.await;
+        }
+        self.udp.shutdown_gracefully().await
+    }
+}
+
+/// Listens on every configured address (UDP and TCP) until the returned listener is shut
 /// down; returns the bound addresses.
 pub async fn listen(
     resolver: Arc<Resolver>,
     addrs: &[std::net::SocketAddr],
-) -> std::io::Result<(
-    hickory_server::Server<ResolverHandler>,
-    Vec<std::net::SocketAddr>,
-)> {
-    listen_with(ResolverHandler(resolver), addrs).await
+) -> std::io::Result<(Listener<ResolverHandler>, Vec<std::net::SocketAddr>)> {
+    listen_with(
+        ResolverHandler(resolver),
+        addrs,
+        crate::net::Limits::default(),
+    )
+    .await
 }
 
 /// Serves `handler` on UDP and TCP at each address (port 0: any free port, the same for
-/// both); returns the server and the bound addresses.
-pub async fn listen_with<H: RequestHandler>(
+/// both), TCP within `limits`; returns the listener and the bound addresses.
+pub async fn listen_with<H: crate::net::StreamHandler>(
     handler: H,
     addrs: &[std::net::SocketAddr],
-) -> std::io::Result<(hickory_server::Server<H>, Vec<std::net::SocketAddr>)> {
-    let mut server = hickory_server::Server::new(handler);
+    limits: crate::net::Limits,
+) -> std::io::Result<(Listener<H>, Vec<std::net::SocketAddr>)> {
+    let mut udp = hickory_server::Server::new(handler.clone());
+    let mut tcp = Vec::new();
     let mut bound = Vec::new();
     for &addr in addrs {
-        let udp = tokio::net::UdpSocket::bind(addr).await?;
-        let local = udp.local_addr()?;
-        let tcp = tokio::net::TcpListener::bind(local).await?;
-        server.register_socket(udp);
-        server.register_listener(tcp, Duration::from_secs(10), 65535);
+        let socket = tokio::net::UdpSocket::bind(addr).await?;
+        let local = socket.local_addr()?;
+        let listener = tokio::net::TcpListener::bind(local).await?;
+        udp.register_socket(socket);
+        tcp.push(tokio::spawn(crate::net::tcp::serve(
+            listener,
+            handler.clone(),
+            limits.clone(),
+        )));
         bound.push(local);
     }
-    Ok((server, bound))
+    Ok((Listener { udp, tcp }, bound))
 }
 
 impl crate::net::StreamHandler for ResolverHandler {}
