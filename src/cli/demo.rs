@@ -105,10 +105,56 @@ fn add_bad_records(carrier: &mut ZoneFile, apex: &Name) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The demo's DNS over TLS: a deployment CA, the DoT port every DP listens on, and the
+/// client certificate chat.example's resolver presents (its pin is in the carrier's
+/// `[[client]]` entry).
+struct DemoTls {
+    ca: crate::tls::Issued,
+    port: u16,
+    client: crate::tls::ClientIdentity,
+}
+
+impl DemoTls {
+    fn new(port: u16) -> anyhow::Result<DemoTls> {
+        let now = crate::sys::unix_now();
+        let ca = crate::tls::make_ca("mimi demo CA", now - 60, now + 86400)?;
+        let client = crate::tls::issue(
+            &ca,
+            &["resolver.chat.example".into()],
+            now - 60,
+            now + 86400,
+        )?;
+        Ok(DemoTls {
+            client: crate::tls::ClientIdentity::from_pem(&client)?,
+            ca,
+            port,
+        })
+    }
+
+    /// The `[tls]` section of the DP at `addr`, with a certificate for its address.
+    fn dp_section(&self, work: &Path, addr: &str) -> anyhow::Result<String> {
+        let now = crate::sys::unix_now();
+        let cert = crate::tls::issue(&self.ca, &[addr.to_string()], now - 60, now + 86400)?;
+        let (c, k) = (
+            work.join(format!("dot-{addr}.pem")),
+            work.join(format!("dot-{addr}.key")),
+        );
+        std::fs::write(&c, &cert.cert_pem)?;
+        std::fs::write(&k, &cert.key_pem)?;
+        Ok(format!(
+            "[tls]\nlisten = [\"{addr}:{}\"]\ncert = {:?}\nkey = {:?}\n",
+            self.port,
+            c.display().to_string(),
+            k.display().to_string()
+        ))
+    }
+}
+
 async fn start_tree(
     zones: &Path,
     work: &Path,
     port: u16,
+    tls: &DemoTls,
     apex: &Name,
 ) -> anyhow::Result<Vec<(String, DpServer)>> {
     let trust = std::fs::canonicalize(zones.join("trust.toml")).context("zones/trust.toml")?;
@@ -137,11 +183,13 @@ async fn start_tree(
             // provider chat.example may publish to it live.
             // Its operator may release and port numbers. walker.example, known by its
             // TSIG key, may make WALKER_QUOTA lookups a day.
+            // chat.example's resolver is known by its client certificate.
             extra = format!(
-                "serve_invalid_records = true\n[[update]]\nprovider = \"chat.example.\"\ntsig = {:?}\n[[operator]]\ntsig = {:?}\n[[client]]\nprovider = \"walker.example.\"\ntsig = {:?}\nlookups_per_day = {WALKER_QUOTA}\nburst = {WALKER_QUOTA}\n",
+                "serve_invalid_records = true\n[[update]]\nprovider = \"chat.example.\"\ntsig = {:?}\n[[operator]]\ntsig = {:?}\n[[client]]\nprovider = \"walker.example.\"\ntsig = {:?}\nlookups_per_day = {WALKER_QUOTA}\nburst = {WALKER_QUOTA}\n[[client]]\nprovider = \"chat.example.\"\nspki = [{:?}]\nlookups_per_day = 1000000\n",
                 tsig.display().to_string(),
                 work.join("operator.tsig").display().to_string(),
-                work.join("walker.tsig").display().to_string()
+                work.join("walker.tsig").display().to_string(),
+                tls.client.pin()?
             );
         }
         let listen: Vec<String> = addrs.iter().map(|a| format!("\"{a}:{port}\"")).collect();
@@ -161,10 +209,11 @@ async fn start_tree(
             let zone_path = work.join(format!("{i}-{file}"));
             z.save(&zone_path, WriteStyle::Native)?;
             let config = work.join(format!("{origin}{i}.toml"));
+            let dot = tls.dp_section(work, addr)?;
             std::fs::write(
                 &config,
                 format!(
-                    "listen = [{}]\ntrust = {:?}\n{extra}{subscriber}[[zone]]\norigin = \"{origin}\"\nfile = {:?}\n[pir]\nthreads = 1\n",
+                    "listen = [{}]\ntrust = {:?}\n{extra}{subscriber}{dot}[[zone]]\norigin = \"{origin}\"\nfile = {:?}\n[pir]\nthreads = 1\n",
                     listen[i],
                     trust.display().to_string(),
                     zone_path.display().to_string()
@@ -200,11 +249,12 @@ async fn demo(zones: &Path, apex: &Name) -> anyhow::Result<u8> {
     let work = tempfile_dir()?;
     // Every DP of a deployment listens on one port; find one free on all the addresses.
     let mut attempt = 0;
-    let (port, mut servers) = loop {
+    let (port, tls, mut servers) = loop {
         attempt += 1;
         let port = free_port()?;
-        match start_tree(zones, &work, port, apex).await {
-            Ok(s) => break (port, s),
+        let tls = DemoTls::new(free_port()?)?;
+        match start_tree(zones, &work, port, &tls, apex).await {
+            Ok(s) => break (port, tls, s),
             Err(e)
                 if attempt < 10
                     && e.downcast_ref::<DpError>()
@@ -216,9 +266,10 @@ async fn demo(zones: &Path, apex: &Name) -> anyhow::Result<u8> {
         }
     };
     println!(
-        "mimi demo: {} DP servers for {} zones on 127.53.0.x port {port} (zones from {})",
+        "mimi demo: {} DP servers for {} zones on 127.53.0.x port {port}, DNS over TLS on port {} (zones from {})",
         servers.len(),
         TREE.len(),
+        tls.port,
         zones.display()
     );
     println!("The carrier DP (5.5.5.1.e164.mimi.arpa.) is set to serve invalid records too, so the resolver's checks show.\n");
@@ -337,6 +388,7 @@ async fn demo(zones: &Path, apex: &Name) -> anyhow::Result<u8> {
     failures += access_row(&work, port, apex).await?;
     resolver.cache().clear();
     failures += lookup_row(&resolver, "access: others", "+1 555 111 3333", None).await?;
+    failures += dot_row(zones, port, &tls, apex, &servers).await?;
     // Live: the number is unknown (and cached so); chat.example publishes a mapping by
     // DNS UPDATE to the carrier's DP; the DP's NOTIFY makes the resolver drop its cached
     // "not discoverable", so the claim is found within a second, publicly and privately.
@@ -599,6 +651,68 @@ async fn access_row(work: &Path, port: u16, apex: &Name) -> anyhow::Result<u32> 
         CARRIER_DP,
         ms,
     );
+    Ok(u32::from(!ok))
+}
+
+/// chat.example's resolver looks a number up over DNS over TLS, checking each DP's
+/// certificate against the demo CA and presenting its own; the carrier's DPs count the
+/// lookup against chat.example, not against an address.
+async fn dot_row(
+    zones: &Path,
+    port: u16,
+    tls: &DemoTls,
+    apex: &Name,
+    servers: &[(String, DpServer)],
+) -> anyhow::Result<u32> {
+    use crate::tls::{client_config_for, ServerTrust};
+    let chat_lookups = || -> u64 {
+        servers
+            .iter()
+            .flat_map(|(_, s)| s.shared().access.load().report())
+            .filter(|c| c.provider.to_string() == "chat.example.")
+            .map(|c| c.lookups)
+            .sum()
+    };
+    let before = chat_lookups();
+    let ca = {
+        use rustls::pki_types::pem::PemObject;
+        rustls::pki_types::CertificateDer::from_pem_slice(tls.ca.cert_pem.as_bytes())
+            .context("the demo CA certificate")?
+    };
+    let mut config = ResolverConfig::new(
+        vec![IpAddr::from([127, 53, 0, 1])],
+        port,
+        zones.join("trust.toml"),
+    );
+    config.apex = apex.clone();
+    config.limits.timeout = Duration::from_millis(300);
+    config.limits.retries = 0;
+    config.upstream.tls = Some(crate::resolver::config::UpstreamTls {
+        port: tls.port,
+        client: client_config_for(&ServerTrust::Ca(vec![ca]), Some(&tls.client))?,
+    });
+    let resolver = Resolver::new(config, TrustStore::load(zones.join("trust.toml"))?);
+    let sii = "+1 555 111 3333";
+    let started = std::time::Instant::now();
+    let result = resolver.lookup(&Sii::parse(sii, None)?, None).await;
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    let counted = chat_lookups() - before;
+    let (ok, status, detail, by) = match &result {
+        Ok(r) if matches!(r.outcome, Outcome::Found(_)) && counted > 0 => (
+            true,
+            "found over DoT",
+            format!("certificates checked both ways; the carrier DP counted {counted} lookup(s) for chat.example."),
+            r.server.map_or(String::new(), |s| s.to_string()),
+        ),
+        Ok(r) => (
+            false,
+            "WRONG",
+            format!("{:?}; counted for chat.example.: {counted}", r.outcome),
+            String::new(),
+        ),
+        Err(e) => (false, "FAILED", e.to_string(), String::new()),
+    };
+    status_row("access: mTLS", sii, status, &detail, &by, ms);
     Ok(u32::from(!ok))
 }
 
