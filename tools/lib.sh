@@ -74,6 +74,42 @@ start_tree_dps() {
   done
 }
 
+# unbound_server_conf DIR ADDR PORT: the `server:` clause the scripts' Unbound instances
+# share: listening on ADDR@PORT, iterating without validation, qname minimisation, files in
+# DIR, root hints from DIR/root.hints (empty: Unbound knows only its stub zones). Callers
+# add their own server lines right after it.
+unbound_server_conf() {
+  cat <<EOF
+server:
+  interface: $2@$3
+  access-control: 127.0.0.0/8 allow
+  do-not-query-localhost: no
+  do-ip6: no
+  module-config: "iterator"
+  qname-minimisation: yes
+  chroot: ""
+  username: ""
+  directory: "$1"
+  pidfile: "$1/unbound.pid"
+  use-syslog: no
+  logfile: ""
+  root-hints: "$1/root.hints"
+  num-threads: 1
+EOF
+}
+
+# unbound_tree_stubs PORT: one stub zone per zone of the demo tree, at its DPs on PORT (both
+# carrier DPs for the carrier block).
+unbound_tree_stubs() {
+  local t origin addr
+  for t in "${TREE[@]}"; do
+    read -r _ origin addr <<<"$t"
+    [ "$addr" = 127.53.0.14 ] && continue
+    printf 'stub-zone:\n  name: "%s"\n  stub-addr: %s@%s\n' "$origin" "$addr" "$1"
+    [ "$addr" = 127.53.0.4 ] && printf '  stub-addr: 127.53.0.14@%s\n' "$1"
+  done
+}
+
 # sbin TOOL: the path of TOOL, looking in /usr/sbin too (knotd, nsd are there on Debian).
 sbin() { command -v "$1" 2>/dev/null || { [ -x "/usr/sbin/$1" ] && echo "/usr/sbin/$1"; } || echo "$1"; }
 

@@ -226,6 +226,20 @@ async fn start_tree(
     Ok(servers)
 }
 
+/// A resolver of the demo tree: roots at 127.53.0.1, short timeouts, no retries (the DPs
+/// are local).
+fn resolver_config(zones: &Path, port: u16, apex: &Name) -> ResolverConfig {
+    let mut config = ResolverConfig::new(
+        vec![IpAddr::from([127, 53, 0, 1])],
+        port,
+        zones.join("trust.toml"),
+    );
+    config.apex = apex.clone();
+    config.limits.timeout = Duration::from_millis(300);
+    config.limits.retries = 0;
+    config
+}
+
 fn free_port() -> anyhow::Result<u16> {
     let s = std::net::UdpSocket::bind("127.53.0.1:0")?;
     Ok(s.local_addr()?.port())
@@ -275,15 +289,7 @@ async fn demo(zones: &Path, apex: &Name) -> anyhow::Result<u8> {
     println!("The carrier DP (5.5.5.1.e164.mimi.arpa.) is set to serve invalid records too, so the resolver's checks show.\n");
 
     let trust = TrustStore::load(zones.join("trust.toml"))?;
-    let mut config = ResolverConfig::new(
-        vec![IpAddr::from([127, 53, 0, 1])],
-        port,
-        zones.join("trust.toml"),
-    );
-    config.apex = apex.clone();
-    config.limits.timeout = Duration::from_millis(300);
-    config.limits.retries = 0;
-    let resolver = Resolver::new(config, trust);
+    let resolver = Resolver::new(resolver_config(zones, port, apex), trust);
     // The resolver follows the carrier zone: its first DP sends NOTIFY, the resolver asks
     // CHANGES and drops what changed (docs/invalidation.md).
     let carrier_zone = Name::parse("5.5.5.1.e164.mimi.arpa.", None)?;
@@ -679,14 +685,7 @@ async fn dot_row(
         rustls::pki_types::CertificateDer::from_pem_slice(tls.ca.cert_pem.as_bytes())
             .context("the demo CA certificate")?
     };
-    let mut config = ResolverConfig::new(
-        vec![IpAddr::from([127, 53, 0, 1])],
-        port,
-        zones.join("trust.toml"),
-    );
-    config.apex = apex.clone();
-    config.limits.timeout = Duration::from_millis(300);
-    config.limits.retries = 0;
+    let mut config = resolver_config(zones, port, apex);
     config.upstream.tls = Some(crate::resolver::config::UpstreamTls {
         port: tls.port,
         client: client_config_for(&ServerTrust::Ca(vec![ca]), Some(&tls.client))?,

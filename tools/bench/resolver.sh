@@ -96,23 +96,9 @@ DP_EXTRA=$'[access]\nanonymous_lookups_per_day = "unlimited"' \
 # --- Unbound and mimi resolver serve, each on CPU 0 ------------------------------------------
 : >"$W/root.hints"
 {
+  unbound_server_conf "$W" $U "$UP"
   cat <<EOF
-server:
   verbosity: 0
-  interface: $U@$UP
-  access-control: 127.0.0.0/8 allow
-  do-not-query-localhost: no
-  do-ip6: no
-  module-config: "iterator"
-  qname-minimisation: yes
-  chroot: ""
-  username: ""
-  directory: "$W"
-  pidfile: "$W/unbound.pid"
-  use-syslog: no
-  logfile: ""
-  root-hints: "$W/root.hints"
-  num-threads: 1
 remote-control:
   control-enable: yes
   control-interface: "$W/unbound.ctl"
@@ -121,12 +107,7 @@ EOF
   if [ $MODE = netns ]; then
     printf 'stub-zone:\n  name: "mimi.arpa."\n  stub-addr: 127.53.0.1@%s\n' "$P"
   else
-    for t in "${TREE[@]}"; do
-      read -r _ origin addr <<<"$t"
-      [ "$addr" = 127.53.0.14 ] && continue
-      printf 'stub-zone:\n  name: "%s"\n  stub-addr: %s@%s\n' "$origin" "$addr" "$P"
-      [ "$addr" = 127.53.0.4 ] && printf '  stub-addr: 127.53.0.14@%s\n' "$P"
-    done
+    unbound_tree_stubs "$P"
   fi
 } >"$W/unbound.conf"
 taskset -c "$SERVER_CPU" "$UNBOUND" -d -c "$W/unbound.conf" >"$W/unbound.log" 2>&1 &

@@ -302,37 +302,18 @@ P=$(free_port "${ALL_DP[@]}")
 DP_EXTRA=$'[access]\nanonymous_lookups_per_day = "unlimited"' \
   start_tree_dps "$W/tree" "$W/tree" "$W/tree/trust.toml" "$P" taskset -c "$LOAD_CPU"
 {
+  unbound_server_conf "$W" $U "$UP"
   cat <<EOF
-server:
   verbosity: 0
-  interface: $U@$UP
   interface: $U@$UTP
   tls-port: $UTP
   tls-service-key: "$W/srv.key"
   tls-service-pem: "$W/srv.pem"
   incoming-num-tcp: 1024
-  access-control: 127.0.0.0/8 allow
-  do-not-query-localhost: no
-  do-ip6: no
-  module-config: "iterator"
-  qname-minimisation: yes
-  chroot: ""
-  username: ""
-  directory: "$W"
-  pidfile: "$W/unbound.pid"
-  use-syslog: no
-  logfile: ""
-  root-hints: "$W/root.hints"
-  num-threads: 1
 remote-control:
   control-enable: no
 EOF
-  for t in "${TREE[@]}"; do
-    read -r _ origin addr <<<"$t"
-    [ "$addr" = 127.53.0.14 ] && continue
-    printf 'stub-zone:\n  name: "%s"\n  stub-addr: %s@%s\n' "$origin" "$addr" "$P"
-    [ "$addr" = 127.53.0.4 ] && printf '  stub-addr: 127.53.0.14@%s\n' "$P"
-  done
+  unbound_tree_stubs "$P"
 } >"$W/unbound.conf"
 : >"$W/root.hints"
 taskset -c "$SERVER_CPU" "$UNBOUND" -d -c "$W/unbound.conf" >"$W/unbound.log" 2>&1 &

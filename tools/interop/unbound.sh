@@ -66,33 +66,12 @@ fi
 # --- Unbound ------------------------------------------------------------------------------
 : >"$W/root.hints" # no root servers: Unbound knows only the stub zones and asks nobody else
 {
-  cat <<EOF
-server:
-  verbosity: 1
-  interface: $U@$UP
-  access-control: 127.0.0.0/8 allow
-  do-not-query-localhost: no
-  do-ip6: no
-  module-config: "iterator"
-  qname-minimisation: yes
-  chroot: ""
-  username: ""
-  directory: "$W"
-  pidfile: "$W/unbound.pid"
-  use-syslog: no
-  logfile: ""
-  root-hints: "$W/root.hints"
-  num-threads: 1
-EOF
+  unbound_server_conf "$W" $U "$UP"
+  echo "  verbosity: 1"
   if [ $MODE = netns ]; then
     printf 'stub-zone:\n  name: "mimi.arpa."\n  stub-addr: 127.53.0.1@%s\n' "$P"
   else
-    for t in "${TREE[@]}"; do
-      read -r _ origin addr <<<"$t"
-      [ "$addr" = 127.53.0.14 ] && continue
-      printf 'stub-zone:\n  name: "%s"\n  stub-addr: %s@%s\n' "$origin" "$addr" "$P"
-      [ "$addr" = 127.53.0.4 ] && printf '  stub-addr: 127.53.0.14@%s\n' "$P"
-    done
+    unbound_tree_stubs "$P"
   fi
 } >"$W/unbound.conf"
 "$(sbin unbound-checkconf)" "$W/unbound.conf" >"$W/checkconf.log" 2>&1 ||
