@@ -574,7 +574,10 @@ impl RequestHandler for DpHandler {
                     Ok(v) => Some(v),
                     Err(failure) => {
                         warn!(src = %request.src(), qname = %query.name(), "zone transfer refused: {failure}");
-                        let e = TransferRefusal::NotAuth(failure.to_string());
+                        let e = BadTsig {
+                            what: "zone transfer",
+                            reason: failure.to_string(),
+                        };
                         return match crate::signed::send_tsig_failure(
                             request, edns, &e, &failure, &keys, handle,
                         )
@@ -645,7 +648,10 @@ impl RequestHandler for DpHandler {
             Ok(c) => c,
             Err(failure) => {
                 debug!(src = %request.src(), qname = %query.name(), "query TSIG refused: {failure}");
-                let e = QueryRefusal(failure.to_string());
+                let e = BadTsig {
+                    what: "query",
+                    reason: failure.to_string(),
+                };
                 return self
                     .send_tsig_failure(request, edns, &e, failure, access.keys(), handle)
                     .await;
@@ -711,47 +717,26 @@ impl crate::net::StreamHandler for DpHandler {
     }
 }
 
-/// A query whose TSIG did not verify under the providers' keys: NOTAUTH, extended
-/// error 18 (Prohibited).
+/// A request whose TSIG did not verify under the keys that may sign it (`what`: a query,
+/// a zone transfer): NOTAUTH, extended error 18 (Prohibited).
 #[derive(Debug)]
-struct QueryRefusal(String);
+struct BadTsig {
+    what: &'static str,
+    reason: String,
+}
 
-impl std::fmt::Display for QueryRefusal {
+impl std::fmt::Display for BadTsig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "query: {}", self.0)
+        write!(f, "{}: {}", self.what, self.reason)
     }
 }
 
-impl crate::signed::WireError for QueryRefusal {
+impl crate::signed::WireError for BadTsig {
     fn rcode(&self) -> ResponseCode {
         ResponseCode::NotAuth
     }
 
     fn ede_code(&self) -> u16 {
         crate::ede::PROHIBITED
-    }
-}
-
-/// A zone transfer refused for its TSIG: NOTAUTH, extended error 18 (Prohibited).
-#[derive(Debug)]
-enum TransferRefusal {
-    NotAuth(String),
-}
-
-impl std::fmt::Display for TransferRefusal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            TransferRefusal::NotAuth(m) => write!(f, "zone transfer: {m}"),
-        }
-    }
-}
-
-impl crate::signed::WireError for TransferRefusal {
-    fn rcode(&self) -> ResponseCode {
-        ResponseCode::NotAuth
-    }
-
-    fn ede_code(&self) -> u16 {
-        super::update::ede::PROHIBITED
     }
 }
