@@ -106,7 +106,7 @@ unbound_tree_stubs() {
     read -r _ origin addr <<<"$t"
     [ "$addr" = 127.53.0.14 ] && continue
     printf 'stub-zone:\n  name: "%s"\n  stub-addr: %s@%s\n' "$origin" "$addr" "$1"
-    [ "$addr" = 127.53.0.4 ] && printf '  stub-addr: 127.53.0.14@%s\n' "$1"
+    if [ "$addr" = 127.53.0.4 ]; then printf '  stub-addr: 127.53.0.14@%s\n' "$1"; fi
   done
 }
 
