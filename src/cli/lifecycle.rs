@@ -103,12 +103,6 @@ fn owner_of(sii: &str, region: Option<&str>, apex: &Name) -> anyhow::Result<Name
         .with_context(|| format!("invalid identifier {sii:?}"))
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?)
-}
-
 /// The live DP of `live`, as a publisher signing with the operator's key.
 fn operator(live: &Live) -> anyhow::Result<Publisher> {
     let (Some(dp), Some(zone), Some(tsig)) = (&live.dp, &live.zone, &live.tsig) else {
@@ -125,7 +119,7 @@ fn operator(live: &Live) -> anyhow::Result<Publisher> {
 
 /// Sends the operator's UPDATE; Ok(false) when the DP refused it (reason on stderr).
 fn send(publisher: &mut Publisher, updates: &[hickory_proto::rr::Record]) -> anyhow::Result<bool> {
-    match runtime()?.block_on(publisher.send_raw(updates)) {
+    match super::runtime()?.block_on(publisher.send_raw(updates)) {
         Ok(()) => Ok(true),
         Err(e @ PublishError::Refused(_)) => {
             eprintln!("mimi: {e}");
@@ -187,7 +181,7 @@ pub fn port_out(args: PortOutArgs, apex: &Name) -> anyhow::Result<u8> {
         let mut dp = operator(&args.live)?;
         let server = super::publish::parse_dp(args.live.dp.as_deref().unwrap_or_default())?;
         let wait = Duration::from_secs(args.live.timeout.max(1));
-        let mappings = runtime()?.block_on(operate::fetch_mappings(server, &owner, wait))?;
+        let mappings = super::runtime()?.block_on(operate::fetch_mappings(server, &owner, wait))?;
         // Handed over before the delegation: the mappings are never only in a zone
         // that no longer serves them.
         operate::mappings_file(&owner, &mappings).save(&args.out, WriteStyle::Native)?;

@@ -212,6 +212,13 @@ pub fn parse_name(text: &str, what: &str) -> anyhow::Result<Name> {
 }
 
 /// Seconds since the Unix epoch.
+/// A runtime for one command's network exchanges (publish, release, port).
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
 pub fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

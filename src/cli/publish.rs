@@ -161,12 +161,6 @@ fn prepare(t: &Target) -> anyhow::Result<Prepared> {
     })
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?)
-}
-
 pub fn publish(args: PublishArgs, apex: &Name) -> anyhow::Result<u8> {
     let p = prepare(&args.target)?;
     let mut options = SignOptions::now();
@@ -222,7 +216,7 @@ pub fn withdraw(args: WithdrawArgs, apex: &Name) -> anyhow::Result<u8> {
 fn send_one(p: &Prepared, signed: SignedMapping) -> anyhow::Result<u8> {
     let mut publisher =
         Publisher::new(p.server, p.zone.clone(), p.tsig.clone()).with_timeout(p.timeout);
-    match runtime()?.block_on(publisher.send(std::slice::from_ref(&signed))) {
+    match super::runtime()?.block_on(publisher.send(std::slice::from_ref(&signed))) {
         Ok(published) => {
             for r in &published.records {
                 if r.withdrawn {
@@ -292,7 +286,7 @@ fn publish_csv(
     let bar = progress_bar(signed.len() as u64);
     let mut publisher =
         Publisher::new(p.server, p.zone.clone(), p.tsig.clone()).with_timeout(p.timeout);
-    let report = runtime()?
+    let report = super::runtime()?
         .block_on(publisher.send_batched(&signed, batch, |done| bar.set_position(done as u64)));
     bar.finish_and_clear();
 
