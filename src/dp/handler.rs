@@ -443,14 +443,7 @@ impl DpHandler {
         request: &Request,
         access: &Access,
     ) -> Result<(Client, Option<Verified>), crate::tsig::TsigFailure> {
-        if may_carry_tsig(request)
-            && matches!(crate::tsig::find_tsig(request.as_slice()), Ok(Some(_)))
-        {
-            let verified = crate::tsig::verify_request(
-                request.as_slice(),
-                access.keys(),
-                crate::sys::unix_now(),
-            )?;
+        if let Some(verified) = signer(request, access.keys())? {
             if let Some(client) = access.by_key(verified.key) {
                 return Ok((client, Some(verified)));
             }
@@ -464,6 +457,23 @@ impl DpHandler {
     fn refused(&self, request: &Request, client: &Client, refusal: &super::access::AccessRefusal) {
         self.shared.stats.rate_limited.fetch_add(1, Relaxed);
         debug!(src = %request.src(), provider = ?client.provider().map(|p| p.to_string()), "refused: {refusal}");
+    }
+}
+
+/// The request's TSIG checked against `keys`: None when it has none (or one too malformed
+/// to read, answered as unsigned); a failure the answer must report (RFC 8945 5.2).
+fn signer(
+    request: &Request,
+    keys: &[TsigKey],
+) -> Result<Option<Verified>, crate::tsig::TsigFailure> {
+    use crate::tsig::TsigFailure;
+    if !may_carry_tsig(request) {
+        return Ok(None);
+    }
+    match crate::tsig::verify_request(request.as_slice(), keys, crate::sys::unix_now()) {
+        Ok(v) => Ok(Some(v)),
+        Err(TsigFailure::Unsigned | TsigFailure::FormErr(_)) => Ok(None),
+        Err(f) => Err(f),
     }
 }
 
@@ -565,30 +575,18 @@ impl RequestHandler for DpHandler {
         if matches!(qtype, RecordType::AXFR | RecordType::IXFR) {
             let keys = shared.axfr_keys.load_full();
             // A TSIG, when the request has one, must verify under the transfer keys.
-            let signer = match crate::tsig::find_tsig(request.as_slice()) {
-                Ok(Some(_)) => match crate::tsig::verify_request(
-                    request.as_slice(),
-                    &keys,
-                    crate::sys::unix_now(),
-                ) {
-                    Ok(v) => Some(v),
-                    Err(failure) => {
-                        warn!(src = %request.src(), qname = %query.name(), "zone transfer refused: {failure}");
-                        let e = BadTsig {
-                            what: "zone transfer",
-                            reason: failure.to_string(),
-                        };
-                        return match crate::signed::send_tsig_failure(
-                            request, edns, &e, &failure, &keys, handle,
-                        )
-                        .await
-                        {
-                            Ok(info) => info,
-                            Err(_) => crate::signed::unsent(request),
-                        };
-                    }
-                },
-                _ => None,
+            let signer = match signer(request, &keys) {
+                Ok(v) => v,
+                Err(failure) => {
+                    warn!(src = %request.src(), qname = %query.name(), "zone transfer refused: {failure}");
+                    let e = BadTsig {
+                        what: "zone transfer",
+                        reason: failure.to_string(),
+                    };
+                    return self
+                        .send_tsig_failure(request, edns, &e, failure, &keys, handle)
+                        .await;
+                }
             };
             let address_ok = if shared.axfr_allow.is_empty() {
                 !keys.is_empty()
