@@ -149,13 +149,15 @@ impl WireError for AccessRefusal {
 }
 
 /// Distinct names seen, estimated by HyperLogLog (Flajolet, Fusy, Gandouet, Meunier
-/// 2007) in 4 KiB whatever the count: about 1.6% standard error.
+/// 2007) in 16 KiB whatever the count: about 0.8% standard error. Below five times the
+/// register count the raw estimate is biased (the paper's small-range problem, which
+/// HLL++ mends with tables); linear counting over the empty registers is used there.
 #[derive(Debug, Clone)]
 struct DistinctNames {
     registers: Box<[u8; REGISTERS]>,
 }
 
-const REGISTER_BITS: u32 = 12;
+const REGISTER_BITS: u32 = 14;
 const REGISTERS: usize = 1 << REGISTER_BITS;
 
 impl DistinctNames {
@@ -180,14 +182,13 @@ impl DistinctNames {
         let (sum, zeros) = self.registers.iter().fold((0.0, 0u32), |(s, z), &r| {
             (s + 2f64.powi(-i32::from(r)), z + u32::from(r == 0))
         });
-        let raw = alpha * m * m / sum;
-        // Small counts: linear counting over the empty registers is more exact.
-        let e = if raw <= 2.5 * m && zeros > 0 {
-            m * (m / f64::from(zeros)).ln()
-        } else {
-            raw
-        };
-        e.round() as u64
+        if zeros > 0 {
+            let linear = m * (m / f64::from(zeros)).ln();
+            if linear <= 5.0 * m {
+                return linear.round() as u64;
+            }
+        }
+        (alpha * m * m / sum).round() as u64
     }
 
     fn clear(&mut self) {
@@ -666,6 +667,20 @@ mod tests {
                 .contains("pin p is also a pin of [[client]] a.example."),
             "{e}"
         );
+    }
+
+    #[test]
+    fn distinct_estimates_stay_close_through_the_small_range() {
+        // Below, across and above the switch from linear counting (5 x 16,384).
+        let hasher = std::collections::hash_map::RandomState::new();
+        for n in [100u32, 5_000, 40_000, 80_000, 90_000, 300_000] {
+            let mut d = DistinctNames::new();
+            for i in 0..n {
+                d.add(hasher.hash_one(i));
+            }
+            let err = (d.estimate() as f64 - f64::from(n)).abs() / f64::from(n);
+            assert!(err < 0.05, "estimate {} for {n}", d.estimate());
+        }
     }
 
     #[test]
