@@ -28,6 +28,8 @@ pub const TYPE_APKEY: u16 = 65281;
 pub const TYPE_PIRCFG: u16 = 65282;
 /// PIR: private-lookup request/response carrier.
 pub const TYPE_PIR: u16 = 65283;
+/// Encrypted replica of a zone's slot tables, at `_pir.<zone>` (DESIGN section 11).
+pub const TYPE_SLOTS: u16 = 65285;
 
 /// Version of the SSI and APKEY RDATA layouts.
 pub const RECORD_VERSION: u8 = 1;

@@ -19,7 +19,19 @@ use crate::sii::Sii;
 #[derive(Args, Debug)]
 pub struct LookupArgs {
     /// Phone number (+1 555 111 2222) or email address.
-    pub sii: String,
+    #[arg(required_unless_present = "batch")]
+    pub sii: Option<String>,
+    /// With --private: look up every identifier in FILE (one per line; `#` starts a
+    /// comment), a contact sync. Prints one JSON line per identifier, in order, and a
+    /// progress bar on a terminal. Exit 0 when every lookup ran (found or not), 1 when any
+    /// failed.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "private",
+        conflicts_with = "sii"
+    )]
+    pub batch: Option<PathBuf>,
     /// Ask this resolver (`mimi resolver serve` or another DNS resolver) instead of
     /// resolving here; IP or IP:PORT.
     #[arg(long, conflicts_with = "config")]
@@ -44,17 +56,21 @@ pub struct LookupArgs {
 }
 
 pub fn run(args: LookupArgs, apex: &Name) -> anyhow::Result<u8> {
-    let sii = match Sii::parse(&args.sii, args.region.as_deref()) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("mimi: invalid identifier {:?}: {e}", args.sii);
-            return Ok(EXIT_ERROR);
-        }
-    };
     let context = args.context.map(Context::from);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    if let (Some(file), Some(config)) = (&args.batch, &args.config) {
+        return runtime.block_on(batch(file, config, context, args.region.as_deref()));
+    }
+    let text = args.sii.as_deref().unwrap_or_default();
+    let sii = match Sii::parse(text, args.region.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("mimi: invalid identifier {text:?}: {e}");
+            return Ok(EXIT_ERROR);
+        }
+    };
     let result = match (&args.server, &args.config) {
         (Some(server), _) => runtime.block_on(ask_server(
             server,
@@ -66,6 +82,7 @@ pub fn run(args: LookupArgs, apex: &Name) -> anyhow::Result<u8> {
         (None, Some(config)) => {
             let resolver = Resolver::from_config_file(config)?;
             if args.private {
+                runtime.block_on(replicate_configured(&resolver));
                 runtime.block_on(resolver.lookup_private(&sii, context))
             } else {
                 runtime.block_on(resolver.lookup(&sii, context))
@@ -76,6 +93,101 @@ pub fn run(args: LookupArgs, apex: &Name) -> anyhow::Result<u8> {
         ),
     };
     Ok(print_result(&sii, &result, args.json))
+}
+
+/// Brings the replicas `[replica] zones` names up to date (reopened from disk and a
+/// delta, or downloaded), so private lookups there need no PIR; a zone that fails is
+/// looked up by PIR, with a warning.
+async fn replicate_configured(resolver: &Resolver) {
+    let zones = resolver
+        .replicas
+        .settings()
+        .map(|s| s.zones.clone())
+        .unwrap_or_default();
+    for zone in zones {
+        if let Err(e) = resolver.replicate(&zone).await {
+            eprintln!("mimi: no replica of {zone} (private lookups there use PIR): {e}");
+        }
+    }
+}
+
+/// `mimi lookup --private --batch FILE --config RESOLVER.toml`.
+async fn batch(
+    file: &std::path::Path,
+    config: &std::path::Path,
+    context: Option<Context>,
+    region: Option<&str>,
+) -> anyhow::Result<u8> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let resolver = Resolver::from_config_file(config)?;
+    // (line number, what it says, the identifier when it parses)
+    let mut lines = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let entry = line.split('#').next().unwrap_or("").trim();
+        if !entry.is_empty() {
+            lines.push((n + 1, entry.to_string(), Sii::parse(entry, region)));
+        }
+    }
+    let siis: Vec<Sii> = lines
+        .iter()
+        .filter_map(|(_, _, s)| s.as_ref().ok().cloned())
+        .collect();
+    replicate_configured(&resolver).await;
+    let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        let bar = indicatif::ProgressBar::new(siis.len() as u64);
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} identifiers ({eta})")
+        {
+            bar.set_style(style);
+        }
+        bar
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let started = Instant::now();
+    let results = resolver
+        .lookup_private_batch_with(&siis, context, &|n| bar.inc(n as u64))
+        .await;
+    bar.finish_and_clear();
+    let mut results = results.into_iter();
+    let (mut found, mut negative, mut failed) = (0, 0, 0);
+    for (line, entry, sii) in &lines {
+        match sii {
+            Err(e) => {
+                failed += 1;
+                println!(
+                    "{}",
+                    json!({"line": line, "input": entry, "status": "error", "error": format!("{}:{line}: invalid identifier: {e}", file.display())})
+                );
+            }
+            Ok(sii) => {
+                let Some(result) = results.next() else { break };
+                match &result {
+                    Ok(r) => {
+                        match r.outcome {
+                            Outcome::Found(_) => found += 1,
+                            Outcome::NotDiscoverable(_) => negative += 1,
+                        }
+                        println!("{}", result_json(sii, r));
+                    }
+                    Err(e) => {
+                        failed += 1;
+                        println!(
+                            "{}",
+                            json!({"line": line, "sii": sii.to_string(), "status": "error", "error": e.to_string()})
+                        );
+                    }
+                }
+            }
+        }
+    }
+    eprintln!(
+        "mimi: {} identifiers in {:.1} s: {found} found, {negative} not discoverable, {failed} failed",
+        lines.len(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(if failed > 0 { EXIT_ERROR } else { 0 })
 }
 
 /// Prints a lookup for a person (or as JSON) and returns the exit code.
@@ -310,6 +422,15 @@ pub fn serve(config: PathBuf) -> anyhow::Result<u8> {
         }
         // Learn each subscribed zone's serial, so NOTIFYs bring short CHANGES lists.
         crate::resolver::invalidate::start(&resolver).await;
+        // Replicas: the configured zones now, the rest as lookups find them; deltas on
+        // NOTIFY and every poll.
+        let replicas = {
+            let resolver = resolver.clone();
+            tokio::spawn(async move {
+                replicate_configured(&resolver).await;
+                crate::resolver::replica::maintain(resolver).await;
+            })
+        };
         use tokio::signal::unix::{signal, SignalKind};
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
@@ -326,6 +447,7 @@ pub fn serve(config: PathBuf) -> anyhow::Result<u8> {
             s.rejected_records
                 .load(std::sync::atomic::Ordering::Relaxed)
         );
+        replicas.abort();
         for t in tls_tasks {
             t.abort();
         }

@@ -36,6 +36,9 @@ pub struct Stats {
     pub truncated: AtomicU64,
     pub transfers: AtomicU64,
     pub ixfr_incremental: AtomicU64,
+    /// Encrypted-replica runs sent: whole tables and deltas.
+    pub replica_full: AtomicU64,
+    pub replica_delta: AtomicU64,
     pub updates_accepted: AtomicU64,
     pub updates_refused: AtomicU64,
     pub changes_answered: AtomicU64,
@@ -454,7 +457,12 @@ impl DpHandler {
         ))
     }
 
-    fn refused(&self, request: &Request, client: &Client, refusal: &super::access::AccessRefusal) {
+    pub(super) fn refused(
+        &self,
+        request: &Request,
+        client: &Client,
+        refusal: &super::access::AccessRefusal,
+    ) {
         self.shared.stats.rate_limited.fetch_add(1, Relaxed);
         debug!(src = %request.src(), provider = ?client.provider().map(|p| p.to_string()), "refused: {refusal}");
     }
@@ -658,6 +666,19 @@ impl RequestHandler for DpHandler {
         let signing = verified
             .as_ref()
             .and_then(|v| access.keys().get(v.key).map(|k| (k, v)));
+        if u16::from(qtype) == crate::record::TYPE_SLOTS {
+            return self
+                .replica(
+                    request,
+                    edns,
+                    &zones,
+                    qname,
+                    (&access, &client),
+                    signing,
+                    handle,
+                )
+                .await;
+        }
         if u16::from(qtype) == crate::record::TYPE_PIR {
             return self
                 .private(

@@ -11,6 +11,8 @@ pub mod handler;
 mod notify;
 pub mod private;
 pub mod ratelimit;
+mod replica;
+mod run;
 mod signed;
 pub mod update;
 pub mod writer;

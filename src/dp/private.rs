@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -187,7 +187,7 @@ const PENDING_TIMEOUT: Duration = Duration::from_secs(120);
 pub fn lookup_cost(request: &Request) -> u64 {
     match request {
         Request::Oprf { blinded, .. } => oprf::request_count(blinded).map_or(0, |n| n as u64),
-        Request::Query { .. } => 1,
+        Request::Query { .. } | Request::Replica { .. } => 1,
         Request::Key { .. } => 0,
     }
 }
@@ -265,6 +265,11 @@ impl PirService {
                 self.key_chunk(zone, epoch, key_id, index, count, bytes)
                     .await
             }
+            Request::Replica { .. } => Err(fail(
+                R::FormErr,
+                ede::BAD_REQUEST,
+                "replica requests ask for type SLOTS (65285)",
+            )),
             Request::Query {
                 key_id,
                 shard,
@@ -405,9 +410,32 @@ impl PirService {
 pub struct ZonePirState {
     pub origin: Name,
     pub pir: ZonePir,
+    /// The zone serial whose content the database reflects: set after each update (which
+    /// follows its commit by milliseconds), so a replica holder told of serial S by NOTIFY
+    /// knows whether a delta already carries S.
+    zone_serial: AtomicU32,
 }
 
 impl ZonePirState {
+    /// The state of a database built from the zone at `zone_serial`.
+    pub fn new(origin: Name, pir: ZonePir, zone_serial: u32) -> ZonePirState {
+        ZonePirState {
+            origin,
+            pir,
+            zone_serial: AtomicU32::new(zone_serial),
+        }
+    }
+
+    pub fn zone_serial(&self) -> u32 {
+        self.zone_serial.load(Ordering::Acquire)
+    }
+
+    /// Records that the database now reflects the zone at `serial` (after the update that
+    /// brought it there, never before).
+    pub fn reflects(&self, serial: u32) {
+        self.zone_serial.store(serial, Ordering::Release);
+    }
+
     /// Replaces the records of these OPRF inputs (owner names, as [`build_zone`] takes them;
     /// only owners this zone's database holds, not those below a delegation) in the current
     /// epoch: each change carries all current SSI wire RDATAs of its owner, `Vec::new()`
@@ -496,10 +524,7 @@ mod tests {
             let pir =
                 build_zone(&origin, &[7u8; 32], &settings, entries.clone(), Vec::new()).unwrap();
             assert_eq!(pir.record.probes, 2);
-            let state = ZonePirState {
-                origin: origin.clone(),
-                pir,
-            };
+            let state = ZonePirState::new(origin.clone(), pir, 1);
             let pircfg = state.pir.record.encode();
             match state.update(vec![
                 ("new.owner.".into(), vec![vec![1u8; 150], vec![2u8; 100]]),

@@ -231,7 +231,8 @@ use crate::sys::unix_now as now;
 
 /// What the private-lookup updater hears of a commit: the owners whose mappings changed,
 /// and whether a delegation came or went (the PIRCFG's child list is fixed per epoch).
-type PirChange = (BTreeSet<Name>, bool);
+/// Owners whose records changed, whether a delegation changed, and the serial committed.
+type PirChange = (BTreeSet<Name>, bool, u32);
 
 fn wm_key(owner: &Name, provider: &Name) -> (Name, Name) {
     (owner.clone(), provider.clone())
@@ -1007,9 +1008,9 @@ fn finish(mut state: State, work: Work, replies: Vec<Reply>, reloaded: Option<us
     }
     state.notify.notify_one();
     if let Some(tx) = &state.pir_tx {
-        if !owners.is_empty() || cuts_changed {
-            let _ = tx.send((owners, cuts_changed));
-        }
+        // Every serial goes, changed owners or not: replica holders learn from the table
+        // which zone serial it reflects.
+        let _ = tx.send((owners, cuts_changed, state.current.store.soa().serial));
     }
     if reloaded.is_some() {
         // The file now differs from the served version only by what the journal adds:
@@ -1310,10 +1311,11 @@ async fn pir_updater(
     mut rx: mpsc::UnboundedReceiver<PirChange>,
     writer: WriterHandle,
 ) {
-    while let Some((mut owners, mut cuts_changed)) = rx.recv().await {
-        while let Ok((more, cuts)) = rx.try_recv() {
+    while let Some((mut owners, mut cuts_changed, mut serial)) = rx.recv().await {
+        while let Ok((more, cuts, s)) = rx.try_recv() {
             owners.extend(more);
             cuts_changed |= cuts;
+            serial = s;
         }
         let shared = shared.clone();
         let origin2 = origin.clone();
@@ -1328,11 +1330,15 @@ async fn pir_updater(
                 .collect();
             let updated = if cuts_changed {
                 Err("the zone's delegations changed".to_string())
+            } else if changes.is_empty() {
+                state.reflects(serial);
+                return None;
             } else {
                 state.update(changes).map_err(|e| e.to_string())
             };
             match updated {
                 Ok(report) => {
+                    state.reflects(serial);
                     debug!(zone = %origin2, ?report, "private-lookup database updated");
                     None
                 }

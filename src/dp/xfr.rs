@@ -3,11 +3,10 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use hickory_proto::op::{Edns, Metadata, ResponseCode};
+use hickory_proto::op::{Edns, ResponseCode};
 use hickory_proto::rr::{Record, RecordType};
 use hickory_server::server::{Request, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::MessageResponseBuilder;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use super::handler::DpHandler;
 use super::zones::{ServedZone, DERIVED_TYPES};
@@ -109,54 +108,16 @@ impl DpHandler {
                 .chain(std::iter::once(&zone.soa))
                 .collect(),
         };
-        let mut last = None;
-        // The MAC of the previous message, to chain the next one's to (RFC 8945 5.3.1).
-        let mut prior: Option<crate::tsig::TsigMac> = None;
-        for chunk in chunks(&records) {
-            let build = || {
-                let mut metadata = Metadata::response_from_request(&request.metadata);
-                metadata.authoritative = true;
-                let mut builder = MessageResponseBuilder::from_message_request(request);
-                if let Some(e) = edns {
-                    builder.edns(e);
-                }
-                builder.build(
-                    metadata,
-                    chunk.iter().copied(),
-                    std::iter::empty(),
-                    std::iter::empty(),
-                    std::iter::empty(),
-                )
-            };
-            let mut response = build();
-            if let Some((key, verified)) = signing {
-                match crate::signed::chained_signature(build(), key, verified, prior.as_ref()) {
-                    Some((sig, mac)) => {
-                        response.set_signature(sig);
-                        prior = Some(mac);
-                    }
-                    None => {
-                        warn!(src = %request.src(), "zone transfer aborted: the message could not be signed");
-                        break;
-                    }
-                }
-            }
-            match handle.send_response(response).await {
-                Ok(info) => last = Some(info),
-                Err(e) => {
-                    warn!(src = %request.src(), "zone transfer aborted: {e}");
-                    break;
-                }
-            }
-        }
+        let info = super::run::send_run(
+            request,
+            edns,
+            signing,
+            &mut handle,
+            "zone transfer",
+            chunks(&records),
+        )
+        .await;
         self.shared.stats.count_rcode(ResponseCode::NoError);
-        last.unwrap_or_else(|| {
-            let mut m = Metadata::response_from_request(&request.metadata);
-            m.response_code = ResponseCode::ServFail;
-            ResponseInfo::from(hickory_proto::op::Header {
-                metadata: m,
-                counts: Default::default(),
-            })
-        })
+        info
     }
 }

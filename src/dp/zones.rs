@@ -142,10 +142,11 @@ pub fn build_private(
 ) -> Result<ZonePirState, String> {
     let (entries, children) = private_entries(store);
     let pir = build_zone(store.origin(), secret, settings, entries, children)?;
-    Ok(ZonePirState {
-        origin: store.origin().clone(),
+    Ok(ZonePirState::new(
+        store.origin().clone(),
         pir,
-    })
+        store.soa().serial,
+    ))
 }
 
 /// `store` with its PIRCFG record replaced by the one of `state`, same serial: derived

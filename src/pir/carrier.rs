@@ -47,18 +47,23 @@ pub enum Request {
         shard: u32,
         query: Vec<u8>,
     },
+    /// A shard's slot table for an encrypted replica (asked with type SLOTS; the last table
+    /// serial the client holds, if any, goes in EDNS option 65002).
+    Replica { epoch: u64, shard: u32 },
 }
 
 const KIND_OPRF: u8 = 1;
 const KIND_KEY: u8 = 2;
 const KIND_QUERY: u8 = 3;
+const KIND_REPLICA: u8 = 4;
 
 impl Request {
     pub fn epoch(&self) -> u64 {
         match self {
             Request::Oprf { epoch, .. }
             | Request::Key { epoch, .. }
-            | Request::Query { epoch, .. } => *epoch,
+            | Request::Query { epoch, .. }
+            | Request::Replica { epoch, .. } => *epoch,
         }
     }
 
@@ -95,6 +100,11 @@ impl Request {
                 out.extend_from_slice(key_id);
                 out.extend_from_slice(&shard.to_be_bytes());
                 out.extend_from_slice(query);
+            }
+            Request::Replica { epoch, shard } => {
+                out.push(KIND_REPLICA);
+                out.extend_from_slice(&epoch.to_be_bytes());
+                out.extend_from_slice(&shard.to_be_bytes());
             }
         }
         out
@@ -141,6 +151,11 @@ impl Request {
                 shard: r.u32("shard")?,
                 query: r.rest().to_vec(),
             },
+            KIND_REPLICA => {
+                let shard = r.u32("shard")?;
+                r.finish()?;
+                Request::Replica { epoch, shard }
+            }
             other => {
                 return Err(PirError::malformed(
                     "private-lookup request",

@@ -24,6 +24,7 @@ pub mod db;
 pub mod keyword;
 pub mod mulpir;
 pub mod oprf;
+pub mod replica;
 pub mod scheme;
 pub mod zone;
 

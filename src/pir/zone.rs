@@ -26,6 +26,7 @@ use super::db::{self, Chunk, LiveTable, TableLayout};
 use super::keyword::{KeywordSource, SlotKeys, TAG_LEN};
 use super::mulpir::MulPir;
 use super::oprf::{self, OprfKey, OprfOutput};
+use super::replica::ShardLog;
 use super::scheme::{DbShape, IndexPir, PirClient, PirServer};
 use super::{PirError, Reader, RebuildReason, PIR_VERSION};
 use crate::name::Name;
@@ -230,6 +231,9 @@ pub struct UpdateReport {
     pub elapsed: Duration,
 }
 
+/// A shard's table serial and its changed buckets `(index, bytes)`, for a replica.
+pub type ReplicaDelta = (u32, Vec<(u32, Vec<u8>)>);
+
 /// A zone's private-lookup database for one epoch.
 ///
 /// Queries ([`ZonePirDb::answer`]) and updates ([`ZonePirDb::update`]) both take `&self` and
@@ -249,6 +253,8 @@ pub struct ZonePirDb<P: IndexPir = MulPir> {
 /// The state only updates touch, behind the writer lock.
 struct Live {
     tables: Vec<LiveTable>,
+    /// Per shard, the buckets each update touched (the deltas of encrypted replicas).
+    logs: Vec<ShardLog>,
     max_evictions: usize,
     rng: StdRng,
 }
@@ -458,6 +464,9 @@ impl<P: IndexPir> ZonePirDb<P> {
                 probes: report.probes,
                 max_spill,
                 live: Mutex::new(Live {
+                    logs: (0..options.shard_count)
+                        .map(|_| ShardLog::new((buckets as usize / 4).max(16)))
+                        .collect(),
                     tables,
                     max_evictions: options.max_evictions,
                     rng: StdRng::seed_from_u64(OsRng.next_u64()),
@@ -540,6 +549,7 @@ impl<P: IndexPir> ZonePirDb<P> {
         let mut guard = self.live.lock().unwrap_or_else(|p| p.into_inner());
         let Live {
             tables,
+            logs,
             max_evictions,
             rng,
         } = &mut *guard;
@@ -599,18 +609,21 @@ impl<P: IndexPir> ZonePirDb<P> {
             let touched: Vec<usize> = txn.touched().iter().map(|&b| b as usize).collect();
             report.buckets_touched += touched.len();
             let update = self.shards[shard].prepare_update(txn.table().bytes(), &touched)?;
-            updates.push((shard, update));
+            updates.push((shard, update, txn.touched().clone()));
         }
         report.encode_time = clock.elapsed();
 
         let clock = Instant::now();
         let mut txns: Vec<Option<db::TableTxn<'_>>> = txns.into_iter().map(Some).collect();
-        for (shard, update) in updates {
+        for (shard, update, touched) in updates {
             // Cannot fail while the writer lock is held (nobody else commits); if it did, the
             // shards swapped so far keep their new content and the rest roll back.
             report.plaintexts_reencoded += self.shards[shard].commit_update(update)?;
             if let Some(txn) = txns.get_mut(shard).and_then(Option::take) {
                 txn.commit();
+                if let Some(log) = logs.get_mut(shard) {
+                    log.record(touched);
+                }
             }
         }
         for txn in txns.into_iter().flatten() {
@@ -739,6 +752,77 @@ impl<P: IndexPir> ZonePirDb<P> {
         self.shards.iter().map(|s| s.memory_bytes()).sum::<usize>() + live
     }
 
+    /// Bytes of buckets `first..first + count` of a shard's table with the shard's table
+    /// serial, read together under the writer lock (a replica's full download, in pieces).
+    pub fn replica_buckets(
+        &self,
+        shard: u32,
+        first: u32,
+        count: u32,
+    ) -> Result<(u32, Vec<u8>), PirError> {
+        let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        let (Some(table), Some(log)) = (
+            live.tables.get(shard as usize),
+            live.logs.get(shard as usize),
+        ) else {
+            return Err(PirError::NoSuchShard {
+                shard,
+                count: self.shards.len() as u32,
+            });
+        };
+        let size = table.layout().bucket_size();
+        let start = first as usize * size;
+        let end = (first as usize + count as usize) * size;
+        let bytes = table.bytes().get(start..end).ok_or_else(|| {
+            PirError::malformed(
+                "replica request",
+                format!(
+                    "buckets {first}..{} of {}",
+                    first + count,
+                    self.config.buckets
+                ),
+            )
+        })?;
+        Ok((log.serial(), bytes.to_vec()))
+    }
+
+    /// The buckets of a shard changed since table serial `from`, with their current bytes and
+    /// the serial they bring a replica to, read together under the writer lock. `None` when
+    /// the log no longer reaches `from`, or the delta would hold more than `max` buckets:
+    /// the replica then needs the whole table.
+    pub fn replica_delta(
+        &self,
+        shard: u32,
+        from: u32,
+        max: usize,
+    ) -> Result<Option<ReplicaDelta>, PirError> {
+        let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        let (Some(table), Some(log)) = (
+            live.tables.get(shard as usize),
+            live.logs.get(shard as usize),
+        ) else {
+            return Err(PirError::NoSuchShard {
+                shard,
+                count: self.shards.len() as u32,
+            });
+        };
+        let Some(changed) = log.since(from).filter(|c| c.len() <= max) else {
+            return Ok(None);
+        };
+        let size = table.layout().bucket_size();
+        let buckets = changed
+            .into_iter()
+            .filter_map(|b| {
+                let start = b as usize * size;
+                table
+                    .bytes()
+                    .get(start..start + size)
+                    .map(|bytes| (b, bytes.to_vec()))
+            })
+            .collect();
+        Ok(Some((log.serial(), buckets)))
+    }
+
     /// The sealed slot of spill `index` of `input` as the writer holds it.
     #[cfg(test)]
     fn slot_of(&self, input: &str, index: u32) -> Option<Vec<u8>> {
@@ -795,6 +879,29 @@ impl std::fmt::Debug for Probe {
     }
 }
 
+impl Probe {
+    /// Where spill `index` of the identifier whose OPRF output is `y` lies in a zone with
+    /// this config. Needs no PIR keys: a replica holder opens the buckets itself.
+    pub fn new(config: &PirConfig, y: &OprfOutput, index: u32) -> Probe {
+        let source = KeywordSource::new(y, config.epoch);
+        Probe {
+            shard: source.shard(config.shard_count),
+            index,
+            buckets: source.buckets(index, config.table_seed, config.buckets),
+            keys: source.slot_keys(index),
+        }
+    }
+
+    /// Opens the probe's slot from the bytes of its two buckets: `None` when absent.
+    pub fn open(
+        &self,
+        layout: &TableLayout,
+        buckets: [&[u8]; 2],
+    ) -> Result<Option<Chunk>, PirError> {
+        db::open(&self.keys, &buckets, layout)
+    }
+}
+
 /// A client's PIR state for one zone and epoch.
 pub struct ZonePirClient<P: IndexPir = MulPir> {
     config: PirConfig,
@@ -830,13 +937,7 @@ impl<P: IndexPir> ZonePirClient<P> {
 
     /// The probe for spill `index` of the identifier whose OPRF output is `y`.
     pub fn probe(&self, y: &OprfOutput, index: u32) -> Probe {
-        let source = KeywordSource::new(y, self.config.epoch);
-        Probe {
-            shard: source.shard(self.config.shard_count),
-            index,
-            buckets: source.buckets(index, self.config.table_seed, self.config.buckets),
-            keys: source.slot_keys(index),
-        }
+        Probe::new(&self.config, y, index)
     }
 
     /// The two PIR queries of a probe (send both, to `probe.shard`).
@@ -865,7 +966,7 @@ impl<P: IndexPir> ZonePirClient<P> {
         probe: &Probe,
         buckets: [&[u8]; 2],
     ) -> Result<Option<Chunk>, PirError> {
-        db::open(&probe.keys, &buckets, &self.config.layout())
+        probe.open(&self.config.layout(), buckets)
     }
 
     /// The whole PIR part of a lookup over any transport: `fetch(shard, query)` returns the

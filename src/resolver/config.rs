@@ -89,6 +89,8 @@ pub struct ResolverConfig {
     pub subscriptions: Vec<Subscription>,
     /// How the resolver talks to DPs (`[upstream]`): DNS over TLS, TSIG.
     pub upstream: UpstreamConfig,
+    /// Encrypted replicas to keep (`[replica]`, DESIGN 11); None: private lookups use PIR.
+    pub replica: Option<super::replica::ReplicaSettings>,
 }
 
 /// `[upstream]`, with its files already read, so a bad one is reported at its line.
@@ -137,6 +139,7 @@ impl ResolverConfig {
             limits: Limits::default(),
             subscriptions: Vec::new(),
             upstream: UpstreamConfig::default(),
+            replica: None,
         }
     }
 
@@ -264,7 +267,46 @@ impl ResolverConfig {
         if let Some(u) = &raw.upstream {
             config.upstream = u.settings(dir, &at)?;
         }
+        if let Some(r) = &raw.replica {
+            config.replica = Some(r.settings(dir, &at)?);
+        }
         Ok(config)
+    }
+}
+
+impl RawReplica {
+    fn settings(
+        &self,
+        dir: &Path,
+        at: At<'_>,
+    ) -> Result<super::replica::ReplicaSettings, ConfigError> {
+        let mut zones = Vec::new();
+        for z in &self.zones {
+            zones.push(
+                Name::parse(z.get_ref(), Some(&Name::root()))
+                    .map_err(|e| at(z.span(), format!("replica.zones: {e}")))?,
+            );
+        }
+        if zones.is_empty() && self.min_slots.is_none() {
+            return Err(at(
+                self.dir.span(),
+                "[replica] needs zones = [...] or min_slots = N (which zones to replicate)".into(),
+            ));
+        }
+        let poll = match &self.poll_secs {
+            Some(p) if *p.get_ref() == 0 => {
+                return Err(at(p.span(), "replica.poll_secs must be at least 1".into()))
+            }
+            Some(p) => Duration::from_secs(*p.get_ref()),
+            None => Duration::from_secs(60),
+        };
+        Ok(super::replica::ReplicaSettings {
+            dir: dir.join(self.dir.get_ref()),
+            max_bytes: self.max_mib.as_ref().map_or(4096, |m| *m.get_ref()) << 20,
+            zones,
+            min_slots: self.min_slots.as_ref().map(|m| *m.get_ref()),
+            poll,
+        })
     }
 }
 
@@ -390,6 +432,18 @@ struct Raw {
     #[serde(default, rename = "subscription")]
     subscriptions: Vec<RawSubscription>,
     upstream: Option<RawUpstream>,
+    replica: Option<RawReplica>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReplica {
+    dir: Spanned<String>,
+    max_mib: Option<Spanned<u64>>,
+    #[serde(default)]
+    zones: Vec<Spanned<String>>,
+    min_slots: Option<Spanned<u64>>,
+    poll_secs: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize)]

@@ -241,7 +241,13 @@ pub async fn refresh(resolver: Arc<Resolver>, zone: Name) {
             (sub.server, sub.key.clone(), sub.serial)
         };
         match fetch_changes_via(Some(resolver.upstream()), server, &zone, &key, serial).await {
-            Ok(c) => apply(&resolver, &zone, serial, &c),
+            Ok(c) => {
+                apply(&resolver, &zone, serial, &c);
+                // The replica's delta, once the DP's table reflects the new serial.
+                if let Err(e) = resolver.refresh_replica(&zone, Some(c.to)).await {
+                    warn!(%zone, "replica: {e}");
+                }
+            }
             Err(e) => {
                 inv.stats.changes_failed.fetch_add(1, Relaxed);
                 warn!(%zone, "invalidation: {e}");
@@ -268,13 +274,15 @@ fn apply(resolver: &Resolver, zone: &Name, asked: Option<u32>, c: &Changes) {
     let reset = c.reset || asked != Some(c.from);
     let dropped = if reset {
         inv.stats.zone_resets.fetch_add(1, Relaxed);
-        resolver.cache.invalidate(zone, None)
+        resolver.private_cache.drop_zone(zone) + resolver.cache.invalidate(zone, None)
     } else if inv.whole_zone.load(Relaxed) {
-        resolver.cache.invalidate(zone, None)
+        resolver.private_cache.drop_zone(zone) + resolver.cache.invalidate(zone, None)
     } else if c.prefixes.is_empty() {
         0
     } else {
-        resolver.cache.invalidate(zone, Some(&c.set()))
+        let set = c.set();
+        resolver.private_cache.drop_zone_listed(zone, Some(&set))
+            + resolver.cache.invalidate(zone, Some(&set))
     };
     inv.stats.entries_dropped.fetch_add(dropped as u64, Relaxed);
     info!(%zone, from = c.from, to = c.to, reset, prefixes = c.prefixes.len(), dropped, "invalidated");

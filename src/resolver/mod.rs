@@ -10,7 +10,8 @@
 pub mod cache;
 pub mod config;
 pub mod invalidate;
-mod private;
+pub mod private;
+pub mod replica;
 pub mod server;
 pub mod transport;
 
@@ -211,6 +212,10 @@ pub struct Resolver {
     upstream: transport::Upstream,
     /// Subscribed zones: NOTIFY and CHANGES from their DPs (DESIGN 8.3).
     pub invalidation: invalidate::Invalidation,
+    /// Encrypted replicas of zones' slot tables (`[replica]`, DESIGN 11).
+    pub replicas: replica::Replicas,
+    /// Answers of private lookups, dropped when their buckets change.
+    pub private_cache: private::PrivateCache,
 }
 
 use crate::sys::unix_now;
@@ -219,6 +224,8 @@ impl Resolver {
     pub fn new(config: ResolverConfig, trust: TrustStore) -> Resolver {
         let cache = Cache::new(config.cache.entries);
         let upstream = transport::Upstream::new(config.port, &config.upstream);
+        let replicas = replica::Replicas::new(config.replica.clone());
+        let private_cache = private::PrivateCache::new(config.cache.entries, config.cache.max_ttl);
         Resolver {
             upstream,
             config,
@@ -227,6 +234,8 @@ impl Resolver {
             stats: ResolverStats::default(),
             pir_keys: private::KeyStore::default(),
             invalidation: invalidate::Invalidation::default(),
+            replicas,
+            private_cache,
         }
     }
 

@@ -437,6 +437,24 @@ impl Upstream {
         Ok(reply)
     }
 
+    /// The next message of a multi-message answer on `conn` (after [`Upstream::request`]
+    /// gave the first), within `wait`.
+    pub async fn next_frame(
+        &self,
+        conn: &mut Connection,
+        wait: Duration,
+    ) -> Result<Vec<u8>, ExchangeError> {
+        timeout(wait, crate::wire::read_frame(&mut conn.stream))
+            .await
+            .map_err(|_| ExchangeError::Timeout)?
+            .map_err(|e| ExchangeError::Io(e.to_string()))
+    }
+
+    /// The key queries are signed with, if any.
+    pub fn tsig_key(&self) -> Option<&TsigKey> {
+        self.tsig.as_ref()
+    }
+
     /// Hands back a connection after a complete exchange: TLS ones are kept for reuse,
     /// TCP ones closed.
     pub fn release(&self, conn: Connection) {
