@@ -225,6 +225,7 @@ class Result:
         self.ingress = {}
         self.dp_store = {}    # bytes
         self.ap_store = {}
+        self.ap_ingress = {}  # bytes a day for each replicating AP
         self.unmeasured = []  # components the model cannot price
 
     def total(self, d):
@@ -297,6 +298,7 @@ def scenario(kind, p, x, hit):
         per_ap = mappings * x.replica_per_mapping
         r.egress[f"replica downloads ({si(per_ap, 'B')} per AP per epoch)"] = reps * per_ap / p.epoch_days
         r.egress[f"replica deltas ({si(changes * x.delta_bytes, 'B')} per AP a day)"] = reps * changes * x.delta_bytes
+        r.ap_ingress["downloads + deltas"] = per_ap / p.epoch_days + changes * x.delta_bytes
         r.ap_store[f"replicas ({si(mappings * x.stored_per_mapping, 'B')} per replicating AP)"] = reps * mappings * x.stored_per_mapping
         r.unmeasured.append("the DP's CPU for sending replica downloads and deltas")
     return r
@@ -440,7 +442,9 @@ def main():
                               ("DP egress", r.egress, lambda v: f"{si(v, 'B')}/day ({gbps(v)} Gbit/s)"),
                               ("DP ingress", r.ingress, lambda v: f"{si(v, 'B')}/day ({gbps(v)} Gbit/s)"),
                               ("DP storage", r.dp_store, lambda v: si(v, "B")),
-                              ("AP storage", r.ap_store, lambda v: si(v, "B"))):
+                              ("AP storage", r.ap_store, lambda v: si(v, "B")),
+                              ("ingress of one replicating AP", r.ap_ingress,
+                               lambda v: f"{si(v, 'B')}/day ({gbps(v)} Gbit/s)")):
             for comp, v in d.items():
                 rows.append((r.name, what, comp, "not measured" if v is None else conv(v)))
         for u in r.unmeasured:
