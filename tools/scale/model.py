@@ -282,12 +282,13 @@ def scenario(kind, p, x, hit):
     r.ap_cpu["PIR query + decode"] = queries * (x.client_query + x.client_decode)
     r.ingress["PIR queries"] = queries * x.pir_q_bytes
     r.egress["PIR responses"] = queries * x.pir_r_bytes
-    # Fresh evaluation keys per AP, shard and epoch (each shard its own zone on its own DP).
-    uploads = pir_aps * shards / p.epoch_days
+    # Fresh evaluation keys per AP, zone and epoch; one key serves every shard of its zone.
+    zones = shards / p.shards_per_zone
+    uploads = pir_aps * zones / p.epoch_days
     r.dp_cpu["PIR key parses"] = uploads * x.key_parse
     r.ap_cpu["PIR key generation"] = uploads * x.keygen
     r.ingress["PIR key uploads"] = uploads * x.key_bytes
-    r.dp_store["PIR keys (every PIR AP at every DP)"] = pir_aps * shards * x.key_mem
+    r.dp_store["PIR keys (every PIR AP in every zone)"] = pir_aps * zones * x.key_mem
     r.dp_cpu["epoch rebuilds"] = shards * x.build / p.epoch_days
     changes = mappings * p.change_rate
     r.dp_cpu["in-place updates"] = changes * x.update_cpu
@@ -351,7 +352,8 @@ def main():
     ap.add_argument("--users", type=float, default=1e9)
     ap.add_argument("--contacts", type=float, default=300, help="contacts each user looks up a day (a full sync)")
     ap.add_argument("--mappings", type=float, default=1e10)
-    ap.add_argument("--shards", type=float, default=1e4, help="PIR shards, each its own zone")
+    ap.add_argument("--shards", type=float, default=1e4, help="PIR shards (one PIR database each)")
+    ap.add_argument("--shards-per-zone", type=float, default=1, help="shards of one zone share a client's evaluation key")
     ap.add_argument("--dps", type=float, default=1e4)
     ap.add_argument("--hit", type=float, default=0.5, help="AP cache hit rate: lookups that never reach a DP")
     ap.add_argument("--queries-per-lookup", type=float, default=3, help="public DNS queries of a cache-missing lookup")
@@ -395,7 +397,8 @@ def main():
         ("contacts looked up per user a day (full sync)", f"{p.contacts:g}"),
         ("lookups a day (users x contacts)", si(lookups)),
         ("mappings", si(p.mappings)),
-        ("shards (each its own zone, with its own OPRF key)", si(p.shards)),
+        ("shards", si(p.shards)),
+        ("shards per zone (one OPRF key and one client evaluation key per zone)", f"{p.shards_per_zone:g}"),
         ("DPs", si(p.dps)),
         ("slots per shard (mappings / shards / load)", f"{shard_slots:,} (2^{math.log2(shard_slots):.2f}; MulPIR expansion level {x.shard_level})"),
         ("AP cache hit rate", f"{p.hit:g}"),
