@@ -183,7 +183,7 @@ class Inputs:
         self.shard_messages = math.ceil(math.ceil(shard_slots / r["bucket_slots"]) / (self.replica_payload // bucket_wire))
         self.rows.append(("DNS messages per shard download", f"{self.shard_messages:,}",
                           f"{self.replica_payload // bucket_wire} buckets of {bucket_wire} B per {self.replica_payload:,}-B message; "
-                          "the DNS framing of each message is not counted (under 0.2 %)"))
+                          "the DNS framing of each message (header, question, record header) is not counted"))
         d = m["delta"]
         self.delta_bytes = d["delta_bytes_per_change"]
         self.update_cpu = d["dp_update_cpu_ns_per_change"] * 1e-9
