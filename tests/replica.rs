@@ -690,3 +690,48 @@ async fn the_dps_trace_logs_of_replica_and_batch_lookups_hold_no_identifier() {
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mimi_lookup_private_batch_prints_json_lines_in_order() {
+    bounded(async {
+        let fx = fixture(9, "", false).await;
+        let dir = fx.dir.path();
+        fx.ap.save_new(dir.join("ap-cli.tsig"), KeyFileFormat::Bind).unwrap();
+        std::fs::write(
+            dir.join("resolver.toml"),
+            format!(
+                "roots = [\"{}\"]\nport = {}\ntrust = {:?}\n[upstream]\ntsig = \"ap-cli.tsig\"\n[replica]\ndir = \"cli-replicas\"\nzones = [\"{CARRIER}\"]\n",
+                ip(9, 1),
+                fx.tree.port,
+                fx.tree.trust.display().to_string()
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("contacts.txt"),
+            format!("# my contacts\n{ALICE}\n{NX}   # nobody\n\nnot a number\n{OTHER}\n{TWO}\n"),
+        )
+        .unwrap();
+        let (code, out, err) = mimi(
+            dir,
+            &["lookup", "--private", "--batch", "contacts.txt", "--config", "resolver.toml"],
+        )
+        .await;
+        assert_eq!(code, 2, "one line fails: {out}\n{err}");
+        let lines: Vec<serde_json::Value> = out.lines().map(json_of).collect();
+        assert_eq!(lines.len(), 5, "{out}");
+        let status = |i: usize| lines[i]["status"].as_str().unwrap().to_string();
+        assert_eq!(status(0), "found");
+        assert_eq!(lines[0]["sii"], "+15551112222");
+        assert_eq!(status(1), "not_discoverable", "{}", lines[1]);
+        assert_eq!(status(2), "error");
+        assert!(lines[2]["error"].as_str().unwrap().contains("contacts.txt:5"), "{}", lines[2]);
+        assert_eq!(status(3), "found");
+        assert_eq!(lines[4]["mappings"].as_array().unwrap().len(), 2, "{}", lines[4]);
+        assert!(err.contains("5 identifiers") && err.contains("1 failed"), "{err}");
+        // The replica was written where the config says.
+        assert!(dir.join("cli-replicas").join(CARRIER.trim_end_matches('.')).is_dir());
+        fx.shutdown().await;
+    })
+    .await
+}

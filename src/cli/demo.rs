@@ -389,6 +389,10 @@ async fn demo(zones: &Path, apex: &Name) -> anyhow::Result<u8> {
     ] {
         failures += private_row(&resolver, what, sii).await?;
     }
+    // Encrypted replica: chat.example's resolver holds the carrier zone's slot table and
+    // looks up there after one OPRF evaluation; other zones by PIR.
+    let replica = replica_resolver(zones, &work, port, &tls, apex)?;
+    failures += replica_rows(&resolver, &replica).await?;
     // Access classes: walker.example walks the carrier block as fast as it can, with
     // signed queries; the carrier's DP stops it at its quota while others are served.
     failures += access_row(&work, port, apex).await?;
@@ -408,6 +412,7 @@ async fn demo(zones: &Path, apex: &Name) -> anyhow::Result<u8> {
     )
     .await?;
     failures += private_row(&resolver, "live: private", LIVE_SII).await?;
+    failures += replica_live_row(&resolver, &replica).await?;
     // The rest of a number's life, each seen by the resolver that cached the old answer:
     // chat.example withdraws; the carrier's operator releases another number, after which
     // a re-claim verified before the release is refused; and the withdrawn number is
@@ -1003,14 +1008,9 @@ async fn lookup_row(
     Ok(u32::from(!ok))
 }
 
-/// A private lookup row: must find exactly what the public lookup found.
-async fn private_row(resolver: &Resolver, what: &str, sii: &str) -> anyhow::Result<u32> {
-    let parsed = Sii::parse(sii, None)?;
-    let public = resolver.lookup(&parsed, None).await;
-    let started = std::time::Instant::now();
-    let private = resolver.lookup_private(&parsed, None).await;
-    let took = started.elapsed().as_secs_f64() * 1000.0;
-    let uris = |r: &Result<crate::resolver::LookupResult, ResolveError>| match r {
+/// What a lookup found, for comparing public and private lookups.
+fn uris_text(r: &Result<crate::resolver::LookupResult, ResolveError>) -> String {
+    match r {
         Ok(r) => match &r.outcome {
             Outcome::Found(m) => m
                 .iter()
@@ -1020,8 +1020,41 @@ async fn private_row(resolver: &Resolver, what: &str, sii: &str) -> anyhow::Resu
             Outcome::NotDiscoverable(nf) => nf.to_string(),
         },
         Err(e) => e.to_string(),
+    }
+}
+
+/// A private lookup row: must find exactly what the public lookup found.
+async fn private_row(resolver: &Resolver, what: &str, sii: &str) -> anyhow::Result<u32> {
+    private_row_with(resolver, resolver, what, sii, None).await
+}
+
+/// A private lookup by `private` that must find what `public` finds publicly, from the
+/// replica or by PIR as `from_replica` says (when given).
+async fn private_row_with(
+    public: &Resolver,
+    private: &Resolver,
+    what: &str,
+    sii: &str,
+    from_replica: Option<bool>,
+) -> anyhow::Result<u32> {
+    let parsed = Sii::parse(sii, None)?;
+    let public = public.lookup(&parsed, None).await;
+    let replica_lookups = || {
+        private
+            .replicas
+            .stats
+            .lookups
+            .load(std::sync::atomic::Ordering::Relaxed)
     };
-    let same = uris(&public) == uris(&private);
+    let before = replica_lookups();
+    let started = std::time::Instant::now();
+    let result = private.lookup_private(&parsed, None).await;
+    let took = started.elapsed().as_secs_f64() * 1000.0;
+    let used_replica = replica_lookups() > before;
+    let uris = uris_text;
+    let private = result;
+    let same =
+        uris(&public) == uris(&private) && from_replica.is_none_or(|want| want == used_replica);
     let (status, by, q) = match &private {
         Ok(r) => (
             if matches!(r.outcome, Outcome::Found(_)) {
@@ -1034,9 +1067,14 @@ async fn private_row(resolver: &Resolver, what: &str, sii: &str) -> anyhow::Resu
         ),
         Err(_) => ("error", String::new(), 0),
     };
+    let how = match from_replica {
+        Some(_) if used_replica => "replica: ",
+        Some(_) => "PIR: ",
+        None => "",
+    };
     let detail = shorten(
         &format!(
-            "{}{}",
+            "{how}{}{}",
             uris(&private),
             if same { "" } else { "  (DIFFERS from public)" }
         ),
@@ -1047,6 +1085,156 @@ async fn private_row(resolver: &Resolver, what: &str, sii: &str) -> anyhow::Resu
         "any"
     );
     Ok(u32::from(!same))
+}
+
+/// chat.example's resolver, which keeps an encrypted replica of the carrier zone: it
+/// talks DNS over TLS to every DP with its client certificate, by which the carrier's DP
+/// knows it (only identified providers get replicas).
+fn replica_resolver(
+    zones: &Path,
+    work: &Path,
+    port: u16,
+    tls: &DemoTls,
+    apex: &Name,
+) -> anyhow::Result<Resolver> {
+    use crate::tls::{client_config_for, ServerTrust};
+    use rustls::pki_types::pem::PemObject;
+    let ca = rustls::pki_types::CertificateDer::from_pem_slice(tls.ca.cert_pem.as_bytes())
+        .context("the demo CA certificate")?;
+    let mut config = resolver_config(zones, port, apex);
+    config.upstream.tls = Some(crate::resolver::config::UpstreamTls {
+        port: tls.port,
+        client: client_config_for(&ServerTrust::Ca(vec![ca]), Some(&tls.client))?,
+    });
+    config.replica = Some(crate::resolver::replica::ReplicaSettings {
+        dir: work.join("replicas"),
+        max_bytes: 256 << 20,
+        zones: vec![Name::parse("5.5.5.1.e164.mimi.arpa.", None)?],
+        min_slots: None,
+        poll: Duration::from_secs(3600),
+    });
+    Ok(Resolver::new(
+        config,
+        TrustStore::load(zones.join("trust.toml"))?,
+    ))
+}
+
+/// The replica's download, then lookups from it (the carrier zone) and by PIR (the
+/// others), and a contact-sync batch across three zones, each as the public lookup finds.
+async fn replica_rows(public: &Resolver, replica: &Resolver) -> anyhow::Result<u32> {
+    let carrier = Name::parse("5.5.5.1.e164.mimi.arpa.", None)?;
+    let started = std::time::Instant::now();
+    let (status, detail, mut failures) = match replica.replicate(&carrier).await {
+        Ok(r) => {
+            let stats = &replica.replicas.stats;
+            let kib = stats
+                .bytes_received
+                .load(std::sync::atomic::Ordering::Relaxed)
+                >> 10;
+            (
+                "ready",
+                format!(
+                    "{kib} KiB: {} shard(s) of {} buckets, epoch {}",
+                    r.config.shard_count, r.config.buckets, r.config.epoch
+                ),
+                0,
+            )
+        }
+        Err(e) => ("FAILED", e.to_string(), 1),
+    };
+    status_row(
+        "replica: download",
+        "5.5.5.1.e164 zone",
+        status,
+        &detail,
+        CARRIER_DP,
+        started.elapsed().as_secs_f64() * 1000.0,
+    );
+    for (what, sii, from_replica) in [
+        ("replica: one prov.", "+1 (555) 111-2222", true),
+        ("replica: two prov.", "+1 555 111 3333", true),
+        ("replica: forged", "+1 555 111 4444", true),
+        ("replica: unknown", "+1 555 111 0000", true),
+        ("replica: email", "Hugh@Example.com", false),
+    ] {
+        failures += private_row_with(public, replica, what, sii, Some(from_replica)).await?;
+    }
+    // A contact sync: one OPRF request per zone, then the replica or PIR.
+    let contacts = [
+        "+1 (555) 111-2222",
+        "+1 555 111 3333",
+        "+1 555 111 0000",
+        "+1 202 555 0100",
+        "+44 20 7946 0000",
+        "Hugh@Example.com",
+        "nobody@example.com",
+        "+1 555 111 3333",
+    ];
+    let siis = contacts
+        .iter()
+        .map(|c| Sii::parse(c, None))
+        .collect::<Result<Vec<_>, _>>()?;
+    let started = std::time::Instant::now();
+    let batch = replica.lookup_private_batch(&siis, None).await;
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    let mut differ = Vec::new();
+    let mut zones = std::collections::BTreeSet::new();
+    let mut found = 0;
+    for ((c, sii), b) in contacts.iter().zip(&siis).zip(&batch) {
+        let p = public.lookup(sii, None).await;
+        if uris_text(&p) != uris_text(b) {
+            differ.push(*c);
+        }
+        if let Ok(r) = b {
+            zones.extend(r.zone.clone());
+            found += usize::from(matches!(r.outcome, Outcome::Found(_)));
+        }
+    }
+    let ok = differ.is_empty();
+    status_row(
+        "batch: contacts",
+        &format!("{} identifiers", contacts.len()),
+        if ok { "as public" } else { "DIFFERS" },
+        &if ok {
+            format!(
+                "{found} found in {} zones; each result as its public lookup",
+                zones.len()
+            )
+        } else {
+            format!("differs from public: {}", differ.join(", "))
+        },
+        "",
+        ms,
+    );
+    failures += u32::from(!ok);
+    Ok(failures)
+}
+
+/// After the live claim: the replica takes the carrier's delta and finds the new mapping.
+async fn replica_live_row(public: &Resolver, replica: &Resolver) -> anyhow::Result<u32> {
+    let carrier = Name::parse("5.5.5.1.e164.mimi.arpa.", None)?;
+    let deltas = || {
+        replica
+            .replicas
+            .stats
+            .delta_runs
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let before = deltas();
+    if let Err(e) = replica.refresh_replica(&carrier, None).await {
+        status_row(
+            "replica: delta",
+            LIVE_SII,
+            "FAILED",
+            &e.to_string(),
+            CARRIER_DP,
+            0.0,
+        );
+        return Ok(1);
+    }
+    let fetched = deltas() - before;
+    let failed = private_row_with(public, replica, "replica: live", LIVE_SII, Some(true)).await?;
+    Ok(failed + u32::from(fetched == 0))
 }
 
 fn shorten(s: &str, max: usize) -> String {

@@ -23,8 +23,8 @@ pub struct LookupArgs {
     pub sii: Option<String>,
     /// With --private: look up every identifier in FILE (one per line; `#` starts a
     /// comment), a contact sync. Prints one JSON line per identifier, in order, and a
-    /// progress bar on a terminal. Exit 0 when every lookup ran (found or not), 1 when any
-    /// failed.
+    /// progress bar on a terminal. Exit 0 when every lookup ran (found or not), 2 when any
+    /// failed (an invalid identifier, a lookup error).
     #[arg(
         long,
         value_name = "FILE",
@@ -169,7 +169,9 @@ async fn batch(
                             Outcome::Found(_) => found += 1,
                             Outcome::NotDiscoverable(_) => negative += 1,
                         }
-                        println!("{}", result_json(sii, r));
+                        let mut v = result_json(sii, r);
+                        v["line"] = json!(line);
+                        println!("{v}");
                     }
                     Err(e) => {
                         failed += 1;
