@@ -516,4 +516,41 @@ mod tests {
         .to_string();
         assert!(e.starts_with("r.toml:4:"), "{e}");
     }
+
+    #[test]
+    fn replica_section_parses_and_reports_lines() {
+        let base = "roots = [\"127.0.0.1\"]\ntrust = \"t\"\n[replica]\ndir = \"rep\"\n";
+        let c = ResolverConfig::parse(
+            &format!("{base}zones = [\"5.5.5.1.e164.mimi.arpa.\"]\nmax_mib = 10\npoll_secs = 5\n"),
+            Path::new("/etc/mimi/resolver.toml"),
+        )
+        .unwrap();
+        let r = c.replica.unwrap();
+        assert_eq!(r.dir, Path::new("/etc/mimi/rep"));
+        assert_eq!(r.max_bytes, 10 << 20);
+        assert_eq!(r.poll, Duration::from_secs(5));
+        assert_eq!(r.zones.len(), 1);
+        assert_eq!(r.min_slots, None);
+        let e = ResolverConfig::parse(base, Path::new("r.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("r.toml:4:") && e.contains("zones"), "{e}");
+        let e = ResolverConfig::parse(
+            &format!("{base}min_slots = 100\npoll_secs = 0\n"),
+            Path::new("r.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("r.toml:6:"), "{e}");
+        let e = ResolverConfig::parse(
+            &format!("{base}zones = [\"not a name..\"]\n"),
+            Path::new("r.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("r.toml:5:") && e.contains("replica.zones"),
+            "{e}"
+        );
+    }
 }
