@@ -24,8 +24,15 @@ pub fn records(data: &[u8]) {
     let _ = crate::record::ApKey::from_wire(data);
 }
 
-/// The private-lookup carrier messages (requests, responses, PIRCFG) and extended errors.
+/// The private-lookup carrier messages (requests, responses, PIRCFG), extended errors, and
+/// the SLOTS records of encrypted replicas (every bucket of a run read).
 pub fn pir_carrier(data: &[u8]) {
+    if let Ok(crate::pir::replica::SlotsRecord::Buckets(run)) =
+        crate::pir::replica::SlotsRecord::decode(data)
+    {
+        let n = run.iter().count();
+        assert_eq!(n, run.len(), "a bucket run yields as many buckets as it says");
+    }
     let _ = crate::pir::carrier::Request::decode(data);
     let _ = crate::pir::carrier::Response::decode(data);
     let _ = crate::pir::carrier::PirCfgRecord::decode(data);
