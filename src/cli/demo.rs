@@ -1221,7 +1221,9 @@ async fn replica_live_row(public: &Resolver, replica: &Resolver) -> anyhow::Resu
             .load(std::sync::atomic::Ordering::Relaxed)
     };
     let before = deltas();
-    if let Err(e) = replica.refresh_replica(&carrier, None).await {
+    // The serial the subscribed resolver last heard of: the delta must reach it.
+    let want = public.invalidation.serial(&carrier);
+    if let Err(e) = replica.refresh_replica(&carrier, want).await {
         status_row(
             "replica: delta",
             LIVE_SII,
