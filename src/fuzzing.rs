@@ -31,7 +31,11 @@ pub fn pir_carrier(data: &[u8]) {
         crate::pir::replica::SlotsRecord::decode(data)
     {
         let n = run.iter().count();
-        assert_eq!(n, run.len(), "a bucket run yields as many buckets as it says");
+        assert_eq!(
+            n,
+            run.len(),
+            "a bucket run yields as many buckets as it says"
+        );
     }
     let _ = crate::pir::carrier::Request::decode(data);
     let _ = crate::pir::carrier::Response::decode(data);

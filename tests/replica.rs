@@ -748,3 +748,61 @@ async fn mimi_lookup_private_batch_prints_json_lines_in_order() {
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_maintenance_task_replicates_zones_lookups_find_big_enough_and_polls_them() {
+    bounded(async {
+        let fx = fixture(10, "", false).await;
+        // No zone by name: every zone with at least 40 slots (the carrier's 52; the other
+        // block's and the root's 8), polled every second.
+        let mut config = replicating(&fx.tree, &fx.ap, &fx.dir.path().join("auto"));
+        if let Some(r) = config.replica.as_mut() {
+            r.zones.clear();
+            r.min_slots = Some(40);
+            r.poll = Duration::from_secs(1);
+        }
+        let resolver = Arc::new(fx.tree.resolver_with(config));
+        let task = tokio::spawn(mimi_discovery::resolver::replica::maintain(
+            resolver.clone(),
+        ));
+        let lookup = |s: &'static str| {
+            let r = resolver.clone();
+            async move { r.lookup_private(&sii(s), Some(Context::Any)).await.unwrap() }
+        };
+        // The first lookup goes by PIR and tells the task the zone is wanted.
+        assert_eq!(uris(&lookup(ALICE).await), [uri(&fx.keys.chat, "alice")]);
+        let start = Instant::now();
+        while resolver.replicas.get(&n(CARRIER)).is_none() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "no replica downloaded"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let lookups = resolver.replicas.stats.lookups.load(Relaxed);
+        assert_eq!(uris(&lookup(TWO).await).len(), 2);
+        assert_eq!(resolver.replicas.stats.lookups.load(Relaxed), lookups + 1);
+        // The other block is too small: PIR, and no replica.
+        assert_eq!(uris(&lookup(OTHER).await), [uri(&fx.keys.meet, "other")]);
+        assert!(resolver.replicas.get(&n(OTHER_BLOCK)).is_none());
+        // Unsubscribed, a change reaches the replica by the poll.
+        let dave = owner(DAVE);
+        fx.publish(&dave, versioned(&fx.keys.chat, &dave, "dave-2", None))
+            .await;
+        let start = Instant::now();
+        loop {
+            let found = uris(&lookup(DAVE).await);
+            if found.contains(&uri(&fx.keys.chat, "dave-2")) {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "the poll brought no delta: {found:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        task.abort();
+        fx.shutdown().await;
+    })
+    .await
+}

@@ -440,6 +440,15 @@ pub fn serve(config: PathBuf) -> anyhow::Result<u8> {
             _ = term.recv() => {}
             _ = int.recv() => {}
         }
+        let r = &resolver.replicas.stats;
+        tracing::info!(
+            "replicas: full_runs={} delta_runs={} bytes_received={} lookups={} failures={}",
+            r.full_runs.load(std::sync::atomic::Ordering::Relaxed),
+            r.delta_runs.load(std::sync::atomic::Ordering::Relaxed),
+            r.bytes_received.load(std::sync::atomic::Ordering::Relaxed),
+            r.lookups.load(std::sync::atomic::Ordering::Relaxed),
+            r.failures.load(std::sync::atomic::Ordering::Relaxed)
+        );
         let s = &resolver.stats;
         tracing::info!(
             "shutting down; lookups={} cache_hits={} queries_sent={} rejected_records={}",

@@ -79,6 +79,8 @@ impl Stats {
             ("truncated", &self.truncated),
             ("transfers", &self.transfers),
             ("ixfr_incremental", &self.ixfr_incremental),
+            ("replica_full", &self.replica_full),
+            ("replica_delta", &self.replica_delta),
             ("updates_accepted", &self.updates_accepted),
             ("updates_refused", &self.updates_refused),
             ("changes_answered", &self.changes_answered),
