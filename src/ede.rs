@@ -25,3 +25,16 @@ pub const BAD_REQUEST: u16 = 49155;
 pub const BUSY: u16 = 49156;
 /// Private lookups are not offered for this name.
 pub const NOT_OFFERED: u16 = 49157;
+
+/// The extended DNS error of a reply (RFC 8914, EDNS option 15): its INFO-CODE and text.
+pub fn of_reply(reply: &hickory_proto::op::Message) -> Option<(u16, String)> {
+    use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
+    match reply
+        .edns
+        .as_ref()?
+        .option(EdnsCode::from(crate::pir::carrier::EDE_OPTION))?
+    {
+        EdnsOption::Unknown(_, bytes) => crate::pir::carrier::parse_ede(bytes),
+        _ => None,
+    }
+}

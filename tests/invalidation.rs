@@ -17,7 +17,7 @@ use hickory_proto::rr::RecordType;
 use mimi_discovery::changes::{self, Changes, TYPE_CHANGES};
 use mimi_discovery::name::Name;
 use mimi_discovery::publish::{publish, SignedMapping};
-use mimi_discovery::record::{Context, ProviderKey, Ssi};
+use mimi_discovery::record::{Context, Ssi};
 use mimi_discovery::resolver::{invalidate, Outcome, Resolver};
 use mimi_discovery::tsig::{self, KeyFileFormat, TsigKey};
 use tempfile::TempDir;
@@ -128,21 +128,6 @@ async fn uris_of(r: &Resolver, s: &str) -> Vec<String> {
         Outcome::Found(m) => m.iter().map(|m| m.ssi.uri.clone()).collect(),
         Outcome::NotDiscoverable(_) => Vec::new(),
     }
-}
-
-fn versioned(key: &ProviderKey, owner: &Name, who: &str, priority: u16) -> Ssi {
-    let mut s = mapping(key, owner, who, Context::Any, priority);
-    s.seq = mimi_discovery::publish::now_ms();
-    s.sign(owner, &key.signing);
-    s
-}
-
-fn tombstone(key: &ProviderKey, owner: &Name) -> Ssi {
-    let mut s = mapping(key, owner, "gone", Context::Any, 10);
-    s.withdrawn = true;
-    s.seq = mimi_discovery::publish::now_ms();
-    s.sign(owner, &key.signing);
-    s
 }
 
 /// Polls until `check` holds, at most `within`; returns how long it took.

@@ -203,14 +203,6 @@ fn verified(key: &ProviderKey, owner: &Name, who: &str, verified_at: u64, priori
     s
 }
 
-fn tombstone(key: &ProviderKey, owner: &Name) -> Ssi {
-    let mut s = mapping(key, owner, "gone", Context::Any, 10);
-    s.withdrawn = true;
-    s.seq = mimi_discovery::publish::now_ms();
-    s.sign(owner, &key.signing);
-    s
-}
-
 fn refused_for(r: Result<(), PublishError>, what: &str) {
     match r {
         Err(PublishError::Refused(refusal)) => {

@@ -6,7 +6,7 @@
 //! .6 email, .7 example.com.email; other addresses as the test needs.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hickory_proto::op::{Edns, Message, Query, ResponseCode};
@@ -923,65 +923,6 @@ async fn a_client_cannot_open_another_identifiers_slot() {
 
 // ---------------------------------------------------------------------------------------
 // 4. The DP's logs of private lookups hold neither identifier nor owner name
-
-/// Where the DP's and the DNS server library's log lines of this process go.
-static DP_LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-
-struct LogWriter(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for LogWriter {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Installs (once) a TRACE subscriber for the DP's targets that writes to memory.
-fn dp_logs() -> Arc<Mutex<Vec<u8>>> {
-    DP_LOGS
-        .get_or_init(|| {
-            let buf: Arc<Mutex<Vec<u8>>> = Arc::default();
-            let w = buf.clone();
-            tracing_subscriber::fmt()
-                .with_env_filter(tracing_subscriber::EnvFilter::new(
-                    "mimi_discovery::dp=trace,hickory_server=trace",
-                ))
-                .with_writer(move || LogWriter(w.clone()))
-                .with_ansi(false)
-                .try_init()
-                .expect("the test process has no other subscriber");
-            buf
-        })
-        .clone()
-}
-
-fn logs_text(buf: &Mutex<Vec<u8>>) -> String {
-    String::from_utf8_lossy(&buf.lock().unwrap()).into_owned()
-}
-
-/// Runs `test` of this binary alone in a child process with `CHILD_ENV` set (for tests
-/// that install a process-wide log subscriber); returns its output.
-async fn in_child(test: &str) -> std::process::Output {
-    let exe = std::env::current_exe().unwrap();
-    let test = test.to_string();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(exe)
-            .args(["--exact", &test, "--nocapture", "--test-threads=1"])
-            .env(CHILD_ENV, "1")
-            .output()
-            .unwrap()
-    });
-    timeout(Duration::from_secs(80), out)
-        .await
-        .expect("child test timed out")
-        .unwrap()
-}
-
-const CHILD_ENV: &str = "MIMI_PRIVATE_TEST_CHILD";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dps_trace_logs_of_private_lookups_hold_no_identifier_or_owner_name() {

@@ -6,7 +6,7 @@
 mod common;
 
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -263,20 +263,10 @@ fn comparable(r: &LookupResult) -> (Vec<(Name, Ssi)>, Option<NotFound>) {
     }
 }
 
-fn versioned(key: &ProviderKey, owner: &Name, who: &str, not_after: Option<u64>) -> Ssi {
-    let mut s = mapping(key, owner, who, Context::Any, 10);
-    if let Some(t) = not_after {
-        s.not_after = t;
-    }
-    s.seq = mimi_discovery::publish::now_ms();
-    s.sign(owner, &key.signing);
-    s
-}
-
-fn tombstone(key: &ProviderKey, owner: &Name) -> Ssi {
-    let mut s = mapping(key, owner, "gone", Context::Any, 10);
-    s.withdrawn = true;
-    s.seq = mimi_discovery::publish::now_ms();
+/// A mapping that expires at `not_after`.
+fn expiring(key: &ProviderKey, owner: &Name, who: &str, not_after: u64) -> Ssi {
+    let mut s = versioned(key, owner, who, 10);
+    s.not_after = not_after;
     s.sign(owner, &key.signing);
     s
 }
@@ -467,7 +457,7 @@ async fn an_update_an_expiry_and_a_withdrawal_reach_the_replica_within_a_second(
         );
         let deltas = fx.resolver.replicas.stats.delta_runs.load(Relaxed);
 
-        fx.publish(&alice, versioned(&fx.keys.chat, &alice, "alice-2", None))
+        fx.publish(&alice, versioned(&fx.keys.chat, &alice, "alice-2", 10))
             .await;
         let changed = until(&fx, ALICE, GOAL, |r| {
             uris(r) == [uri(&fx.keys.chat, "alice-2")]
@@ -480,7 +470,7 @@ async fn an_update_an_expiry_and_a_withdrawal_reach_the_replica_within_a_second(
 
         // A claim that expires two seconds from now.
         let expires = now() + 2;
-        fx.publish(&new, versioned(&fx.keys.chat, &new, "brief", Some(expires)))
+        fx.publish(&new, expiring(&fx.keys.chat, &new, "brief", expires))
             .await;
         let claimed = until(&fx, NEW, GOAL, |r| !uris(r).is_empty()).await;
         assert!(claimed.is_some(), "the claim did not reach the replica");
@@ -532,7 +522,7 @@ async fn a_replica_the_dps_log_no_longer_reaches_is_downloaded_again() {
         // (16 bucket entries for this table) cannot reach back to the replica's serial.
         for i in 0..40 {
             let o = owner(&format!("+1 555 222 {:04}", i));
-            fx.publish(&o, versioned(&fx.keys.chat, &o, &format!("moved{i}"), None))
+            fx.publish(&o, versioned(&fx.keys.chat, &o, &format!("moved{i}"), 10))
                 .await;
         }
         let stats = &fx.resolver.replicas.stats;
@@ -631,56 +621,12 @@ async fn anonymous_resolvers_get_no_replica() {
 // ---------------------------------------------------------------------------------------
 // The DP's logs of replica and batch lookups hold neither identifier nor owner name
 
-static DP_LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-
-struct LogWriter(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for LogWriter {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn dp_logs() -> Arc<Mutex<Vec<u8>>> {
-    DP_LOGS
-        .get_or_init(|| {
-            let buf: Arc<Mutex<Vec<u8>>> = Arc::default();
-            let w = buf.clone();
-            tracing_subscriber::fmt()
-                .with_env_filter(tracing_subscriber::EnvFilter::new(
-                    "mimi_discovery::dp=trace,hickory_server=trace",
-                ))
-                .with_writer(move || LogWriter(w.clone()))
-                .with_ansi(false)
-                .try_init()
-                .expect("the test process has no other subscriber");
-            buf
-        })
-        .clone()
-}
-
-const CHILD_ENV: &str = "MIMI_REPLICA_TEST_CHILD";
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dps_trace_logs_of_replica_and_batch_lookups_hold_no_identifier() {
     const NAME: &str = "the_dps_trace_logs_of_replica_and_batch_lookups_hold_no_identifier";
     // Public lookups elsewhere in this binary are logged by owner name: run alone.
     if std::env::var_os(CHILD_ENV).is_none() {
-        let exe = std::env::current_exe().unwrap();
-        let out = tokio::task::spawn_blocking(move || {
-            std::process::Command::new(exe)
-                .args(["--exact", NAME, "--nocapture", "--test-threads=1"])
-                .env(CHILD_ENV, "1")
-                .output()
-                .unwrap()
-        })
-        .await
-        .unwrap();
+        let out = in_child(NAME).await;
         assert!(
             out.status.success(),
             "child: {}\n{}",
@@ -701,7 +647,7 @@ async fn the_dps_trace_logs_of_replica_and_batch_lookups_hold_no_identifier() {
         for r in fx.resolver.lookup_private_batch(&batch, None).await {
             r.unwrap();
         }
-        let all = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+        let all = logs_text(&logs);
         assert!(
             all.contains("replica run"),
             "no replica log captured:\n{all}"
@@ -800,7 +746,7 @@ async fn the_maintenance_task_replicates_zones_lookups_find_big_enough_and_polls
         assert!(resolver.replicas.get(&n(OTHER_BLOCK)).is_none());
         // Unsubscribed, a change reaches the replica by the poll.
         let dave = owner(DAVE);
-        fx.publish(&dave, versioned(&fx.keys.chat, &dave, "dave-2", None))
+        fx.publish(&dave, versioned(&fx.keys.chat, &dave, "dave-2", 10))
             .await;
         let start = Instant::now();
         loop {

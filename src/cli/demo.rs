@@ -728,7 +728,6 @@ async fn signed_query(
     key: &TsigKey,
 ) -> anyhow::Result<(hickory_proto::op::ResponseCode, Option<u16>)> {
     use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
-    use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
     let mut msg = Message::new(rand::random(), MessageType::Query, OpCode::Query);
     msg.add_query(Query::query(
         qname.to_hickory(),
@@ -747,14 +746,7 @@ async fn signed_query(
     crate::tsig::verify_response(&buf[..n], key, &mac, crate::sys::unix_now())
         .context("the answer's TSIG")?;
     let reply = Message::from_vec(&buf[..n])?;
-    let ede = match reply
-        .edns
-        .as_ref()
-        .and_then(|e| e.option(EdnsCode::from(crate::pir::carrier::EDE_OPTION)))
-    {
-        Some(EdnsOption::Unknown(_, b)) => crate::pir::carrier::parse_ede(b).map(|(c, _)| c),
-        _ => None,
-    };
+    let ede = crate::ede::of_reply(&reply).map(|(c, _)| c);
     Ok((reply.metadata.response_code, ede))
 }
 

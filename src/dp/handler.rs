@@ -345,8 +345,7 @@ impl DpHandler {
         &self,
         request: &Request,
         edns: Option<&Edns>,
-        zones: &ZoneSet,
-        qname: &[u8],
+        state: Option<Arc<super::private::ZonePirState>>,
         (access, client): (&Access, &Client),
         signing: Option<(&TsigKey, &Verified)>,
         handle: R,
@@ -361,10 +360,6 @@ impl DpHandler {
             ));
             (rcode, e)
         };
-        let state = zones
-            .find(qname)
-            .and_then(|z| z.pir.clone())
-            .filter(|st| carrier::pir_name(&st.origin).is_ok_and(|n| n.as_wire() == qname));
         let outcome = match (state, &self.shared.pir) {
             (Some(state), Some(service)) if !request.protocol().is_datagram() => {
                 let option = request
@@ -668,31 +663,20 @@ impl RequestHandler for DpHandler {
         let signing = verified
             .as_ref()
             .and_then(|v| access.keys().get(v.key).map(|k| (k, v)));
-        if u16::from(qtype) == crate::record::TYPE_SLOTS {
-            return self
-                .replica(
-                    request,
-                    edns,
-                    &zones,
-                    qname,
-                    (&access, &client),
-                    signing,
-                    handle,
-                )
-                .await;
-        }
-        if u16::from(qtype) == crate::record::TYPE_PIR {
-            return self
-                .private(
-                    request,
-                    edns,
-                    &zones,
-                    qname,
-                    (&access, &client),
-                    signing,
-                    handle,
-                )
-                .await;
+        let private_kind = u16::from(qtype);
+        if matches!(
+            private_kind,
+            crate::record::TYPE_PIR | crate::record::TYPE_SLOTS
+        ) {
+            let state = zones.pir_at(qname);
+            let who = (&**access, &client);
+            return if private_kind == crate::record::TYPE_PIR {
+                self.private(request, edns, state, who, signing, handle)
+                    .await
+            } else {
+                self.replica(request, edns, state, who, signing, handle)
+                    .await
+            };
         }
         let now = std::time::Instant::now();
         if let Err(refused) = access.charge(&client, 1, now) {

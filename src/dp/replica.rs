@@ -17,7 +17,6 @@ use tracing::debug;
 use super::access::{Access, Client};
 use super::handler::DpHandler;
 use super::private::ZonePirState;
-use super::zones::ZoneSet;
 use crate::changes::SERIAL_OPTION;
 use crate::ede;
 use crate::pir::carrier::{self, Request as PirRequest};
@@ -279,22 +278,17 @@ fn plan(
 }
 
 impl DpHandler {
-    /// A SLOTS request at `_pir.<zone>`.
-    #[allow(clippy::too_many_arguments)]
+    /// A SLOTS request at `_pir.<zone>` (`state`: that zone's, if it offers private
+    /// lookups).
     pub(super) async fn replica<R: ResponseHandler>(
         &self,
         request: &Request,
         edns: Option<&Edns>,
-        zones: &ZoneSet,
-        qname: &[u8],
+        state: Option<Arc<ZonePirState>>,
         (access, client): (&Access, &Client),
         signing: Option<(&TsigKey, &Verified)>,
         mut handle: R,
     ) -> ResponseInfo {
-        let state = zones
-            .find(qname)
-            .and_then(|z| z.pir.clone())
-            .filter(|st| carrier::pir_name(&st.origin).is_ok_and(|n| n.as_wire() == qname));
         let checked = match state {
             None => Err(ReplicaRefusal::NotOffered),
             Some(_) if request.protocol().is_datagram() => Err(ReplicaRefusal::Datagram),

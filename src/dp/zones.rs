@@ -205,6 +205,14 @@ impl ZoneSet {
         }
     }
 
+    /// The private-lookup state of the zone whose `_pir.<zone>` is `qname`, if it offers
+    /// private lookups (PIR requests and replicas are asked there and nowhere else).
+    pub fn pir_at(&self, qname: &[u8]) -> Option<Arc<super::private::ZonePirState>> {
+        self.find(qname)
+            .and_then(|z| z.pir.clone())
+            .filter(|st| pir_name(&st.origin).is_ok_and(|n| n.as_wire() == qname))
+    }
+
     pub fn get(&self, origin: &Name) -> Option<Arc<ServedZone>> {
         self.zones.get(origin.as_wire()).map(|z| z.load_full())
     }

@@ -760,30 +760,41 @@ impl<P: IndexPir> ZonePirDb<P> {
         first: u32,
         count: u32,
     ) -> Result<(u32, Vec<u8>), PirError> {
+        self.with_shard_table(shard, |table, log| {
+            let size = table.layout().bucket_size();
+            let start = first as usize * size;
+            let end = (first as usize + count as usize) * size;
+            let bytes = table.bytes().get(start..end).ok_or_else(|| {
+                PirError::malformed(
+                    "replica request",
+                    format!(
+                        "buckets {first}..{} of {}",
+                        first + count,
+                        self.config.buckets
+                    ),
+                )
+            })?;
+            Ok((log.serial(), bytes.to_vec()))
+        })
+    }
+
+    /// Runs `f` on a shard's table and change log under the writer lock.
+    fn with_shard_table<T>(
+        &self,
+        shard: u32,
+        f: impl FnOnce(&LiveTable, &ShardLog) -> Result<T, PirError>,
+    ) -> Result<T, PirError> {
         let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
-        let (Some(table), Some(log)) = (
+        match (
             live.tables.get(shard as usize),
             live.logs.get(shard as usize),
-        ) else {
-            return Err(PirError::NoSuchShard {
+        ) {
+            (Some(table), Some(log)) => f(table, log),
+            _ => Err(PirError::NoSuchShard {
                 shard,
                 count: self.shards.len() as u32,
-            });
-        };
-        let size = table.layout().bucket_size();
-        let start = first as usize * size;
-        let end = (first as usize + count as usize) * size;
-        let bytes = table.bytes().get(start..end).ok_or_else(|| {
-            PirError::malformed(
-                "replica request",
-                format!(
-                    "buckets {first}..{} of {}",
-                    first + count,
-                    self.config.buckets
-                ),
-            )
-        })?;
-        Ok((log.serial(), bytes.to_vec()))
+            }),
+        }
     }
 
     /// The buckets of a shard changed since table serial `from`, with their current bytes and
@@ -796,31 +807,21 @@ impl<P: IndexPir> ZonePirDb<P> {
         from: u32,
         max: usize,
     ) -> Result<Option<ReplicaDelta>, PirError> {
-        let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
-        let (Some(table), Some(log)) = (
-            live.tables.get(shard as usize),
-            live.logs.get(shard as usize),
-        ) else {
-            return Err(PirError::NoSuchShard {
-                shard,
-                count: self.shards.len() as u32,
-            });
-        };
-        let Some(changed) = log.since(from).filter(|c| c.len() <= max) else {
-            return Ok(None);
-        };
-        let size = table.layout().bucket_size();
-        let buckets = changed
-            .into_iter()
-            .filter_map(|b| {
-                let start = b as usize * size;
-                table
-                    .bytes()
-                    .get(start..start + size)
-                    .map(|bytes| (b, bytes.to_vec()))
-            })
-            .collect();
-        Ok(Some((log.serial(), buckets)))
+        self.with_shard_table(shard, |table, log| {
+            let Some(changed) = log.since(from).filter(|c| c.len() <= max) else {
+                return Ok(None);
+            };
+            let size = table.layout().bucket_size();
+            let buckets = changed
+                .into_iter()
+                .filter_map(|b| {
+                    let start = b as usize * size;
+                    let bytes = table.bytes().get(start..start + size)?;
+                    Some((b, bytes.to_vec()))
+                })
+                .collect();
+            Ok(Some((log.serial(), buckets)))
+        })
     }
 
     /// The sealed slot of spill `index` of `input` as the writer holds it.

@@ -425,3 +425,84 @@ pub async fn mimi(dir: &Path, args: &[&str]) -> (i32, String, String) {
 pub fn json_of(stdout: &str) -> serde_json::Value {
     serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
 }
+
+/// A mapping with a fresh seq (a re-publication replaces the previous one).
+pub fn versioned(key: &ProviderKey, owner: &Name, who: &str, priority: u16) -> Ssi {
+    let mut s = mapping(key, owner, who, Context::Any, priority);
+    s.seq = mimi_discovery::publish::now_ms();
+    s.sign(owner, &key.signing);
+    s
+}
+
+/// The provider's signed withdrawal of its mapping at `owner`.
+pub fn tombstone(key: &ProviderKey, owner: &Name) -> Ssi {
+    let mut s = mapping(key, owner, "gone", Context::Any, 10);
+    s.withdrawn = true;
+    s.seq = mimi_discovery::publish::now_ms();
+    s.sign(owner, &key.signing);
+    s
+}
+
+// ---------------------------------------------------------------------------------------
+// The DP's logs, captured (tests that check what a DP writes about lookups)
+
+/// Where the DP's and the DNS server library's log lines of this process go.
+static DP_LOGS: std::sync::OnceLock<std::sync::Arc<std::sync::Mutex<Vec<u8>>>> =
+    std::sync::OnceLock::new();
+
+struct LogWriter(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Installs (once) a TRACE subscriber for the DP's targets that writes to memory.
+pub fn dp_logs() -> std::sync::Arc<std::sync::Mutex<Vec<u8>>> {
+    DP_LOGS
+        .get_or_init(|| {
+            let buf: std::sync::Arc<std::sync::Mutex<Vec<u8>>> = Default::default();
+            let w = buf.clone();
+            tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(
+                    "mimi_discovery::dp=trace,hickory_server=trace",
+                ))
+                .with_writer(move || LogWriter(w.clone()))
+                .with_ansi(false)
+                .try_init()
+                .expect("the test process has no other subscriber");
+            buf
+        })
+        .clone()
+}
+
+pub fn logs_text(buf: &std::sync::Mutex<Vec<u8>>) -> String {
+    String::from_utf8_lossy(&buf.lock().unwrap()).into_owned()
+}
+
+/// Set in a child process that runs one test alone.
+pub const CHILD_ENV: &str = "MIMI_TEST_CHILD";
+
+/// Runs `test` of this binary alone in a child process with `CHILD_ENV` set (for tests
+/// that install a process-wide log subscriber); returns its output.
+pub async fn in_child(test: &str) -> std::process::Output {
+    let exe = std::env::current_exe().unwrap();
+    let test = test.to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(exe)
+            .args(["--exact", &test, "--nocapture", "--test-threads=1"])
+            .env(CHILD_ENV, "1")
+            .output()
+            .unwrap()
+    });
+    timeout(Duration::from_secs(80), out)
+        .await
+        .expect("child test timed out")
+        .unwrap()
+}

@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
-use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
+use hickory_proto::rr::rdata::opt::EdnsOption;
 use hickory_proto::rr::{RData as HRData, RecordType};
 
 use super::super::transport::{Connection, Upstream};
@@ -110,15 +110,7 @@ impl<'a> Session<'a> {
             ));
         }
         if reply.metadata.response_code != ResponseCode::NoError {
-            let ede = reply
-                .edns
-                .as_ref()
-                .and_then(|e| e.option(EdnsCode::from(carrier::EDE_OPTION)))
-                .and_then(|o| match o {
-                    EdnsOption::Unknown(_, b) => carrier::parse_ede(b),
-                    _ => None,
-                });
-            let (code, text) = match ede {
+            let (code, text) = match crate::ede::of_reply(&reply) {
                 Some((c, t)) => (Some(c), t),
                 None => (None, String::new()),
             };

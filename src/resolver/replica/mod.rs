@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
-use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
+use hickory_proto::rr::rdata::opt::EdnsOption;
 use hickory_proto::rr::{RData, RecordType};
 use thiserror::Error;
 use tracing::{debug, info, warn};
@@ -669,14 +669,7 @@ impl Resolver {
                 return Err(malformed("a reply to another query".into()));
             }
             if reply.metadata.response_code != ResponseCode::NoError {
-                let ede = reply
-                    .edns
-                    .as_ref()
-                    .and_then(|e| e.option(EdnsCode::from(carrier::EDE_OPTION)))
-                    .and_then(|o| match o {
-                        EdnsOption::Unknown(_, b) => carrier::parse_ede(b),
-                        _ => None,
-                    });
+                let ede = crate::ede::of_reply(&reply);
                 if ede.as_ref().is_some_and(|(c, _)| *c == ede::WRONG_EPOCH) {
                     return Err(ReplicaError::EpochChanged { zone: zone.clone() });
                 }
