@@ -130,24 +130,6 @@ async fn uris_of(r: &Resolver, s: &str) -> Vec<String> {
     }
 }
 
-/// Polls until `check` holds, at most `within`; returns how long it took.
-async fn within<F, Fut>(within: Duration, mut check: F) -> Option<Duration>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    loop {
-        if check().await {
-            return Some(start.elapsed());
-        }
-        if start.elapsed() > within {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claim_a_withdrawal_and_a_new_priority_reach_a_subscribed_resolver_within_a_second() {
     bounded(async {

@@ -278,16 +278,7 @@ async fn until<F: Fn(&LookupResult) -> bool>(
     limit: Duration,
     check: F,
 ) -> Option<Duration> {
-    let start = Instant::now();
-    loop {
-        if check(&fx.private(s).await) {
-            return Some(start.elapsed());
-        }
-        if start.elapsed() > limit {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    within(limit, || async { check(&fx.private(s).await) }).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

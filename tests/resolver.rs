@@ -1600,32 +1600,6 @@ async fn glueless_ns_addresses_are_resolved_once_per_lookup() {
     .await;
 }
 
-/// Runs `test` of this binary in a child process with `CHILD_ENV` set (for scenarios
-/// that may crash the process); returns its exit status and output.
-async fn in_child(test: &str) -> std::process::Output {
-    let exe = std::env::current_exe().unwrap();
-    let test = test.to_string();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(exe)
-            .args([
-                "--exact",
-                &test,
-                "--include-ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD_ENV, "1")
-            .output()
-            .unwrap()
-    });
-    timeout(Duration::from_secs(80), out)
-        .await
-        .expect("child test timed out")
-        .unwrap()
-}
-
-const CHILD_ENV: &str = "MIMI_RESOLVER_TEST_CHILD";
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cycle_of_glueless_ns_names_ends_in_an_error() {
     if std::env::var_os(CHILD_ENV).is_none() {

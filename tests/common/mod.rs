@@ -490,13 +490,20 @@ pub fn logs_text(buf: &std::sync::Mutex<Vec<u8>>) -> String {
 pub const CHILD_ENV: &str = "MIMI_TEST_CHILD";
 
 /// Runs `test` of this binary alone in a child process with `CHILD_ENV` set (for tests
-/// that install a process-wide log subscriber); returns its output.
+/// that install a process-wide log subscriber, or may crash the process); returns its
+/// output.
 pub async fn in_child(test: &str) -> std::process::Output {
     let exe = std::env::current_exe().unwrap();
     let test = test.to_string();
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new(exe)
-            .args(["--exact", &test, "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                &test,
+                "--include-ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(CHILD_ENV, "1")
             .output()
             .unwrap()
@@ -505,4 +512,22 @@ pub async fn in_child(test: &str) -> std::process::Output {
         .await
         .expect("child test timed out")
         .unwrap()
+}
+
+/// Polls until `check` holds, at most `limit`; returns how long it took.
+pub async fn within<F, Fut>(limit: Duration, mut check: F) -> Option<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = std::time::Instant::now();
+    loop {
+        if check().await {
+            return Some(start.elapsed());
+        }
+        if start.elapsed() > limit {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
