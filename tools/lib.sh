@@ -221,6 +221,22 @@ EOC
   done
 }
 
+# bench_dp_conf ADDR:PORT ORIGIN FILE: a `mimi dp serve` config serving FILE (relative to
+# the config) as ORIGIN, for benchmark load that all comes from one address.
+bench_dp_conf() {
+  cat <<EOF
+listen = ["$1"]
+trust = "trust.toml"
+[access]
+anonymous_lookups_per_day = "unlimited"  # benchmark load comes from one address
+[[zone]]
+origin = "$2"
+file = "$3"
+[limits]
+tcp_connections = 1024
+EOF
+}
+
 # bench_carrier_zone DIR N [NS_ADDR]: the benchmark carrier zone of tools/bench/dp.sh in DIR:
 # N signed mappings +1 555 000 0000 + 2i -> mimi://chat.example/u/user<i> (the odd numbers
 # stay free: NXDOMAIN, or new owners for updates), signed with a new key DIR/k.key (provider

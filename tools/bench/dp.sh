@@ -72,17 +72,7 @@ PY
 
   # mimi
   mp=$(free_port 127.0.0.81)
-  cat > "$d/dp.toml" <<EOF
-listen = ["127.0.0.81:$mp"]
-trust = "trust.toml"
-[access]
-anonymous_lookups_per_day = "unlimited"  # benchmark load comes from one address
-[[zone]]
-origin = "$ORIGIN"
-file = "g.zone"
-[limits]
-tcp_connections = 1024
-EOF
+  bench_dp_conf "127.0.0.81:$mp" "$ORIGIN" g.zone > "$d/dp.toml"
   MIMI_LOG=warn taskset -c "$SERVER_CPU" "$MIMI" dp serve --config "$d/dp.toml" 2>"$d/mimi.log" &
   pids+=($!); mimi_pid=$!
   # Knot

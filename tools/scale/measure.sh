@@ -53,17 +53,7 @@ if command -v "$DNSPERF" >/dev/null; then
   echo "== public queries: $MAPPINGS mappings, dnsperf $SECS s per mode (DP on CPU $SERVER_CPU, dnsperf on CPU $LOAD_CPU)" >&2
   bench_carrier_zone "$dir/zone" "$MAPPINGS"
   port=$(free_port 127.0.0.91)
-  cat >"$dir/zone/dp.toml" <<EOF
-listen = ["127.0.0.91:$port"]
-trust = "trust.toml"
-[access]
-anonymous_lookups_per_day = "unlimited"  # the load comes from one address
-[[zone]]
-origin = "$ORIGIN"
-file = "g.zone"
-[limits]
-tcp_connections = 1024
-EOF
+  bench_dp_conf "127.0.0.91:$port" "$ORIGIN" g.zone >"$dir/zone/dp.toml"
   NO_COLOR=1 MIMI_LOG=warn taskset -c "$SERVER_CPU" "$MIMI" dp serve --config "$dir/zone/dp.toml" 2>"$dir/dp.log" &
   dp_pid=$!
   pids+=("$dp_pid")
