@@ -14,7 +14,7 @@
 #
 # Usage: tools/scale/simulate.sh [LOG_SLOTS] [scale_sim flags...]
 #   default 16, 200 users of 20 contacts, 2 replicating APs with 90 % of them and 2 PIR
-#   APs, 2 days (about 6 minutes here, most of it the PIR users' lookups);
+#   APs, 2 days (about 5 minutes here, most of it the PIR users' lookups);
 #   flags: --users, --contacts, --replica-aps, --replica-share, --days, --change-rate,
 #   --new, --zipf, ... (examples/scale_sim.rs --help).
 #   env: APS (4), OUT (tools/scale/simulated.json), MEASURED (tools/scale/measured.json),
