@@ -15,11 +15,11 @@
 # UPDATE), lookup latency, and a contact sync of 300 identifiers by replica and by PIR.
 #
 # Usage: tools/bench/replica.sh [LOG_SLOTS] [SYNC_LOG_SLOTS] [replica_bench flags...]
-#   default 20 16 (about 8 minutes here: 1.5 to build the zones and the DP's PIR databases);
+#   default 20 16 (5 to 7 minutes here, under 2 of them making the zones and the DP's PIR databases);
 #   SYNC_LOG_SLOTS = LOG_SLOTS runs the sync in the large zone; flags such as --lookups,
 #   --pir-lookups, --changes, --sync set the counts (examples/replica_bench.rs --help).
 #   env: KEEP=1 keeps the work directory (configs, logs, JSON of the figures).
-# Memory: at 2^20 the DP takes about 5 GB (zone, PIR database, build), the replica 268 MB.
+# Memory: at 2^20 the DP is 4 GB resident once loaded (zone, PIR databases), the replica 268 MB.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . tools/lib.sh
