@@ -291,6 +291,46 @@ PY
   "$MIMI" zone import "$d/carrier.zone" --csv "$d/map.csv" --key "$d/chat.key" >/dev/null
 }
 
+# carrier_zone DIR AREA N NS_ADDR: the carrier block of the numbers +1 AREA ... (origin
+# <1AREA reversed>.e164.mimi.arpa., printed) in DIR/AREA.zone, its name server at NS_ADDR, with
+# N mappings +1 AREA 000 0000 + 2i -> mimi://chat.example/u/user<i> (the odd numbers stay
+# free: absent identifiers, or new owners for updates), signed with DIR/chat.key (made with
+# its trust file DIR/trust.toml when missing, so several blocks share one provider). Needs MIMI.
+carrier_zone() {
+  local d=$1 area=$2 n=$3 ns=$4 origin
+  origin="$(echo "1$area" | rev | sed 's/./&./g')e164.mimi.arpa."
+  python3 - "$n" "$area" >"$d/$area.csv" <<'PY'
+import sys
+n, area = int(sys.argv[1]), sys.argv[2]
+print("sii,ssi,context,priority,ttl")
+for i in range(n):
+    print(f"+1{area}{2*i:07d},mimi://chat.example/u/user{i},any,10,3600")
+PY
+  if [ ! -f "$d/chat.key" ]; then
+    "$MIMI" key generate --provider chat.example --out "$d/chat.key" >/dev/null
+    "$MIMI" key public "$d/chat.key" >"$d/trust.toml"
+  fi
+  "$MIMI" zone new "$origin" --out "$d/$area.zone" --ns "ns1.$origin=$ns" >/dev/null
+  "$MIMI" zone import "$d/$area.zone" --csv "$d/$area.csv" --key "$d/chat.key" >/dev/null
+  echo "$origin"
+}
+
+# wait_pircfg ADDR PORT ZONE PID LOG [SECONDS]: wait (default at most 600 s: a zone of a
+# million mappings takes a minute or two to load and build its PIR database) until the DP at
+# ADDR:PORT serves the PIRCFG record of ZONE; stop the script, showing LOG, if process PID
+# exits first.
+wait_pircfg() {
+  local i
+  for ((i = 0; i < ${6:-600} * 5; i++)); do
+    if ! kill -0 "$4" 2>/dev/null; then
+      echo "$(basename "$0"): server for $1:$2 exited:" >&2; sed 's/^/  /' "$5" >&2; exit 1
+    fi
+    [[ $(dig @"$1" -p "$2" +time=1 +tries=1 +norec "_pir.$3" TYPE65282 2>&1 || true) == *"ANSWER: 1"* ]] && return 0
+    sleep 0.2
+  done
+  echo "$(basename "$0"): $1:$2 served no PIRCFG for $3 within ${6:-600} s" >&2; sed 's/^/  /' "$5" >&2; exit 1
+}
+
 # --- the frame of an interop script -----------------------------------------------------
 # interop_start NAME: $W (a work directory, kept when KEEP=1), `pids` (every process the
 # script starts; only these are stopped at exit, by PID), the pass and fail counts, and

@@ -172,26 +172,53 @@ class Inputs:
                           f"{src}: `ZonePirDb::memory_bytes`, {how_b}"))
 
         r = m["replica"]
-        self.replica_per_mapping = r["replica_bytes_per_mapping"]
-        self.stored_per_mapping = r["stored_bytes_per_mapping"]
+        # Measured by tools/scale/simulate.sh (UPDATE_MEASURED=1) through the replica
+        # protocol, when it has run: bytes as the resolver received them, DNS framing and
+        # TSIG included; else the formula from the slot layout.
+        meas = r.get("measured")
+        self.replica_send_cpu_per_byte = None
         self.replica_payload = r["replica_message_payload_bytes"]
-        self.rows.append(("replica bytes per mapping on the wire", f"{self.replica_per_mapping:.1f} B",
-                          f"({r['bucket_slots']} x {r['slot_size']} B + replica_bucket_overhead_bytes = {r['replica_bucket_overhead_bytes']}) / {r['bucket_slots']} / load {r['load']}; "
-                          f"replica_message_payload_bytes = {r['replica_message_payload_bytes']}: parameters, not yet measured"))
-        self.rows.append(("replica bytes per mapping stored", f"{self.stored_per_mapping:.1f} B", "slot size / load"))
+        self.stored_per_mapping = r["stored_bytes_per_mapping"]
         bucket_wire = r["bucket_slots"] * r["slot_size"] + r["replica_bucket_overhead_bytes"]
+        formula = (f"({r['bucket_slots']} x {r['slot_size']} B + replica_bucket_overhead_bytes = {r['replica_bucket_overhead_bytes']}) "
+                   f"/ {r['bucket_slots']} / load {r['load']}")
+        if meas:
+            msrc = f"tools/scale/simulate.sh ({meas['date']}, commit {meas['commit']})"
+            self.replica_per_mapping = meas["bytes_per_mapping"]
+            self.rows.append(("replica bytes per mapping on the wire", f"{self.replica_per_mapping:.1f} B",
+                              f"{msrc}: full downloads of 2^{meas['log_slots']} slots ({meas['mappings']:,} mappings), bytes the "
+                              f"resolver received (DNS framing and TSIG included) / mappings; the formula {formula} gives "
+                              f"{r['replica_bytes_per_mapping']:.1f} B"))
+            self.replica_send_cpu_per_byte = meas["dp_cpu_s_per_byte_download"]
+            self.rows.append(("DP CPU per replica byte sent", si(self.replica_send_cpu_per_byte, "s"),
+                              f"{msrc}: `mimi dp serve`'s CPU (/proc/PID/stat) over the full downloads / bytes; "
+                              "deltas priced at the same rate (the same SLOTS run code)"))
+        else:
+            self.replica_per_mapping = r["replica_bytes_per_mapping"]
+            self.rows.append(("replica bytes per mapping on the wire", f"{self.replica_per_mapping:.1f} B",
+                              f"{formula}; replica_message_payload_bytes = {r['replica_message_payload_bytes']}: "
+                              "parameters (tools/scale/simulate.sh measures them)"))
+        self.rows.append(("replica bytes per mapping stored", f"{self.stored_per_mapping:.1f} B", "slot size / load"))
         self.shard_messages = math.ceil(math.ceil(shard_slots / r["bucket_slots"]) / (self.replica_payload // bucket_wire))
         self.rows.append(("DNS messages per shard download", f"{self.shard_messages:,}",
-                          f"{self.replica_payload // bucket_wire} buckets of {bucket_wire} B per {self.replica_payload:,}-B message; "
-                          "the DNS framing of each message (header, question, record header) is not counted"))
+                          f"{self.replica_payload // bucket_wire} buckets of {bucket_wire} B per {self.replica_payload:,}-B message"
+                          + ("" if meas else "; the DNS framing of each message (header, question, record header) is not counted")))
         d = m["delta"]
-        self.delta_bytes = d["delta_bytes_per_change"]
         self.update_cpu = d["dp_update_cpu_ns_per_change"] * 1e-9
         kinds = ", ".join(f"{k} {v['buckets_touched_per_change']:.2f}" for k, v in sorted(d["by_kind"].items()))
         self.rows.append(("buckets touched per changed mapping", f"{d['buckets_touched_per_change']:.2f}",
                           f"{src}: `ZonePirDb::update` of {d['changes']} single changes on 2^{d['log_slots']} ({kinds})"))
-        self.rows.append(("delta bytes per changed mapping", f"{self.delta_bytes:.0f} B",
-                          f"buckets touched x {d['bucket_bytes_on_wire']} B"))
+        if meas:
+            self.delta_bytes = meas["delta_bytes_per_change"]
+            self.rows.append(("delta bytes per changed mapping", f"{self.delta_bytes:.0f} B",
+                              f"{msrc}: one delta per AP after a day of {meas['changes_per_refresh']:,} changes (replace, withdraw, "
+                              f"add in turn) to {meas['mappings']:,} mappings, bytes received / changes "
+                              f"({meas['delta_buckets_per_change']:.2f} buckets each); buckets touched x 1,028 B gives "
+                              f"{d['delta_bytes_per_change']:.0f} B"))
+        else:
+            self.delta_bytes = d["delta_bytes_per_change"]
+            self.rows.append(("delta bytes per changed mapping", f"{self.delta_bytes:.0f} B",
+                              f"buckets touched x {d['bucket_bytes_on_wire']} B"))
         self.rows.append(("DP CPU per changed mapping (in-place update)", si(self.update_cpu, "s"),
                           f"{src}: thread CPU of `update`, median"))
 
@@ -301,7 +328,11 @@ def scenario(kind, p, x, hit):
         r.egress[f"replica deltas ({si(changes * x.delta_bytes, 'B')} per AP a day)"] = reps * changes * x.delta_bytes
         r.ap_ingress["downloads + deltas"] = per_ap / p.epoch_days + changes * x.delta_bytes
         r.ap_store[f"replicas ({si(mappings * x.stored_per_mapping, 'B')} per replicating AP)"] = reps * mappings * x.stored_per_mapping
-        r.unmeasured.append("the DP's CPU for sending replica downloads and deltas")
+        if x.replica_send_cpu_per_byte is None:
+            r.unmeasured.append("the DP's CPU for sending replica downloads and deltas")
+        else:
+            sent = reps * (per_ap / p.epoch_days + changes * x.delta_bytes)
+            r.dp_cpu["sending replica downloads and deltas"] = sent * x.replica_send_cpu_per_byte
     return r
 
 
