@@ -205,5 +205,8 @@ async fn main() -> Result<()> {
         absent.load(Relaxed),
         stale
     );
+    if absent.load(Relaxed) > 0 || stale > 0 {
+        anyhow::bail!("lookups from a replica gave wrong answers while or after deltas applied");
+    }
     Ok(())
 }

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Reproduction (not a benchmark): private lookups that read an encrypted replica while the
-# resolver applies a delta of several messages can answer "absent" for a present identifier.
-# The resolver writes each SLOTS record of a run into the memory-mapped table as it arrives
-# (src/resolver/replica/mod.rs, sync_shard's sink), so between two records a slot that an
-# addition's cuckoo walk moved is in neither of its buckets.
+# A regression check (not a benchmark, run by .ci/run): private lookups that read an
+# encrypted replica while the resolver applies deltas of several messages, or a whole table,
+# must never answer "absent" for a present identifier. They once did: the resolver wrote
+# each SLOTS record into the served table as it arrived, so between two records a slot that
+# an addition's cuckoo walk moved was in neither of its buckets. Now a delta is applied under
+# one lock once whole and a whole table goes to a new file (src/resolver/replica/mod.rs,
+# sync_shard). Exit status 1 on any wrong answer.
 #
 # One `mimi dp serve` with a carrier zone of 2^LOG_SLOTS slots (default 14) behind a root DP;
 # examples/replica_race.rs looks up every present identifier again and again from two

@@ -82,7 +82,8 @@ type Members = Vec<(Name, Vec<(usize, u32)>)>;
 struct Fetched {
     records: Vec<Vec<u8>>,
     source: Source,
-    from_replica: bool,
+    /// From a replica at this generation (None: by PIR).
+    replica_generation: Option<u64>,
 }
 
 impl Resolver {
@@ -204,12 +205,13 @@ impl Resolver {
                 Ok((fetched, server, exchanges)) => {
                     let per = exchanges / owners.len().max(1) as u32;
                     for ((owner, inputs), f) in members.into_iter().zip(fetched) {
+                        let generation = f.as_ref().ok().and_then(|f| f.replica_generation);
                         let answer = f.map(|f| PrivateAnswer {
                             records: f.records,
                             zone: found.0.zone.clone(),
                             server,
                             source: f.source,
-                            from_replica: f.from_replica,
+                            from_replica: f.replica_generation.is_some(),
                         });
                         for (n, (i, walked)) in inputs.into_iter().enumerate() {
                             let result = match &answer {
@@ -229,8 +231,13 @@ impl Resolver {
                         // Only a replica's answers are kept: its deltas say when one
                         // changes. A PIR answer is not (the DP tells nothing of changes to
                         // a resolver that holds no table), so the next lookup asks again.
+                        // ... and only when no delta landed since it was read (the delta
+                        // would have dropped it, had it been cached already).
+                        let current = self.replicas.get(&found.0.zone).map(|r| r.generation());
                         match answer {
-                            Ok(a) if a.from_replica => self.private_cache.insert(owner, a),
+                            Ok(a) if generation.is_some() && generation == current => {
+                                self.private_cache.insert(owner, a)
+                            }
                             _ => {}
                         }
                     }
@@ -484,6 +491,8 @@ impl Resolver {
         }
 
         let replica = self.replicas.for_lookup(zone, &cfg.config);
+        // Read before the slots: a change applied after this makes the answers uncacheable.
+        let generation = replica.as_ref().map(|r| r.generation());
         let mut fetched = Vec::with_capacity(ys.len());
         for y in &ys {
             fetched.push(match &replica {
@@ -501,7 +510,7 @@ impl Resolver {
                                 shard: hit.shard,
                                 buckets: hit.buckets,
                             },
-                            from_replica: true,
+                            replica_generation: generation,
                         })
                         .map_err(|e| private_error(zone, e))
                 }
@@ -607,7 +616,7 @@ impl Resolver {
                 shard,
                 buckets: Vec::new(),
             },
-            from_replica: false,
+            replica_generation: None,
         }))
     }
 

@@ -138,6 +138,8 @@ pub struct ZoneReplica {
     shards: Vec<ArcSwap<ShardFile>>,
     /// One refresh at a time.
     refreshing: tokio::sync::Mutex<()>,
+    /// Counts the changes applied; an answer read before a change is not cached after it.
+    generation: AtomicU64,
 }
 
 impl std::fmt::Debug for ZoneReplica {
@@ -205,6 +207,11 @@ impl ZoneReplica {
             shard,
             buckets,
         })
+    }
+
+    /// Changes applied so far (see [`Resolver::lookup_private_batch`]'s cache).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Relaxed)
     }
 
     /// Table serial and zone serial of each shard.
@@ -302,7 +309,27 @@ fn zone_dir(settings: &ReplicaSettings, zone: &Name) -> PathBuf {
 }
 
 /// Where a ready run's buckets go.
-type Sink<'a> = &'a mut (dyn FnMut(&[(u32, &[u8])]) -> Result<(), ReplicaError> + Send);
+type Sink<'a> = &'a mut (dyn FnMut(&RunHeader, &[(u32, &[u8])]) -> Result<(), ReplicaError> + Send);
+
+/// A shard file being brought up to date, and whether lookups read it meanwhile.
+#[derive(Clone, Copy)]
+enum Target<'a> {
+    /// Not served yet (a download, a file reopened from disk): runs are written as they
+    /// arrive.
+    Building(&'a ShardFile),
+    /// Served: a delta is written under one lock once it is whole, so no lookup sees half
+    /// of it (a slot moved between buckets in neither); a whole table goes to a new file
+    /// that replaces the served one when complete.
+    Serving(&'a ShardFile),
+}
+
+/// What bringing a shard up to date did.
+struct Synced {
+    /// Buckets the deltas changed (every bucket when a whole table came instead).
+    changed: BTreeSet<u32>,
+    /// A new file holding the whole table, to serve instead of the old one.
+    replacement: Option<ShardFile>,
+}
 
 impl Resolver {
     /// Downloads (or reopens from disk and brings up to date) the replica of `zone`: walks
@@ -436,8 +463,15 @@ impl Resolver {
             let file = match ShardFile::open(&path, zone, config, shard) {
                 Ok(f) => {
                     debug!(%zone, shard, serial = f.serial(), "replica reopened from disk");
-                    self.sync_shard(zone, config, ip, &f, Some(f.serial()), None)
-                        .await?;
+                    self.sync_shard(
+                        zone,
+                        config,
+                        ip,
+                        Target::Building(&f),
+                        Some(f.serial()),
+                        None,
+                    )
+                    .await?;
                     f
                 }
                 Err(_) => {
@@ -445,7 +479,8 @@ impl Resolver {
                     // leaves no file that looks complete.
                     let tmp = path.with_extension("slots.tmp");
                     let mut f = ShardFile::create(&tmp, zone, config, shard)?;
-                    self.sync_shard(zone, config, ip, &f, None, None).await?;
+                    self.sync_shard(zone, config, ip, Target::Building(&f), None, None)
+                        .await?;
                     f.rename(&path)?;
                     f
                 }
@@ -467,32 +502,56 @@ impl Resolver {
             server: ip,
             shards,
             refreshing: tokio::sync::Mutex::new(()),
+            generation: AtomicU64::new(0),
         }))
     }
 
     /// Brings one shard file up to date from `since` (None: the whole table). A whole
     /// table is read while the DP keeps changing it, so it is followed by a delta from its
-    /// serial. Returns the buckets the deltas changed. With `want`, repeats (briefly)
-    /// until the table reflects that zone serial.
+    /// serial. With `want`, repeats (briefly) until the table reflects that zone serial.
     async fn sync_shard(
         &self,
         zone: &Name,
         config: &PirConfig,
         ip: IpAddr,
-        file: &ShardFile,
+        target: Target<'_>,
         mut since: Option<u32>,
         want: Option<u32>,
-    ) -> Result<BTreeSet<u32>, ReplicaError> {
+    ) -> Result<Synced, ReplicaError> {
+        let (file, serving) = match target {
+            Target::Building(f) => (f, false),
+            Target::Serving(f) => (f, true),
+        };
         let shard = file.shard();
         let initial = since.is_none();
         let mut changed = BTreeSet::new();
+        let mut replacement: Option<ShardFile> = None;
         let mut tries = 0;
         loop {
             tries += 1;
+            // Where this run's buckets go: a replacement being built is not served yet.
+            let (dest, served) = match &replacement {
+                Some(r) => (r, false),
+                None => (file, serving),
+            };
             let mut written = Vec::new();
-            let mut sink = |items: &[(u32, &[u8])]| -> Result<(), ReplicaError> {
-                file.write_buckets(items.iter().copied())?;
+            let mut pending: Vec<(u32, Vec<u8>)> = Vec::new();
+            let mut fresh: Option<ShardFile> = None;
+            let fresh_path = file.path().with_extension("slots.new");
+            let mut sink = |h: &RunHeader, items: &[(u32, &[u8])]| -> Result<(), ReplicaError> {
                 written.extend(items.iter().map(|(i, _)| *i));
+                if !served {
+                    dest.write_buckets(items.iter().copied())?;
+                } else if h.mode == Mode::Delta {
+                    pending.extend(items.iter().map(|(i, b)| (*i, b.to_vec())));
+                } else {
+                    if fresh.is_none() {
+                        fresh = Some(ShardFile::create(&fresh_path, zone, config, shard)?);
+                    }
+                    if let Some(f) = &fresh {
+                        f.write_buckets(items.iter().copied())?;
+                    }
+                }
                 Ok(())
             };
             let header = match self
@@ -507,11 +566,17 @@ impl Resolver {
                 }
                 Err(e) => return Err(e),
             };
-            file.commit(header.to, header.zone_serial)?;
             let stats = &self.replicas.stats;
             match header.mode {
                 Mode::Full => {
                     stats.full_runs.fetch_add(1, Relaxed);
+                    match fresh {
+                        Some(f) => {
+                            f.commit(header.to, header.zone_serial)?;
+                            replacement = Some(f);
+                        }
+                        None => dest.commit(header.to, header.zone_serial)?,
+                    }
                     if !initial {
                         // The DP's log no longer reached the replica: any bucket may
                         // have changed.
@@ -522,13 +587,20 @@ impl Resolver {
                 }
                 Mode::Delta => {
                     stats.delta_runs.fetch_add(1, Relaxed);
+                    if served {
+                        dest.write_buckets(pending.iter().map(|(i, b)| (*i, &b[..])))?;
+                    }
+                    dest.commit(header.to, header.zone_serial)?;
                     changed.extend(written);
                 }
             }
             since = Some(header.to);
             let behind = want.is_some_and(|w| serial_lt(header.zone_serial, w));
             if !behind || tries >= CATCH_UP_TRIES {
-                return Ok(changed);
+                return Ok(Synced {
+                    changed,
+                    replacement,
+                });
             }
             tokio::time::sleep(CATCH_UP_PAUSE).await;
         }
@@ -552,21 +624,30 @@ impl Resolver {
                     zone,
                     &replica.config,
                     replica.server,
-                    &file,
+                    Target::Serving(&file),
                     Some(file.serial()),
                     want,
                 )
                 .await;
             match outcome {
-                Ok(changed) => {
+                Ok(Synced {
+                    changed,
+                    replacement,
+                }) => {
+                    if let Some(mut whole) = replacement {
+                        whole.rename(file.path())?;
+                        slot.store(Arc::new(whole));
+                    }
                     if !changed.is_empty() {
+                        // Answers being read now may predate the change: not cached.
+                        replica.generation.fetch_add(1, Relaxed);
                         let dropped = self.private_cache.drop_buckets(
                             zone,
                             replica.config.epoch,
                             shard as u32,
                             &changed,
                         );
-                        debug!(%zone, shard, buckets = changed.len(), dropped, serial = file.serial(), "replica delta applied");
+                        debug!(%zone, shard, buckets = changed.len(), dropped, serial = slot.load().serial(), "replica delta applied");
                     }
                 }
                 Err(ReplicaError::EpochChanged { .. }) => {
@@ -717,7 +798,7 @@ impl Resolver {
                         stats
                             .buckets_received
                             .fetch_add(items.len() as u64, Relaxed);
-                        sink(&items)?;
+                        sink(h, &items)?;
                     }
                     (SlotsRecord::End(end), Some(h)) => {
                         if end != *h || received != h.count {
