@@ -756,3 +756,38 @@ async fn the_maintenance_task_replicates_zones_lookups_find_big_enough_and_polls
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_its_dp_has_not_refreshed_for_three_polls_is_not_used() {
+    bounded(async {
+        let fx = fixture(11, "", false).await;
+        let mut config = replicating(&fx.tree, &fx.ap, &fx.dir.path().join("stale"));
+        if let Some(r) = config.replica.as_mut() {
+            r.poll = Duration::from_millis(300);
+        }
+        let resolver = fx.tree.resolver_with(config);
+        resolver.replicate(&n(CARRIER)).await.unwrap();
+        let lookups = || resolver.replicas.stats.lookups.load(Relaxed);
+        let r = &resolver;
+        let ask =
+            |s: &'static str| async move { r.lookup_private(&sii(s), Some(Context::Any)).await };
+        assert_eq!(
+            uris(&ask(ALICE).await.unwrap()),
+            [uri(&fx.keys.chat, "alice")]
+        );
+        assert_eq!(lookups(), 1, "fresh: from the replica");
+        // No refresh for more than three polls (nothing runs the maintenance task here):
+        // the copy may miss changes, so PIR answers.
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        assert_eq!(uris(&ask(TWO).await.unwrap()).len(), 2);
+        assert_eq!(lookups(), 1, "stale: by PIR");
+        resolver.refresh_replica(&n(CARRIER), None).await.unwrap();
+        assert_eq!(
+            uris(&ask(DAVE).await.unwrap()),
+            [uri(&fx.keys.talk, "dave")]
+        );
+        assert_eq!(lookups(), 2, "refreshed: from the replica again");
+        fx.shutdown().await;
+    })
+    .await
+}

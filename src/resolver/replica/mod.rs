@@ -35,6 +35,9 @@ use crate::pir::{db, Chunk, PirError};
 use crate::record::TYPE_SLOTS;
 use crate::tsig::TsigMac;
 
+/// A replica not brought up to date for this many polls is not used for lookups.
+const STALE_POLLS: u32 = 3;
+
 /// How long one message of a run may take to arrive.
 const FRAME_TIMEOUT: Duration = Duration::from_secs(30);
 /// After a NOTIFY for serial S, how often and how many times to ask again while the DP's
@@ -140,6 +143,8 @@ pub struct ZoneReplica {
     refreshing: tokio::sync::Mutex<()>,
     /// Counts the changes applied; an answer read before a change is not cached after it.
     generation: AtomicU64,
+    /// When the DP last brought it up to date (a download, a delta, an empty delta).
+    synced: Mutex<Instant>,
 }
 
 impl std::fmt::Debug for ZoneReplica {
@@ -214,6 +219,14 @@ impl ZoneReplica {
         self.generation.load(Relaxed)
     }
 
+    /// How long since the DP last brought it up to date.
+    pub fn age(&self) -> Duration {
+        self.synced
+            .lock()
+            .map(|t| t.elapsed())
+            .unwrap_or(Duration::MAX)
+    }
+
     /// Table serial and zone serial of each shard.
     pub fn serials(&self) -> Vec<(u32, u32)> {
         self.shards
@@ -265,7 +278,9 @@ impl Replicas {
     pub fn for_lookup(&self, zone: &Name, config: &PirConfig) -> Option<Arc<ZoneReplica>> {
         let settings = self.settings.as_ref()?;
         if let Some(Held::Ready(r)) = self.lock().get(zone) {
-            if r.config == *config {
+            // A copy its DP has not brought up to date for STALE_POLLS polls may miss
+            // changes: PIR answers meanwhile (the next successful refresh restores it).
+            if r.config == *config && r.age() <= settings.poll * STALE_POLLS {
                 return Some(r.clone());
             }
         }
@@ -503,6 +518,7 @@ impl Resolver {
             shards,
             refreshing: tokio::sync::Mutex::new(()),
             generation: AtomicU64::new(0),
+            synced: Mutex::new(Instant::now()),
         }))
     }
 
@@ -617,6 +633,7 @@ impl Resolver {
             return Ok(());
         };
         let _one = replica.refreshing.lock().await;
+        let started = Instant::now();
         for (shard, slot) in replica.shards.iter().enumerate() {
             let file = slot.load_full();
             let outcome = self
@@ -668,6 +685,9 @@ impl Resolver {
                     return Err(e);
                 }
             }
+        }
+        if let Ok(mut synced) = replica.synced.lock() {
+            *synced = started;
         }
         Ok(())
     }
