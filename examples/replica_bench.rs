@@ -25,7 +25,7 @@
 #[path = "support/mod.rs"]
 mod support;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
@@ -46,32 +46,11 @@ use support::*;
 
 #[derive(Parser)]
 struct Args {
-    /// The port every DP listens on.
-    #[arg(long)]
-    port: u16,
-    /// The root DP's address.
-    #[arg(long)]
-    root: IpAddr,
-    /// The carrier DP's address, and its process id (its CPU is measured).
-    #[arg(long)]
-    dp: IpAddr,
-    #[arg(long)]
-    dp_pid: u32,
-    #[arg(long)]
-    trust: PathBuf,
+    #[command(flatten)]
+    tree: TreeArgs,
     /// The AP's identity at the DPs ([[client]] TSIG key).
     #[arg(long)]
     ap_tsig: PathBuf,
-    /// The provider's UPDATE key ([[update]]) and signing key.
-    #[arg(long)]
-    update_tsig: PathBuf,
-    #[arg(long)]
-    key: PathBuf,
-    /// The large zone: numbers +1 AREA ..., MAPPINGS of them (the even ones), 2^LOG_SLOTS slots.
-    #[arg(long, default_value = "555")]
-    area: String,
-    #[arg(long)]
-    mappings: u64,
     #[arg(long)]
     log_slots: u32,
     /// The contact-sync zone (the same area as --area: the large zone).
@@ -253,14 +232,14 @@ async fn batch_checked(
 #[tokio::main]
 async fn main() -> Result<()> {
     let a = Args::parse();
-    let dp = ProcCpu::new(a.dp_pid)?;
+    let dp = ProcCpu::new(a.tree.dp_pid)?;
     let tree = TreeAt {
-        root: a.root,
-        port: a.port,
-        trust: a.trust.clone(),
+        root: a.tree.root,
+        port: a.tree.port,
+        trust: a.tree.trust.clone(),
     };
     let ap = TsigKey::load(&a.ap_tsig).context("--ap-tsig")?;
-    let big = block_origin(&a.area);
+    let big = block_origin(&a.tree.area);
     let sync_zone = block_origin(&a.sync_area);
     let separate_sync = big != sync_zone;
     let mut zones = vec![big.clone()];
@@ -272,12 +251,12 @@ async fn main() -> Result<()> {
     let pir = resolver(&tree, Some(ap), None)?;
     let stats = &rep.replicas.stats;
     let mut rng = StdRng::seed_from_u64(1);
-    let mut pool = Pool::new(&a.area, a.mappings, &mut rng);
+    let mut pool = Pool::new(&a.tree.area, a.tree.mappings, &mut rng);
     let mut sync_pool = if separate_sync {
         Pool::new(&a.sync_area, a.sync_mappings, &mut rng)
     } else {
         // The same zone: draw from its own order, past what the other phases take.
-        let mut p = Pool::new(&a.area, a.mappings, &mut rng);
+        let mut p = Pool::new(&a.tree.area, a.tree.mappings, &mut rng);
         p.next = p.order.len() / 2;
         p
     };
@@ -286,9 +265,9 @@ async fn main() -> Result<()> {
     eprintln!("host: {host}");
     eprintln!(
         "DP pid {}: RSS {:.0} MiB; zone {big}: {} mappings (2^{} slots); sync zone {sync_zone}: {} mappings (2^{} slots)",
-        a.dp_pid,
+        a.tree.dp_pid,
         dp.rss_bytes() as f64 / (1 << 20) as f64,
-        a.mappings,
+        a.tree.mappings,
         a.log_slots,
         a.sync_mappings,
         a.sync_log_slots
@@ -506,12 +485,12 @@ async fn main() -> Result<()> {
     );
 
     // 6. Deltas.
-    let server = SocketAddr::new(a.dp, a.port);
-    let key = ProviderKey::load(&a.key).context("--key")?;
+    let server = SocketAddr::new(a.tree.dp, a.tree.port);
+    let key = ProviderKey::load(&a.tree.key).context("--key")?;
     let mut publisher = Publisher::new(
         server,
         big.clone(),
-        TsigKey::load(&a.update_tsig).context("--update-tsig")?,
+        TsigKey::load(&a.tree.update_tsig).context("--update-tsig")?,
     )
     .with_timeout(Duration::from_secs(60));
     let per_kind = a.changes / 3;
@@ -654,10 +633,10 @@ async fn main() -> Result<()> {
     println!("host: {host}");
     println!(
         "large zone: {} mappings, 2^{} slots of {} bytes (load 0.9); contact-sync zone: {} mappings, 2^{} slots; DP CPU = utime+stime of `mimi dp serve` (/proc/PID/stat, {} ticks)",
-        a.mappings,
+        a.tree.mappings,
         a.log_slots,
         cfg.slot_size,
-        if separate_sync { a.sync_mappings } else { a.mappings },
+        if separate_sync { a.sync_mappings } else { a.tree.mappings },
         if separate_sync { a.sync_log_slots } else { a.log_slots },
         secs(dp.tick())
     );
@@ -704,7 +683,7 @@ async fn main() -> Result<()> {
         "| full download, 2^{} slots: bytes received (per mapping) | {} ({:.1} B) | - | |",
         a.log_slots,
         bytes(dl.bytes as f64),
-        dl.bytes as f64 / a.mappings as f64
+        dl.bytes as f64 / a.tree.mappings as f64
     );
     println!(
         "| full download: wall time / DP CPU / resolver CPU | {:.2} s / {} / {} | - | |",
@@ -785,12 +764,12 @@ async fn main() -> Result<()> {
         let out = json!({
             "host": host,
             "log_slots": a.log_slots,
-            "mappings": a.mappings,
+            "mappings": a.tree.mappings,
             "slot_size": cfg.slot_size,
             "idle": idle.json(),
             "download": {
                 "bytes": dl.bytes, "buckets": dl.buckets, "full_runs": dl.full, "delta_runs": dl.delta,
-                "bytes_per_mapping": dl.bytes as f64 / a.mappings as f64, "file_bytes": file_bytes,
+                "bytes_per_mapping": dl.bytes as f64 / a.tree.mappings as f64, "file_bytes": file_bytes,
                 "cost": download.json(),
             },
             "replica_batched": { "lookups": a.lookups, "cost": batched.json(), "dp_cpu_s_per_lookup": batched_per },

@@ -13,7 +13,7 @@
 mod support;
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -33,27 +33,10 @@ use support::*;
 
 #[derive(Parser)]
 struct Args {
-    #[arg(long)]
-    port: u16,
-    #[arg(long)]
-    root: IpAddr,
-    #[arg(long)]
-    dp: IpAddr,
-    /// The DP's process (checked to be there).
-    #[arg(long)]
-    dp_pid: u32,
-    #[arg(long)]
-    trust: PathBuf,
+    #[command(flatten)]
+    tree: TreeArgs,
     #[arg(long)]
     ap_tsig: PathBuf,
-    #[arg(long)]
-    update_tsig: PathBuf,
-    #[arg(long)]
-    key: PathBuf,
-    #[arg(long, default_value = "555")]
-    area: String,
-    #[arg(long)]
-    mappings: u64,
     #[arg(long)]
     work: PathBuf,
     /// Rounds of changes; the additions must leave the table room (a table at load 0.9 that
@@ -66,7 +49,11 @@ struct Args {
 }
 
 fn make(args: &Args, dir: &str, cache_entries: usize) -> Result<Resolver> {
-    let mut config = ResolverConfig::new(vec![args.root], args.port, args.trust.clone());
+    let mut config = ResolverConfig::new(
+        vec![args.tree.root],
+        args.tree.port,
+        args.tree.trust.clone(),
+    );
     config.upstream.tsig = Some(TsigKey::load(&args.ap_tsig)?);
     config.limits.lookup_deadline = Duration::from_secs(600);
     config.limits.timeout = Duration::from_secs(5);
@@ -74,29 +61,29 @@ fn make(args: &Args, dir: &str, cache_entries: usize) -> Result<Resolver> {
     config.replica = Some(ReplicaSettings {
         dir: args.work.join(dir),
         max_bytes: 1 << 30,
-        zones: vec![block_origin(&args.area)],
+        zones: vec![block_origin(&args.tree.area)],
         min_slots: None,
         poll: Duration::from_secs(86_400),
     });
-    let trust = TrustStore::load(&args.trust)?;
+    let trust = TrustStore::load(&args.tree.trust)?;
     Ok(Resolver::new(config, trust))
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let _dp = ProcCpu::new(args.dp_pid)?;
-    let zone = block_origin(&args.area);
+    let _dp = ProcCpu::new(args.tree.dp_pid)?;
+    let zone = block_origin(&args.tree.area);
     let nocache = Arc::new(make(&args, "nocache", 1)?);
     let cached = Arc::new(make(&args, "cached", 100_000)?);
     nocache.replicate(&zone).await?;
     cached.replicate(&zone).await?;
     // Current URI of every identifier the readers look up (present ones only).
     let truth: Arc<Mutex<HashMap<String, String>>> = Arc::new(Mutex::new(
-        (0..args.mappings)
+        (0..args.tree.mappings)
             .map(|j| {
                 (
-                    number(&args.area, 2 * j),
+                    number(&args.tree.area, 2 * j),
                     format!("mimi://chat.example/u/user{j}"),
                 )
             })
@@ -139,21 +126,22 @@ async fn main() -> Result<()> {
             }
         }));
     }
-    let server = SocketAddr::new(args.dp, args.port);
-    let key = ProviderKey::load(&args.key)?;
-    let mut publisher = Publisher::new(server, zone.clone(), TsigKey::load(&args.update_tsig)?)
-        .with_timeout(Duration::from_secs(60));
+    let server = SocketAddr::new(args.tree.dp, args.tree.port);
+    let key = ProviderKey::load(&args.tree.key)?;
+    let mut publisher =
+        Publisher::new(server, zone.clone(), TsigKey::load(&args.tree.update_tsig)?)
+            .with_timeout(Duration::from_secs(60));
     let mut rng = rand::thread_rng();
     let mut next_add = 0u64;
     for round in 0..args.rounds {
         for i in 0..args.changes {
             // An addition (a free number, taken in order) and a replacement of a present one.
-            let add = number(&args.area, 2 * next_add + 1);
+            let add = number(&args.tree.area, 2 * next_add + 1);
             next_add += 1;
             let rec = signed_change(&key, &zone, &add, Change::Add, &format!("a{round}-{i}"))?;
             publisher.send(&[rec]).await.context("publish")?;
-            let j = rng.gen_range(0..args.mappings);
-            let num = number(&args.area, 2 * j);
+            let j = rng.gen_range(0..args.tree.mappings);
+            let num = number(&args.tree.area, 2 * j);
             let rec = signed_change(&key, &zone, &num, Change::Replace, &format!("r{round}-{i}"))?;
             let uri = rec.ssi.uri.clone();
             publisher.send(&[rec]).await.context("publish")?;

@@ -27,7 +27,7 @@
 mod support;
 
 use std::collections::{HashMap, HashSet};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
@@ -47,30 +47,14 @@ use support::*;
 
 #[derive(Parser)]
 struct Args {
-    #[arg(long)]
-    port: u16,
-    #[arg(long)]
-    root: IpAddr,
-    #[arg(long)]
-    dp: IpAddr,
-    #[arg(long)]
-    dp_pid: u32,
-    #[arg(long)]
-    trust: PathBuf,
+    #[command(flatten)]
+    tree: TreeArgs,
     /// The APs' [[client]] TSIG keys, comma-separated: one AP each.
     #[arg(long, value_delimiter = ',')]
     ap_tsig: Vec<PathBuf>,
     /// The first N APs hold replicas; the others use PIR.
     #[arg(long, default_value_t = 2)]
     replica_aps: usize,
-    #[arg(long)]
-    update_tsig: PathBuf,
-    #[arg(long)]
-    key: PathBuf,
-    #[arg(long, default_value = "555")]
-    area: String,
-    #[arg(long)]
-    mappings: u64,
     #[arg(long)]
     log_slots: u32,
     #[arg(long)]
@@ -210,11 +194,11 @@ impl Sim {
     fn draw_contact(&mut self, have: &HashSet<String>) -> String {
         loop {
             let num = if self.rng.gen::<f64>() < self.args.absent {
-                let j = self.rng.gen_range(0..self.args.mappings);
-                number(&self.args.area, 2 * j + 1)
+                let j = self.rng.gen_range(0..self.args.tree.mappings);
+                number(&self.args.tree.area, 2 * j + 1)
             } else {
                 let j = self.pop.draw(&mut self.rng);
-                number(&self.args.area, 2 * j)
+                number(&self.args.tree.area, 2 * j)
             };
             if !have.contains(&num) {
                 return num;
@@ -286,13 +270,13 @@ async fn main() -> Result<()> {
     if args.ap_tsig.len() <= args.replica_aps || args.replica_aps == 0 {
         bail!("--ap-tsig needs more keys than --replica-aps (at least one AP of each kind)");
     }
-    let dp = ProcCpu::new(args.dp_pid)?;
+    let dp = ProcCpu::new(args.tree.dp_pid)?;
     let tree = TreeAt {
-        root: args.root,
-        port: args.port,
-        trust: args.trust.clone(),
+        root: args.tree.root,
+        port: args.tree.port,
+        trust: args.tree.trust.clone(),
     };
-    let zone = block_origin(&args.area);
+    let zone = block_origin(&args.tree.area);
     let mut aps = Vec::new();
     for (i, path) in args.ap_tsig.iter().enumerate() {
         let key = TsigKey::load(path).with_context(|| path.display().to_string())?;
@@ -309,13 +293,13 @@ async fn main() -> Result<()> {
         });
     }
     let mut rng = StdRng::seed_from_u64(args.seed);
-    let pop = Popularity::new(args.mappings, args.zipf, &mut rng);
+    let pop = Popularity::new(args.tree.mappings, args.zipf, &mut rng);
     let n_pir = args.ap_tsig.len() - args.replica_aps;
     let host = host_line();
     eprintln!("host: {host}");
     let mut sim = Sim {
         truth: Truth {
-            mappings: args.mappings,
+            mappings: args.tree.mappings,
             changed: HashMap::new(),
         },
         dp,
@@ -356,7 +340,7 @@ async fn main() -> Result<()> {
         n_pir,
         contacts,
         distinct.len(),
-        sim.args.mappings,
+        sim.args.tree.mappings,
         sim.args.log_slots
     );
 
@@ -388,12 +372,12 @@ async fn main() -> Result<()> {
     let mut updates = (Cost::default(), 0u64);
     let mut deltas = (Cost::default(), 0u64, 0u64, 0u64, 0u64); // cost, bytes, buckets, changes x APs, refreshes
     let mut days = Vec::new();
-    let key = ProviderKey::load(&sim.args.key).context("--key")?;
-    let server = SocketAddr::new(sim.args.dp, sim.args.port);
+    let key = ProviderKey::load(&sim.args.tree.key).context("--key")?;
+    let server = SocketAddr::new(sim.args.tree.dp, sim.args.tree.port);
     let mut publisher = Publisher::new(
         server,
         zone.clone(),
-        TsigKey::load(&sim.args.update_tsig).context("--update-tsig")?,
+        TsigKey::load(&sim.args.tree.update_tsig).context("--update-tsig")?,
     )
     .with_timeout(Duration::from_secs(60));
     let mut added = HashSet::new();
@@ -402,15 +386,15 @@ async fn main() -> Result<()> {
         let mut delta_day = (0u64, 0u64);
         if day > 0 {
             // The day's changes, each its own UPDATE.
-            let n = (sim.args.change_rate * sim.args.mappings as f64).round() as u64;
+            let n = (sim.args.change_rate * sim.args.tree.mappings as f64).round() as u64;
             let m = Meter::start(&sim.dp)?;
             for i in 0..n {
                 let kind = Change::ALL[i as usize % 3];
                 let num = loop {
-                    let j = sim.rng.gen_range(0..sim.args.mappings);
+                    let j = sim.rng.gen_range(0..sim.args.tree.mappings);
                     let num = match kind {
-                        Change::Add => number(&sim.args.area, 2 * j + 1),
-                        _ => number(&sim.args.area, 2 * j),
+                        Change::Add => number(&sim.args.tree.area, 2 * j + 1),
+                        _ => number(&sim.args.tree.area, 2 * j),
                     };
                     let ok = match kind {
                         Change::Add => !added.contains(&num) && sim.truth.expected(&num).is_none(),
@@ -562,7 +546,7 @@ async fn main() -> Result<()> {
     let out = json!({
         "source": "examples/scale_sim.rs (tools/scale/simulate.sh)",
         "host": host,
-        "zone": { "mappings": sim.args.mappings, "log_slots": sim.args.log_slots, "slots": 1u64 << sim.args.log_slots },
+        "zone": { "mappings": sim.args.tree.mappings, "log_slots": sim.args.log_slots, "slots": 1u64 << sim.args.log_slots },
         "population": {
             "users": users, "contacts": contacts, "replica_share": replica_share,
             "replica_aps": replica_aps, "pir_aps": n_pir, "absent": sim.args.absent, "zipf": sim.args.zipf,
@@ -572,7 +556,7 @@ async fn main() -> Result<()> {
         "dp_clock_tick_s": sim.dp.tick(),
         "download": {
             "downloads": download.2, "bytes": download.1,
-            "bytes_per_mapping": download.1 as f64 / (download.2 as f64 * sim.args.mappings as f64),
+            "bytes_per_mapping": download.1 as f64 / (download.2 as f64 * sim.args.tree.mappings as f64),
             "dp_cpu_s_per_download": download.0.dp_cpu / download.2 as f64,
             "wall_s_per_download": download.0.wall / download.2 as f64,
         },

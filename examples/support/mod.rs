@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _, Result};
+use clap::Args;
 use hickory_proto::op::{Message, MessageType, OpCode, Query};
 use hickory_proto::rr::{RData, RecordType};
 use mimi_discovery::name::Name;
@@ -20,6 +21,35 @@ use mimi_discovery::resolver::replica::ReplicaSettings;
 use mimi_discovery::resolver::{LookupResult, Outcome, ResolveError, Resolver, ResolverConfig};
 use mimi_discovery::sii::{Sii, DEFAULT_APEX};
 use mimi_discovery::tsig::TsigKey;
+
+/// The loopback tree every benchmark example runs against: its DPs, and the provider that
+/// publishes to the carrier DP.
+#[derive(Args, Debug)]
+pub struct TreeArgs {
+    /// The port every DP listens on.
+    #[arg(long)]
+    pub port: u16,
+    /// The root DP's address.
+    #[arg(long)]
+    pub root: IpAddr,
+    /// The carrier DP's address, and its process id (its CPU is measured).
+    #[arg(long)]
+    pub dp: IpAddr,
+    #[arg(long)]
+    pub dp_pid: u32,
+    #[arg(long)]
+    pub trust: PathBuf,
+    /// The provider's UPDATE key ([[update]]) and signing key.
+    #[arg(long)]
+    pub update_tsig: PathBuf,
+    #[arg(long)]
+    pub key: PathBuf,
+    /// The carrier zone: numbers +1 AREA ..., MAPPINGS of them (the even ones).
+    #[arg(long, default_value = "555")]
+    pub area: String,
+    #[arg(long)]
+    pub mappings: u64,
+}
 
 /// CPU time of another process (a DP), from /proc/PID/stat.
 #[derive(Clone)]
