@@ -22,8 +22,9 @@ use mimi_discovery::resolver::{LookupResult, Outcome, ResolveError, Resolver, Re
 use mimi_discovery::sii::{Sii, DEFAULT_APEX};
 use mimi_discovery::tsig::TsigKey;
 
-/// The loopback tree every benchmark example runs against: its DPs, and the provider that
-/// publishes to the carrier DP.
+// The loopback tree every benchmark example runs against: its DPs, and the provider that
+// publishes to the carrier DP. (Not a doc comment: clap would take it for each example's
+// description.)
 #[derive(Args, Debug)]
 pub struct TreeArgs {
     /// The port every DP listens on.
