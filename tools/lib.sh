@@ -336,13 +336,18 @@ wait_pircfg() {
 # script starts; only these are stopped at exit, by PID), the pass and fail counts, and
 # $MIMI (built when missing). Then ok/bad/check/check_eq/show/die and, last, interop_end.
 interop_start() {
-  SCRIPT=$1
   MIMI=${MIMI:-target/release/mimi}
   [ -x "$MIMI" ] || cargo build --release --quiet
   MIMI=$(realpath "$MIMI")
+  scratch_start "$1"
+  pass=0 fail=0
+}
+# scratch_start NAME: a temporary directory W and the list pids of the processes the script
+# starts; on exit those processes are stopped, by PID, and W removed (kept with KEEP=1).
+scratch_start() {
+  SCRIPT=$1
   W=$(mktemp -d)
   pids=()
-  pass=0 fail=0
   trap interop_cleanup EXIT
 }
 interop_cleanup() {

@@ -25,14 +25,8 @@ TARGET=${CARGO_TARGET_DIR:-target}
 cargo build --release --quiet --bin mimi --example replica_race
 MIMI=$(realpath "$TARGET/release/mimi")
 BIN=$(realpath "$TARGET/release/examples/replica_race")
-d=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  if [ -n "${KEEP:-}" ]; then echo "replica-race.sh: kept $d" >&2; else rm -rf "$d"; fi
-}
-trap cleanup EXIT
+scratch_start replica-race.sh
+d=$W
 RA=127.0.0.161 MA=127.0.0.162
 N=$(python3 -c "print(int(0.9 * 2 ** $LOG_SLOTS))")
 cd "$d"

@@ -31,14 +31,8 @@ cargo build --release --quiet --bin mimi --example replica_bench
 MIMI=$(realpath "$TARGET/release/mimi")
 BENCH=$(realpath "$TARGET/release/examples/replica_bench")
 for t in dig python3; do command -v $t >/dev/null || { echo "replica.sh: needs $t" >&2; exit 1; }; done
-d=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  if [ -n "${KEEP:-}" ]; then echo "replica.sh: kept $d" >&2; else rm -rf "$d"; fi
-}
-trap cleanup EXIT
+scratch_start replica.sh
+d=$W
 echo "host: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $(($(awk '/MemTotal/ { print $2 }' /proc/meminfo) / 1048576)) GiB, load $(cut -d' ' -f1-3 /proc/loadavg)"
 
 RA=127.0.0.141 MA=127.0.0.142

@@ -34,14 +34,8 @@ cargo build --release --quiet --bin mimi --example scale_sim
 MIMI=$(realpath "$TARGET/release/mimi")
 SIM=$(realpath "$TARGET/release/examples/scale_sim")
 for t in dig python3; do command -v $t >/dev/null || { echo "simulate.sh: needs $t" >&2; exit 1; }; done
-d=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  if [ -n "${KEEP:-}" ]; then echo "simulate.sh: kept $d" >&2; else rm -rf "$d"; fi
-}
-trap cleanup EXIT
+scratch_start simulate.sh
+d=$W
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "host: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), load $load_before"
 
