@@ -66,26 +66,8 @@ async fn fixture(t: u8, carrier_extra: &str) -> Fx {
     );
     let tree = Tree::start(t, &keys.trust_toml(), vec![spec(root, &[1]), s2]).await;
     let resolver = tree.resolver();
-    resolver
-        .invalidation
-        .subscribe(n(CARRIER), tree.addr(2), sub.clone());
     let resolver = Arc::new(resolver);
-    let (listener, bound) = invalidate::listen(resolver.clone(), &[SocketAddr::new(ip(t, 9), 0)])
-        .await
-        .unwrap();
-    // The DP learns of its subscriber by a reload, as an operator would add one.
-    let config = tree.config_file(2);
-    let mut text = std::fs::read_to_string(&config).unwrap();
-    text.push_str(&format!(
-        "\n[[subscriber]]\naddress = \"{}\"\ntsig = {:?}\n",
-        bound[0],
-        sp.display().to_string()
-    ));
-    std::fs::write(&config, text).unwrap();
-    assert!(tree.server(2).reload().await.unwrap().is_empty());
-    // Now the DP answers its CHANGES: learn the serial.
-    invalidate::start(&resolver).await;
-    assert!(resolver.invalidation.serial(&n(CARRIER)).is_some());
+    let (listener, notify_addr) = subscribe(&tree, 2, CARRIER, &resolver, &sub, &sp).await;
     Fx {
         tree,
         keys,
@@ -94,7 +76,7 @@ async fn fixture(t: u8, carrier_extra: &str) -> Fx {
         sub,
         resolver,
         listener: Some(listener),
-        notify_addr: bound[0],
+        notify_addr,
     }
 }
 

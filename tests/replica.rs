@@ -120,7 +120,7 @@ fn carrier_zone(t: u8, k: &Keys) -> mimi_discovery::zone::ZoneFile {
 /// The tree, and a resolver that replicates the carrier zone (identified by TSIG), with
 /// its NOTIFY listener subscribed at the carrier when `subscribe`. `carrier_extra` goes
 /// into the carrier DP's config.
-async fn fixture(t: u8, carrier_extra: &str, subscribe: bool) -> Fx {
+async fn fixture(t: u8, carrier_extra: &str, subscribed: bool) -> Fx {
     let keys = Keys::new();
     let dir = tempfile::tempdir().unwrap();
     let chat = TsigKey::generate(n("chat-key."));
@@ -163,25 +163,8 @@ async fn fixture(t: u8, carrier_extra: &str, subscribe: bool) -> Fx {
     let resolver =
         Arc::new(tree.resolver_with(replicating(&tree, &ap, &dir.path().join("replicas"))));
     let mut listener = None;
-    if subscribe {
-        resolver
-            .invalidation
-            .subscribe(n(CARRIER), tree.addr(2), sub.clone());
-        let (l, bound) =
-            invalidate::listen(resolver.clone(), &[std::net::SocketAddr::new(ip(t, 9), 0)])
-                .await
-                .unwrap();
-        listener = Some(l);
-        let config = tree.config_file(2);
-        let mut text = std::fs::read_to_string(&config).unwrap();
-        text.push_str(&format!(
-            "\n[[subscriber]]\naddress = \"{}\"\ntsig = {:?}\n",
-            bound[0],
-            sp.display().to_string()
-        ));
-        std::fs::write(&config, text).unwrap();
-        assert!(tree.server(2).reload().await.unwrap().is_empty());
-        invalidate::start(&resolver).await;
+    if subscribed {
+        listener = Some(subscribe(&tree, 2, CARRIER, &resolver, &sub, &sp).await.0);
     }
     Fx {
         tree,

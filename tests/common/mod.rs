@@ -531,3 +531,40 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Subscribes `resolver` to `zone` at the DP at .`x`: a NOTIFY listener at .9, the DP told
+/// of it by a reload (a `[[subscriber]]` with `key`, saved at `key_file`), as an operator
+/// would add one, and the zone's serial learnt (the DP now answers its CHANGES). Returns
+/// the listener and its address.
+pub async fn subscribe(
+    tree: &Tree,
+    x: u8,
+    zone: &str,
+    resolver: &std::sync::Arc<Resolver>,
+    key: &mimi_discovery::tsig::TsigKey,
+    key_file: &Path,
+) -> (
+    mimi_discovery::resolver::server::Listener<mimi_discovery::resolver::invalidate::NotifyHandler>,
+    SocketAddr,
+) {
+    use mimi_discovery::resolver::invalidate;
+    resolver
+        .invalidation
+        .subscribe(n(zone), tree.addr(x), key.clone());
+    let (listener, bound) =
+        invalidate::listen(resolver.clone(), &[SocketAddr::new(ip(tree.t, 9), 0)])
+            .await
+            .unwrap();
+    let config = tree.config_file(x);
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!(
+        "\n[[subscriber]]\naddress = \"{}\"\ntsig = {:?}\n",
+        bound[0],
+        key_file.display().to_string()
+    ));
+    std::fs::write(&config, text).unwrap();
+    assert!(tree.server(x).reload().await.unwrap().is_empty());
+    invalidate::start(resolver).await;
+    assert!(resolver.invalidation.serial(&n(zone)).is_some());
+    (listener, bound[0])
+}

@@ -19,8 +19,8 @@ use crate::name::Name;
 pub struct Source {
     pub epoch: u64,
     pub shard: u32,
-    /// Every bucket the lookup opened (both of each spill index), or none for a PIR
-    /// lookup (whose buckets the resolver never learns).
+    /// Every bucket the lookup opened (both of each spill index); none for a PIR lookup,
+    /// whose buckets the resolver never learns (and whose answers are not cached).
     pub buckets: Vec<u32>,
 }
 
@@ -31,7 +31,6 @@ pub struct PrivateAnswer {
     pub zone: Name,
     pub server: SocketAddr,
     pub source: Source,
-    pub from_replica: bool,
 }
 
 struct Slot {
@@ -138,7 +137,6 @@ mod tests {
                 shard,
                 buckets,
             },
-            from_replica: true,
         }
     }
 

@@ -211,7 +211,6 @@ impl Resolver {
                             zone: found.0.zone.clone(),
                             server,
                             source: f.source,
-                            from_replica: f.replica_generation.is_some(),
                         });
                         for (n, (i, walked)) in inputs.into_iter().enumerate() {
                             let result = match &answer {

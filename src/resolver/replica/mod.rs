@@ -226,17 +226,6 @@ impl ZoneReplica {
             .map(|t| t.elapsed())
             .unwrap_or(Duration::MAX)
     }
-
-    /// Table serial and zone serial of each shard.
-    pub fn serials(&self) -> Vec<(u32, u32)> {
-        self.shards
-            .iter()
-            .map(|s| {
-                let f = s.load();
-                (f.serial(), f.zone_serial())
-            })
-            .collect()
-    }
 }
 
 enum Held {
