@@ -380,50 +380,68 @@ impl Access {
 
     /// Counts `cost` lookups against the client's class at `now`, or says why not.
     pub fn charge(&self, client: &Client, cost: u64, now: Instant) -> Result<(), AccessRefusal> {
-        if cost == 0 {
+        let Err(shortfall) = self.take(client, cost, now) else {
             return Ok(());
-        }
+        };
         let refusal = |shortfall: Shortfall, who: String, quota: Quota| match (shortfall, quota) {
             (Shortfall::Day, Quota::Daily { per_day, .. }) => AccessRefusal::Day { who, per_day },
             (_, Quota::Daily { burst, .. }) => AccessRefusal::Burst { who, burst },
             (_, Quota::Unlimited) => AccessRefusal::Burst { who, burst: 0 },
         };
+        Err(match (client, shortfall) {
+            (Client::Anonymous(_), None) => {
+                self.refused_anonymous.fetch_add(1, Relaxed);
+                AccessRefusal::NoAnonymous
+            }
+            (Client::Anonymous(ip), Some(s)) => {
+                self.refused_anonymous.fetch_add(1, Relaxed);
+                refusal(s, format!("anonymous client {ip}"), self.settings.anonymous)
+            }
+            (Client::Provider(class), s) => {
+                class.refused.fetch_add(1, Relaxed);
+                refusal(
+                    s.unwrap_or(Shortfall::Burst),
+                    format!("provider {}", class.provider),
+                    class.quota,
+                )
+            }
+        })
+    }
+
+    /// `charge` for the fast path: true when the lookups were counted. A refusal is
+    /// neither counted nor described here: the general path, which answers it, does both.
+    pub fn try_charge(&self, client: &Client, cost: u64, now: Instant) -> bool {
+        self.take(client, cost, now).is_ok()
+    }
+
+    /// Takes `cost` from the client's quota; on a shortfall (None: no anonymous lookups
+    /// at all) nothing is taken.
+    fn take(&self, client: &Client, cost: u64, now: Instant) -> Result<(), Option<Shortfall>> {
+        if cost == 0 {
+            return Ok(());
+        }
         match client {
             Client::Anonymous(ip) => {
                 if let Quota::Daily { per_day: 0, .. } = self.settings.anonymous {
-                    self.refused_anonymous.fetch_add(1, Relaxed);
-                    return Err(AccessRefusal::NoAnonymous);
+                    return Err(None);
                 }
-                let Some(limiter) = &self.anonymous else {
-                    return Ok(());
-                };
-                limiter.take(*ip, cost as f64, now).map_err(|s| {
-                    self.refused_anonymous.fetch_add(1, Relaxed);
-                    refusal(s, format!("anonymous client {ip}"), self.settings.anonymous)
-                })
+                match &self.anonymous {
+                    Some(limiter) => limiter.take(*ip, cost as f64, now).map_err(Some),
+                    None => Ok(()),
+                }
             }
             Client::Provider(class) => {
-                let result = match (
+                match (
                     class.quota.rate(),
                     &mut *class.bucket.lock().unwrap_or_else(|p| p.into_inner()),
                 ) {
-                    (Some(rate), Some(bucket)) => bucket.take(&rate, cost as f64, now),
-                    _ => Ok(()),
-                };
-                match result {
-                    Ok(()) => {
-                        class.lookups.fetch_add(cost, Relaxed);
-                        Ok(())
+                    (Some(rate), Some(bucket)) => {
+                        bucket.take(&rate, cost as f64, now).map_err(Some)?
                     }
-                    Err(s) => {
-                        class.refused.fetch_add(1, Relaxed);
-                        Err(refusal(
-                            s,
-                            format!("provider {}", class.provider),
-                            class.quota,
-                        ))
-                    }
+                    _ => {}
                 }
+                class.lookups.fetch_add(cost, Relaxed);
+                Ok(())
             }
         }
     }

@@ -13,12 +13,12 @@ use hickory_server::zone_handler::MessageResponseBuilder;
 use tracing::{debug, warn};
 
 use super::access::{Access, Client};
+use super::answer::Outcome;
 use super::config::Net;
-use super::zones::{ServedZone, ZoneSet};
+use super::zones::ZoneSet;
 use crate::name::MAX_WIRE_LEN;
 use crate::signed::WireError;
 use crate::tsig::{TsigKey, Verified};
-use crate::zone::Lookup;
 
 /// Counters for the summary on SIGUSR1 and at shutdown.
 #[derive(Debug, Default)]
@@ -142,7 +142,7 @@ impl Shared {
 #[derive(Clone, Debug)]
 pub struct DpHandler {
     pub shared: Arc<Shared>,
-    peer_pin: Option<Arc<str>>,
+    pub(super) peer_pin: Option<Arc<str>>,
 }
 
 impl DpHandler {
@@ -260,79 +260,6 @@ impl DpHandler {
                     counts: Default::default(),
                 })
             }
-        }
-    }
-
-    /// Answers a standard query from the zone that holds its name.
-    fn answer<'z>(&self, zone: &'z ServedZone, qname: &[u8], qtype: RecordType) -> Sections<'z> {
-        let stats = &self.shared.stats;
-        let negative = std::slice::from_ref(&zone.negative_soa);
-        match zone.store.lookup(qname) {
-            Lookup::Exact(node) => {
-                let set = if qtype == RecordType::ANY {
-                    // RFC 8482: one RRset is enough for ANY.
-                    node.rrsets.first()
-                } else {
-                    node.rrset(u16::from(qtype))
-                };
-                match set {
-                    Some(set) => Sections {
-                        rcode: ResponseCode::NoError,
-                        authoritative: true,
-                        answers: &set.records,
-                        authority: &[],
-                        // Addresses of the name servers, for NS answers at the apex.
-                        additional: if set.rtype == u16::from(RecordType::NS) {
-                            &node.glue
-                        } else {
-                            &[]
-                        },
-                    },
-                    None => {
-                        stats.nodata.fetch_add(1, Relaxed);
-                        Sections {
-                            rcode: ResponseCode::NoError,
-                            authoritative: true,
-                            answers: &[],
-                            authority: negative,
-                            additional: &[],
-                        }
-                    }
-                }
-            }
-            // DS belongs to the parent side of a cut (RFC 4035 section 3.1.4.1): without
-            // DNSSEC data that is an authoritative NODATA, not a referral.
-            Lookup::Referral { cut, .. } if qtype == RecordType::DS && cut == qname => {
-                stats.nodata.fetch_add(1, Relaxed);
-                Sections {
-                    rcode: ResponseCode::NoError,
-                    authoritative: true,
-                    answers: &[],
-                    authority: negative,
-                    additional: &[],
-                }
-            }
-            Lookup::Referral { node, .. } => {
-                stats.referrals.fetch_add(1, Relaxed);
-                let ns = node
-                    .rrset(u16::from(RecordType::NS))
-                    .map_or(&[][..], |s| &s.records[..]);
-                Sections {
-                    rcode: ResponseCode::NoError,
-                    authoritative: false,
-                    answers: &[],
-                    authority: ns,
-                    additional: &node.glue,
-                }
-            }
-            Lookup::NxDomain => Sections {
-                rcode: ResponseCode::NXDomain,
-                authoritative: true,
-                answers: &[],
-                authority: negative,
-                additional: &[],
-            },
-            Lookup::OutOfZone => Sections::error(ResponseCode::Refused),
         }
     }
 }
@@ -686,14 +613,25 @@ impl RequestHandler for DpHandler {
                 .await;
         }
         let zone = zones.find(qname);
-        let sections = match &zone {
-            Some(zone) => self.answer(zone, qname, qtype),
-            None => Sections::error(ResponseCode::Refused),
+        let outcome = zone.as_deref().map_or(Outcome::Refused, |z| {
+            Outcome::of(z, qname, u16::from(qtype))
+        });
+        outcome.count(&shared.stats);
+        let [answers, authority, additional] = zone
+            .as_deref()
+            .map(|z| outcome.records(z))
+            .unwrap_or_default();
+        let sections = Sections {
+            rcode: outcome.rcode(),
+            authoritative: outcome.authoritative(),
+            answers: &answers,
+            authority: &authority,
+            additional: &additional,
         };
         access.observe(
             &client,
             qname,
-            sections.rcode == ResponseCode::NXDomain,
+            outcome.rcode() == ResponseCode::NXDomain,
             now,
         );
         self.send_as(request, edns, sections, signing, handle).await

@@ -5,8 +5,10 @@
 //! swapped whole on reload, so a query sees either the old or the new zone set.
 
 pub mod access;
+mod answer;
 mod changes;
 pub mod config;
+mod fast;
 pub mod handler;
 mod notify;
 pub mod private;

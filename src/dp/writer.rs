@@ -406,17 +406,13 @@ fn open_zone(
             }
         }
     }
-    for r in current.records().filter_map(record_from_wire) {
+    for r in current.zone_records() {
         if let RData::Ssi(s) = &r.data {
             note_seq(&mut watermarks, &r.name, s);
         }
     }
     let mut expiry: BTreeMap<u64, BTreeSet<Name>> = BTreeMap::new();
-    for r in current
-        .records()
-        .filter(|_| !ctx.keep_expired)
-        .filter_map(record_from_wire)
-    {
+    for r in current.zone_records().filter(|_| !ctx.keep_expired) {
         if let Some(t) = retire_at(&r.name, &r.data, &watermarks) {
             expiry.entry(t).or_default().insert(r.name);
         }
@@ -761,7 +757,7 @@ fn update_changeset(
         seen.insert(&p.owner, p.ssi.seq);
         if let Lookup::Exact(node) = store.lookup(p.owner.as_wire()) {
             if let Some(set) = node.rrset(TYPE_SSI) {
-                for r in set.records.iter().filter_map(record_from_wire) {
+                for r in set.records().iter().filter_map(record_from_wire) {
                     if matches!(&r.data, RData::Ssi(s) if s.provider == *provider) {
                         cs.remove.push(r);
                     }
@@ -1049,13 +1045,12 @@ fn records_at_and_below(store: &ZoneStore, owner: &Name) -> Vec<Record> {
     let mut out: Vec<Record> = node
         .rrsets
         .iter()
-        .flat_map(|s| s.records.iter().filter_map(record_from_wire))
+        .flat_map(|s| s.records().into_iter().filter_map(|r| record_from_wire(&r)))
         .collect();
     if node.children > 0 {
         out.extend(
             store
-                .records()
-                .filter_map(record_from_wire)
+                .zone_records()
                 .filter(|r| r.name != *owner && r.name.is_subdomain_of(owner)),
         );
     }
@@ -1099,7 +1094,7 @@ fn operator_changeset(
                 }
                 if let Some(node) = store.node(owner.as_wire()) {
                     for set in node.rrsets.iter().filter(|s| s.rtype == TYPE_SSI) {
-                        set.records
+                        set.records()
                             .iter()
                             .filter_map(record_from_wire)
                             .for_each(|r| remove(&mut cs, r));
@@ -1171,7 +1166,7 @@ fn expire(mut state: State) -> State {
             .iter()
             .filter(|s| s.rtype == TYPE_SSI || s.rtype == TYPE_APKEY)
         {
-            for r in set.records.iter().filter_map(record_from_wire) {
+            for r in set.records().iter().filter_map(record_from_wire) {
                 match retire_at(&r.name, &r.data, &state.watermarks) {
                     Some(t) if t <= now => cs.remove.push(r),
                     Some(t) => {
@@ -1206,8 +1201,7 @@ fn expire(mut state: State) -> State {
 /// so it can run beside the writer.
 fn write_zone_file(store: &ZoneStore, origin: &Name, path: &std::path::Path) -> Result<(), String> {
     let mut records: Vec<Record> = store
-        .records()
-        .filter_map(record_from_wire)
+        .zone_records()
         .filter(|r| !DERIVED_TYPES.contains(&r.data.rtype()))
         .collect();
     crate::zone::sort_canonical(&mut records);

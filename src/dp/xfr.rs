@@ -100,13 +100,20 @@ impl DpHandler {
                 owned = ixfr_records(zone, diffs);
                 owned.iter().collect()
             }
-            None => std::iter::once(&zone.soa)
-                .chain(zone.store.records().filter(|r| {
-                    let t = u16::from(r.record_type());
-                    r.record_type() != RecordType::SOA && !DERIVED_TYPES.contains(&t)
-                }))
-                .chain(std::iter::once(&zone.soa))
-                .collect(),
+            None => {
+                owned = zone
+                    .store
+                    .records()
+                    .filter(|r| {
+                        let t = u16::from(r.record_type());
+                        r.record_type() != RecordType::SOA && !DERIVED_TYPES.contains(&t)
+                    })
+                    .collect();
+                std::iter::once(&zone.soa)
+                    .chain(owned.iter())
+                    .chain(std::iter::once(&zone.soa))
+                    .collect()
+            }
         };
         let info = super::run::send_run(
             request,

@@ -25,6 +25,9 @@ pub struct ServedZone {
     pub negative_soa: WireRecord,
     /// The SOA as it stands in the zone, for AXFR.
     pub soa: WireRecord,
+    /// `negative_soa` in the authority section, prebuilt for NXDOMAIN and NODATA; None
+    /// only if it could not be encoded (the general path then answers).
+    pub negative: Option<crate::zone::Prebuilt>,
     /// Records refused at load (bad signature, expired, ...).
     pub rejected: usize,
     /// The private-lookup database, when the DP offers private lookups. It follows the
@@ -50,9 +53,19 @@ impl ServedZone {
         .to_wire_record();
         let mut negative_soa = soa.clone();
         negative_soa.ttl = store.negative_ttl();
+        let negative = crate::zone::Prebuilt::encode(
+            store.origin().as_wire(),
+            u16::from(hickory_proto::rr::RecordType::SOA),
+            &[],
+            std::slice::from_ref(&negative_soa),
+            &[],
+        )
+        .map_err(|e| warn!(zone = %store.origin(), "negative answers not prebuilt: {e}"))
+        .ok();
         ServedZone {
             store,
             negative_soa,
+            negative,
             soa,
             rejected,
             pir,
@@ -92,10 +105,7 @@ pub fn private_entries(store: &ZoneStore) -> (Vec<PrivateEntry>, Vec<Name>) {
     let origin = store.origin();
     let mut children = std::collections::BTreeSet::new();
     let mut groups: std::collections::BTreeMap<Name, Vec<Vec<u8>>> = Default::default();
-    for r in store
-        .records()
-        .filter_map(crate::zone::update::record_from_wire)
-    {
+    for r in store.zone_records() {
         match &r.data {
             RData::Ns(_) if r.name != *origin => {
                 children.insert(r.name);
@@ -120,7 +130,7 @@ pub fn private_entry(store: &ZoneStore, owner: &Name) -> Vec<Vec<u8>> {
         crate::zone::Lookup::Exact(node) => node
             .rrset(TYPE_SSI)
             .map(|set| {
-                set.records
+                set.records()
                     .iter()
                     .filter_map(crate::zone::update::record_from_wire)
                     .filter_map(|r| match r.data {
@@ -158,7 +168,7 @@ pub fn with_pircfg(store: &ZoneStore, state: &ZonePirState) -> Result<ZoneStore,
     if let crate::zone::Lookup::Exact(node) = store.lookup(name.as_wire()) {
         if let Some(set) = node.rrset(TYPE_PIRCFG) {
             cs.remove.extend(
-                set.records
+                set.records()
                     .iter()
                     .filter_map(crate::zone::update::record_from_wire),
             );

@@ -9,6 +9,7 @@ mod check;
 mod edit;
 pub mod journal;
 mod parse;
+pub mod prebuilt;
 mod rdata;
 pub mod release;
 mod store;
@@ -23,6 +24,7 @@ use crate::name::Name;
 
 pub use check::{check, check_sii_owner, Problem, Report, Severity};
 pub use parse::{parse_str, parse_ttl};
+pub use prebuilt::{Prebuilt, PrebuiltError};
 pub use rdata::{RData, Soa};
 pub use store::{Lookup, Node, RRset, ZoneStore};
 pub use update::{Changeset, Diff};

@@ -6,8 +6,10 @@
 //! found by probing the query name's ancestors from the apex down, so no lookup ever scans
 //! the zone. Glue for each delegation is collected once at build time.
 //!
-//! RRsets hold ready-made hickory records, the form the server answers with, so answering
-//! a query builds nothing per record.
+//! RRsets are kept as the answer a query for them gets, encoded once when the version is
+//! made ([`Prebuilt`]): answering copies bytes, and the encoded form is also the compact
+//! copy of the records (decoded only by the general path, transfers and the write path).
+//! Each delegation point keeps its referral the same way.
 //!
 //! The node index is a persistent map (`imbl`): a new version made by the write path
 //! (`zone::update`) shares every untouched node with the version it came from, so making a
@@ -18,6 +20,7 @@ use std::sync::Arc;
 
 use hickory_proto::rr::Record as WireRecord;
 
+use super::prebuilt::{Prebuilt, PrebuiltError};
 use super::rdata::{RData, Soa, TYPE_A, TYPE_AAAA, TYPE_NS};
 use super::Record;
 use crate::name::Name;
@@ -27,7 +30,39 @@ use crate::name::Name;
 pub struct RRset {
     pub rtype: u16,
     pub ttl: u32,
-    pub records: Vec<WireRecord>,
+    /// The response sections for a query of this owner and type: the records, and for NS
+    /// the addresses of in-zone name servers (RFC 1035 section 3.3.11).
+    pub answer: Prebuilt,
+}
+
+impl RRset {
+    /// Encodes `records` (one owner, one type, TTL `ttl`) with `additional`.
+    pub fn new(
+        owner: &[u8],
+        rtype: u16,
+        ttl: u32,
+        records: &[WireRecord],
+        additional: &[WireRecord],
+    ) -> Result<RRset, PrebuiltError> {
+        Ok(RRset {
+            rtype,
+            ttl,
+            answer: Prebuilt::encode(owner, rtype, records, &[], additional)?,
+        })
+    }
+
+    /// The set's records, decoded.
+    pub fn records(&self) -> Vec<WireRecord> {
+        self.answer.answers()
+    }
+
+    pub fn len(&self) -> usize {
+        usize::from(self.answer.counts()[0])
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 #[derive(Debug, Default, Clone)]
@@ -35,6 +70,8 @@ pub struct Node {
     pub rrsets: Vec<RRset>,
     /// At a delegation point or the apex: the address records of the in-zone NS targets.
     pub glue: Vec<WireRecord>,
+    /// At a delegation point: the referral (NS in authority, glue in additional).
+    pub referral: Option<Prebuilt>,
     /// True for a zone cut (NS records below the apex).
     pub is_cut: bool,
     /// Nodes one label below this one: a node without RRsets stays (an empty
@@ -80,7 +117,13 @@ impl ZoneStore {
         origin: Name,
         records: impl IntoIterator<Item = Record>,
     ) -> Result<ZoneStore, String> {
-        let mut nodes: HashMap<Box<[u8]>, Node> = HashMap::new();
+        /// A node while the index is built: its records not yet encoded.
+        #[derive(Default)]
+        struct Draft {
+            sets: Vec<(u16, u32, Vec<WireRecord>)>,
+            children: u32,
+        }
+        let mut nodes: HashMap<Box<[u8]>, Draft> = HashMap::new();
         let mut count = 0;
         let origin_len = origin.as_wire().len();
         let mut soa: Option<(Soa, u32)> = None;
@@ -95,10 +138,10 @@ impl ZoneStore {
                 if suffix.len() < origin_len || nodes.contains_key(suffix) {
                     break;
                 }
-                nodes.insert(suffix.into(), Node::default());
+                nodes.insert(suffix.into(), Draft::default());
             }
             if !nodes.contains_key(r.name.as_wire()) {
-                nodes.insert(r.name.as_wire().into(), Node::default());
+                nodes.insert(r.name.as_wire().into(), Draft::default());
             }
             match &r.data {
                 RData::Soa(s)
@@ -114,23 +157,16 @@ impl ZoneStore {
             let rtype = r.data.rtype();
             let wire = r.to_wire_record();
             let node = nodes.entry(r.name.as_wire().into()).or_default();
-            match node.rrsets.iter_mut().find(|s| s.rtype == rtype) {
-                Some(set) => {
-                    if !set.records.iter().any(|x| x.data == wire.data) {
-                        set.records.push(wire);
+            match node.sets.iter_mut().find(|s| s.0 == rtype) {
+                Some((_, ttl, set)) => {
+                    if !set.iter().any(|x| x.data == wire.data) {
+                        set.push(wire);
                     }
-                    if r.ttl < set.ttl {
-                        set.ttl = r.ttl;
-                        set.records.iter_mut().for_each(|x| x.ttl = r.ttl);
-                    } else {
-                        set.records.iter_mut().for_each(|x| x.ttl = set.ttl);
-                    }
+                    *ttl = (*ttl).min(r.ttl);
+                    let ttl = *ttl;
+                    set.iter_mut().for_each(|x| x.ttl = ttl);
                 }
-                None => node.rrsets.push(RRset {
-                    rtype,
-                    ttl: r.ttl,
-                    records: vec![wire],
-                }),
+                None => node.sets.push((rtype, r.ttl, vec![wire])),
             }
         }
         let (soa, soa_ttl) =
@@ -138,37 +174,12 @@ impl ZoneStore {
         let apex = nodes
             .get(origin.as_wire())
             .ok_or_else(|| format!("zone {origin} has no records at its apex"))?;
-        if apex.rrset(TYPE_NS).is_none() {
+        if !apex.sets.iter().any(|s| s.0 == TYPE_NS) {
             return Err(format!("zone {origin} has no NS records at its apex"));
-        }
-        // Mark cuts and gather the addresses of in-zone name servers: glue for referrals,
-        // and at the apex the additional data of NS answers (RFC 1035 section 3.3.11).
-        let cuts: Vec<Box<[u8]>> = nodes
-            .iter()
-            .filter(|(_, n)| n.rrset(TYPE_NS).is_some())
-            .map(|(k, _)| k.clone())
-            .collect();
-        for cut in cuts {
-            let mut glue = Vec::new();
-            for (_, target) in ns_targets.iter().filter(|(c, _)| *c == cut) {
-                if let Some(tnode) = nodes.get(target.as_wire()) {
-                    for set in tnode
-                        .rrsets
-                        .iter()
-                        .filter(|s| s.rtype == TYPE_A || s.rtype == TYPE_AAAA)
-                    {
-                        glue.extend(set.records.iter().cloned());
-                    }
-                }
-            }
-            if let Some(node) = nodes.get_mut(&cut) {
-                node.is_cut = cut.len() != origin_len;
-                node.glue = glue;
-            }
         }
         // Child counts, for removing nodes that become empty later.
         let keys: Vec<Box<[u8]>> = nodes.keys().cloned().collect();
-        for k in keys {
+        for k in &keys {
             if k.len() > origin_len {
                 let parent = &k[1 + k[0] as usize..];
                 if let Some(p) = nodes.get_mut(parent) {
@@ -176,11 +187,50 @@ impl ZoneStore {
                 }
             }
         }
+        // The addresses of in-zone name servers, by the owner of the NS records: glue for
+        // referrals, and at the apex the additional data of NS answers.
+        let mut glue_of: HashMap<Box<[u8]>, Vec<WireRecord>> = HashMap::new();
+        for (owner, target) in &ns_targets {
+            let glue = glue_of.entry(owner.clone()).or_default();
+            if let Some(t) = nodes.get(target.as_wire()) {
+                for (rtype, _, set) in &t.sets {
+                    if *rtype == TYPE_A || *rtype == TYPE_AAAA {
+                        glue.extend(set.iter().cloned());
+                    }
+                }
+            }
+        }
+        let encode_err = |e: PrebuiltError| format!("zone {origin}: {e}");
+        let mut index = Nodes::new();
+        for (key, draft) in nodes {
+            let glue = glue_of.remove(&key).unwrap_or_default();
+            let is_cut = key.len() != origin_len && draft.sets.iter().any(|s| s.0 == TYPE_NS);
+            let mut node = Node {
+                rrsets: Vec::with_capacity(draft.sets.len()),
+                glue: Vec::new(),
+                referral: None,
+                is_cut,
+                children: draft.children,
+            };
+            for (rtype, ttl, set) in &draft.sets {
+                let additional = if *rtype == TYPE_NS { &glue[..] } else { &[] };
+                node.rrsets
+                    .push(RRset::new(&key, *rtype, *ttl, set, additional).map_err(encode_err)?);
+            }
+            if is_cut {
+                if let Some((_, _, ns)) = draft.sets.iter().find(|s| s.0 == TYPE_NS) {
+                    node.referral =
+                        Some(Prebuilt::encode(&key, TYPE_NS, &[], ns, &glue).map_err(encode_err)?);
+                }
+            }
+            node.glue = glue;
+            index.insert(key, Arc::new(node));
+        }
         Ok(ZoneStore {
             origin,
             soa,
             soa_ttl,
-            nodes: nodes.into_iter().map(|(k, n)| (k, Arc::new(n))).collect(),
+            nodes: index,
             records: count,
         })
     }
@@ -206,11 +256,18 @@ impl ZoneStore {
         self.records
     }
 
-    /// Every record of the zone, glue included, in no particular order (for AXFR).
-    pub fn records(&self) -> impl Iterator<Item = &WireRecord> {
+    /// Every record of the zone, glue included, in no particular order (for AXFR),
+    /// decoded from the stored answers.
+    pub fn records(&self) -> impl Iterator<Item = WireRecord> + '_ {
         self.nodes
             .values()
-            .flat_map(|n| n.rrsets.iter().flat_map(|s| s.records.iter()))
+            .flat_map(|n| n.rrsets.iter().flat_map(|s| s.records()))
+    }
+
+    /// Every record as a zone record, for diffs, files and the private-lookup database.
+    pub fn zone_records(&self) -> impl Iterator<Item = Record> + '_ {
+        self.records()
+            .filter_map(|r| super::update::record_from_wire(&r))
     }
 
     /// The node at exactly this name, if any (no delegation logic).
@@ -223,6 +280,7 @@ impl ZoneStore {
         static EMPTY: Node = Node {
             rrsets: Vec::new(),
             glue: Vec::new(),
+            referral: None,
             is_cut: false,
             children: 0,
         };

@@ -89,6 +89,8 @@ pub enum UpdateError {
     SoaInChangeset { name: Name },
     #[error("zone {origin}: {message}")]
     Structure { origin: Name, message: String },
+    #[error(transparent)]
+    Encode(#[from] super::prebuilt::PrebuiltError),
 }
 
 /// The next serial after `serial` in RFC 1982 arithmetic, never 0 (RFC 2136 section 3.6
@@ -141,7 +143,7 @@ fn key_of(r: &Record) -> RecordKey {
 pub fn diff_against(current: &ZoneStore, records: &[Record], derived: &[u16]) -> Changeset {
     let keep = |rtype: u16| rtype != TYPE_SOA && !derived.contains(&rtype);
     let mut old: HashMap<RecordKey, Record> = HashMap::new();
-    for r in current.records().filter_map(record_from_wire) {
+    for r in current.zone_records() {
         if keep(r.data.rtype()) {
             old.insert(key_of(&r), r);
         }
@@ -207,7 +209,7 @@ impl ZoneStore {
         let mut added = Vec::new();
         for r in &changes.remove {
             let wire = r.to_wire_record();
-            if let Some(old) = next.remove_record(r.name.as_wire(), r.data.rtype(), &wire) {
+            if let Some(old) = next.remove_record(r.name.as_wire(), r.data.rtype(), &wire)? {
                 removed.push(Record {
                     ttl: old.ttl,
                     line: 0,
@@ -224,7 +226,7 @@ impl ZoneStore {
                 .and_then(|n| n.rrset(r.data.rtype()))
             {
                 Some(set) if set.ttl != r.ttl => set
-                    .records
+                    .records()
                     .iter()
                     .filter(|x| x.data != wire.data)
                     .filter_map(record_from_wire)
@@ -238,7 +240,7 @@ impl ZoneStore {
                 });
                 removed.push(o);
             }
-            match next.add_record(r.name.as_wire(), r.data.rtype(), wire) {
+            match next.add_record(r.name.as_wire(), r.data.rtype(), wire)? {
                 Added::New => added.push(Record {
                     line: 0,
                     ..r.clone()
@@ -263,11 +265,11 @@ impl ZoneStore {
             removed,
             added,
         };
-        next.set_soa(soa, soa_ttl);
+        next.set_soa(soa, soa_ttl)?;
         if diff.touches_structure(&origin) {
             // Cuts and glue depend on NS records and in-zone addresses anywhere in the
             // zone: index the new content afresh (rare: delegations change seldom).
-            let records: Vec<Record> = next.records().filter_map(record_from_wire).collect();
+            let records: Vec<Record> = next.zone_records().collect();
             next = ZoneStore::build(origin.clone(), records).map_err(|message| {
                 UpdateError::Structure {
                     origin: origin.clone(),
@@ -278,7 +280,7 @@ impl ZoneStore {
         Ok((next, diff))
     }
 
-    fn set_soa(&mut self, soa: Soa, ttl: u32) {
+    fn set_soa(&mut self, soa: Soa, ttl: u32) -> Result<(), UpdateError> {
         let record = Record {
             name: self.origin.clone(),
             ttl,
@@ -290,35 +292,42 @@ impl ZoneStore {
         if let Some(apex) = self.nodes.get_mut(&key) {
             let apex = Arc::make_mut(apex);
             apex.rrsets.retain(|s| s.rtype != TYPE_SOA);
-            apex.rrsets.insert(
-                0,
-                RRset {
-                    rtype: TYPE_SOA,
-                    ttl,
-                    records: vec![record],
-                },
-            );
+            apex.rrsets
+                .insert(0, RRset::new(&key, TYPE_SOA, ttl, &[record], &[])?);
         }
         self.soa = soa;
         self.soa_ttl = ttl;
+        Ok(())
     }
 
     /// Takes one record out; drops nodes left without data or children.
-    fn remove_record(&mut self, owner: &[u8], rtype: u16, wire: &WireRecord) -> Option<WireRecord> {
-        let node = self.nodes.get_mut(owner)?;
-        let set_index = node.rrsets.iter().position(|s| s.rtype == rtype)?;
-        let pos = node.rrsets[set_index]
-            .records
-            .iter()
-            .position(|x| x.data == wire.data)?;
+    fn remove_record(
+        &mut self,
+        owner: &[u8],
+        rtype: u16,
+        wire: &WireRecord,
+    ) -> Result<Option<WireRecord>, UpdateError> {
+        let Some(node) = self.nodes.get_mut(owner) else {
+            return Ok(None);
+        };
+        let Some(set_index) = node.rrsets.iter().position(|s| s.rtype == rtype) else {
+            return Ok(None);
+        };
+        let mut records = node.rrsets[set_index].records();
+        let Some(pos) = records.iter().position(|x| x.data == wire.data) else {
+            return Ok(None);
+        };
         let node = Arc::make_mut(node);
-        let old = node.rrsets[set_index].records.remove(pos);
-        if node.rrsets[set_index].records.is_empty() {
+        let old = records.remove(pos);
+        if records.is_empty() {
             node.rrsets.remove(set_index);
+        } else {
+            let set = &node.rrsets[set_index];
+            node.rrsets[set_index] = reencode(owner, set.rtype, set.ttl, &records, &node.glue)?;
         }
         self.records -= 1;
         self.prune(owner);
-        Some(old)
+        Ok(Some(old))
     }
 
     /// Removes `owner` and then its ancestors while they hold nothing.
@@ -342,48 +351,42 @@ impl ZoneStore {
         }
     }
 
-    fn add_record(&mut self, owner: &[u8], rtype: u16, wire: WireRecord) -> Added {
+    fn add_record(
+        &mut self,
+        owner: &[u8],
+        rtype: u16,
+        wire: WireRecord,
+    ) -> Result<Added, UpdateError> {
         self.ensure_node(owner);
         let Some(node) = self.nodes.get_mut(owner) else {
-            return Added::Present;
+            return Ok(Added::Present);
         };
-        if let Some(set) = node.rrsets.iter().find(|s| s.rtype == rtype) {
-            if let Some(x) = set.records.iter().find(|x| x.data == wire.data) {
-                if x.ttl == wire.ttl {
-                    return Added::Present;
-                }
-            }
+        let existing = node.rrsets.iter().position(|s| s.rtype == rtype);
+        let mut records = existing.map_or_else(Vec::new, |i| node.rrsets[i].records());
+        let old = records.iter().position(|x| x.data == wire.data);
+        if old.is_some_and(|i| records[i].ttl == wire.ttl) {
+            return Ok(Added::Present);
         }
+        // One TTL per RRset (RFC 2181 section 5.2): the newest record's TTL wins.
+        let result = match old {
+            Some(i) => {
+                let t = records.remove(i).ttl;
+                self.records -= 1;
+                Added::Retimed(t)
+            }
+            None => Added::New,
+        };
+        let ttl = wire.ttl;
+        records.iter_mut().for_each(|x| x.ttl = ttl);
+        records.push(wire);
+        self.records += 1;
         let node = Arc::make_mut(node);
-        match node.rrsets.iter_mut().find(|s| s.rtype == rtype) {
-            Some(set) => {
-                // One TTL per RRset (RFC 2181 section 5.2): the newest record's TTL wins.
-                let old = set.records.iter().position(|x| x.data == wire.data);
-                let result = match old {
-                    Some(i) => {
-                        let t = set.records[i].ttl;
-                        set.records.remove(i);
-                        self.records -= 1;
-                        Added::Retimed(t)
-                    }
-                    None => Added::New,
-                };
-                set.ttl = wire.ttl;
-                set.records.iter_mut().for_each(|x| x.ttl = wire.ttl);
-                set.records.push(wire);
-                self.records += 1;
-                result
-            }
-            None => {
-                node.rrsets.push(RRset {
-                    rtype,
-                    ttl: wire.ttl,
-                    records: vec![wire],
-                });
-                self.records += 1;
-                Added::New
-            }
+        let set = reencode(owner, rtype, ttl, &records, &node.glue)?;
+        match existing {
+            Some(i) => node.rrsets[i] = set,
+            None => node.rrsets.push(set),
         }
+        Ok(result)
     }
 
     /// Creates the node for `owner` and any missing ancestors (empty non-terminals),
@@ -412,6 +415,19 @@ impl ZoneStore {
             }
         }
     }
+}
+
+/// The set encoded again after a change; an NS set keeps its node's glue as additional
+/// data (a change to NS or addresses rebuilds the whole index anyway).
+fn reencode(
+    owner: &[u8],
+    rtype: u16,
+    ttl: u32,
+    records: &[WireRecord],
+    glue: &[WireRecord],
+) -> Result<RRset, UpdateError> {
+    let additional = if rtype == TYPE_NS { glue } else { &[] };
+    Ok(RRset::new(owner, rtype, ttl, records, additional)?)
 }
 
 enum Added {
@@ -501,7 +517,7 @@ mod tests {
         assert_eq!(diff.removed, vec![txt(A, "a", 3600)]);
         assert_eq!(diff.added, vec![txt(A, "a", 60), txt(A, "b", 60)]);
         assert!(
-            matches!(v2.lookup(&w(A)), Lookup::Exact(n) if n.rrsets[0].records.iter().all(|r| r.ttl == 60))
+            matches!(v2.lookup(&w(A)), Lookup::Exact(n) if n.rrsets[0].records().iter().all(|r| r.ttl == 60))
         );
     }
 
@@ -528,7 +544,7 @@ mod tests {
         assert_eq!(diff.removed[0].ttl, 3600);
         assert_eq!(diff.added[0].ttl, 60);
         assert!(
-            matches!(v2.lookup(&w(A)), Lookup::Exact(n) if n.rrsets[0].ttl == 60 && n.rrsets[0].records.len() == 1)
+            matches!(v2.lookup(&w(A)), Lookup::Exact(n) if n.rrsets[0].ttl == 60 && n.rrsets[0].len() == 1)
         );
     }
 
@@ -560,11 +576,8 @@ mod tests {
             };
             v = v.apply(&cs, bumped(&v), 3600).unwrap().0;
         }
-        let fresh = ZoneStore::build(
-            v.origin().clone(),
-            v.records().filter_map(record_from_wire).collect::<Vec<_>>(),
-        )
-        .unwrap();
+        let fresh =
+            ZoneStore::build(v.origin().clone(), v.zone_records().collect::<Vec<_>>()).unwrap();
         assert_eq!(v.record_count(), fresh.record_count());
         let mut a: Vec<_> = v
             .nodes

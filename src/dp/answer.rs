@@ -1,0 +1,100 @@
+//! What a standard query gets from the zone that holds its name (RFC 1034 section 4.3.2,
+//! RFC 2308, RFC 8482), decided once: the general path decodes the outcome's records for
+//! hickory's encoder, the fast path (`fast`) copies its prebuilt sections. Both start here,
+//! so they cannot disagree on what the answer is.
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::{Record, RecordType};
+
+use super::handler::Stats;
+use super::zones::ServedZone;
+use crate::zone::{Lookup, Node, Prebuilt, RRset};
+
+const TYPE_ANY: u16 = 255;
+const TYPE_DS: u16 = 43;
+
+/// The kind of answer a query gets.
+pub(super) enum Outcome<'z> {
+    /// The RRset asked for (for ANY, the node's first one: RFC 8482).
+    Records(&'z RRset),
+    /// The name exists without the asked type; also DS at a delegation point, which
+    /// belongs to the parent side (RFC 4035 section 3.1.4.1) and without DNSSEC data is an
+    /// authoritative NODATA rather than a referral.
+    NoData,
+    /// The name is at or below a delegation point (its node).
+    Referral(&'z Node),
+    NxDomain,
+    /// The name is not in this zone.
+    Refused,
+}
+
+impl<'z> Outcome<'z> {
+    /// Classifies a query for `qname` (lowercase wire form) and `qtype` in `zone`.
+    pub(super) fn of(zone: &'z ServedZone, qname: &[u8], qtype: u16) -> Outcome<'z> {
+        match zone.store.lookup(qname) {
+            Lookup::Exact(node) => {
+                let set = if qtype == TYPE_ANY {
+                    node.rrsets.first()
+                } else {
+                    node.rrset(qtype)
+                };
+                set.map_or(Outcome::NoData, Outcome::Records)
+            }
+            Lookup::Referral { cut, .. } if qtype == TYPE_DS && cut == qname => Outcome::NoData,
+            Lookup::Referral { node, .. } => Outcome::Referral(node),
+            Lookup::NxDomain => Outcome::NxDomain,
+            Lookup::OutOfZone => Outcome::Refused,
+        }
+    }
+
+    pub(super) fn rcode(&self) -> ResponseCode {
+        match self {
+            Outcome::NxDomain => ResponseCode::NXDomain,
+            Outcome::Refused => ResponseCode::Refused,
+            _ => ResponseCode::NoError,
+        }
+    }
+
+    pub(super) fn authoritative(&self) -> bool {
+        !matches!(self, Outcome::Referral(_) | Outcome::Refused)
+    }
+
+    /// Counts the outcome's kind (the RCODE is counted when the answer is sent).
+    pub(super) fn count(&self, stats: &Stats) {
+        match self {
+            Outcome::NoData => stats.nodata.fetch_add(1, Relaxed),
+            Outcome::Referral(_) => stats.referrals.fetch_add(1, Relaxed),
+            _ => 0,
+        };
+    }
+
+    /// The prebuilt sections, or None when there are none (REFUSED) or they are missing.
+    pub(super) fn prebuilt(&self, zone: &'z ServedZone) -> Option<&'z Prebuilt> {
+        match self {
+            Outcome::Records(set) => Some(&set.answer),
+            Outcome::NoData | Outcome::NxDomain => zone.negative.as_ref(),
+            Outcome::Referral(node) => node.referral.as_ref(),
+            Outcome::Refused => None,
+        }
+    }
+
+    /// The answer, authority and additional records, for the general path.
+    pub(super) fn records(&self, zone: &ServedZone) -> [Vec<Record>; 3] {
+        match self {
+            Outcome::Records(set) => set.answer.decode().unwrap_or_default(),
+            Outcome::NoData | Outcome::NxDomain => {
+                [Vec::new(), vec![zone.negative_soa.clone()], Vec::new()]
+            }
+            Outcome::Referral(node) => {
+                let ns = node
+                    .rrset(u16::from(RecordType::NS))
+                    .map(RRset::records)
+                    .unwrap_or_default();
+                [Vec::new(), ns, node.glue.clone()]
+            }
+            Outcome::Refused => Default::default(),
+        }
+    }
+}
