@@ -473,7 +473,7 @@ fn store_exact_and_nodata() {
         other => panic!("{other:?}"),
     }
     match s.lookup(&wire("x.y.z.email.mimi.arpa.")) {
-        Lookup::Exact(node) => assert_eq!(node.rrset(TYPE_TXT).unwrap().records.len(), 1),
+        Lookup::Exact(node) => assert_eq!(node.rrset(TYPE_TXT).unwrap().len(), 1),
         other => panic!("{other:?}"),
     }
     match s.lookup(&wire("mimi.arpa.")) {
@@ -522,7 +522,7 @@ fn store_referral_with_glue_at_and_below_the_cut() {
             Lookup::Referral { cut, node } => {
                 assert_eq!(cut, wire("e164.mimi.arpa.").as_slice(), "{q}");
                 assert!(node.is_cut);
-                assert_eq!(node.rrset(TYPE_NS).unwrap().records.len(), 2);
+                assert_eq!(node.rrset(TYPE_NS).unwrap().len(), 2);
                 let mut glue: BTreeMap<u16, usize> = BTreeMap::new();
                 for r in &node.glue {
                     *glue.entry(u16::from(r.record_type())).or_default() += 1;

@@ -208,8 +208,7 @@ async fn a_configured_zone_wins_and_a_reload_applies_directory_files() {
         let zone = dp.server.shared().zones.load().get(&o).unwrap();
         let uris: Vec<String> = zone
             .store
-            .records()
-            .filter_map(mimi_discovery::zone::update::record_from_wire)
+            .zone_records()
             .filter_map(|r| match r.data {
                 mimi_discovery::zone::RData::Ssi(s) => Some(s.uri),
                 _ => None,

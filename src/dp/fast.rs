@@ -243,7 +243,7 @@ mod tests {
         cases.push(query(b"\x01a\x00", 252, None));
         cases.push(query(b"\x01a\x00", crate::record::TYPE_PIR, None));
         let mut chaos = base.clone();
-        chaos[16] = 3;
+        chaos[18] = 3;
         cases.push(chaos);
         cases.push([base.clone(), vec![0]].concat());
         cases.push(base[..base.len() - 1].to_vec());
