@@ -524,7 +524,7 @@ fn store_referral_with_glue_at_and_below_the_cut() {
                 assert!(node.is_cut);
                 assert_eq!(node.rrset(TYPE_NS).unwrap().len(), 2);
                 let mut glue: BTreeMap<u16, usize> = BTreeMap::new();
-                for r in &node.glue {
+                for r in node.glue() {
                     *glue.entry(u16::from(r.record_type())).or_default() += 1;
                 }
                 assert_eq!(glue, BTreeMap::from([(TYPE_A, 1), (TYPE_AAAA, 1)]), "{q}");

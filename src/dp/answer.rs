@@ -75,7 +75,7 @@ impl<'z> Outcome<'z> {
         match self {
             Outcome::Records(set) => Some(&set.answer),
             Outcome::NoData | Outcome::NxDomain => zone.negative.as_ref(),
-            Outcome::Referral(node) => node.referral.as_ref(),
+            Outcome::Referral(node) => node.referral(),
             Outcome::Refused => None,
         }
     }
@@ -92,7 +92,7 @@ impl<'z> Outcome<'z> {
                     .rrset(u16::from(RecordType::NS))
                     .map(RRset::records)
                     .unwrap_or_default();
-                [Vec::new(), ns, node.glue.clone()]
+                [Vec::new(), ns, node.glue().to_vec()]
             }
             Outcome::Refused => Default::default(),
         }

@@ -10,6 +10,7 @@ mod changes;
 pub mod config;
 mod fast;
 pub mod handler;
+mod marks;
 mod notify;
 pub mod private;
 pub mod ratelimit;

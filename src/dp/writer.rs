@@ -20,10 +20,11 @@ use tracing::{debug, info, warn};
 
 use super::config::{JournalSettings, ZoneConfig};
 use super::handler::Shared;
+use super::marks::{Saved, Watermarks};
 use super::zones::{self, ServedZone, DERIVED_TYPES};
 use crate::name::Name;
 use crate::record::{Ssi, TYPE_APKEY, TYPE_SSI};
-use crate::zone::journal::{Journal, JournalError, Watermark};
+use crate::zone::journal::{Journal, JournalError};
 use crate::zone::release::Releases;
 use crate::zone::update::{next_serial, record_from_wire, serial_newer};
 use crate::zone::{Changeset, Diff, Lookup, RData, Record, ZoneFile, ZoneStore};
@@ -213,7 +214,7 @@ struct State {
     /// The version the zone file on disk holds (read or last written).
     file_base: ZoneStore,
     history: VecDeque<Arc<Diff>>,
-    watermarks: HashMap<(Name, Name), Watermark>,
+    watermarks: Watermarks,
     /// When each owner's next record retires (SSI and APKEY `not_after`; tombstones at
     /// the latest `not_after` of the mapping they replaced).
     expiry: BTreeMap<u64, BTreeSet<Name>>,
@@ -234,30 +235,12 @@ use crate::sys::unix_now as now;
 /// Owners whose records changed, whether a delegation changed, and the serial committed.
 type PirChange = (BTreeSet<Name>, bool, u32);
 
-fn wm_key(owner: &Name, provider: &Name) -> (Name, Name) {
-    (owner.clone(), provider.clone())
-}
-
-/// Records every SSI record's seq and window in the watermarks.
-fn note_seq(watermarks: &mut HashMap<(Name, Name), Watermark>, owner: &Name, ssi: &Ssi) {
-    let w = watermarks
-        .entry(wm_key(owner, &ssi.provider))
-        .or_insert_with(|| Watermark {
-            owner: owner.clone(),
-            provider: ssi.provider.clone(),
-            seq: 0,
-            until: 0,
-        });
-    w.seq = w.seq.max(ssi.seq);
-    w.until = w.until.max(ssi.not_after);
-}
-
 /// The second after which a record is no longer served (valid through `not_after`).
-fn retire_at(owner: &Name, data: &RData, wm: &HashMap<(Name, Name), Watermark>) -> Option<u64> {
+fn retire_at(owner: &Name, data: &RData, wm: &Watermarks) -> Option<u64> {
     match data {
         RData::Ssi(s) if s.withdrawn => {
             let until = wm
-                .get(&wm_key(owner, &s.provider))
+                .get(owner, &s.provider)
                 .map_or(s.not_after, |w| w.until.max(s.not_after));
             Some(until.saturating_add(1))
         }
@@ -322,7 +305,7 @@ fn open_zone(
     }
     let base =
         ZoneStore::build(origin.clone(), checked.records).map_err(|e| format!("{file}: {e}"))?;
-    let (journal, replay) = match Journal::open(&jpath) {
+    let (journal, mut replay) = match Journal::open(&jpath) {
         Ok(x) => x,
         Err(JournalError::Corrupt { .. } | JournalError::Magic { .. }) => {
             // Not a torn tail but damage in the middle: keep the file for inspection and
@@ -334,10 +317,7 @@ fn open_zone(
         }
         Err(e) => return Err(e.to_string()),
     };
-    let mut watermarks: HashMap<(Name, Name), Watermark> = HashMap::new();
-    for w in replay.watermarks {
-        watermarks.insert(wm_key(&w.owner, &w.provider), w);
-    }
+    let mut watermarks = Watermarks::from_journal(std::mem::take(&mut replay.watermarks));
     // Replay: the journal's diffs from the file's serial on.
     let file_serial = base.soa().serial;
     let mut current = base.clone();
@@ -401,14 +381,14 @@ fn open_zone(
         for d in &replay.diffs {
             for r in d.removed.iter().chain(&d.added) {
                 if let RData::Ssi(s) = &r.data {
-                    note_seq(&mut watermarks, &r.name, s);
+                    watermarks.note(&r.name, s);
                 }
             }
         }
     }
     for r in current.zone_records() {
         if let RData::Ssi(s) = &r.data {
-            note_seq(&mut watermarks, &r.name, s);
+            watermarks.note(&r.name, s);
         }
     }
     let mut expiry: BTreeMap<u64, BTreeSet<Name>> = BTreeMap::new();
@@ -646,7 +626,7 @@ struct Work {
     store: ZoneStore,
     diffs: Vec<Diff>,
     /// Watermark values before the batch touched them, to undo a failed commit.
-    undo: Vec<((Name, Name), Option<Watermark>)>,
+    undo: Vec<Saved>,
     /// Releases made by the batch (owner, time), stored before the journal entry.
     releases: Vec<(Name, u64)>,
 }
@@ -678,16 +658,8 @@ impl Work {
 }
 
 impl Work {
-    fn set_watermark(
-        &mut self,
-        wm: &mut HashMap<(Name, Name), Watermark>,
-        owner: &Name,
-        ssi: &Ssi,
-    ) {
-        let key = wm_key(owner, &ssi.provider);
-        self.undo
-            .push((key, wm.get(&wm_key(owner, &ssi.provider)).cloned()));
-        note_seq(wm, owner, ssi);
+    fn set_watermark(&mut self, wm: &mut Watermarks, owner: &Name, ssi: &Ssi) {
+        self.undo.push(wm.note_saving(owner, ssi));
     }
 
     fn commit(&mut self, cs: &Changeset) -> Result<u32, WriteError> {
@@ -709,7 +681,7 @@ impl Work {
 fn update_changeset(
     work: &Work,
     releases: &Releases,
-    wm: &HashMap<(Name, Name), Watermark>,
+    wm: &Watermarks,
     provider: &Name,
     records: &[Publish],
 ) -> Result<Changeset, WriteError> {
@@ -742,7 +714,7 @@ fn update_changeset(
         }
         let before = seen.get(&p.owner).copied().into_iter();
         let high = wm
-            .get(&wm_key(&p.owner, provider))
+            .get(&p.owner, provider)
             .map(|w| w.seq)
             .into_iter()
             .chain(before)
@@ -1017,17 +989,9 @@ fn finish(mut state: State, work: Work, replies: Vec<Reply>, reloaded: Option<us
 }
 
 /// Answers every job of a batch that could not be stored, undoing its watermarks.
-fn fail_batch(
-    mut state: State,
-    undo: Vec<((Name, Name), Option<Watermark>)>,
-    replies: Vec<Reply>,
-    error: &str,
-) -> State {
-    for (key, old) in undo.into_iter().rev() {
-        match old {
-            Some(w) => state.watermarks.insert(key, w),
-            None => state.watermarks.remove(&key),
-        };
+fn fail_batch(mut state: State, undo: Vec<Saved>, replies: Vec<Reply>, error: &str) -> State {
+    for saved in undo.into_iter().rev() {
+        state.watermarks.restore(saved);
     }
     let msg = format!("the change could not be stored ({error}); nothing was applied");
     for (tx, r) in replies {
@@ -1243,8 +1207,8 @@ fn compact(mut state: State, written: ZoneStore, changes: usize) -> State {
         return state;
     }
     let now = now();
-    state.watermarks.retain(|_, w| w.until >= now);
-    let marks: Vec<Watermark> = state.watermarks.values().cloned().collect();
+    state.watermarks.retain_valid(now);
+    let marks = state.watermarks.to_journal();
     let keep: Vec<&Diff> = state.history.iter().map(|d| &**d).collect();
     match state.journal.rewrite(&keep, &marks) {
         Ok(()) => {

@@ -68,10 +68,8 @@ impl RRset {
 #[derive(Debug, Default, Clone)]
 pub struct Node {
     pub rrsets: Vec<RRset>,
-    /// At a delegation point or the apex: the address records of the in-zone NS targets.
-    pub glue: Vec<WireRecord>,
-    /// At a delegation point: the referral (NS in authority, glue in additional).
-    pub referral: Option<Prebuilt>,
+    /// At the apex and delegation points (few nodes: boxed to keep every node small).
+    pub delegation: Option<Box<Delegation>>,
     /// True for a zone cut (NS records below the apex).
     pub is_cut: bool,
     /// Nodes one label below this one: a node without RRsets stays (an empty
@@ -79,9 +77,26 @@ pub struct Node {
     pub children: u32,
 }
 
+/// What a node with NS records holds besides its RRsets.
+#[derive(Debug, Default, Clone)]
+pub struct Delegation {
+    /// The address records of the in-zone NS targets.
+    pub glue: Vec<WireRecord>,
+    /// Below the apex: the referral (NS in authority, glue in additional).
+    pub referral: Option<Prebuilt>,
+}
+
 impl Node {
     pub fn rrset(&self, rtype: u16) -> Option<&RRset> {
         self.rrsets.iter().find(|r| r.rtype == rtype)
+    }
+
+    pub fn glue(&self) -> &[WireRecord] {
+        self.delegation.as_ref().map_or(&[], |d| &d.glue)
+    }
+
+    pub fn referral(&self) -> Option<&Prebuilt> {
+        self.delegation.as_ref()?.referral.as_ref()
     }
 }
 
@@ -207,8 +222,7 @@ impl ZoneStore {
             let is_cut = key.len() != origin_len && draft.sets.iter().any(|s| s.0 == TYPE_NS);
             let mut node = Node {
                 rrsets: Vec::with_capacity(draft.sets.len()),
-                glue: Vec::new(),
-                referral: None,
+                delegation: None,
                 is_cut,
                 children: draft.children,
             };
@@ -217,13 +231,15 @@ impl ZoneStore {
                 node.rrsets
                     .push(RRset::new(&key, *rtype, *ttl, set, additional).map_err(encode_err)?);
             }
-            if is_cut {
-                if let Some((_, _, ns)) = draft.sets.iter().find(|s| s.0 == TYPE_NS) {
-                    node.referral =
-                        Some(Prebuilt::encode(&key, TYPE_NS, &[], ns, &glue).map_err(encode_err)?);
+            let referral = match draft.sets.iter().find(|s| s.0 == TYPE_NS) {
+                Some((_, _, ns)) if is_cut => {
+                    Some(Prebuilt::encode(&key, TYPE_NS, &[], ns, &glue).map_err(encode_err)?)
                 }
+                _ => None,
+            };
+            if !glue.is_empty() || referral.is_some() {
+                node.delegation = Some(Box::new(Delegation { glue, referral }));
             }
-            node.glue = glue;
             index.insert(key, Arc::new(node));
         }
         Ok(ZoneStore {
@@ -279,8 +295,7 @@ impl ZoneStore {
         // build() guarantees the apex node exists; an empty node stands in otherwise.
         static EMPTY: Node = Node {
             rrsets: Vec::new(),
-            glue: Vec::new(),
-            referral: None,
+            delegation: None,
             is_cut: false,
             children: 0,
         };
@@ -382,7 +397,7 @@ mod tests {
             match s.lookup(&w(q)) {
                 Lookup::Referral { cut, node } => {
                     assert_eq!(cut, w("e164.mimi.arpa.").as_slice());
-                    assert_eq!(node.glue.len(), 2);
+                    assert_eq!(node.glue().len(), 2);
                 }
                 other => panic!("{q}: {other:?}"),
             }

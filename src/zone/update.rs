@@ -323,7 +323,7 @@ impl ZoneStore {
             node.rrsets.remove(set_index);
         } else {
             let set = &node.rrsets[set_index];
-            node.rrsets[set_index] = reencode(owner, set.rtype, set.ttl, &records, &node.glue)?;
+            node.rrsets[set_index] = reencode(owner, set.rtype, set.ttl, &records, node.glue())?;
         }
         self.records -= 1;
         self.prune(owner);
@@ -381,7 +381,7 @@ impl ZoneStore {
         records.push(wire);
         self.records += 1;
         let node = Arc::make_mut(node);
-        let set = reencode(owner, rtype, ttl, &records, &node.glue)?;
+        let set = reencode(owner, rtype, ttl, &records, node.glue())?;
         match existing {
             Some(i) => node.rrsets[i] = set,
             None => node.rrsets.push(set),
@@ -610,7 +610,7 @@ mod tests {
         };
         let (v2, _) = v1.apply(&cs, bumped(&v1), 3600).unwrap();
         match v2.lookup(&w(&format!("1.{cut}"))) {
-            Lookup::Referral { node, .. } => assert_eq!(node.glue.len(), 1),
+            Lookup::Referral { node, .. } => assert_eq!(node.glue().len(), 1),
             other => panic!("{other:?}"),
         }
     }
