@@ -14,111 +14,18 @@ use hickory_proto::op::ResponseCode;
 use super::answer::Outcome;
 use super::handler::DpHandler;
 use crate::name::MAX_WIRE_LEN;
+use crate::net::plain;
 
-const TYPE_OPT: u16 = 41;
 const TYPE_IXFR: u16 = 251;
 const TYPE_AXFR: u16 = 252;
 /// Query types with an exchange of their own in the general path.
-const GENERAL_TYPES: [u16; 6] = [
-    TYPE_OPT,
+const GENERAL_TYPES: [u16; 5] = [
     TYPE_IXFR,
     TYPE_AXFR,
     crate::changes::TYPE_CHANGES,
     crate::record::TYPE_PIR,
     crate::record::TYPE_SLOTS,
 ];
-/// EDNS options hickory parses into types of its own (NSID, DAU, DHU, N3U, client
-/// subnet): one of them malformed is a FORMERR there, so the general path decides.
-const PARSED_OPTIONS: [u16; 5] = [3, 5, 6, 7, 8];
-
-fn be16(b: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([b[at], b[at + 1]])
-}
-
-/// A query the fast path can answer.
-struct Plain<'a> {
-    /// The question as sent (name in the sender's case, type, class).
-    question: &'a [u8],
-    /// Length of the lowercase name written to the caller's buffer.
-    qname_len: usize,
-    qtype: u16,
-    /// The EDNS payload size offered, when the query has an OPT record.
-    payload: Option<u16>,
-}
-
-/// Reads a plain query; None for anything the general path must see.
-fn plain<'a>(q: &'a [u8], lower: &mut [u8; MAX_WIRE_LEN]) -> Option<Plain<'a>> {
-    if q.len() < 17 {
-        return None;
-    }
-    // QR, OPCODE and TC must be clear: a query, standard, whole.
-    if q[2] & 0xFA != 0 {
-        return None;
-    }
-    if be16(q, 4) != 1 || be16(q, 6) != 0 || be16(q, 8) != 0 || be16(q, 10) > 1 {
-        return None;
-    }
-    let mut i = 12;
-    let mut n = 0;
-    loop {
-        let len = usize::from(*q.get(i)?);
-        // Longer labels are compression pointers or reserved: not in a plain question.
-        if len > 63 || n + 1 + len > MAX_WIRE_LEN {
-            return None;
-        }
-        let label = q.get(i + 1..i + 1 + len)?;
-        lower[n] = len as u8;
-        for (d, s) in lower[n + 1..n + 1 + len].iter_mut().zip(label) {
-            *d = s.to_ascii_lowercase();
-        }
-        n += 1 + len;
-        i += 1 + len;
-        if len == 0 {
-            break;
-        }
-    }
-    let fixed = q.get(i..i + 4)?;
-    let (qtype, qclass) = (be16(fixed, 0), be16(fixed, 2));
-    if qclass != 1 || GENERAL_TYPES.contains(&qtype) {
-        return None;
-    }
-    i += 4;
-    let question = &q[12..i];
-    let mut payload = None;
-    if be16(q, 10) == 1 {
-        // The OPT record: root owner, type 41, version 0, no extended RCODE.
-        let opt = q.get(i..i + 11)?;
-        if opt[0] != 0 || be16(opt, 1) != TYPE_OPT || opt[5] != 0 || opt[6] != 0 {
-            return None;
-        }
-        payload = Some(be16(opt, 3));
-        let rdlen = usize::from(be16(opt, 9));
-        i += 11;
-        let options = q.get(i..i + rdlen)?;
-        let mut j = 0;
-        while j < rdlen {
-            let head = options.get(j..j + 4)?;
-            if PARSED_OPTIONS.contains(&be16(head, 0)) {
-                return None;
-            }
-            j += 4 + usize::from(be16(head, 2));
-        }
-        if j != rdlen {
-            return None;
-        }
-        i += rdlen;
-    }
-    // Trailing bytes: let hickory's parser judge them.
-    if i != q.len() {
-        return None;
-    }
-    Some(Plain {
-        question,
-        qname_len: n,
-        qtype,
-        payload,
-    })
-}
 
 impl DpHandler {
     /// Answers `query` into `out` when it is a plain query this path answers exactly as
@@ -126,7 +33,8 @@ impl DpHandler {
     /// fit the size the query allows (512 bytes, or its EDNS payload up to ours).
     pub fn answer_fast(&self, query: &[u8], src: SocketAddr, udp: bool, out: &mut Vec<u8>) -> bool {
         let mut lower = [0u8; MAX_WIRE_LEN];
-        let Some(q) = plain(query, &mut lower) else {
+        let Some(q) = plain::read(query, &mut lower).filter(|q| !GENERAL_TYPES.contains(&q.qtype))
+        else {
             return false;
         };
         let qname = &lower[..q.qname_len];
@@ -145,32 +53,20 @@ impl DpHandler {
             (_, None) => return false,
         };
         let rcode = outcome.rcode();
-        // The response EDNS payload as the general path sets it (RFC 6891 6.2.3, 6.2.5).
-        let payload = q.payload.map(|p| p.clamp(512, shared.udp_payload.max(512)));
-        let [an, ns, ar] = sections.map_or([0; 3], |s| s.counts());
-        out.clear();
-        out.extend_from_slice(&query[..2]);
-        // QR, AA for authoritative data, RD copied; CD copied, the RCODE.
-        let aa = if outcome.authoritative() { 0x04 } else { 0 };
-        out.push(0x80 | aa | (query[2] & 0x01));
-        out.push((query[3] & 0x10) | (u16::from(rcode) & 0x0F) as u8);
-        let ar = ar + u16::from(payload.is_some());
-        for count in [1, an, ns, ar] {
-            out.extend_from_slice(&count.to_be_bytes());
-        }
-        out.extend_from_slice(q.question);
+        let counts = sections.map_or([0; 3], |s| s.counts());
+        q.begin(
+            out,
+            outcome.authoritative(),
+            false,
+            u16::from(rcode) as u8,
+            counts,
+        );
         if let Some(s) = sections {
             if !s.write(out) {
                 return false;
             }
         }
-        if let Some(p) = payload {
-            // Root owner, OPT, our payload, no extended RCODE, version 0, no flags.
-            out.extend_from_slice(&[0, 0, 41]);
-            out.extend_from_slice(&p.to_be_bytes());
-            out.extend_from_slice(&[0; 6]);
-        }
-        if udp && out.len() > usize::from(payload.unwrap_or(512)) {
+        if !q.finish(out, shared.udp_payload, udp) {
             return false;
         }
         let access = shared.access.load();
@@ -185,94 +81,5 @@ impl DpHandler {
         outcome.count(stats);
         stats.count_rcode(rcode);
         true
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn query(name: &[u8], qtype: u16, opt: Option<&[u8]>) -> Vec<u8> {
-        let mut q = vec![
-            0x12,
-            0x34,
-            0x01,
-            0x00,
-            0,
-            1,
-            0,
-            0,
-            0,
-            0,
-            0,
-            u8::from(opt.is_some()),
-        ];
-        q.extend_from_slice(name);
-        q.extend_from_slice(&qtype.to_be_bytes());
-        q.extend_from_slice(&[0, 1]);
-        if let Some(o) = opt {
-            q.extend_from_slice(o);
-        }
-        q
-    }
-
-    #[test]
-    fn plain_queries_are_read_and_lowercased() {
-        let mut lower = [0u8; MAX_WIRE_LEN];
-        let q = query(b"\x01A\x04Mimi\x00", 65280, None);
-        let p = plain(&q, &mut lower).unwrap();
-        assert_eq!(&lower[..p.qname_len], b"\x01a\x04mimi\x00");
-        assert_eq!(p.question, &q[12..]);
-        assert_eq!((p.qtype, p.payload), (65280, None));
-        let opt = [0, 0, 41, 4, 0, 0, 0, 0x80, 0, 0, 8, 0, 10, 0, 4, 1, 2, 3, 4];
-        let q = query(b"\x01a\x00", 1, Some(&opt));
-        assert_eq!(plain(&q, &mut lower).unwrap().payload, Some(1024));
-    }
-
-    #[test]
-    fn anything_else_is_declined() {
-        let mut lower = [0u8; MAX_WIRE_LEN];
-        let base = query(b"\x01a\x00", 1, None);
-        let mut cases = Vec::new();
-        for (at, byte) in [(2, 0x81), (2, 0x29), (2, 0x03), (5, 2), (7, 1), (9, 1)] {
-            let mut q = base.clone();
-            q[at] = byte;
-            cases.push(q);
-        }
-        cases.push(query(b"\xc0\x0c", 1, None));
-        cases.push(query(b"\x01a\x00", 252, None));
-        cases.push(query(b"\x01a\x00", crate::record::TYPE_PIR, None));
-        let mut chaos = base.clone();
-        chaos[18] = 3;
-        cases.push(chaos);
-        cases.push([base.clone(), vec![0]].concat());
-        cases.push(base[..base.len() - 1].to_vec());
-        // Version 1, a client subnet option, an option running past the record.
-        cases.push(query(
-            b"\x01a\x00",
-            1,
-            Some(&[0, 0, 41, 4, 0, 0, 1, 0, 0, 0, 0]),
-        ));
-        cases.push(query(
-            b"\x01a\x00",
-            1,
-            Some(&[0, 0, 41, 4, 0, 0, 0, 0, 0, 0, 4, 0, 8, 0, 0]),
-        ));
-        cases.push(query(
-            b"\x01a\x00",
-            1,
-            Some(&[0, 0, 41, 4, 0, 0, 0, 0, 0, 0, 4, 0, 10, 0, 9]),
-        ));
-        let long: Vec<u8> = std::iter::repeat_n([63u8; 64], 5)
-            .flat_map(|mut l| {
-                l[1..].fill(b'a');
-                l
-            })
-            .chain([0])
-            .collect();
-        cases.push(query(&long, 1, None));
-        for (i, q) in cases.iter().enumerate() {
-            assert!(plain(q, &mut lower).is_none(), "case {i}");
-        }
     }
 }

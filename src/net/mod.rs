@@ -2,6 +2,7 @@
 //! (`tcp`, RFC 7766) and DNS over TLS (`tls`, RFC 7858) with the limits a public server
 //! needs. Framing and limits only: each request goes to the server's `RequestHandler`.
 
+pub mod plain;
 pub mod tcp;
 pub mod tls;
 
