@@ -34,7 +34,8 @@ impl Default for Limits {
     }
 }
 
-/// A request handler served over streams, told of what never reaches it.
+/// A request handler served by these transports, told of what never reaches it, and asked
+/// first for the answers it can make without hickory's parsing.
 pub trait StreamHandler: RequestHandler + Clone {
     /// A request hickory could not parse (answered FORMERR by the transport).
     fn malformed(&self) {}
@@ -44,5 +45,17 @@ pub trait StreamHandler: RequestHandler + Clone {
     /// this SPKI pin (mutual TLS); by default the same handler.
     fn with_client_pin(&self, _pin: &str) -> Self {
         self.clone()
+    }
+    /// Answers `query` (one whole DNS message as received) into `out` (cleared by the caller) when it can
+    /// without the general path; false hands it to `handle_request`. `udp`: the answer must fit the UDP
+    /// size the query allows (the fast path declines otherwise).
+    fn answer_fast(
+        &self,
+        _query: &[u8],
+        _src: std::net::SocketAddr,
+        _udp: bool,
+        _out: &mut Vec<u8>,
+    ) -> bool {
+        false
     }
 }
