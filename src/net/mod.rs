@@ -1,9 +1,11 @@
-//! Stream transports shared by `mimi dp serve` and `mimi resolver serve`: DNS over TCP
-//! (`tcp`, RFC 7766) and DNS over TLS (`tls`, RFC 7858) with the limits a public server
-//! needs. Framing and limits only: each request goes to the server's `RequestHandler`.
+//! Transports shared by `mimi dp serve` and `mimi resolver serve`: DNS over UDP (`udp`,
+//! batched, one socket per thread), DNS over TCP (`tcp`, RFC 7766) and DNS over TLS
+//! (`tls`, RFC 7858) with the limits a public server needs. Framing and limits only: each
+//! request goes to the server's handler (`StreamHandler`).
 
 pub mod tcp;
 pub mod tls;
+pub mod udp;
 
 use std::time::Duration;
 
@@ -21,6 +23,8 @@ pub struct Limits {
     pub tcp_idle_timeout: Duration,
     /// Largest request accepted over TCP; a longer frame closes the connection.
     pub max_request_bytes: usize,
+    /// Threads (each with its own socket) reading and answering UDP on each listen address.
+    pub udp_threads: usize,
 }
 
 impl Default for Limits {
@@ -30,6 +34,7 @@ impl Default for Limits {
             tcp_connections: 256,
             tcp_idle_timeout: Duration::from_secs(10),
             max_request_bytes: 16 * 1024,
+            udp_threads: udp::default_threads(),
         }
     }
 }
