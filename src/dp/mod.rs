@@ -2,8 +2,8 @@
 //!
 //! UDP goes through our batched loop (`crate::net::udp`), TCP through our bounded
 //! listener (`crate::net::tcp`). Both hand requests to `DpHandler`, which answers from our
-//! own zone store. Zones are
-//! swapped whole on reload, so a query sees either the old or the new zone set.
+//! own zone store. Zones are swapped whole on reload, so a query sees either the old or
+//! the new zone set.
 
 pub mod access;
 mod changes;
