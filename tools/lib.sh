@@ -222,7 +222,8 @@ EOC
 }
 
 # bench_dp_conf ADDR:PORT ORIGIN FILE: a `mimi dp serve` config serving FILE (relative to
-# the config) as ORIGIN, for benchmark load that all comes from one address.
+# the config) as ORIGIN, for benchmark load that all comes from one address, on a server
+# pinned to one core (one UDP thread).
 bench_dp_conf() {
   cat <<EOF
 listen = ["$1"]
@@ -234,6 +235,7 @@ origin = "$2"
 file = "$3"
 [limits]
 tcp_connections = 1024
+udp_threads = 1
 EOF
 }
 

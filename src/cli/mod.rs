@@ -104,7 +104,8 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // Servers log what they do; one-shot commands only their problems.
     let default_level = match cli.command {
-        // hickory-server logs every UDP query at info; one line per query is ours, at debug.
+        // hickory-server's own lines only when something is wrong; one line per query is
+        // ours, at debug.
         Command::Dp(_) | Command::Resolver(_) => "info,hickory_server=warn",
         // The demo shows rejections in its table; the log would repeat them.
         Command::Demo { .. } => "error",

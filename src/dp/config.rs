@@ -381,6 +381,7 @@ struct RawLimits {
     tcp_connections: Option<Spanned<usize>>,
     tcp_idle_timeout_secs: Option<Spanned<u64>>,
     max_request_bytes: Option<Spanned<usize>>,
+    udp_threads: Option<Spanned<usize>>,
 }
 
 impl DpConfig {
@@ -518,6 +519,16 @@ impl DpConfig {
                 ));
             }
             limits.max_request_bytes = *v.get_ref();
+        }
+        if let Some(v) = &raw.limits.udp_threads {
+            let max = crate::net::udp::MAX_THREADS;
+            if !(1..=max).contains(v.get_ref()) {
+                return Err(at(
+                    v.span(),
+                    format!("limits.udp_threads must be 1 to {max}"),
+                ));
+            }
+            limits.udp_threads = *v.get_ref();
         }
         let pir = match &raw.pir {
             Some(p) if p.enabled => {
@@ -845,6 +856,25 @@ mod tests {
         assert!(!c.axfr_allow[0].contains("10.0.0.1".parse().unwrap()));
         assert_eq!(c.limits.tcp_connections, 5);
         assert_eq!(c.limits.udp_payload, 1232);
+        assert_eq!(c.limits.udp_threads, crate::net::udp::default_threads());
+    }
+
+    #[test]
+    fn udp_threads() {
+        const BASE: &str =
+            "listen = [\"127.0.0.1\"]\ntrust = \"t\"\n[[zone]]\norigin = \"x\"\nfile = \"z\"\n[limits]\n";
+        let c = parse(&format!("{BASE}udp_threads = 3\n")).unwrap();
+        assert_eq!(c.limits.udp_threads, 3);
+        for bad in ["0", "1025"] {
+            let e = parse(&format!("{BASE}udp_threads = {bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with("/etc/mimi/dp.toml:7:")
+                    && e.contains("udp_threads must be 1 to 1024"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

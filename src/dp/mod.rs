@@ -1,8 +1,9 @@
 //! The discovery provider's authoritative DNS server (`mimi dp serve`).
 //!
-//! UDP goes through hickory-server's `Server`; TCP through our bounded listener (`tcp`).
-//! Both hand requests to `DpHandler`, which answers from our own zone store. Zones are
-//! swapped whole on reload, so a query sees either the old or the new zone set.
+//! UDP goes through our batched loop (`crate::net::udp`), TCP through our bounded
+//! listener (`crate::net::tcp`). Both hand requests to `DpHandler`, which answers from our
+//! own zone store. Zones are swapped whole on reload, so a query sees either the old or
+//! the new zone set.
 
 pub mod access;
 mod answer;
@@ -30,11 +31,12 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use thiserror::Error;
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::name::Name;
+use crate::net::udp::{UdpServer, UdpSockets};
 use crate::record::TrustStore;
 use writer::WriterContext;
 
@@ -70,7 +72,7 @@ pub struct DpServer {
     pub addrs: Vec<SocketAddr>,
     /// The DNS-over-TLS addresses actually bound.
     pub tls_addrs: Vec<SocketAddr>,
-    udp: hickory_server::Server<DpHandler>,
+    udp: Vec<UdpServer>,
     tcp: Vec<JoinHandle<()>>,
     /// The config as last loaded, for the zone directory's scans.
     config: Arc<ArcSwap<DpConfig>>,
@@ -80,17 +82,18 @@ pub struct DpServer {
 
 use crate::sys::unix_now as now;
 
-/// Binds UDP and TCP on the same address; with port 0, finds a port free for both.
-async fn bind_pair(addr: SocketAddr) -> Result<(UdpSocket, TcpListener, SocketAddr), DpError> {
+/// Binds UDP (`udp_threads` sockets) and TCP on the same address; with port 0, finds a
+/// port free for both.
+async fn bind_pair(
+    addr: SocketAddr,
+    udp_threads: usize,
+) -> Result<(UdpSockets, TcpListener, SocketAddr), DpError> {
     let attempts = if addr.port() == 0 { 20 } else { 1 };
     let mut last_err = None;
     for _ in 0..attempts {
-        let udp = UdpSocket::bind(addr)
-            .await
-            .map_err(|source| DpError::Bind { addr, source })?;
-        let bound = udp
-            .local_addr()
-            .map_err(|source| DpError::Bind { addr, source })?;
+        let udp =
+            UdpSockets::bind(addr, udp_threads).map_err(|source| DpError::Bind { addr, source })?;
+        let bound = udp.local_addr();
         match TcpListener::bind(bound).await {
             Ok(tcp) => return Ok((udp, tcp, bound)),
             Err(e) => last_err = Some(e),
@@ -147,7 +150,7 @@ impl DpServer {
         let mut sockets = Vec::new();
         let mut addrs = Vec::new();
         for &addr in &config.listen {
-            let (u, t, bound) = bind_pair(addr).await?;
+            let (u, t, bound) = bind_pair(addr, config.limits.udp_threads).await?;
             sockets.push((u, t, bound));
             addrs.push(bound);
         }
@@ -199,10 +202,13 @@ impl DpServer {
         }
         zones::release_freed_memory();
         let handler = DpHandler::new(shared.clone());
-        let mut udp = hickory_server::Server::new(handler.clone());
+        let mut udp = Vec::new();
         let mut tcp = Vec::new();
         for (u, t, bound) in sockets {
-            udp.register_socket(u);
+            udp.push(u.serve(handler.clone()).map_err(|source| DpError::Bind {
+                addr: bound,
+                source,
+            })?);
             tcp.push(tokio::spawn(crate::net::tcp::serve(
                 t,
                 handler.clone(),
@@ -280,7 +286,7 @@ impl DpServer {
     }
 
     /// Stops listening, lets each zone's writer finish its queue and write its zone
-    /// file, and waits for the UDP server to finish.
+    /// file, and waits for the UDP threads to finish (their sockets are then closed).
     pub async fn shutdown(mut self) {
         if let Some(s) = self.scanner.take() {
             s.abort();
@@ -298,8 +304,8 @@ impl DpServer {
         for w in writers {
             w.stop().await;
         }
-        if let Err(e) = self.udp.shutdown_gracefully().await {
-            warn!("shutdown: {e}");
+        for u in self.udp.drain(..) {
+            u.shutdown().await;
         }
     }
 

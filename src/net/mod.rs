@@ -1,10 +1,12 @@
-//! Stream transports shared by `mimi dp serve` and `mimi resolver serve`: DNS over TCP
-//! (`tcp`, RFC 7766) and DNS over TLS (`tls`, RFC 7858) with the limits a public server
-//! needs. Framing and limits only: each request goes to the server's `RequestHandler`.
+//! Transports shared by `mimi dp serve` and `mimi resolver serve`: DNS over UDP (`udp`,
+//! batched, one socket per thread), DNS over TCP (`tcp`, RFC 7766) and DNS over TLS
+//! (`tls`, RFC 7858) with the limits a public server needs. Framing and limits only: each
+//! request goes to the server's handler (`StreamHandler`).
 
 pub mod plain;
 pub mod tcp;
 pub mod tls;
+pub mod udp;
 
 use std::time::Duration;
 
@@ -22,6 +24,8 @@ pub struct Limits {
     pub tcp_idle_timeout: Duration,
     /// Largest request accepted over TCP; a longer frame closes the connection.
     pub max_request_bytes: usize,
+    /// Threads (each with its own socket) reading and answering UDP on each listen address.
+    pub udp_threads: usize,
 }
 
 impl Default for Limits {
@@ -31,11 +35,13 @@ impl Default for Limits {
             tcp_connections: 256,
             tcp_idle_timeout: Duration::from_secs(10),
             max_request_bytes: 16 * 1024,
+            udp_threads: udp::default_threads(),
         }
     }
 }
 
-/// A request handler served over streams, told of what never reaches it.
+/// A request handler served by these transports, told of what never reaches it, and asked
+/// first for the answers it can make without hickory's parsing.
 pub trait StreamHandler: RequestHandler + Clone {
     /// A request hickory could not parse (answered FORMERR by the transport).
     fn malformed(&self) {}
@@ -45,5 +51,17 @@ pub trait StreamHandler: RequestHandler + Clone {
     /// this SPKI pin (mutual TLS); by default the same handler.
     fn with_client_pin(&self, _pin: &str) -> Self {
         self.clone()
+    }
+    /// Answers `query` (one whole DNS message as received) into `out` (cleared by the caller) when it can
+    /// without the general path; false hands it to `handle_request`. `udp`: the answer must fit the UDP
+    /// size the query allows (the fast path declines otherwise).
+    fn answer_fast(
+        &self,
+        _query: &[u8],
+        _src: std::net::SocketAddr,
+        _udp: bool,
+        _out: &mut Vec<u8>,
+    ) -> bool {
+        false
     }
 }

@@ -160,6 +160,9 @@ pub(crate) async fn connection<S, H>(
         write_timeout: limits.tcp_idle_timeout,
         failed: Arc::new(AtomicBool::new(false)),
     };
+    // Reused for every request: the fast path then allocates nothing.
+    let mut buf = Vec::new();
+    let (mut out, mut frame) = (Vec::new(), Vec::new());
     loop {
         let len = match timeout(limits.tcp_idle_timeout, reader.read_u16()).await {
             Ok(Ok(len)) => len as usize,
@@ -173,14 +176,30 @@ pub(crate) async fn connection<S, H>(
             warn!(%src, len, "TCP request larger than limits.max_request_bytes: closing");
             return;
         }
-        let mut buf = vec![0u8; len];
+        buf.clear();
+        buf.resize(len, 0);
         match timeout(limits.tcp_idle_timeout, reader.read_exact(&mut buf)).await {
             Ok(Ok(_)) => {}
             _ => return,
         }
+        out.clear();
+        if handler.answer_fast(&buf, src, false, &mut out) {
+            let Ok(n) = u16::try_from(out.len()) else {
+                warn!(%src, "fast answer longer than a TCP frame: closing");
+                return;
+            };
+            frame.clear();
+            frame.extend_from_slice(&n.to_be_bytes());
+            frame.extend_from_slice(&out);
+            if responder.write_frame(&frame).await.is_err() {
+                debug!(%src, "closing TCP connection after a failed write");
+                return;
+            }
+            continue;
+        }
         // Kept before the buffer moves into the parser, to answer FORMERR if it fails.
         let reply = formerr(&buf);
-        match Request::from_bytes(buf, src, protocol) {
+        match Request::from_bytes(buf.clone(), src, protocol) {
             Ok(request) => {
                 handler
                     .handle_request::<_, TokioTime>(&request, responder.clone())

@@ -55,6 +55,8 @@ pub struct Limits {
     pub max_queries: u32,
     /// Longest time one lookup may take in all, whatever the servers do.
     pub lookup_deadline: Duration,
+    /// Threads (each with its own socket) serving UDP on each `listen` address.
+    pub udp_threads: usize,
 }
 
 impl Default for Limits {
@@ -65,6 +67,7 @@ impl Default for Limits {
             max_referrals: 16,
             max_queries: 64,
             lookup_deadline: Duration::from_secs(10),
+            udp_threads: crate::net::udp::default_threads(),
         }
     }
 }
@@ -244,6 +247,16 @@ impl ResolverConfig {
                 ));
             }
             config.limits.lookup_deadline = Duration::from_millis(*v.get_ref());
+        }
+        if let Some(v) = &l.udp_threads {
+            let max = crate::net::udp::MAX_THREADS;
+            if !(1..=max).contains(v.get_ref()) {
+                return Err(at(
+                    v.span(),
+                    format!("limits.udp_threads must be 1 to {max}"),
+                ));
+            }
+            config.limits.udp_threads = *v.get_ref();
         }
         for sub in &raw.subscriptions {
             let zone = Name::parse(sub.zone.get_ref(), Some(&Name::root()))
@@ -484,6 +497,7 @@ struct RawLimits {
     max_referrals: Option<Spanned<u32>>,
     max_queries: Option<Spanned<u32>>,
     lookup_deadline_ms: Option<Spanned<u64>>,
+    udp_threads: Option<Spanned<usize>>,
 }
 
 #[cfg(test)]
@@ -515,6 +529,17 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.starts_with("r.toml:4:"), "{e}");
+        let base = "roots = [\"127.0.0.1\"]\ntrust = \"t\"\n[limits]\n";
+        let c = ResolverConfig::parse(&format!("{base}udp_threads = 2\n"), Path::new("r.toml"))
+            .unwrap();
+        assert_eq!(c.limits.udp_threads, 2);
+        let e = ResolverConfig::parse(&format!("{base}udp_threads = 0\n"), Path::new("r.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("r.toml:4:") && e.contains("udp_threads"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -118,53 +118,59 @@ impl RequestHandler for ResolverHandler {
     }
 }
 
-/// A resolver's DNS listeners: UDP through hickory's server, TCP through the bounded
-/// loop of `crate::net::tcp` (connection limit, idle timeout, request size).
+/// A resolver's DNS listeners: UDP through the batched loop of `crate::net::udp`, TCP
+/// through the bounded loop of `crate::net::tcp` (connection limit, idle timeout, request
+/// size).
 pub struct Listener<H: RequestHandler> {
-    udp: hickory_server::Server<H>,
+    udp: Vec<crate::net::udp::UdpServer>,
     tcp: Vec<tokio::task::JoinHandle<()>>,
+    handler: std::marker::PhantomData<H>,
 }
 
 impl<H: RequestHandler> Listener<H> {
-    /// Stops accepting TCP connections and waits for the UDP server to finish.
+    /// Stops accepting TCP connections and waits for the UDP threads to finish (their
+    /// sockets are then closed).
     pub async fn shutdown_gracefully(&mut self) -> Result<(), hickory_server::net::NetError> {
         for t in self.tcp.drain(..) {
             t.abort();
             let _ = t.await;
         }
-        self.udp.shutdown_gracefully().await
+        for u in self.udp.drain(..) {
+            u.shutdown().await;
+        }
+        Ok(())
     }
 }
 
 /// Listens on every configured address (UDP and TCP) until the returned listener is shut
-/// down; returns the bound addresses.
+/// down; returns the bound addresses. UDP gets the config's `limits.udp_threads`.
 pub async fn listen(
     resolver: Arc<Resolver>,
     addrs: &[std::net::SocketAddr],
 ) -> std::io::Result<(Listener<ResolverHandler>, Vec<std::net::SocketAddr>)> {
-    listen_with(
-        ResolverHandler(resolver),
-        addrs,
-        crate::net::Limits::default(),
-    )
-    .await
+    let limits = crate::net::Limits {
+        udp_threads: resolver.config().limits.udp_threads,
+        ..crate::net::Limits::default()
+    };
+    listen_with(ResolverHandler(resolver), addrs, limits).await
 }
 
-/// Serves `handler` on UDP and TCP at each address (port 0: any free port, the same for
-/// both), TCP within `limits`; returns the listener and the bound addresses.
+/// Serves `handler` on UDP (`limits.udp_threads` threads) and TCP at each address (port
+/// 0: any free port, the same for both), TCP within `limits`; returns the listener and
+/// the bound addresses.
 pub async fn listen_with<H: crate::net::StreamHandler>(
     handler: H,
     addrs: &[std::net::SocketAddr],
     limits: crate::net::Limits,
 ) -> std::io::Result<(Listener<H>, Vec<std::net::SocketAddr>)> {
-    let mut udp = hickory_server::Server::new(handler.clone());
+    let mut udp = Vec::new();
     let mut tcp = Vec::new();
     let mut bound = Vec::new();
     for &addr in addrs {
-        let socket = tokio::net::UdpSocket::bind(addr).await?;
-        let local = socket.local_addr()?;
+        let sockets = crate::net::udp::UdpSockets::bind(addr, limits.udp_threads)?;
+        let local = sockets.local_addr();
         let listener = tokio::net::TcpListener::bind(local).await?;
-        udp.register_socket(socket);
+        udp.push(sockets.serve(handler.clone())?);
         tcp.push(tokio::spawn(crate::net::tcp::serve(
             listener,
             handler.clone(),
@@ -172,7 +178,14 @@ pub async fn listen_with<H: crate::net::StreamHandler>(
         )));
         bound.push(local);
     }
-    Ok((Listener { udp, tcp }, bound))
+    Ok((
+        Listener {
+            udp,
+            tcp,
+            handler: std::marker::PhantomData,
+        },
+        bound,
+    ))
 }
 
 impl crate::net::StreamHandler for ResolverHandler {}

@@ -119,6 +119,8 @@ roots = ["127.53.0.1"]
 port = $P
 trust = "trust.toml"
 listen = ["$R:$RP"]
+[limits]
+udp_threads = 1  # pinned to one core
 EOF
 MIMI_LOG=warn taskset -c "$SERVER_CPU" "$MIMI" resolver serve --config "$W/resolver.toml" >"$W/resolver.log" 2>&1 &
 pids+=($!)

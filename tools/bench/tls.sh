@@ -231,6 +231,7 @@ file = "z/g.zone"
 [limits]
 tcp_connections = 1024
 tcp_idle_timeout_secs = 120
+udp_threads = 1  # pinned to one core
 [tls]
 listen = ["$M:$MTP"]
 cert = "srv.pem"
@@ -324,6 +325,8 @@ roots = ["127.53.0.1"]
 port = $P
 trust = "tree/trust.toml"
 listen = ["$R:$RP"]
+[limits]
+udp_threads = 1  # pinned to one core
 [tls]
 listen = ["$R:$RTP"]
 cert = "srv.pem"

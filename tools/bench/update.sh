@@ -81,6 +81,8 @@ tsig = "chat.tsig"
 max_records = 1000
 per_second = 1000000
 burst = 1000000
+[limits]
+udp_threads = 1  # pinned to one core
 [journal]
 dir = "journal"
 [pir]
