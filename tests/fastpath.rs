@@ -15,6 +15,7 @@ use hickory_server::net::NetError;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponse;
 use mimi_discovery::dp::{DpHandler, DpServer};
+use mimi_discovery::net::StreamHandler;
 use mimi_discovery::zone::ZoneFile;
 use rand::{Rng, SeedableRng};
 

@@ -31,7 +31,13 @@ impl DpHandler {
     /// Answers `query` into `out` when it is a plain query this path answers exactly as
     /// the general path would; false hands it to the general path. `udp`: the answer must
     /// fit the size the query allows (512 bytes, or its EDNS payload up to ours).
-    pub fn answer_fast(&self, query: &[u8], src: SocketAddr, udp: bool, out: &mut Vec<u8>) -> bool {
+    pub(super) fn answer_plain(
+        &self,
+        query: &[u8],
+        src: SocketAddr,
+        udp: bool,
+        out: &mut Vec<u8>,
+    ) -> bool {
         let mut lower = [0u8; MAX_WIRE_LEN];
         let Some(q) = plain::read(query, &mut lower).filter(|q| !GENERAL_TYPES.contains(&q.qtype))
         else {

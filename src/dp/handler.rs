@@ -639,6 +639,16 @@ impl RequestHandler for DpHandler {
 }
 
 impl crate::net::StreamHandler for DpHandler {
+    fn answer_fast(
+        &self,
+        query: &[u8],
+        src: std::net::SocketAddr,
+        udp: bool,
+        out: &mut Vec<u8>,
+    ) -> bool {
+        self.answer_plain(query, src, udp, out)
+    }
+
     fn malformed(&self) {
         let stats = &self.shared.stats;
         stats.queries.fetch_add(1, Relaxed);
