@@ -154,7 +154,10 @@ pub(crate) async fn connection<S, H>(
     S: AsyncRead + AsyncWrite + Send + 'static,
     H: StreamHandler,
 {
-    let (mut reader, writer) = tokio::io::split(stream);
+    let (reader, writer) = tokio::io::split(stream);
+    // Buffered, so that pipelined requests (RFC 7766 6.2.1.1) are read with one system call
+    // and their fast answers written with one.
+    let mut reader = tokio::io::BufReader::with_capacity(16 * 1024, reader);
     let responder = TcpResponder {
         writer: Arc::new(Mutex::new(writer)),
         write_timeout: limits.tcp_idle_timeout,
@@ -162,8 +165,17 @@ pub(crate) async fn connection<S, H>(
     };
     // Reused for every request: the fast path then allocates nothing.
     let mut buf = Vec::new();
-    let (mut out, mut frame) = (Vec::new(), Vec::new());
+    // Fast answers not yet written: flushed when no further request is already read, when
+    // large, and before the general path answers (answers stay in request order).
+    let (mut out, mut pending) = (Vec::new(), Vec::new());
     loop {
+        if !pending.is_empty() && (reader.buffer().is_empty() || pending.len() >= 16 * 1024) {
+            if responder.write_frame(&pending).await.is_err() {
+                debug!(%src, "closing TCP connection after a failed write");
+                return;
+            }
+            pending.clear();
+        }
         let len = match timeout(limits.tcp_idle_timeout, reader.read_u16()).await {
             Ok(Ok(len)) => len as usize,
             Ok(Err(_)) => return, // closed by the client
@@ -188,14 +200,16 @@ pub(crate) async fn connection<S, H>(
                 warn!(%src, "fast answer longer than a TCP frame: closing");
                 return;
             };
-            frame.clear();
-            frame.extend_from_slice(&n.to_be_bytes());
-            frame.extend_from_slice(&out);
-            if responder.write_frame(&frame).await.is_err() {
+            pending.extend_from_slice(&n.to_be_bytes());
+            pending.extend_from_slice(&out);
+            continue;
+        }
+        if !pending.is_empty() {
+            if responder.write_frame(&pending).await.is_err() {
                 debug!(%src, "closing TCP connection after a failed write");
                 return;
             }
-            continue;
+            pending.clear();
         }
         // Kept before the buffer moves into the parser, to answer FORMERR if it fails.
         let reply = formerr(&buf);

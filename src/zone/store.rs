@@ -123,7 +123,15 @@ pub struct ZoneStore {
     pub(super) soa_ttl: u32,
     pub(super) nodes: Nodes,
     pub(super) records: usize,
+    /// The delegation points below the apex (set with the index, which any change to NS
+    /// records rebuilds): with few of them, a lookup checks them and then probes the name
+    /// alone instead of every ancestor.
+    pub(super) cuts: Arc<[Box<[u8]>]>,
 }
+
+/// Up to this many cuts, `lookup` compares the name with each cut rather than probing
+/// the name's ancestors.
+const FEW_CUTS: usize = 8;
 
 impl ZoneStore {
     /// Indexes records. The zone must have an SOA at `origin`; records outside the zone
@@ -217,6 +225,7 @@ impl ZoneStore {
         }
         let encode_err = |e: PrebuiltError| format!("zone {origin}: {e}");
         let mut index = Nodes::new();
+        let mut cuts = Vec::new();
         for (key, draft) in nodes {
             let glue = glue_of.remove(&key).unwrap_or_default();
             let is_cut = key.len() != origin_len && draft.sets.iter().any(|s| s.0 == TYPE_NS);
@@ -237,6 +246,9 @@ impl ZoneStore {
                 }
                 _ => None,
             };
+            if is_cut {
+                cuts.push(key.clone());
+            }
             if !glue.is_empty() || referral.is_some() {
                 node.delegation = Some(Box::new(Delegation { glue, referral }));
             }
@@ -248,6 +260,7 @@ impl ZoneStore {
             soa_ttl,
             nodes: index,
             records: count,
+            cuts: cuts.into(),
         })
     }
 
@@ -325,6 +338,25 @@ impl ZoneStore {
             // The suffix matched by bytes but not on a label boundary.
             return Lookup::OutOfZone;
         }
+        if self.cuts.len() <= FEW_CUTS {
+            // The highest cut above the name wins, as the probe from the apex down finds.
+            let on_boundary = |at: usize| at == 0 || starts[..n].contains(&at);
+            let cut = self
+                .cuts
+                .iter()
+                .filter(|c| qname.ends_with(c) && on_boundary(qname.len() - c.len()))
+                .min_by_key(|c| c.len());
+            if let Some(cut) = cut {
+                if let Some((cut, node)) = self.nodes.get_key_value(&cut[..]) {
+                    return Lookup::Referral { cut, node };
+                }
+            }
+            return match self.nodes.get(qname) {
+                Some(node) => Lookup::Exact(node),
+                None if n == 0 => Lookup::Exact(self.apex()),
+                None => Lookup::NxDomain,
+            };
+        }
         for k in (0..n).rev() {
             let suffix = &qname[starts[k]..];
             let Some((cut, node)) = self.nodes.get_key_value(suffix) else {
@@ -388,6 +420,59 @@ mod tests {
         assert!(matches!(s.lookup(&w("example.org.")), Lookup::OutOfZone));
         assert!(matches!(s.lookup(&w("xmimi.arpa.")), Lookup::OutOfZone));
         assert_eq!(s.negative_ttl(), 300);
+    }
+
+    /// What a lookup found, comparable across stores.
+    fn kind(l: Lookup<'_>) -> String {
+        match l {
+            Lookup::Exact(n) => format!("exact {}", n.rrsets.len()),
+            Lookup::Referral { cut, .. } => format!("referral {cut:?}"),
+            Lookup::NxDomain => "nxdomain".into(),
+            Lookup::OutOfZone => "out".into(),
+        }
+    }
+
+    #[test]
+    fn few_and_many_cuts_are_looked_up_alike() {
+        use rand::{Rng, SeedableRng};
+        let base = "$ORIGIN mimi.arpa.\n@ 60 SOA ns1 host 1 2 3 4 5\n@ 60 NS ns1\nns1 60 A 127.0.0.1\n\
+                    1 60 NS ns.1\nns.1 60 A 127.0.0.2\n2.2 60 NS ns1\n3.3.3 60 TXT \"x\"\n4.3.3 60 TXT \"y\"\n";
+        let many: String = (0..10).map(|i| format!("{i}.9 60 NS ns1\n")).collect();
+        let build = |text: &str| {
+            let z = ZoneFile::from_str_named(text, "t", None).unwrap();
+            ZoneStore::build(z.origin.clone(), z.records).unwrap()
+        };
+        let few = build(base);
+        let lots = build(&format!("{base}{many}"));
+        assert!(few.cuts.len() <= FEW_CUTS && lots.cuts.len() > FEW_CUTS);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        for _ in 0..2000 {
+            let labels: Vec<String> = (0..rng.gen_range(0..5))
+                .map(|_| rng.gen_range(1..5).to_string())
+                .collect();
+            let mut name = labels.join(".");
+            name.push_str(if rng.gen_bool(0.9) {
+                ".mimi.arpa."
+            } else {
+                ".arpa."
+            });
+            let name = name.trim_start_matches('.');
+            let q = w(name);
+            // The names under 9. differ between the two stores by construction.
+            if name.ends_with("9.mimi.arpa.") {
+                continue;
+            }
+            assert_eq!(kind(few.lookup(&q)), kind(lots.lookup(&q)), "{name}");
+        }
+        assert!(matches!(
+            few.lookup(&w("x.ns.1.mimi.arpa.")),
+            Lookup::Referral { .. }
+        ));
+        assert!(matches!(
+            few.lookup(&w("5.2.2.mimi.arpa.")),
+            Lookup::Referral { .. }
+        ));
+        assert!(matches!(few.lookup(&w("12.mimi.arpa.")), Lookup::NxDomain));
     }
 
     #[test]
