@@ -1,7 +1,8 @@
 //! Fuzz target: the DP's whole request handling (queries, AXFR/IXFR, UPDATE, NOTIFY, PIR
 //! and CHANGES requests, over "UDP" or "TCP" by the first byte) against a running
 //! `mimi dp serve` with the demo carrier zone, private lookups, UPDATE and CHANGES keys.
-//! Answers are encoded as the transports would; nothing may panic.
+//! Answers are encoded as the transports would; nothing may panic. Whatever the fast path
+//! (prebuilt answers) answers, the general path must answer with the same bytes.
 #![no_main]
 use std::net::SocketAddr;
 use std::sync::OnceLock;
@@ -15,10 +16,11 @@ use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseI
 use hickory_server::zone_handler::MessageResponse;
 use libfuzzer_sys::fuzz_target;
 use mimi_discovery::dp::{DpHandler, DpServer};
+use mimi_discovery::net::StreamHandler;
 
-/// Encodes each response, as a transport would, and drops it.
-#[derive(Clone)]
-struct Sink;
+/// Encodes each response, as a transport would, and keeps the last one.
+#[derive(Clone, Default)]
+struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
 
 #[async_trait::async_trait]
 impl ResponseHandler for Sink {
@@ -36,7 +38,9 @@ impl ResponseHandler for Sink {
         let mut bytes = Vec::with_capacity(512);
         let mut encoder = BinEncoder::new(&mut bytes);
         encoder.set_max_size(u16::MAX);
-        Ok(response.destructive_emit(&mut encoder)?)
+        let info = response.destructive_emit(&mut encoder)?;
+        *self.0.lock().expect("sink") = bytes;
+        Ok(info)
     }
 }
 
@@ -85,8 +89,17 @@ fuzz_target!(|data: &[u8]| {
         Protocol::Tcp
     };
     let src: SocketAddr = ([127, 0, 0, 9], 5353).into();
-    if let Ok(request) = Request::from_bytes(message.to_vec(), src, protocol) {
-        fx.runtime
-            .block_on(fx.handler.handle_request::<_, TokioTime>(&request, Sink));
+    let mut fast = Vec::new();
+    let answered_fast = fx.handler.answer_fast(message, src, false, &mut fast);
+    match Request::from_bytes(message.to_vec(), src, protocol) {
+        Ok(request) => {
+            let sink = Sink::default();
+            fx.runtime
+                .block_on(fx.handler.handle_request::<_, TokioTime>(&request, sink.clone()));
+            if answered_fast {
+                assert_eq!(fast, *sink.0.lock().expect("sink"), "fast and general paths differ");
+            }
+        }
+        Err(_) => assert!(!answered_fast, "the fast path answered what hickory cannot parse"),
     }
 });
