@@ -431,14 +431,11 @@ impl Access {
                 }
             }
             Client::Provider(class) => {
-                match (
+                if let (Some(rate), Some(bucket)) = (
                     class.quota.rate(),
                     &mut *class.bucket.lock().unwrap_or_else(|p| p.into_inner()),
                 ) {
-                    (Some(rate), Some(bucket)) => {
-                        bucket.take(&rate, cost as f64, now).map_err(Some)?
-                    }
-                    _ => {}
+                    bucket.take(&rate, cost as f64, now).map_err(Some)?;
                 }
                 class.lookups.fetch_add(cost, Relaxed);
                 Ok(())
