@@ -1,6 +1,8 @@
 //! The resolver's cache: verified answers, negative answers (RFC 2308) and delegations
 //! by zone cut, in one LRU bounded by entries. Expired entries stay until evicted so
-//! they can be served stale (RFC 8767) when a zone's servers are all unreachable.
+//! they can be served stale (RFC 8767) when a zone's servers are all unreachable. An
+//! answer entry also keeps, once the DNS listener has answered from it, the listener's
+//! response sections in wire form (`super::wire`), which go with the entry.
 
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroUsize;
@@ -11,6 +13,7 @@ use lru::LruCache;
 
 use hickory_proto::rr::Record;
 
+use super::wire::WireAnswer;
 use super::{Mapping, Rejection};
 use crate::changes::PrefixSet;
 use crate::name::Name;
@@ -97,6 +100,18 @@ struct Slot {
     /// First 32 bits of SHA-256 over the name (crate::changes), so invalidation tests
     /// a CHANGES list against each entry without hashing under the lock.
     digest: u32,
+    /// The DNS listener's wire form of an answer entry (`Cache::wire_answer`).
+    wire: WireForm,
+}
+
+/// Made the first time the listener answers from an entry, not when the entry is cached:
+/// lookups through the library or `mimi lookup`, and entries the listener never serves,
+/// do not pay for it, and the walk that caches entries stays unaware of the listener.
+enum WireForm {
+    NotYet,
+    Built(Arc<WireAnswer>),
+    /// Could not be made: the entry is left to the general path.
+    Unusable,
 }
 
 /// What a cache read found.
@@ -140,6 +155,7 @@ impl Cache {
             entry,
             expires: now + ttl,
             digest: crate::changes::digest32(name),
+            wire: WireForm::NotYet,
         };
         let mut buf = [0u8; 256];
         let key = key_into(name.as_wire(), kind, &mut buf);
@@ -153,6 +169,38 @@ impl Cache {
 
     pub fn put_answer(&self, name: &Name, entry: Entry, ttl: Duration, now: Instant) {
         self.put(name, Kind::Answer, entry, ttl, now);
+    }
+
+    /// The DNS listener's wire form of the fresh answer (positive or negative) cached for
+    /// `owner` (lowercase wire form), with the time it has left; `build` makes it from the
+    /// entry the first time. None when no fresh answer is cached (an expired one is the
+    /// general path's, for serve-stale) or it has no wire form. No allocation once built.
+    pub fn wire_answer(
+        &self,
+        owner: &[u8],
+        now: Instant,
+        build: impl FnOnce(&Entry) -> Option<WireAnswer>,
+    ) -> Option<(Arc<WireAnswer>, Duration)> {
+        if owner.len() > crate::name::MAX_WIRE_LEN {
+            return None;
+        }
+        let mut buf = [0u8; 256];
+        let key = key_into(owner, Kind::Answer, &mut buf);
+        let mut lru = self.lock();
+        let slot = lru.get_mut(key)?;
+        if slot.expires <= now {
+            return None;
+        }
+        if let WireForm::NotYet = slot.wire {
+            // Built under the lock, once, so it is the wire form of this very entry: a
+            // replaced or invalidated entry takes its wire form with it.
+            slot.wire =
+                build(&slot.entry).map_or(WireForm::Unusable, |w| WireForm::Built(Arc::new(w)));
+        }
+        match &slot.wire {
+            WireForm::Built(w) => Some((w.clone(), slot.expires - now)),
+            WireForm::NotYet | WireForm::Unusable => None,
+        }
     }
 
     /// The deepest fresh delegation at or above `name`.

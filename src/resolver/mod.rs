@@ -14,6 +14,7 @@ pub mod private;
 pub mod replica;
 pub mod server;
 pub mod transport;
+pub mod wire;
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};

@@ -1,18 +1,26 @@
 //! `mimi resolver serve`: the resolver behind a DNS listener, so an AP's own systems (or
 //! dig) can ask for SSI records and get only verified ones.
 
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
+use std::time::Instant;
 
 use hickory_proto::op::{Edns, Metadata, OpCode, ResponseCode};
-use hickory_proto::rr::{rdata::NULL, DNSClass, RData, Record, RecordType};
+use hickory_proto::rr::{rdata::NULL, DNSClass, Name as HName, RData, Record, RecordType};
 use hickory_server::net::runtime::Time;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
 use tracing::{debug, warn};
 
-use super::{NotFound, Outcome, Resolver};
-use crate::name::Name;
+use super::cache::Entry;
+use super::wire::WireAnswer;
+use super::{LookupResult, NotFound, Outcome, Resolver};
+use crate::name::{Name, MAX_WIRE_LEN};
+use crate::net::plain;
 use crate::record::TYPE_SSI;
+
+/// The largest EDNS payload the listener offers (RFC 6891; 1232 avoids fragmentation).
+const UDP_PAYLOAD: u16 = 1232;
 
 /// Answers SSI queries through the resolver; other types are refused.
 #[derive(Clone)]
@@ -35,7 +43,7 @@ impl RequestHandler for ResolverHandler {
             request
                 .edns
                 .as_ref()
-                .map_or(512, |e| e.max_payload().clamp(512, 1232)),
+                .map_or(512, |e| e.max_payload().clamp(512, UDP_PAYLOAD)),
         );
         let mut builder = MessageResponseBuilder::from_message_request(request);
         if request.edns.is_some() {
@@ -49,40 +57,12 @@ impl RequestHandler for ResolverHandler {
                 match Name::from_hickory(q.name()) {
                     Err(_) => ResponseCode::FormErr,
                     Ok(owner) => match self.0.lookup_name(&owner, None).await {
-                        Ok(result) => match &result.outcome {
-                            Outcome::Found(mappings) => {
-                                let qname = q.name().clone();
-                                answers.extend(mappings.iter().map(|m| {
-                                    Record::from_rdata(
-                                        qname.clone().into(),
-                                        result.ttl.min(m.ttl),
-                                        RData::Unknown {
-                                            code: RecordType::from(TYPE_SSI),
-                                            rdata: NULL::with(m.ssi.to_wire()),
-                                        },
-                                    )
-                                }));
-                                ResponseCode::NoError
-                            }
-                            Outcome::NotDiscoverable(nf) => {
-                                // Only the zone's own SOA: a denial whose SOA names
-                                // another owner is not passed on.
-                                let apex_soa = result.soa.as_ref().filter(|soa| {
-                                    result.zone.as_ref().is_some_and(|z| {
-                                        Name::from_hickory(&soa.name).is_ok_and(|n| n == *z)
-                                    })
-                                });
-                                if let Some(soa) = apex_soa {
-                                    let mut soa = (**soa).clone();
-                                    soa.ttl = soa.ttl.min(result.ttl);
-                                    authority.push(soa);
-                                }
-                                match nf {
-                                    NotFound::NoSuchName => ResponseCode::NXDomain,
-                                    _ => ResponseCode::NoError,
-                                }
-                            }
-                        },
+                        Ok(result) => {
+                            let rcode;
+                            (rcode, answers, authority) =
+                                response_records(&result, &q.name().clone().into());
+                            rcode
+                        }
                         // Not ours to answer, like any name outside an authoritative zone.
                         Err(super::ResolveError::OutsideTree { .. }) => ResponseCode::Refused,
                         Err(e) => {
@@ -115,6 +95,130 @@ impl RequestHandler for ResolverHandler {
                 })
             }
         }
+    }
+}
+
+/// The RCODE, answer and authority records the listener sends for a lookup's result: the
+/// mappings at `qname`, each with TTL min(the result's, the mapping's); for a denial, the
+/// zone's SOA with TTL min(the result's, the SOA's). The general path and the wire form of
+/// cached answers (`answer_cached`) both come from here.
+fn response_records(
+    result: &LookupResult,
+    qname: &HName,
+) -> (ResponseCode, Vec<Record>, Vec<Record>) {
+    match &result.outcome {
+        Outcome::Found(mappings) => {
+            let answers = mappings
+                .iter()
+                .map(|m| {
+                    Record::from_rdata(
+                        qname.clone(),
+                        result.ttl.min(m.ttl),
+                        RData::Unknown {
+                            code: RecordType::from(TYPE_SSI),
+                            rdata: NULL::with(m.ssi.to_wire()),
+                        },
+                    )
+                })
+                .collect();
+            (ResponseCode::NoError, answers, Vec::new())
+        }
+        Outcome::NotDiscoverable(nf) => {
+            // Only the zone's own SOA: a denial whose SOA names another owner is not
+            // passed on.
+            let apex_soa = result.soa.as_ref().filter(|soa| {
+                result
+                    .zone
+                    .as_ref()
+                    .is_some_and(|z| Name::from_hickory(&soa.name).is_ok_and(|n| n == *z))
+            });
+            let authority = apex_soa
+                .map(|soa| {
+                    let mut soa = (**soa).clone();
+                    soa.ttl = soa.ttl.min(result.ttl);
+                    soa
+                })
+                .into_iter()
+                .collect();
+            let rcode = match nf {
+                NotFound::NoSuchName => ResponseCode::NXDomain,
+                _ => ResponseCode::NoError,
+            };
+            (rcode, Vec::new(), authority)
+        }
+    }
+}
+
+/// True when `name` (wire form) is `apex` or below it.
+fn is_under(name: &[u8], apex: &[u8]) -> bool {
+    let mut at = 0;
+    loop {
+        if name.get(at..) == Some(apex) {
+            return true;
+        }
+        match name.get(at) {
+            Some(&len) if len > 0 => at += 1 + usize::from(len),
+            _ => return false,
+        }
+    }
+}
+
+impl ResolverHandler {
+    /// The fast path: a plain SSI query (`crate::net::plain`) for a name with a fresh
+    /// cached answer is answered from the answer's wire form, only the TTLs patched, and
+    /// counted as the general path counts a cache hit. Anything else - another query, a
+    /// name not cached, expired (serve-stale) or invalidated, an answer that needs
+    /// truncating over UDP - is declined (false) and goes to the general path.
+    fn answer_cached(&self, query: &[u8], udp: bool, out: &mut Vec<u8>) -> bool {
+        let mut lower = [0u8; MAX_WIRE_LEN];
+        let Some(q) = plain::read(query, &mut lower).filter(|q| q.qtype == TYPE_SSI) else {
+            return false;
+        };
+        let owner = &lower[..q.qname_len];
+        let resolver = &self.0;
+        if !is_under(owner, resolver.config().apex.as_wire()) {
+            return false;
+        }
+        let Some((wire, left)) = resolver
+            .cache()
+            .wire_answer(owner, Instant::now(), |entry| self.wire_form(owner, entry))
+        else {
+            return false;
+        };
+        // As `Resolver::lookup_name` gives the time left on a hit: whole seconds, down.
+        let left = u32::try_from(left.as_secs()).unwrap_or(u32::MAX);
+        q.begin(out, false, true, wire.rcode(), wire.counts());
+        if !wire.write(out, left) || !q.finish(out, UDP_PAYLOAD, udp) {
+            return false;
+        }
+        let stats = &resolver.stats;
+        stats.lookups.fetch_add(1, Relaxed);
+        stats.cache_hits.fetch_add(1, Relaxed);
+        true
+    }
+
+    /// The wire form of the response to an SSI query for `owner` answered from `entry`,
+    /// as the general path would make it.
+    fn wire_form(&self, owner: &[u8], entry: &Entry) -> Option<WireAnswer> {
+        let resolver = &self.0;
+        let name = Name::from_wire_trusted(owner);
+        let context = resolver.config().context;
+        let mut result = resolver.result_from(
+            &name,
+            entry.clone(),
+            context,
+            true,
+            false,
+            0,
+            Instant::now(),
+        );
+        // Each record's TTL is then its own cap; `WireAnswer::write` lowers it to the time
+        // left.
+        result.ttl = u32::MAX;
+        let (rcode, answers, authority) = response_records(&result, &name.to_hickory());
+        WireAnswer::encode(owner, rcode, &answers, &authority)
+            .map_err(|e| debug!(%name, "cached answer without a wire form: {e}"))
+            .ok()
     }
 }
 
@@ -188,7 +292,17 @@ pub async fn listen_with<H: crate::net::StreamHandler>(
     ))
 }
 
-impl crate::net::StreamHandler for ResolverHandler {}
+impl crate::net::StreamHandler for ResolverHandler {
+    fn answer_fast(
+        &self,
+        query: &[u8],
+        _src: std::net::SocketAddr,
+        udp: bool,
+        out: &mut Vec<u8>,
+    ) -> bool {
+        self.answer_cached(query, udp, out)
+    }
+}
 
 /// Serves `handler` over DNS over TLS on each address of `tls` (port 0: any free port),
 /// with the stream limits of `limits`; returns the listener tasks (abort them to stop)
