@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_proto::op::{Edns, Message, Query, ResponseCode};
@@ -433,54 +433,6 @@ async fn found_not_found_nodata_and_email_through_a_four_level_tree() {
 
 // ---------------------------------------------------------------------------------------
 // 2. QNAME minimisation
-
-/// A UDP relay in front of a DP that records every question it passes on.
-struct Spy {
-    seen: Arc<Mutex<Vec<(String, RecordType)>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Spy {
-    async fn start(listen: SocketAddr, upstream: SocketAddr) -> Spy {
-        let sock = Arc::new(UdpSocket::bind(listen).await.expect("spy bind"));
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let log = seen.clone();
-        let task = tokio::spawn(async move {
-            let mut buf = vec![0u8; 65535];
-            loop {
-                let Ok((len, from)) = sock.recv_from(&mut buf).await else {
-                    return;
-                };
-                let query = buf[..len].to_vec();
-                if let Ok(m) = Message::from_vec(&query) {
-                    for q in &m.queries {
-                        let name = Name::from_hickory(q.name()).unwrap().to_string();
-                        log.lock().unwrap().push((name, q.query_type()));
-                    }
-                }
-                let sock = sock.clone();
-                tokio::spawn(async move {
-                    let up = UdpSocket::bind((upstream.ip(), 0)).await.unwrap();
-                    up.send_to(&query, upstream).await.unwrap();
-                    let mut reply = vec![0u8; 65535];
-                    if let Ok(Ok(len)) = timeout(T, up.recv(&mut reply)).await {
-                        let _ = sock.send_to(&reply[..len], from).await;
-                    }
-                });
-            }
-        });
-        Spy { seen, task }
-    }
-
-    /// The questions seen since the last call.
-    fn take(&self) -> Vec<(String, RecordType)> {
-        std::mem::take(&mut *self.seen.lock().unwrap())
-    }
-}
-
-fn q(name: &str, rtype: RecordType) -> (String, RecordType) {
-    (name.to_string(), rtype)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn qname_minimisation_shows_each_level_only_the_labels_it_needs() {
