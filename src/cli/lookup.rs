@@ -57,9 +57,18 @@ pub struct LookupArgs {
 
 pub fn run(args: LookupArgs, apex: &Name) -> anyhow::Result<u8> {
     let context = args.context.map(Context::from);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    // One public lookup waits on one datagram at a time: a single-threaded runtime spares
+    // each of them a wake-up handed from an I/O thread to the waiting one. Private
+    // lookups and batches keep the worker threads for their concurrent work.
+    let runtime = if args.batch.is_none() && !args.private {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+    };
     if let (Some(file), Some(config)) = (&args.batch, &args.config) {
         return runtime.block_on(batch(file, config, context, args.region.as_deref()));
     }

@@ -1,8 +1,10 @@
-//! The resolver's cache: verified answers, negative answers (RFC 2308) and delegations
-//! by zone cut, in one LRU bounded by entries. Expired entries stay until evicted so
-//! they can be served stale (RFC 8767) when a zone's servers are all unreachable. An
-//! answer entry also keeps, once the DNS listener has answered from it, the listener's
-//! response sections in wire form (`super::wire`), which go with the entry.
+//! The resolver's cache: verified answers, negative answers (RFC 2308), delegations by
+//! zone cut, and what walks learnt about where the cuts are not (names a zone answered
+//! NODATA for, and zones' PIRCFG child lists), in one LRU bounded by entries. Expired
+//! entries stay until evicted so they can be served stale (RFC 8767) when a zone's servers
+//! are all unreachable. An answer entry also keeps, once the DNS listener has answered from
+//! it, the listener's response sections in wire form (`super::wire`), which go with the
+//! entry.
 
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroUsize;
@@ -75,6 +77,11 @@ pub enum Entry {
     Delegation(Arc<Delegation>),
     /// Addresses of a name server that came without glue.
     Addresses(Arc<[IpAddr]>),
+    /// A name that exists in this zone and is no zone cut: the zone answered NODATA for
+    /// its NS (RFC 9156 section 3 step 5 lets a walk go past it without asking again).
+    InZone(Name),
+    /// Every delegation of a zone (the child list of its PIRCFG record).
+    Children(Arc<[Name]>),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -82,6 +89,8 @@ enum Kind {
     Answer = 1,
     Delegation = 2,
     Addresses = 3,
+    InZone = 4,
+    Children = 5,
 }
 
 /// Wire name followed by the kind byte: a plain byte string, so lookups borrow a key
@@ -245,6 +254,36 @@ impl Cache {
         );
     }
 
+    /// Whether `name` is known (fresh) to lie in `zone` without being a cut.
+    pub fn in_zone(&self, name: &Name, zone: &Name, now: Instant) -> bool {
+        matches!(
+            self.get(name, Kind::InZone, now),
+            Some(Hit::Fresh(Entry::InZone(z), _)) if z == *zone
+        )
+    }
+
+    pub fn put_in_zone(&self, name: &Name, zone: &Name, ttl: Duration, now: Instant) {
+        self.put(name, Kind::InZone, Entry::InZone(zone.clone()), ttl, now);
+    }
+
+    /// The delegations of `zone`, when its child list is known (fresh).
+    pub fn children(&self, zone: &Name, now: Instant) -> Option<Arc<[Name]>> {
+        match self.get(zone, Kind::Children, now) {
+            Some(Hit::Fresh(Entry::Children(c), _)) => Some(c),
+            _ => None,
+        }
+    }
+
+    pub fn put_children(&self, zone: &Name, children: Vec<Name>, ttl: Duration, now: Instant) {
+        self.put(
+            zone,
+            Kind::Children,
+            Entry::Children(children.into()),
+            ttl,
+            now,
+        );
+    }
+
     pub fn len(&self) -> usize {
         self.lock().len()
     }
@@ -265,12 +304,20 @@ impl Cache {
         let doomed: Vec<Key> = lru
             .iter()
             .filter(|(key, slot)| {
+                // Any change of a zone may add or remove a delegation, which the listed
+                // names would not show at the zone's own name: its child list goes.
+                if let Entry::Children(_) = &slot.entry {
+                    return key
+                        .split_last()
+                        .is_some_and(|(_, wire)| wire == zone.as_wire());
+                }
                 if listed.is_some_and(|set| !set.contains_digest(slot.digest)) {
                     return false;
                 }
                 match &slot.entry {
                     Entry::Answer(a) => a.zone == *zone,
-                    Entry::Negative { zone: z, .. } => z == zone,
+                    Entry::Negative { zone: z, .. } | Entry::InZone(z) => z == zone,
+                    Entry::Children(_) => false,
                     Entry::Delegation(_) | Entry::Addresses(_) => key
                         .split_last()
                         .map(|(_, wire)| Name::from_wire_trusted(wire))

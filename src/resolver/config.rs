@@ -57,6 +57,15 @@ pub struct Limits {
     pub lookup_deadline: Duration,
     /// Threads (each with its own socket) serving UDP on each `listen` address.
     pub udp_threads: usize,
+    /// Most questions a walk asks while it does not know where the zone cuts are
+    /// (RFC 9156 section 2.3 MAX_MINIMISE_COUNT); past the first `minimise_one_label`,
+    /// questions show more than one label when needed to stay within it.
+    pub max_minimise_count: u32,
+    /// Questions of a walk that add one label each (RFC 9156 MINIMISE_ONE_LAB).
+    pub minimise_one_label: u32,
+    /// How long a server that timed out is tried last for its zone, doubling with each
+    /// failure in a row up to `backoff.max` (see `infra`).
+    pub server_backoff: super::infra::Backoff,
 }
 
 impl Default for Limits {
@@ -68,6 +77,9 @@ impl Default for Limits {
             max_queries: 64,
             lookup_deadline: Duration::from_secs(10),
             udp_threads: crate::net::udp::default_threads(),
+            max_minimise_count: 10,
+            minimise_one_label: 4,
+            server_backoff: super::infra::Backoff::default(),
         }
     }
 }
@@ -257,6 +269,57 @@ impl ResolverConfig {
                 ));
             }
             config.limits.udp_threads = *v.get_ref();
+        }
+        if let Some(v) = &l.max_minimise_count {
+            if *v.get_ref() == 0 {
+                return Err(at(
+                    v.span(),
+                    "limits.max_minimise_count must be at least 1".into(),
+                ));
+            }
+            config.limits.max_minimise_count = *v.get_ref();
+        }
+        if let Some(v) = &l.minimise_one_label {
+            config.limits.minimise_one_label = *v.get_ref();
+        }
+        if config.limits.minimise_one_label > config.limits.max_minimise_count {
+            let span = l
+                .minimise_one_label
+                .as_ref()
+                .or(l.max_minimise_count.as_ref())
+                .map(|v| v.span())
+                .unwrap_or_default();
+            return Err(at(
+                span,
+                format!(
+                    "limits.minimise_one_label ({}) is more than limits.max_minimise_count ({})",
+                    config.limits.minimise_one_label, config.limits.max_minimise_count
+                ),
+            ));
+        }
+        if let Some(v) = &l.server_backoff_secs {
+            if *v.get_ref() == 0 {
+                return Err(at(
+                    v.span(),
+                    "limits.server_backoff_secs must be at least 1".into(),
+                ));
+            }
+            config.limits.server_backoff.first = Duration::from_secs(*v.get_ref());
+        }
+        if let Some(v) = &l.server_backoff_max_secs {
+            config.limits.server_backoff.max = Duration::from_secs(*v.get_ref());
+        }
+        if config.limits.server_backoff.max < config.limits.server_backoff.first {
+            let span = l
+                .server_backoff_max_secs
+                .as_ref()
+                .or(l.server_backoff_secs.as_ref())
+                .map(|v| v.span())
+                .unwrap_or_default();
+            return Err(at(
+                span,
+                "limits.server_backoff_max_secs is less than limits.server_backoff_secs".into(),
+            ));
         }
         for sub in &raw.subscriptions {
             let zone = Name::parse(sub.zone.get_ref(), Some(&Name::root()))
@@ -498,6 +561,10 @@ struct RawLimits {
     max_queries: Option<Spanned<u32>>,
     lookup_deadline_ms: Option<Spanned<u64>>,
     udp_threads: Option<Spanned<usize>>,
+    max_minimise_count: Option<Spanned<u32>>,
+    minimise_one_label: Option<Spanned<u32>>,
+    server_backoff_secs: Option<Spanned<u64>>,
+    server_backoff_max_secs: Option<Spanned<u64>>,
 }
 
 #[cfg(test)]
@@ -540,6 +607,36 @@ mod tests {
             e.starts_with("r.toml:4:") && e.contains("udp_threads"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn minimisation_and_backoff_limits_parse_and_are_checked() {
+        let base = "roots = [\"127.0.0.1\"]\ntrust = \"t\"\n[limits]\n";
+        let c = ResolverConfig::parse(
+            &format!("{base}max_minimise_count = 6\nminimise_one_label = 2\nserver_backoff_secs = 5\nserver_backoff_max_secs = 60\n"),
+            Path::new("r.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.limits.max_minimise_count, 6);
+        assert_eq!(c.limits.minimise_one_label, 2);
+        assert_eq!(c.limits.server_backoff.first, Duration::from_secs(5));
+        assert_eq!(c.limits.server_backoff.max, Duration::from_secs(60));
+        let d = ResolverConfig::parse(base, Path::new("r.toml")).unwrap();
+        assert_eq!(
+            (d.limits.max_minimise_count, d.limits.minimise_one_label),
+            (10, 4)
+        );
+        for (bad, line) in [
+            ("max_minimise_count = 0\n", 4),
+            ("max_minimise_count = 3\nminimise_one_label = 4\n", 5),
+            ("server_backoff_secs = 0\n", 4),
+            ("server_backoff_secs = 10\nserver_backoff_max_secs = 5\n", 5),
+        ] {
+            let e = ResolverConfig::parse(&format!("{base}{bad}"), Path::new("r.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with(&format!("r.toml:{line}:")), "{bad}: {e}");
+        }
     }
 
     #[test]

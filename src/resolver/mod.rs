@@ -9,7 +9,9 @@
 
 pub mod cache;
 pub mod config;
+pub mod infra;
 pub mod invalidate;
+pub mod minimise;
 pub mod private;
 pub mod replica;
 pub mod server;
@@ -180,6 +182,60 @@ enum Reply {
     },
 }
 
+/// What one question to one server came to.
+enum Attempt {
+    Reply(Reply, SocketAddr),
+    /// Worth another try (`limits.retries`).
+    TimedOut,
+    /// Not worth another try: a bad answer, a refused datagram.
+    Failed,
+}
+
+/// Why the servers of a zone asked so far gave no usable reply.
+#[derive(Default)]
+struct Failures {
+    timeouts: Vec<String>,
+    bad: Vec<String>,
+    no_address: Vec<String>,
+}
+
+impl Failures {
+    fn into_error(self, zone: &Name) -> ResolveError {
+        let Failures {
+            mut timeouts,
+            mut bad,
+            no_address,
+        } = self;
+        if !bad.is_empty() {
+            bad.extend(timeouts);
+            return ResolveError::BadAnswer {
+                zone: zone.clone(),
+                details: bad,
+            };
+        }
+        if timeouts.is_empty() {
+            return ResolveError::NoServerAddress {
+                zone: zone.clone(),
+                detail: no_address.join("; "),
+            };
+        }
+        timeouts.extend(no_address);
+        ResolveError::NoServerAnswered {
+            zone: zone.clone(),
+            tried: timeouts,
+        }
+    }
+}
+
+/// Appends the addresses of `more` that `list` does not hold yet.
+fn add_new(list: &mut Vec<IpAddr>, more: &[IpAddr]) {
+    for ip in more {
+        if !list.contains(ip) {
+            list.push(*ip);
+        }
+    }
+}
+
 /// Per-lookup budget.
 struct Walk {
     queries: u32,
@@ -217,6 +273,8 @@ pub struct Resolver {
     pub replicas: replica::Replicas,
     /// Answers of private lookups, dropped when their buckets change.
     pub private_cache: private::PrivateCache,
+    /// Servers that timed out, tried last for their zone for a while.
+    pub servers: infra::ServerMemory,
 }
 
 use crate::sys::unix_now;
@@ -227,7 +285,9 @@ impl Resolver {
         let upstream = transport::Upstream::new(config.port, &config.upstream);
         let replicas = replica::Replicas::new(config.replica.clone());
         let private_cache = private::PrivateCache::new(config.cache.entries, config.cache.max_ttl);
+        let servers = infra::ServerMemory::new(config.limits.server_backoff);
         Resolver {
+            servers,
             upstream,
             config,
             trust,
@@ -446,7 +506,7 @@ impl Resolver {
                     a.rejected.as_ref().clone(),
                 )
             }
-            Entry::Delegation(_) | Entry::Addresses(_) => (
+            Entry::Delegation(_) | Entry::Addresses(_) | Entry::InZone(_) | Entry::Children(_) => (
                 Outcome::NotDiscoverable(NotFound::NoMappings),
                 None,
                 None,
@@ -510,9 +570,13 @@ impl Resolver {
                 .filter(|d| d.zone.is_subdomain_of(apex))
                 .unwrap_or_else(|| self.root_delegation());
             let target_labels = target.label_count();
-            let mut labels = zone.zone.label_count() + 1;
+            let limits = &self.config.limits;
+            let mut minimiser =
+                minimise::Minimiser::new(limits.max_minimise_count, limits.minimise_one_label);
+            // Labels of the target known to lie in the current zone, below no cut.
+            let mut known = zone.zone.label_count();
             loop {
-                let labels_now = labels.min(target_labels);
+                let labels_now = self.next_question(&zone.zone, target, known, &mut minimiser);
                 let qname = suffix_with_labels(target, labels_now);
                 let final_step = labels_now == target_labels;
                 // RFC 9156: intermediate steps ask for NS, which also finds zone cuts.
@@ -534,7 +598,7 @@ impl Resolver {
                             zone: qname.clone(),
                             servers: zone.servers.clone(),
                         });
-                        labels = labels_now + 1;
+                        known = labels_now;
                     }
                     Reply::Referral { cut, ns, glue, ttl } => {
                         walk.referral(&self.config.limits)?;
@@ -542,7 +606,7 @@ impl Resolver {
                         let ttl =
                             Duration::from_secs(u64::from(ttl)).min(self.config.cache.max_ttl);
                         self.cache.put_delegation(d.clone(), ttl, Instant::now());
-                        labels = cut.label_count() + 1;
+                        known = cut.label_count();
                         zone = Arc::new(d);
                     }
                     Reply::NoData { ttl, soa } if final_step => {
@@ -554,7 +618,17 @@ impl Resolver {
                             soa,
                         })
                     }
-                    Reply::NoData { .. } => labels = labels_now + 1,
+                    Reply::NoData { ttl, .. } => {
+                        // The name exists in this zone and is no cut; so are the names
+                        // between it and the zone, or the server would have referred.
+                        let ttl = Duration::from_secs(u64::from(ttl))
+                            .min(self.config.cache.max_negative_ttl);
+                        if !ttl.is_zero() {
+                            self.cache
+                                .put_in_zone(&qname, &zone.zone, ttl, Instant::now());
+                        }
+                        known = labels_now;
+                    }
                     // RFC 8020: nothing exists below a name that does not exist.
                     Reply::NxDomain { ttl, soa } => {
                         return Ok(Resolved::Negative {
@@ -570,7 +644,50 @@ impl Resolver {
         })
     }
 
-    /// Asks the servers of `zone` in turn until one gives a usable reply.
+    /// The labels of the walk's next question to the servers of `zone`, when `known`
+    /// labels of `target` are known to lie in it (see `minimise`): past the names below
+    /// `known` that the zone already answered NODATA for (RFC 9156 section 3 step 5),
+    /// then to the next cut or the target when the zone's child list is known, else as
+    /// many labels as the minimiser allows.
+    fn next_question(
+        &self,
+        zone: &Name,
+        target: &Name,
+        known: usize,
+        minimiser: &mut minimise::Minimiser,
+    ) -> usize {
+        let target_labels = target.label_count();
+        if known >= target_labels {
+            // The target is the zone's own name.
+            minimiser.count_known();
+            return target_labels;
+        }
+        let now = Instant::now();
+        let known = (known + 1..target_labels)
+            .rev()
+            .find(|&l| {
+                self.cache
+                    .in_zone(&suffix_with_labels(target, l), zone, now)
+            })
+            .unwrap_or(known);
+        if let Some(children) = self.cache.children(zone, now) {
+            minimiser.count_known();
+            return children
+                .iter()
+                .filter(|c| target.is_subdomain_of(c))
+                .map(Name::label_count)
+                .filter(|&l| l > known)
+                .min()
+                .unwrap_or(target_labels);
+        }
+        minimiser.next(known, target_labels)
+    }
+
+    /// Asks the servers of `zone` until one gives a usable reply: first every server whose
+    /// address is at hand (glue, or cached), those that failed recently last
+    /// ([`infra::ServerMemory`]); then, only if none answered, the name servers without
+    /// glue, each looked up when reached; then once more each server that timed out, up
+    /// to `limits.retries` times.
     async fn ask_zone(
         &self,
         zone: &Delegation,
@@ -578,82 +695,128 @@ impl Resolver {
         qtype: u16,
         walk: &mut Walk,
     ) -> Result<(Reply, SocketAddr), ResolveError> {
-        let limits = &self.config.limits;
-        let mut timeouts = Vec::new();
-        let mut bad = Vec::new();
-        let mut no_address = Vec::new();
+        let now = Instant::now();
+        let mut failures = Failures::default();
+        let mut ips: Vec<IpAddr> = Vec::new();
+        let mut glueless = Vec::new();
         for (ns_name, glue) in &zone.servers {
-            let addrs = if glue.is_empty() {
+            let addrs = match (glue.is_empty(), self.cache.addresses(ns_name, now)) {
+                (false, _) => glue.clone(),
+                (true, Some(Hit::Fresh(Entry::Addresses(a), _))) => a.to_vec(),
+                (true, _) => {
+                    glueless.push(ns_name);
+                    continue;
+                }
+            };
+            add_new(&mut ips, &addrs);
+        }
+        self.servers.order(&zone.zone, &mut ips, now);
+        let mut glueless = glueless.into_iter();
+        let mut timed_out = Vec::new();
+        let mut next = 0;
+        loop {
+            let Some(&ip) = ips.get(next) else {
+                let Some(ns_name) = glueless.next() else {
+                    break;
+                };
                 match self.addresses_of(ns_name, zone, walk).await {
-                    Ok(a) => a,
+                    Ok(addrs) => {
+                        let mut fresh = Vec::new();
+                        for ip in addrs {
+                            if !ips.contains(&ip) && !fresh.contains(&ip) {
+                                fresh.push(ip);
+                            }
+                        }
+                        self.servers.order(&zone.zone, &mut fresh, Instant::now());
+                        ips.extend(fresh);
+                    }
                     Err(
                         e @ (ResolveError::TooManyQueries { .. } | ResolveError::TooDeep { .. }),
                     ) => return Err(e),
-                    Err(e) => {
-                        no_address.push(format!("{ns_name}: {e}"));
-                        continue;
-                    }
+                    Err(e) => failures.no_address.push(format!("{ns_name}: {e}")),
                 }
-            } else {
-                glue.clone()
+                continue;
             };
-            for ip in addrs {
-                let server = self.upstream.server_addr(ip);
-                for _attempt in 0..=limits.retries {
-                    walk.queries += 1;
-                    if walk.queries > limits.max_queries {
-                        return Err(ResolveError::TooManyQueries {
-                            limit: limits.max_queries,
-                        });
-                    }
-                    debug!(%server, %qname, qtype, "query");
-                    match self
-                        .upstream
-                        .exchange(ip, qname, qtype, limits.timeout)
-                        .await
-                    {
-                        Ok((reply, _stream)) => match classify(&reply, &zone.zone, qname, qtype) {
-                            Ok(r) => return Ok((r, server)),
-                            Err(why) => {
-                                bad.push(format!("{server}: {why}"));
-                                break;
-                            }
-                        },
-                        // An answer whose TSIG fails is as bad as a wrong one.
-                        Err(e @ transport::ExchangeError::Tsig(_)) => {
-                            bad.push(format!("{server}: {e}"));
-                            break;
-                        }
-                        Err(transport::ExchangeError::Timeout) => {
-                            timeouts.push(format!("{server}: timed out"));
-                        }
-                        Err(e) => {
-                            // Refused connection and the like: retrying will not help.
-                            timeouts.push(format!("{server}: {e}"));
-                            break;
-                        }
-                    }
+            next += 1;
+            match self
+                .ask_server(zone, ip, qname, qtype, walk, &mut failures)
+                .await?
+            {
+                Attempt::Reply(reply, server) => return Ok((reply, server)),
+                Attempt::TimedOut => timed_out.push(ip),
+                Attempt::Failed => {}
+            }
+        }
+        // Retries only after every server had its first try, so one that swallows
+        // queries does not hold up the others.
+        for _ in 0..self.config.limits.retries {
+            for ip in std::mem::take(&mut timed_out) {
+                match self
+                    .ask_server(zone, ip, qname, qtype, walk, &mut failures)
+                    .await?
+                {
+                    Attempt::Reply(reply, server) => return Ok((reply, server)),
+                    Attempt::TimedOut => timed_out.push(ip),
+                    Attempt::Failed => {}
                 }
             }
         }
-        if !bad.is_empty() {
-            bad.extend(timeouts);
-            return Err(ResolveError::BadAnswer {
-                zone: zone.zone.clone(),
-                details: bad,
+        Err(failures.into_error(&zone.zone))
+    }
+
+    /// One question to one server of `zone`, counted against the walk's budget; a
+    /// server that times out or cannot be reached is remembered for the zone.
+    async fn ask_server(
+        &self,
+        zone: &Delegation,
+        ip: IpAddr,
+        qname: &Name,
+        qtype: u16,
+        walk: &mut Walk,
+        failures: &mut Failures,
+    ) -> Result<Attempt, ResolveError> {
+        let limits = &self.config.limits;
+        walk.queries += 1;
+        if walk.queries > limits.max_queries {
+            return Err(ResolveError::TooManyQueries {
+                limit: limits.max_queries,
             });
         }
-        if timeouts.is_empty() {
-            return Err(ResolveError::NoServerAddress {
-                zone: zone.zone.clone(),
-                detail: no_address.join("; "),
-            });
+        let server = self.upstream.server_addr(ip);
+        debug!(%server, %qname, qtype, "query");
+        match self
+            .upstream
+            .exchange(ip, qname, qtype, limits.timeout)
+            .await
+        {
+            Ok((reply, _stream)) => {
+                self.servers.answered(&zone.zone, ip);
+                match classify(&reply, &zone.zone, qname, qtype) {
+                    Ok(r) => Ok(Attempt::Reply(r, server)),
+                    Err(why) => {
+                        failures.bad.push(format!("{server}: {why}"));
+                        Ok(Attempt::Failed)
+                    }
+                }
+            }
+            // An answer whose TSIG fails is as bad as a wrong one.
+            Err(e @ transport::ExchangeError::Tsig(_)) => {
+                failures.bad.push(format!("{server}: {e}"));
+                Ok(Attempt::Failed)
+            }
+            Err(transport::ExchangeError::Timeout) => {
+                debug!(zone = %zone.zone, %server, "timed out: tried last for a while");
+                self.servers.failed(&zone.zone, ip, Instant::now());
+                failures.timeouts.push(format!("{server}: timed out"));
+                Ok(Attempt::TimedOut)
+            }
+            Err(e) => {
+                // Refused connection and the like: retrying will not help.
+                self.servers.failed(&zone.zone, ip, Instant::now());
+                failures.timeouts.push(format!("{server}: {e}"));
+                Ok(Attempt::Failed)
+            }
         }
-        timeouts.extend(no_address);
-        Err(ResolveError::NoServerAnswered {
-            zone: zone.zone.clone(),
-            tried: timeouts,
-        })
     }
 
     /// Addresses of a name server that came without glue, resolved through the tree.

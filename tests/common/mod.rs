@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use hickory_proto::rr::Name as HName;
+use hickory_proto::rr::{Name as HName, RecordType};
 use mimi_discovery::dp::{DpError, DpServer};
 use mimi_discovery::name::Name;
 use mimi_discovery::record::TrustStore;
@@ -441,6 +441,62 @@ pub fn tombstone(key: &ProviderKey, owner: &Name) -> Ssi {
     s.seq = mimi_discovery::publish::now_ms();
     s.sign(owner, &key.signing);
     s
+}
+
+// ---------------------------------------------------------------------------------------
+// Watching the questions a DP is asked
+
+/// A UDP relay in front of a DP that records every question it passes on.
+pub struct Spy {
+    seen: std::sync::Arc<std::sync::Mutex<Vec<(String, RecordType)>>>,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+impl Spy {
+    pub async fn start(listen: SocketAddr, upstream: SocketAddr) -> Spy {
+        let sock =
+            std::sync::Arc::new(tokio::net::UdpSocket::bind(listen).await.expect("spy bind"));
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let task = tokio::spawn(async move {
+            let mut buf = vec![0u8; 65535];
+            loop {
+                let Ok((len, from)) = sock.recv_from(&mut buf).await else {
+                    return;
+                };
+                let query = buf[..len].to_vec();
+                if let Ok(m) = hickory_proto::op::Message::from_vec(&query) {
+                    for q in &m.queries {
+                        let name = Name::from_hickory(q.name()).unwrap().to_string();
+                        log.lock().unwrap().push((name, q.query_type()));
+                    }
+                }
+                let sock = sock.clone();
+                tokio::spawn(async move {
+                    let up = tokio::net::UdpSocket::bind((upstream.ip(), 0))
+                        .await
+                        .unwrap();
+                    up.send_to(&query, upstream).await.unwrap();
+                    let mut reply = vec![0u8; 65535];
+                    if let Ok(Ok(len)) = timeout(Duration::from_secs(5), up.recv(&mut reply)).await
+                    {
+                        let _ = sock.send_to(&reply[..len], from).await;
+                    }
+                });
+            }
+        });
+        Spy { seen, task }
+    }
+
+    /// The questions seen since the last call.
+    pub fn take(&self) -> Vec<(String, RecordType)> {
+        std::mem::take(&mut *self.seen.lock().unwrap())
+    }
+}
+
+/// A question as a spy records it.
+pub fn q(name: &str, rtype: RecordType) -> (String, RecordType) {
+    (name.to_string(), rtype)
 }
 
 // ---------------------------------------------------------------------------------------

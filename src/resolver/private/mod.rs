@@ -350,16 +350,29 @@ impl Resolver {
                     let cfg_name =
                         carrier::pir_name(&zone.zone).map_err(|e| private_error(&zone.zone, e))?;
                     let cfg = match self.ask_zone(&zone, &cfg_name, TYPE_PIRCFG, walk).await? {
-                        (super::Reply::Answer(records), _) => {
-                            records.iter().find_map(|r| match &r.data {
-                                HRData::Unknown { rdata, .. } => {
-                                    PirCfgRecord::decode(&rdata.anything).ok()
-                                }
-                                _ => None,
-                            })
-                        }
+                        (super::Reply::Answer(records), _) => records.iter().find_map(|r| match &r
+                            .data
+                        {
+                            HRData::Unknown { rdata, .. } => PirCfgRecord::decode(&rdata.anything)
+                                .ok()
+                                .map(|c| (c, r.ttl)),
+                            _ => None,
+                        }),
                         _ => None,
                     };
+                    // The child list tells public walks where the zone's cuts are, so they
+                    // can ask for the next cut or the owner name straight away.
+                    let cfg = cfg.map(|(cfg, ttl)| {
+                        let ttl = std::time::Duration::from_secs(u64::from(ttl))
+                            .min(self.config.cache.max_ttl);
+                        self.cache.put_children(
+                            &zone.zone,
+                            cfg.children.clone(),
+                            ttl,
+                            Instant::now(),
+                        );
+                        cfg
+                    });
                     memo.pircfg.insert(zone.zone.clone(), cfg.clone());
                     cfg
                 }
