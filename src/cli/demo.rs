@@ -666,6 +666,29 @@ async fn access_row(work: &Path, port: u16, apex: &Name) -> anyhow::Result<u32> 
     Ok(u32::from(!ok))
 }
 
+/// Room for the whole burst's answers in the client's socket: a default buffer holds only
+/// a few hundred datagrams, and the demo's runtime may not read while it sends.
+fn enlarge_receive_buffer(socket: &std::net::UdpSocket) {
+    use std::os::fd::AsRawFd;
+    let size: libc::c_int = 4 << 20;
+    for option in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
+        // SAFETY: setsockopt reads `size` (a c_int, its length given) on a socket we own;
+        // failure leaves the buffer as it was.
+        let done = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                option,
+                (&size as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if done == 0 {
+            return;
+        }
+    }
+}
+
 /// The DPs' own UDP loop (`src/net/udp.rs`): a burst of queries sent from one socket as
 /// fast as it can send is answered, on the fast path (answers built once).
 async fn burst_row(port: u16, apex: &Name) -> anyhow::Result<u32> {
@@ -675,7 +698,10 @@ async fn burst_row(port: u16, apex: &Name) -> anyhow::Result<u32> {
         .find(|(f, _, _)| *f == "email.zone")
         .map_or("127.53.0.6", |(_, _, a)| a[0]);
     let server = std::net::SocketAddr::new(email_dp.parse()?, port);
-    let socket = std::sync::Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await?);
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    enlarge_receive_buffer(&socket);
+    socket.set_nonblocking(true)?;
+    let socket = std::sync::Arc::new(tokio::net::UdpSocket::from_std(socket)?);
     let origin = Name::parse("email.", Some(apex))?;
     let started = std::time::Instant::now();
     // Answers are read while the queries go out: a client socket's default buffer holds
