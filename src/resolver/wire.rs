@@ -10,7 +10,6 @@
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::Record;
-
 use thiserror::Error;
 
 use crate::record::TYPE_SSI;
