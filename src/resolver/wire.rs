@@ -10,9 +10,20 @@
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::Record;
+use thiserror::Error;
 
 use crate::record::TYPE_SSI;
 use crate::zone::{Prebuilt, PrebuiltError};
+
+#[derive(Debug, Error)]
+pub enum WireError {
+    #[error(transparent)]
+    Encode(#[from] PrebuiltError),
+    /// The general path owns answers by the query's name as parsed, lowercase: anything
+    /// else would not be its bytes.
+    #[error("the answers are not owned by the name asked for")]
+    Owner,
+}
 
 fn be16(b: &[u8], at: usize) -> u16 {
     u16::from_be_bytes([b[at], b[at + 1]])
@@ -35,8 +46,13 @@ impl WireAnswer {
         rcode: ResponseCode,
         answers: &[Record],
         authority: &[Record],
-    ) -> Result<WireAnswer, PrebuiltError> {
+    ) -> Result<WireAnswer, WireError> {
         let sections = Prebuilt::encode(owner, TYPE_SSI, answers, authority, &[])?;
+        // The first answer's owner is written in full (hickory never points into the
+        // question), the others point to it.
+        if !answers.is_empty() && !sections.sections().starts_with(owner) {
+            return Err(WireError::Owner);
+        }
         let ttls = ttl_fields(&sections)?;
         Ok(WireAnswer {
             rcode: u16::from(rcode) as u8,
