@@ -5,57 +5,20 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 
-use hickory_proto::rr::Record;
-use hickory_proto::serialize::binary::BinEncoder;
-use hickory_server::net::runtime::TokioTime;
-use hickory_server::net::xfer::Protocol;
-use hickory_server::net::NetError;
-use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::MessageResponse;
 use mimi_discovery::dp::{DpHandler, DpServer};
 use mimi_discovery::net::StreamHandler;
 use mimi_discovery::zone::ZoneFile;
 use rand::{Rng, SeedableRng};
 
-/// The general path's answer, encoded as the TCP transport encodes it (no size limit).
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
+mod common;
+use common::general_answer;
 
-#[async_trait::async_trait]
-impl ResponseHandler for Capture {
-    async fn send_response<'a>(
-        &mut self,
-        response: MessageResponse<
-            '_,
-            'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-        >,
-    ) -> Result<ResponseInfo, NetError> {
-        let mut bytes = Vec::new();
-        let info = {
-            let mut encoder = BinEncoder::new(&mut bytes);
-            encoder.set_max_size(u16::MAX);
-            response.destructive_emit(&mut encoder)?
-        };
-        *self.0.lock().unwrap() = bytes;
-        Ok(info)
-    }
-}
-
-async fn general(handler: &DpHandler, query: &[u8], src: SocketAddr) -> Vec<u8> {
-    let request = Request::from_bytes(query.to_vec(), src, Protocol::Tcp).unwrap();
-    let capture = Capture::default();
-    handler
-        .handle_request::<_, TokioTime>(&request, capture.clone())
-        .await;
-    let bytes = capture.0.lock().unwrap().clone();
-    bytes
-}
+// What tests/common expects of every test binary.
+const BLOCK: u8 = 78;
+const CONFIG_EXTRA: &str = "";
+const RESOLVER_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
+const RESOLVER_RETRIES: u32 = 1;
 
 /// A query for `name` (wire form) with the letters' case flipped at random.
 fn query(rng: &mut impl Rng, name: &[u8], qtype: u16, edns: Option<(u16, bool)>) -> Vec<u8> {
@@ -144,7 +107,7 @@ async fn compare(handler: &DpHandler, queries: &[Vec<u8>]) -> usize {
             continue;
         }
         answered += 1;
-        let general = general(handler, q, src).await;
+        let general = general_answer(handler, q, src).await;
         assert_eq!(
             fast,
             general,

@@ -7,18 +7,10 @@
 //! expired, stale, not yet cached), which the general path then answers. Addresses
 //! 127.79.t.x.
 
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use hickory_proto::rr::Record as HRecord;
-use hickory_proto::serialize::binary::BinEncoder;
-use hickory_server::net::runtime::TokioTime;
-use hickory_server::net::xfer::Protocol;
-use hickory_server::net::NetError;
-use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::MessageResponse;
 use mimi_discovery::name::Name;
 use mimi_discovery::net::StreamHandler;
 use mimi_discovery::record::{self, Context, ProviderKey, TYPE_SSI};
@@ -148,45 +140,10 @@ fn tree_specs(t: u8, k: &Keys) -> (Vec<Spec>, String) {
     (specs, trust)
 }
 
-/// The general path's answer, encoded as the TCP transport encodes it (no size limit).
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-#[async_trait::async_trait]
-impl ResponseHandler for Capture {
-    async fn send_response<'a>(
-        &mut self,
-        response: MessageResponse<
-            '_,
-            'a,
-            impl Iterator<Item = &'a HRecord> + Send + 'a,
-            impl Iterator<Item = &'a HRecord> + Send + 'a,
-            impl Iterator<Item = &'a HRecord> + Send + 'a,
-            impl Iterator<Item = &'a HRecord> + Send + 'a,
-        >,
-    ) -> Result<ResponseInfo, NetError> {
-        let mut bytes = Vec::new();
-        let info = {
-            let mut encoder = BinEncoder::new(&mut bytes);
-            encoder.set_max_size(u16::MAX);
-            response.destructive_emit(&mut encoder)?
-        };
-        *self.0.lock().unwrap() = bytes;
-        Ok(info)
-    }
-}
-
 const SRC: &str = "127.79.0.9:5300";
 
 async fn general(handler: &ResolverHandler, query: &[u8]) -> Vec<u8> {
-    let src: SocketAddr = SRC.parse().unwrap();
-    let request = Request::from_bytes(query.to_vec(), src, Protocol::Tcp).unwrap();
-    let capture = Capture::default();
-    handler
-        .handle_request::<_, TokioTime>(&request, capture.clone())
-        .await;
-    let bytes = capture.0.lock().unwrap().clone();
-    bytes
+    general_answer(handler, query, SRC.parse().unwrap()).await
 }
 
 fn fast(handler: &ResolverHandler, query: &[u8], udp: bool) -> Option<Vec<u8>> {

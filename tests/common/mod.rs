@@ -624,3 +624,55 @@ pub async fn subscribe(
     assert!(resolver.invalidation.serial(&n(zone)).is_some());
     (listener, bound[0])
 }
+
+// ---------------------------------------------------------------------------------------
+// The general path's bytes, for comparing a server's fast path with it
+
+/// The general path's answer, encoded as the TCP transport encodes it (no size limit).
+#[derive(Clone, Default)]
+pub struct Capture(pub std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+#[async_trait::async_trait]
+impl hickory_server::server::ResponseHandler for Capture {
+    async fn send_response<'a>(
+        &mut self,
+        response: hickory_server::zone_handler::MessageResponse<
+            '_,
+            'a,
+            impl Iterator<Item = &'a hickory_proto::rr::Record> + Send + 'a,
+            impl Iterator<Item = &'a hickory_proto::rr::Record> + Send + 'a,
+            impl Iterator<Item = &'a hickory_proto::rr::Record> + Send + 'a,
+            impl Iterator<Item = &'a hickory_proto::rr::Record> + Send + 'a,
+        >,
+    ) -> Result<hickory_server::server::ResponseInfo, hickory_server::net::NetError> {
+        let mut bytes = Vec::new();
+        let info = {
+            let mut encoder = hickory_proto::serialize::binary::BinEncoder::new(&mut bytes);
+            encoder.set_max_size(u16::MAX);
+            response.destructive_emit(&mut encoder)?
+        };
+        *self.0.lock().unwrap() = bytes;
+        Ok(info)
+    }
+}
+
+/// What `handler`'s general path (hickory's parser and encoder) answers to `query`.
+pub async fn general_answer<H: hickory_server::server::RequestHandler>(
+    handler: &H,
+    query: &[u8],
+    src: SocketAddr,
+) -> Vec<u8> {
+    use hickory_server::net::runtime::TokioTime;
+    let request = hickory_server::server::Request::from_bytes(
+        query.to_vec(),
+        src,
+        hickory_server::net::xfer::Protocol::Tcp,
+    )
+    .unwrap();
+    let capture = Capture::default();
+    handler
+        .handle_request::<_, TokioTime>(&request, capture.clone())
+        .await;
+    let bytes = capture.0.lock().unwrap().clone();
+    bytes
+}
