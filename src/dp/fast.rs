@@ -10,10 +10,11 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 
 use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
 
 use super::answer::Outcome;
 use super::handler::DpHandler;
-use crate::name::MAX_WIRE_LEN;
+use crate::name::{Name, MAX_WIRE_LEN};
 use crate::net::plain;
 
 const TYPE_IXFR: u16 = 251;
@@ -86,6 +87,14 @@ impl DpHandler {
         stats.queries.fetch_add(1, Relaxed);
         outcome.count(stats);
         stats.count_rcode(rcode);
+        // The same debug line as the general path's, so operators' query logs see every
+        // query whichever path answered it; the name is decoded only when it is logged.
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            if let Ok((qname, _)) = Name::from_wire(q.question) {
+                let proto = if udp { "udp" } else { "stream" };
+                tracing::debug!(%src, proto, %qname, qtype = %RecordType::from(q.qtype), "query");
+            }
+        }
         true
     }
 }
