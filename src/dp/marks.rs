@@ -3,8 +3,11 @@
 //! older version can never come back while it could still be valid (the journal keeps
 //! them across restarts as [`Watermark`]s).
 //!
-//! A DP holds one per mapping, so they are kept compact: providers (few) are numbered,
-//! and an owner's marks sit in one table entry keyed by the owner alone.
+//! A mapping the zone holds is its own watermark (the writer reads its seq and
+//! `not_after` from the record), so marks are kept only for mappings that left the zone:
+//! replaced, withdrawn, released, expired or edited out of the file. Loading a zone of a
+//! million mappings makes none. They are kept compact all the same: providers (few) are
+//! numbered, and an owner's marks sit in one table entry keyed by the owner alone.
 
 use std::collections::HashMap;
 

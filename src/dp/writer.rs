@@ -378,17 +378,14 @@ fn open_zone(
             want = d.from_serial();
             history.push_front(Arc::new(d.clone()));
         }
+        // Mappings the served version holds stand for their own marks; those the
+        // journal's steps removed need one kept.
         for d in &replay.diffs {
-            for r in d.removed.iter().chain(&d.added) {
+            for r in &d.removed {
                 if let RData::Ssi(s) = &r.data {
                     watermarks.note(&r.name, s);
                 }
             }
-        }
-    }
-    for r in current.zone_records() {
-        if let RData::Ssi(s) = &r.data {
-            watermarks.note(&r.name, s);
         }
     }
     let mut expiry: BTreeMap<u64, BTreeSet<Name>> = BTreeMap::new();
@@ -658,11 +655,10 @@ impl Work {
 }
 
 impl Work {
-    fn set_watermark(&mut self, wm: &mut Watermarks, owner: &Name, ssi: &Ssi) {
-        self.undo.push(wm.note_saving(owner, ssi));
-    }
-
-    fn commit(&mut self, cs: &Changeset) -> Result<u32, WriteError> {
+    /// Applies `cs` to the working version. A mapping in the zone is its own watermark;
+    /// one that leaves the zone (replaced, withdrawn, released, expired, edited out of
+    /// the file) has its seq and validity kept in `wm`, undone if the batch fails.
+    fn commit(&mut self, cs: &Changeset, wm: &mut Watermarks) -> Result<u32, WriteError> {
         let mut soa = self.store.soa().clone();
         soa.serial = next_serial(soa.serial);
         let (next, diff) = self
@@ -670,6 +666,11 @@ impl Work {
             .apply(cs, soa, self.store.soa_ttl())
             .map_err(|e| WriteError::Refused(e.to_string()))?;
         self.store = next;
+        for r in &diff.removed {
+            if let RData::Ssi(s) = &r.data {
+                self.undo.push(wm.note_saving(&r.name, s));
+            }
+        }
         let serial = diff.to_serial();
         self.diffs.push(diff);
         Ok(serial)
@@ -712,12 +713,28 @@ fn update_changeset(
                 crate::record::format_time(p.ssi.verified_at)
             )));
         }
-        let before = seen.get(&p.owner).copied().into_iter();
+        // The provider's mapping there now, whose seq counts as seen.
+        let mut replaced = Vec::new();
+        if let Lookup::Exact(node) = store.lookup(p.owner.as_wire()) {
+            if let Some(set) = node.rrset(TYPE_SSI) {
+                replaced.extend(
+                    set.records()
+                        .iter()
+                        .filter_map(record_from_wire)
+                        .filter(|r| matches!(&r.data, RData::Ssi(s) if s.provider == *provider)),
+                );
+            }
+        }
+        let in_zone = replaced.iter().filter_map(|r| match &r.data {
+            RData::Ssi(s) => Some(s.seq),
+            _ => None,
+        });
         let high = wm
             .get(&p.owner, provider)
             .map(|w| w.seq)
             .into_iter()
-            .chain(before)
+            .chain(seen.get(&p.owner).copied())
+            .chain(in_zone)
             .max();
         if let Some(high) = high {
             if p.ssi.seq <= high {
@@ -727,15 +744,7 @@ fn update_changeset(
             }
         }
         seen.insert(&p.owner, p.ssi.seq);
-        if let Lookup::Exact(node) = store.lookup(p.owner.as_wire()) {
-            if let Some(set) = node.rrset(TYPE_SSI) {
-                for r in set.records().iter().filter_map(record_from_wire) {
-                    if matches!(&r.data, RData::Ssi(s) if s.provider == *provider) {
-                        cs.remove.push(r);
-                    }
-                }
-            }
-        }
+        cs.remove.extend(replaced);
         cs.remove.retain(|r| !(r.name == p.owner && cs.add.iter().any(|a| a.name == p.owner && matches!((&a.data, &r.data), (RData::Ssi(x), RData::Ssi(y)) if x.provider == y.provider && x.seq == y.seq))));
         // A second record for the same owner in this UPDATE replaces the first.
         cs.add.retain(|a| {
@@ -771,17 +780,12 @@ fn commit_batch(mut state: State, jobs: Vec<Job>) -> State {
                     &provider,
                     &records,
                 )
-                .and_then(|cs| work.commit(&cs));
-                if result.is_ok() {
-                    for p in &records {
-                        work.set_watermark(&mut state.watermarks, &p.owner, &p.ssi);
-                    }
-                }
+                .and_then(|cs| work.commit(&cs, &mut state.watermarks));
                 replies.push((reply, result));
             }
             Job::Operate { ops, at, reply } => {
                 let result = operator_changeset(&work.store, &ops).and_then(|(cs, released)| {
-                    let serial = work.commit(&cs)?;
+                    let serial = work.commit(&cs, &mut state.watermarks)?;
                     work.releases
                         .extend(released.into_iter().map(|owner| (owner, at)));
                     Ok(serial)
@@ -817,7 +821,7 @@ fn commit_batch(mut state: State, jobs: Vec<Job>) -> State {
                         debug!(owner = %r.name, seq = s.seq, "mapping added by the zone file");
                     }
                 });
-                let result = work.commit(&cs).map(|serial| {
+                let result = work.commit(&cs, &mut state.watermarks).map(|serial| {
                     // An operator who raised the serial in the file past ours gets theirs.
                     let wanted = file.soa().serial;
                     if serial_newer(wanted, serial) {
@@ -836,11 +840,6 @@ fn commit_batch(mut state: State, jobs: Vec<Job>) -> State {
                     }
                 });
                 if result.is_ok() {
-                    for r in &cs.add {
-                        if let RData::Ssi(s) = &r.data {
-                            work.set_watermark(&mut state.watermarks, &r.name, s);
-                        }
-                    }
                     reloaded = Some(rejected);
                 }
                 replies.push((reply, result));
@@ -1146,7 +1145,7 @@ fn expire(mut state: State) -> State {
     }
     info!(zone = %state.origin, records = cs.remove.len(), "removing expired records");
     let mut work = Work::new(state.current.store.clone());
-    if let Err(e) = work.commit(&cs) {
+    if let Err(e) = work.commit(&cs, &mut state.watermarks) {
         warn!(zone = %state.origin, "expiry not applied: {e}");
         return state;
     }
