@@ -7,6 +7,7 @@
 
 mod check;
 mod edit;
+mod index;
 pub mod journal;
 mod parse;
 pub mod prebuilt;

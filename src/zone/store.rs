@@ -11,15 +11,17 @@
 //! copy of the records (decoded only by the general path, transfers and the write path).
 //! Each delegation point keeps its referral the same way.
 //!
-//! The node index is a persistent map (`imbl`): a new version made by the write path
-//! (`zone::update`) shares every untouched node with the version it came from, so making a
-//! version costs what changed, not the size of the zone, and readers keep the old one.
+//! The node index ([`NodeIndex`]) is shared between versions: a new version made by the
+//! write path (`zone::update`) shares every untouched node with the version it came from,
+//! so making a version costs what changed, not the size of the zone, and readers keep the
+//! old one.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use hickory_proto::rr::Record as WireRecord;
 
+use super::index::NodeIndex;
 use super::prebuilt::{Prebuilt, PrebuiltError};
 use super::rdata::{RData, Soa, TYPE_A, TYPE_AAAA, TYPE_NS};
 use super::Record;
@@ -113,15 +115,12 @@ pub enum Lookup<'a> {
     OutOfZone,
 }
 
-/// The node index: lowercase wire-form owner -> node.
-pub(super) type Nodes = imbl::HashMap<Box<[u8]>, Arc<Node>>;
-
 #[derive(Debug, Clone)]
 pub struct ZoneStore {
     pub(super) origin: Name,
     pub(super) soa: Soa,
     pub(super) soa_ttl: u32,
-    pub(super) nodes: Nodes,
+    pub(super) nodes: NodeIndex,
     pub(super) records: usize,
     /// The delegation points below the apex (set with the index, which any change to NS
     /// records rebuilds): with few of them, a lookup checks them and then probes the name
@@ -224,7 +223,7 @@ impl ZoneStore {
             }
         }
         let encode_err = |e: PrebuiltError| format!("zone {origin}: {e}");
-        let mut index = Nodes::new();
+        let mut index = NodeIndex::with_capacity(nodes.len());
         let mut cuts = Vec::new();
         for (key, draft) in nodes {
             let glue = glue_of.remove(&key).unwrap_or_default();
@@ -252,7 +251,7 @@ impl ZoneStore {
             if !glue.is_empty() || referral.is_some() {
                 node.delegation = Some(Box::new(Delegation { glue, referral }));
             }
-            index.insert(key, Arc::new(node));
+            index.insert(key, node);
         }
         Ok(ZoneStore {
             origin,
@@ -301,7 +300,7 @@ impl ZoneStore {
 
     /// The node at exactly this name, if any (no delegation logic).
     pub fn node(&self, wire: &[u8]) -> Option<&Node> {
-        self.nodes.get(wire).map(|n| &**n)
+        self.nodes.get(wire)
     }
 
     pub fn apex(&self) -> &Node {
@@ -312,9 +311,7 @@ impl ZoneStore {
             is_cut: false,
             children: 0,
         };
-        self.nodes
-            .get(self.origin.as_wire())
-            .map_or(&EMPTY, |n| &**n)
+        self.nodes.get(self.origin.as_wire()).unwrap_or(&EMPTY)
     }
 
     /// Looks a name up (lowercase wire form). Probes the name's ancestors from the apex
@@ -362,7 +359,6 @@ impl ZoneStore {
             let Some((cut, node)) = self.nodes.get_key_value(suffix) else {
                 return Lookup::NxDomain;
             };
-            let node: &Node = node;
             if node.is_cut {
                 return Lookup::Referral { cut, node };
             }

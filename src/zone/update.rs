@@ -9,7 +9,6 @@
 //! before and after, in the shape of an RFC 1995 IXFR step and of a journal entry.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::Arc;
 
 use hickory_proto::rr::Record as WireRecord;
 use thiserror::Error;
@@ -290,7 +289,6 @@ impl ZoneStore {
         .to_wire_record();
         let key: Box<[u8]> = self.origin.as_wire().into();
         if let Some(apex) = self.nodes.get_mut(&key) {
-            let apex = Arc::make_mut(apex);
             apex.rrsets.retain(|s| s.rtype != TYPE_SOA);
             apex.rrsets
                 .insert(0, RRset::new(&key, TYPE_SOA, ttl, &[record], &[])?);
@@ -307,7 +305,7 @@ impl ZoneStore {
         rtype: u16,
         wire: &WireRecord,
     ) -> Result<Option<WireRecord>, UpdateError> {
-        let Some(node) = self.nodes.get_mut(owner) else {
+        let Some(node) = self.nodes.get(owner) else {
             return Ok(None);
         };
         let Some(set_index) = node.rrsets.iter().position(|s| s.rtype == rtype) else {
@@ -317,7 +315,9 @@ impl ZoneStore {
         let Some(pos) = records.iter().position(|x| x.data == wire.data) else {
             return Ok(None);
         };
-        let node = Arc::make_mut(node);
+        let Some(node) = self.nodes.get_mut(owner) else {
+            return Ok(None);
+        };
         let old = records.remove(pos);
         if records.is_empty() {
             node.rrsets.remove(set_index);
@@ -345,7 +345,6 @@ impl ZoneStore {
             self.nodes.remove(name);
             name = &name[1 + name[0] as usize..];
             if let Some(parent) = self.nodes.get_mut(name) {
-                let parent = Arc::make_mut(parent);
                 parent.children = parent.children.saturating_sub(1);
             }
         }
@@ -358,7 +357,7 @@ impl ZoneStore {
         wire: WireRecord,
     ) -> Result<Added, UpdateError> {
         self.ensure_node(owner);
-        let Some(node) = self.nodes.get_mut(owner) else {
+        let Some(node) = self.nodes.get(owner) else {
             return Ok(Added::Present);
         };
         let existing = node.rrsets.iter().position(|s| s.rtype == rtype);
@@ -380,7 +379,9 @@ impl ZoneStore {
         records.iter_mut().for_each(|x| x.ttl = ttl);
         records.push(wire);
         self.records += 1;
-        let node = Arc::make_mut(node);
+        let Some(node) = self.nodes.get_mut(owner) else {
+            return Ok(Added::Present);
+        };
         let set = reencode(owner, rtype, ttl, &records, node.glue())?;
         match existing {
             Some(i) => node.rrsets[i] = set,
@@ -396,13 +397,13 @@ impl ZoneStore {
             return;
         }
         let origin_len = self.origin.as_wire().len();
-        self.nodes.insert(owner.into(), Arc::new(Node::default()));
+        self.nodes.insert(owner.into(), Node::default());
         let mut name = owner;
         while name.len() > origin_len {
             name = &name[1 + name[0] as usize..];
             match self.nodes.get_mut(name) {
                 Some(parent) => {
-                    Arc::make_mut(parent).children += 1;
+                    parent.children += 1;
                     return;
                 }
                 None => {
@@ -410,7 +411,7 @@ impl ZoneStore {
                         children: 1,
                         ..Node::default()
                     };
-                    self.nodes.insert(name.into(), Arc::new(node));
+                    self.nodes.insert(name.into(), node);
                 }
             }
         }
@@ -582,12 +583,12 @@ mod tests {
         let mut a: Vec<_> = v
             .nodes
             .iter()
-            .map(|(k, n)| (k.clone(), n.rrsets.len(), n.children))
+            .map(|(k, n)| (k.to_vec(), n.rrsets.len(), n.children))
             .collect();
         let mut b: Vec<_> = fresh
             .nodes
             .iter()
-            .map(|(k, n)| (k.clone(), n.rrsets.len(), n.children))
+            .map(|(k, n)| (k.to_vec(), n.rrsets.len(), n.children))
             .collect();
         a.sort();
         b.sort();
