@@ -9,6 +9,7 @@ pub mod access;
 mod answer;
 mod changes;
 pub mod config;
+mod expiry;
 mod fast;
 pub mod handler;
 mod marks;

@@ -8,7 +8,7 @@
 //! and only then publishes the new version (one pointer swap), answers the jobs, asks for
 //! NOTIFY and hands the changed owners to the private-lookup updater.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use tracing::{debug, info, warn};
 
 use super::config::{JournalSettings, ZoneConfig};
+use super::expiry::Expiry;
 use super::handler::Shared;
 use super::marks::{Saved, Watermarks};
 use super::zones::{self, ServedZone, DERIVED_TYPES};
@@ -215,9 +216,7 @@ struct State {
     file_base: ZoneStore,
     history: VecDeque<Arc<Diff>>,
     watermarks: Watermarks,
-    /// When each owner's next record retires (SSI and APKEY `not_after`; tombstones at
-    /// the latest `not_after` of the mapping they replaced).
-    expiry: BTreeMap<u64, BTreeSet<Name>>,
+    expiry: Expiry,
     /// The zone's release markers and where they are kept.
     releases: Releases,
     releases_path: PathBuf,
@@ -303,8 +302,8 @@ fn open_zone(
             warn!(zone = %origin, "old release markers not dropped: {e}");
         }
     }
-    let base =
-        ZoneStore::build(origin.clone(), checked.records).map_err(|e| format!("{file}: {e}"))?;
+    let base = ZoneStore::build(origin.clone(), checked.records)
+        .map_err(|e| format!("{file}: {e}"))?;
     let (journal, mut replay) = match Journal::open(&jpath) {
         Ok(x) => x,
         Err(JournalError::Corrupt { .. } | JournalError::Magic { .. }) => {
@@ -388,10 +387,10 @@ fn open_zone(
             }
         }
     }
-    let mut expiry: BTreeMap<u64, BTreeSet<Name>> = BTreeMap::new();
+    let mut expiry = Expiry::default();
     for r in current.zone_records().filter(|_| !ctx.keep_expired) {
         if let Some(t) = retire_at(&r.name, &r.data, &watermarks) {
-            expiry.entry(t).or_default().insert(r.name);
+            expiry.add(t, &r.name);
         }
     }
     let pir = match &ctx.pir {
@@ -505,7 +504,7 @@ async fn run(mut state: State, mut rx: mpsc::Receiver<Job>) {
     // A rewrite that lands after the zone's file was removed puts it back.
     let mut recreated = false;
     loop {
-        let wake = state.expiry.keys().next().copied();
+        let wake = state.expiry.next();
         let sleep = match wake {
             Some(t) => Duration::from_millis(
                 (t.saturating_mul(1000))
@@ -941,7 +940,7 @@ fn finish(mut state: State, work: Work, replies: Vec<Reply>, reloaded: Option<us
         changed += d.removed.len() + d.added.len();
         for r in d.added.iter().filter(|_| !state.ctx.keep_expired) {
             if let Some(t) = retire_at(&r.name, &r.data, &state.watermarks) {
-                state.expiry.entry(t).or_default().insert(r.name.clone());
+                state.expiry.add(t, &r.name);
             }
         }
         for r in d.removed.iter().chain(&d.added) {
@@ -1112,13 +1111,7 @@ fn operator_changeset(
 /// Removes what has retired by now: one changeset, through the journal like any change.
 fn expire(mut state: State) -> State {
     let now = now();
-    let due: Vec<u64> = state.expiry.range(..=now).map(|(t, _)| *t).collect();
-    let mut owners = BTreeSet::new();
-    for t in due {
-        if let Some(set) = state.expiry.remove(&t) {
-            owners.extend(set);
-        }
-    }
+    let owners = state.expiry.take_due(now);
     let mut cs = Changeset::default();
     for owner in &owners {
         let Lookup::Exact(node) = state.current.store.lookup(owner.as_wire()) else {
@@ -1133,7 +1126,7 @@ fn expire(mut state: State) -> State {
                 match retire_at(&r.name, &r.data, &state.watermarks) {
                     Some(t) if t <= now => cs.remove.push(r),
                     Some(t) => {
-                        state.expiry.entry(t).or_default().insert(r.name.clone());
+                        state.expiry.add(t, &r.name);
                     }
                     None => {}
                 }
@@ -1154,7 +1147,7 @@ fn expire(mut state: State) -> State {
     if state.current.store.soa().serial == before {
         // The journal refused it: try again in a second.
         for r in cs.remove {
-            state.expiry.entry(now + 1).or_default().insert(r.name);
+            state.expiry.add(now + 1, &r.name);
         }
     }
     state
