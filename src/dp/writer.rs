@@ -303,7 +303,8 @@ fn open_zone(
         }
     }
     let base = ZoneStore::build(origin.clone(), checked.records)
-        .map_err(|e| format!("{file}: {e}"))?;
+        .map_err(|e| format!("{file}: {e}"))?
+        .compacted();
     let (journal, mut replay) = match Journal::open(&jpath) {
         Ok(x) => x,
         Err(JournalError::Corrupt { .. } | JournalError::Magic { .. }) => {

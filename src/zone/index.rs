@@ -67,7 +67,6 @@ impl NodeIndex {
         }
     }
 
-    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.len
     }
@@ -165,6 +164,15 @@ impl NodeIndex {
 
     pub fn values(&self) -> impl Iterator<Item = &Node> + '_ {
         self.iter().map(|(_, n)| n)
+    }
+
+    /// A copy in fresh allocations, sharing no shard, slot or RRset with this one.
+    pub fn deep_copy(&self) -> NodeIndex {
+        let mut copy = NodeIndex::with_capacity(self.len());
+        for (owner, node) in self.iter() {
+            copy.insert(owner.into(), node.clone());
+        }
+        copy
     }
 }
 

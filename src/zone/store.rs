@@ -263,6 +263,28 @@ impl ZoneStore {
         })
     }
 
+    /// This version again in fresh allocations, sharing nothing with it. Made once a
+    /// zone is loaded, on a thread of its own (so in an allocator arena of its own): the
+    /// served version then sits in memory of its own instead of scattered among the holes
+    /// that reading, checking and indexing the file left, which the allocator can then
+    /// give back. At 1,000,000 mappings this takes resident memory from 752 MiB to about
+    /// 500 (README, "Memory").
+    pub fn compacted(&self) -> ZoneStore {
+        let copy = || ZoneStore {
+            nodes: self.nodes.deep_copy(),
+            ..self.clone()
+        };
+        std::thread::scope(|s| {
+            std::thread::Builder::new()
+                .name("zone-compact".into())
+                .spawn_scoped(s, copy)
+                .ok()
+                .and_then(|t| t.join().ok())
+        })
+        // Without a thread of its own the copy would land in the same holes: keep this one.
+        .unwrap_or_else(|| self.clone())
+    }
+
     pub fn origin(&self) -> &Name {
         &self.origin
     }
