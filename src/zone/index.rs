@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use foldhash::fast::RandomState;
 use hashbrown::HashTable;
+use smallvec::SmallVec;
 
 use super::store::Node;
 
@@ -22,9 +23,13 @@ use super::store::Node;
 const NAMES_PER_SHARD: usize = 256;
 const MAX_SHARDS: usize = 1 << 14;
 
+/// Owner names of up to this many wire bytes are kept inside the slot (an e164 owner
+/// for an 11-digit number under `e164.mimi.arpa.` is 38); longer ones get an allocation.
+type Owner = SmallVec<[u8; 40]>;
+
 #[derive(Clone)]
 struct Slot {
-    owner: Box<[u8]>,
+    owner: Owner,
     node: Node,
 }
 
@@ -122,11 +127,14 @@ impl NodeIndex {
     }
 
     /// Puts `node` at `owner`, replacing any node there.
-    pub fn insert(&mut self, owner: Box<[u8]>, node: Node) {
-        let (hash, shard) = self.place(&owner);
+    pub fn insert(&mut self, owner: &[u8], node: Node) {
+        let (hash, shard) = self.place(owner);
         let hasher = self.hasher.clone();
         let table = self.shard_mut(shard);
-        let slot = Arc::new(Slot { owner, node });
+        let slot = Arc::new(Slot {
+            owner: Owner::from_slice(owner),
+            node,
+        });
         match table.find_mut(hash, |s| s.owner == slot.owner) {
             Some(old) => *old = slot,
             None => {
@@ -170,7 +178,7 @@ impl NodeIndex {
     pub fn deep_copy(&self) -> NodeIndex {
         let mut copy = NodeIndex::with_capacity(self.len());
         for (owner, node) in self.iter() {
-            copy.insert(owner.into(), node.clone());
+            copy.insert(owner, node.clone());
         }
         copy
     }
@@ -196,15 +204,15 @@ mod tests {
         let mut a = NodeIndex::with_capacity(5_000);
         assert!(a.shards.len() > 1);
         for i in 0..5_000 {
-            a.insert(name(i), node(i as u32));
+            a.insert(&name(i), node(i as u32));
         }
         assert_eq!(a.len(), 5_000);
         let mut b = a.clone();
         b.get_mut(&name(7)).unwrap().children = 70_000;
         assert!(b.remove(&name(8)));
         assert!(!b.remove(&name(8)));
-        b.insert(name(9_999), node(1));
-        b.insert(name(10), node(11));
+        b.insert(&name(9_999), node(1));
+        b.insert(&name(10), node(11));
         assert!(b.get_mut(b"absent").is_none());
 
         assert_eq!(a.get(&name(7)).unwrap().children, 7);
@@ -240,7 +248,7 @@ mod tests {
         assert!(e.is_empty());
         assert!(e.get(b"x").is_none());
         assert!(!e.remove(b"x"));
-        e.insert(name(1), node(0));
+        e.insert(&name(1), node(0));
         assert_eq!(e.iter().count(), 1);
     }
 }

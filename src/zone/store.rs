@@ -20,6 +20,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use hickory_proto::rr::Record as WireRecord;
+use smallvec::SmallVec;
 
 use super::index::NodeIndex;
 use super::prebuilt::{Prebuilt, PrebuiltError};
@@ -67,9 +68,13 @@ impl RRset {
     }
 }
 
+/// A node's RRsets: nearly every node holds one (its mappings) or none (an empty
+/// non-terminal), so one is kept inline, saving an allocation per owner.
+pub type RRsets = SmallVec<[RRset; 1]>;
+
 #[derive(Debug, Default, Clone)]
 pub struct Node {
-    pub rrsets: Vec<RRset>,
+    pub rrsets: RRsets,
     /// At the apex and delegation points (few nodes: boxed to keep every node small).
     pub delegation: Option<Box<Delegation>>,
     /// True for a zone cut (NS records below the apex).
@@ -229,7 +234,7 @@ impl ZoneStore {
             let glue = glue_of.remove(&key).unwrap_or_default();
             let is_cut = key.len() != origin_len && draft.sets.iter().any(|s| s.0 == TYPE_NS);
             let mut node = Node {
-                rrsets: Vec::with_capacity(draft.sets.len()),
+                rrsets: RRsets::with_capacity(draft.sets.len()),
                 delegation: None,
                 is_cut,
                 children: draft.children,
@@ -251,7 +256,7 @@ impl ZoneStore {
             if !glue.is_empty() || referral.is_some() {
                 node.delegation = Some(Box::new(Delegation { glue, referral }));
             }
-            index.insert(key, node);
+            index.insert(&key, node);
         }
         Ok(ZoneStore {
             origin,
@@ -328,7 +333,7 @@ impl ZoneStore {
     pub fn apex(&self) -> &Node {
         // build() guarantees the apex node exists; an empty node stands in otherwise.
         static EMPTY: Node = Node {
-            rrsets: Vec::new(),
+            rrsets: RRsets::new_const(),
             delegation: None,
             is_cut: false,
             children: 0,

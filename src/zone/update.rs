@@ -397,7 +397,7 @@ impl ZoneStore {
             return;
         }
         let origin_len = self.origin.as_wire().len();
-        self.nodes.insert(owner.into(), Node::default());
+        self.nodes.insert(owner, Node::default());
         let mut name = owner;
         while name.len() > origin_len {
             name = &name[1 + name[0] as usize..];
@@ -411,7 +411,7 @@ impl ZoneStore {
                         children: 1,
                         ..Node::default()
                     };
-                    self.nodes.insert(name.into(), node);
+                    self.nodes.insert(name, node);
                 }
             }
         }
