@@ -272,8 +272,8 @@ impl ZoneStore {
     /// zone is loaded, on a thread of its own (so in an allocator arena of its own): the
     /// served version then sits in memory of its own instead of scattered among the holes
     /// that reading, checking and indexing the file left, which the allocator can then
-    /// give back. At 1,000,000 mappings this takes resident memory from 752 MiB to about
-    /// 500 (README, "Memory").
+    /// give back. At 1,000,000 mappings this took resident memory from 785 MiB to 537
+    /// (README, `tools/bench/dp.sh`).
     pub fn compacted(&self) -> ZoneStore {
         let copy = || ZoneStore {
             nodes: self.nodes.deep_copy(),
