@@ -66,6 +66,11 @@ impl ServerMemory {
         self.failed.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Forgets every failure.
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+
     /// Records that `ip`, asked as a server of `zone`, timed out or was unreachable.
     pub fn failed(&self, zone: &Name, ip: IpAddr, now: Instant) {
         let mut failed = self.lock();

@@ -311,6 +311,15 @@ impl Resolver {
         Ok(resolver)
     }
 
+    /// Empties the cache (answers, denials, delegations, addresses, child lists, private
+    /// lookups) and forgets which servers failed: the next lookup starts from the roots, as
+    /// `unbound-control flush_zone` plus `flush_infra all` would make Unbound's.
+    pub fn flush(&self) {
+        self.cache.clear();
+        self.private_cache.clear();
+        self.servers.clear();
+    }
+
     pub fn config(&self) -> &ResolverConfig {
         &self.config
     }

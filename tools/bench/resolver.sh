@@ -11,10 +11,13 @@
 #     resolver's DNS listener (the tree's NS records are cached from step 1); latency at
 #     the client, p50/p99.
 #  3. Cold lookup through the 4-level tree (root -> e164 -> 1.e164 -> 5.5.5.1.e164): for
-#     mimi, `mimi lookup NUMBER --config R --json` per number (a new process, so an empty
-#     cache; elapsed_ms is measured inside it, without process start-up); for Unbound, its
-#     cache emptied before each number (`flush_zone mimi.arpa.` and `flush_infra all` over
-#     its remote-control socket), latency at the client.
+#     Unbound, its cache emptied before each number (`flush_zone mimi.arpa.` and
+#     `flush_infra all` over its remote-control socket), latency at the client; for mimi,
+#     the same in one warm process (examples/cold_lookups.rs: `Resolver::flush`, then the
+#     lookup, on Unbound's CPU), and also `mimi lookup NUMBER --config R --json` per number
+#     (a new process: the same walk plus the page faults and lazy set-up of a fresh
+#     process; elapsed_ms is measured inside it, without process start-up). In rounds of
+#     25 numbers, all three in turn, so a busy spell on a shared machine falls on each.
 # Every lookup must find its mapping; the script fails otherwise.
 #
 # Like tools/interop/unbound.sh it runs in a private network namespace when it can, with
@@ -30,8 +33,9 @@ cd "$(dirname "$0")/../.."
 . tools/lib.sh
 SECS=${1:-10}
 N=${2:-2000}
-[ -n "${MIMI_IN_NETNS:-}" ] || cargo build --release --quiet
+[ -n "${MIMI_IN_NETNS:-}" ] || cargo build --release --quiet --bin mimi --example cold_lookups
 MIMI=${MIMI:-$PWD/target/release/mimi}
+COLD=$(dirname "$MIMI")/examples/cold_lookups
 sbin() { command -v "$1" 2>/dev/null || { [ -x "/usr/sbin/$1" ] && echo "/usr/sbin/$1"; } || echo "$1"; }
 UNBOUND=$(sbin unbound) IP=$(sbin ip)
 for t in dig python3 dnsperf taskset "$UNBOUND"; do
@@ -155,9 +159,10 @@ for _ in 1 2; do
 done
 
 # --- 2. and 3. latency ------------------------------------------------------------------------
-# timed ADDR PORT FLUSH: asks every owner in owners.txt once; prints each latency in ms.
+# timed ADDR PORT FLUSH OWNERS: asks every owner in the file OWNERS once; prints each
+# latency in ms.
 timed() {
-  python3 - "$1" "$2" "$3" "$W/owners.txt" "$W/unbound.ctl" <<'PY'
+  python3 - "$1" "$2" "$3" "$4" "$W/unbound.ctl" <<'PY'
 import random, socket, struct, sys, time
 addr, port, flush, owners, ctl = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1", sys.argv[4], sys.argv[5]
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(3); s.connect((addr, port))
@@ -188,14 +193,27 @@ for name in open(owners).read().split():
     print(f"{ms:.3f}")
 PY
 }
-timed $R "$RP" 0 >"$W/warm-mimi.ms"
-timed $U "$UP" 0 >"$W/warm-unbound.ms"
-timed $U "$UP" 1 >"$W/cold-unbound.ms"
-# mimi: a new process per number, empty cache; elapsed_ms and queries from its JSON.
+timed $R "$RP" 0 "$W/owners.txt" >"$W/warm-mimi.ms"
+timed $U "$UP" 0 "$W/owners.txt" >"$W/warm-unbound.ms"
+# Cold lookups in rounds of 25 numbers, Unbound's, then mimi's in one warm process with
+# its cache flushed before each (examples/cold_lookups.rs, pinned like Unbound), then
+# mimi's as `mimi lookup` processes (new process, empty cache), so a busy spell on a
+# shared machine falls on all three. elapsed_ms and queries from mimi's JSON.
+: >"$W/cold-unbound.ms"
 : >"$W/cold-mimi.json"
-while read -r n; do
-  "$MIMI" lookup "$n" --config "$W/resolver.toml" --json >>"$W/cold-mimi.json" || die "mimi lookup $n failed"
-done <"$W/numbers.txt"
+: >"$W/cold-mimi-process.json"
+split -l 25 -d -a 4 "$W/owners.txt" "$W/round-owners."
+split -l 25 -d -a 4 "$W/numbers.txt" "$W/round-numbers."
+for r in "$W"/round-owners.*; do
+  numbers="$W/round-numbers.${r##*.}"
+  timed $U "$UP" 1 "$r" >>"$W/cold-unbound.ms"
+  taskset -c "$SERVER_CPU" "$COLD" "$W/resolver.toml" <"$numbers" >>"$W/cold-mimi.json" ||
+    die "cold_lookups failed"
+  while read -r n; do
+    "$MIMI" lookup "$n" --config "$W/resolver.toml" --json >>"$W/cold-mimi-process.json" ||
+      die "mimi lookup $n failed"
+  done <"$numbers"
+done
 
 python3 - "$W" "$SECS" "$N" "$MODE" "$mq" "$uq" "$ml" "$ul" <<'PY'
 import json, statistics, sys
@@ -205,14 +223,17 @@ def ms(f):
     return sorted(float(x) for x in open(f"{w}/{f}").read().split())
 def pct(v, p):
     return v[min(len(v) - 1, int(round(p / 100 * (len(v) - 1))))]
-cold = [json.loads(l) for l in open(f"{w}/cold-mimi.json")]
-bad = [c["sii"] for c in cold if c["status"] != "found"]
-if bad:
-    sys.exit(f"resolver.sh: mimi lookup did not find {bad[:5]}")
-cold_mimi = sorted(c["elapsed_ms"] for c in cold)
-queries = statistics.mean(c["queries"] for c in cold)
+def cold(f):
+    runs = [json.loads(l) for l in open(f"{w}/{f}")]
+    bad = [c["sii"] for c in runs if c["status"] != "found"]
+    if bad or len(runs) != int(n):
+        sys.exit(f"resolver.sh: {len(runs)} cold lookups in {f}; not found: {bad[:5]}")
+    return sorted(c["elapsed_ms"] for c in runs), statistics.mean(c["queries"] for c in runs)
+cold_mimi, queries = cold("cold-mimi.json")
+cold_process, _ = cold("cold-mimi-process.json")
 rows = [("uncached name, delegations cached", ms("warm-mimi.ms"), ms("warm-unbound.ms")),
-        ("cold lookup, empty cache", cold_mimi, ms("cold-unbound.ms"))]
+        ("cold lookup, cache flushed", cold_mimi, ms("cold-unbound.ms")),
+        ("cold lookup, new mimi process", cold_process, ms("cold-unbound.ms"))]
 print(f"resolver benchmark: demo tree + {n} numbers in 5.5.5.1.e164 ({mode} mode), "
       f"resolvers on CPU 0, load on CPU 1")
 print(f"{'':46} {'mimi':>16} {'unbound':>16} {'mimi/unbound':>13}")

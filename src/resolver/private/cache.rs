@@ -57,6 +57,10 @@ impl PrivateCache {
         self.lru.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+
     pub fn get(&self, owner: &Name) -> Option<PrivateAnswer> {
         let mut lru = self.lock();
         match lru.get(owner) {
