@@ -217,6 +217,15 @@ async fn a_cold_carrier_lookup_asks_ten_questions_each_dp_only_what_it_needs() {
                 q(&owner(CAROL).to_string(), ssi),
             ]
         );
+        // A flushed resolver walks from the roots again, as cold as a new one.
+        r.flush();
+        let res = look(&r, CAROL).await;
+        assert_found(&res, &k, CAROL);
+        assert_eq!(res.queries, COLD);
+        assert_eq!(root.take(), [q(E164, nsq)]);
+        for s in [e164, cc1, carrier] {
+            s.take();
+        }
         // The budget is the config's, and a smaller one shows more at once: with
         // MAX_MINIMISE_COUNT 6 the fifth question carries four labels, three of them
         // below the country DP's cut.
