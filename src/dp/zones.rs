@@ -196,7 +196,11 @@ pub fn with_pircfg(store: &ZoneStore, state: &ZonePirState) -> Result<ZoneStore,
 #[derive(Debug, Default, Clone)]
 pub struct ZoneSet {
     /// Shared keys: adding a zone copies the map, which then costs no allocation per zone.
-    zones: HashMap<Arc<[u8]>, Arc<ArcSwap<ServedZone>>>,
+    zones: HashMap<Arc<[u8]>, Arc<ArcSwap<ServedZone>>, foldhash::fast::RandomState>,
+    /// Bit `l` set: some origin is `l` bytes long in wire form (at most 255). A query name
+    /// is looked up only at the suffixes of those lengths: one hash probe per query for a
+    /// DP with one zone, not one per label.
+    origin_lengths: [u64; 4],
 }
 
 impl ZoneSet {
@@ -204,14 +208,27 @@ impl ZoneSet {
     pub fn find(&self, qname: &[u8]) -> Option<Arc<ServedZone>> {
         let mut rest = qname;
         loop {
-            if let Some(z) = self.zones.get(rest) {
-                return Some(z.load_full());
+            if self.has_origin_length(rest.len()) {
+                if let Some(z) = self.zones.get(rest) {
+                    return Some(z.load_full());
+                }
             }
             let len = *rest.first()? as usize;
             if len == 0 {
                 return None;
             }
             rest = rest.get(1 + len..)?;
+        }
+    }
+
+    fn has_origin_length(&self, len: usize) -> bool {
+        len < 256 && self.origin_lengths[len / 64] & (1 << (len % 64)) != 0
+    }
+
+    fn note_origin_lengths(&mut self) {
+        self.origin_lengths = [0; 4];
+        for len in self.zones.keys().map(|k| k.len()).filter(|&l| l < 256) {
+            self.origin_lengths[len / 64] |= 1 << (len % 64);
         }
     }
 
@@ -253,6 +270,7 @@ impl ZoneSet {
 
     pub fn remove(&mut self, origin: &Name) {
         self.zones.remove(origin.as_wire());
+        self.note_origin_lengths();
     }
 
     pub fn origins(&self) -> Vec<Name> {
@@ -264,10 +282,14 @@ impl ZoneSet {
 
     /// Adds a zone in a new slot (or replaces the slot of one with the same origin).
     pub fn insert(&mut self, zone: Arc<ServedZone>) {
+        let len = zone.store.origin().as_wire().len();
         self.zones.insert(
             zone.store.origin().as_wire().into(),
             Arc::new(ArcSwap::new(zone)),
         );
+        if len < 256 {
+            self.origin_lengths[len / 64] |= 1 << (len % 64);
+        }
     }
 }
 
@@ -350,5 +372,58 @@ pub fn release_freed_memory() {
     // SAFETY: malloc_trim only walks the allocator's own free lists; it has no preconditions.
     unsafe {
         libc::malloc_trim(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn zone(origin: &str) -> Arc<ServedZone> {
+        let text = format!("$ORIGIN {origin}\n$TTL 3600\n@ SOA ns1 host 1 2 3 4 300\n@ NS ns1\n");
+        let z = ZoneFile::from_str_named(&text, "t", None).unwrap();
+        let store = ZoneStore::build(z.origin.clone(), z.records).unwrap();
+        Arc::new(ServedZone::new(store, 0, None, Arc::default()))
+    }
+
+    fn found(set: &ZoneSet, qname: &str) -> Option<String> {
+        let n: Name = qname.parse().unwrap();
+        set.find(n.as_wire()).map(|z| z.store.origin().to_string())
+    }
+
+    #[test]
+    fn find_picks_the_most_specific_zone_and_follows_removals() {
+        let mut set = ZoneSet::default();
+        for o in ["mimi.arpa.", "e164.mimi.arpa.", "5.5.5.1.e164.mimi.arpa."] {
+            set.insert(zone(o));
+        }
+        let number = "2.2.2.2.1.1.1.5.5.5.1.e164.mimi.arpa.";
+        assert_eq!(
+            found(&set, number).as_deref(),
+            Some("5.5.5.1.e164.mimi.arpa.")
+        );
+        assert_eq!(
+            found(&set, "5.5.5.1.e164.mimi.arpa.").as_deref(),
+            Some("5.5.5.1.e164.mimi.arpa.")
+        );
+        assert_eq!(
+            found(&set, "4.5.5.1.e164.mimi.arpa.").as_deref(),
+            Some("e164.mimi.arpa.")
+        );
+        assert_eq!(
+            found(&set, "email.mimi.arpa.").as_deref(),
+            Some("mimi.arpa.")
+        );
+        // Same length as an origin, different name; and names outside every zone.
+        assert_eq!(
+            found(&set, "6.5.5.1.e164.mimi.arpa.").as_deref(),
+            Some("e164.mimi.arpa.")
+        );
+        assert_eq!(found(&set, "example.com."), None);
+        assert_eq!(found(&set, "."), None);
+        set.remove(&"5.5.5.1.e164.mimi.arpa.".parse().unwrap());
+        assert_eq!(found(&set, number).as_deref(), Some("e164.mimi.arpa."));
+        set.remove(&"mimi.arpa.".parse().unwrap());
+        assert_eq!(found(&set, "email.mimi.arpa."), None);
     }
 }
