@@ -15,6 +15,8 @@
 //!   records.
 //! - [`scheme`]: the index-PIR traits; [`mulpir`]: the first implementation (MulPIR on BFV,
 //!   crate `fhe`).
+//! - [`ntt`]: the project's own negacyclic NTT mod one prime below 2^30 (Harvey's lazy
+//!   butterflies, AVX2 and portable), for the RLWE schemes to come (Respire).
 //! - [`zone`]: a whole zone (shards, OPRF key, published [`PirConfig`]) for the DP, with
 //!   incremental updates within an epoch ([`ZonePirDb::update`]), and the client-side helpers
 //!   that turn a config plus `y` into PIR indexes and opened records.
@@ -23,6 +25,7 @@ pub mod carrier;
 pub mod db;
 pub mod keyword;
 pub mod mulpir;
+pub mod ntt;
 pub mod oprf;
 pub mod replica;
 pub mod scheme;
@@ -106,6 +109,8 @@ pub enum PirError {
     Fhe(String),
     #[error("the private-lookup database needs a full rebuild in a new epoch: {0}")]
     NeedsRebuild(RebuildReason),
+    #[error("NTT parameters rejected: {0}")]
+    Ntt(#[from] ntt::NttParamError),
     #[error("internal error while {0}")]
     Internal(String),
 }
