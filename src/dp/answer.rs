@@ -83,7 +83,7 @@ impl<'z> Outcome<'z> {
     /// The answer, authority and additional records, for the general path.
     pub(super) fn records(&self, zone: &ServedZone) -> [Vec<Record>; 3] {
         match self {
-            Outcome::Records(set) => set.answer.decode().unwrap_or_default(),
+            Outcome::Records(set) => set.answer.decoded().unwrap_or_default(),
             Outcome::NoData | Outcome::NxDomain => {
                 [Vec::new(), vec![zone.negative_soa.clone()], Vec::new()]
             }

@@ -173,9 +173,23 @@ impl Prebuilt {
         Ok(out)
     }
 
-    /// The answer section's records.
+    /// The answer section's records. These bytes are hickory's encoding of records it
+    /// read, walked record by record by `encode`, so a failure here is a bug: it is logged
+    /// as an error (and trips debug builds) rather than passing silently for an empty set.
     pub fn answers(&self) -> Vec<WireRecord> {
-        self.decode().map(|[a, _, _]| a).unwrap_or_default()
+        self.decoded().map(|[a, _, _]| a).unwrap_or_default()
+    }
+
+    /// `decode`, for bytes this type encoded itself: a failure is logged, never silent.
+    pub fn decoded(&self) -> Option<[Vec<WireRecord>; 3]> {
+        match self.decode() {
+            Ok(sections) => Some(sections),
+            Err(e) => {
+                tracing::error!("prebuilt answer does not decode (a bug): {e}");
+                debug_assert!(false, "prebuilt answer does not decode: {e}");
+                None
+            }
+        }
     }
 }
 
