@@ -3,10 +3,10 @@
 # Knot and NSD, each pinned to one core, driven by dnsperf pinned to the other.
 # Reports queries per second for UDP answers, UDP NXDOMAIN and TCP answers, the ratio to
 # Knot and to NSD, and resident memory after the load. Then the same per CPU-second the
-# server used (its CPU time from /proc, children included): on two cores one dnsperf
-# cannot send faster than about 150,000 queries per second, so where a server answers all
-# it gets without filling its core, the first table shows dnsperf's ceiling, and the
-# second what the server would answer per core.
+# server used (its CPU time from /proc, descendants included): on two cores one dnsperf
+# is often the limit (on a slow day here about 150,000 queries per second), so where a
+# server answers all it gets without filling its core, the first table shows dnsperf's
+# ceiling, and the second what the server would answer per core.
 # Usage: tools/bench/dp.sh [SECONDS] [SIZES...]   (default: 10 s, sizes 10000 1000000)
 # Needs knot, nsd, dnsperf (apt-get install knot nsd dnsperf).
 set -euo pipefail
