@@ -15,7 +15,7 @@
 //!   in coefficient and NTT form, with CRT, add/sub/neg, scalar and NTT products, the
 //!   automorphisms `x -> x^k` (index map with signs in coefficient form, a permutation in NTT
 //!   form), signed gadget decomposition, and the rounding of modulus switching and decryption.
-//! - `rlwe` (next): the paper's secret and error distributions (with a constant-time CDT discrete
+//! - [`rlwe`]: the paper's secret and error distributions (with a constant-time CDT discrete
 //!   Gaussian sampler), RLWE encryption with the `a` part expanded from a 32-byte ChaCha20 seed,
 //!   decryption to `Z_p`, homomorphic addition and plaintext products, automorphisms of
 //!   ciphertexts with gadget key switching, and noise measurement.
@@ -41,8 +41,13 @@
 //! The Gaussian "width" is the parameter `s` of `ρ_s(x) = exp(-π x² / s²)`, as in Spiral and the
 //! reference code (`src/math/discrete_gaussian.rs`, and `noise.rs`, which adds squared widths
 //! as sub-Gaussian parameters); the standard deviation is `s / √(2π)`: 3.95 for `s = 9.9`,
-//! 101.2 for `s = 253.6`. The sampler is in `rlwe`.
+//! 101.2 for `s = 253.6`. See [`rlwe::DiscreteGaussian`].
 
 pub mod ring;
+pub mod rlwe;
 
 pub use ring::{Gadget, NttPoly, Poly, Ring, RingElement};
+pub use rlwe::{
+    AutomorphismKey, Ciphertext, DiscreteGaussian, KeySwitchScratch, RlweParams,
+    SecretDistribution, SecretKey, SeededCiphertext,
+};
