@@ -20,12 +20,12 @@
 //!   decryption to `Z_p`, homomorphic addition and plaintext products, automorphisms of
 //!   ciphertexts with gadget key switching, and noise measurement.
 //!
-//! Still to come (Respire section 3 and Figure 2): query expansion by automorphisms
+//! Still to come (the rest of the paper's construction): query expansion by automorphisms
 //! (coefficient expansion), RLWE-to-GSW conversion, the GSW external product and folding over
 //! the second dimension, the first-dimension inner product over the NTT-form database, ring
 //! packing and vectorisation of responses, projection to the small ring, modulus switching and
 //! compression of the response, the client's query encoding and record decoding, and batching
-//! with probabilistic batch codes (Respire section 5).
+//! with probabilistic batch codes.
 //!
 //! Parameters (Respire Tables 3-5, confirmed against the reference implementation
 //! `AMACB/respire`, `src/pir/respire_harness.rs`; summarised in

@@ -19,9 +19,9 @@
 use super::super::ntt::NttPlan;
 use super::super::PirError;
 
-/// `d1`, the degree of Respire's large ring (Respire, Table 3).
+/// `d1`, the degree of Respire's large ring (Respire's parameter tables, Tables 3-5).
 pub const LARGE_DEGREE: usize = 2048;
-/// The two CRT primes of `q1` (Respire, Table 3; both are 1 mod 2·d1).
+/// The two CRT primes of `q1` (same tables; both are 1 mod 2·d1).
 pub const LARGE_MODULI: [u32; 2] = [268369921, 249561089];
 /// `d2`, the degree of Respire's small (response) ring.
 pub const SMALL_DEGREE: usize = 512;
@@ -251,8 +251,8 @@ impl NttPoly {
 }
 
 /// A gadget vector `g = (1, z, z^2, ..., z^(t-1))` for a ring, and the constants of its
-/// decomposition. Digits are signed, in `(-z/2, z/2]`, as Spiral (Menon and Wu, S&P 2022,
-/// section 2) and Respire's reference code use: a coefficient is first taken to its centred
+/// decomposition. Digits are signed, in `(-z/2, z/2]`, as in Spiral (Menon and Wu, S&P 2022)
+/// and Respire's reference code (`src/math/gadget.rs`): a coefficient is first taken to its centred
 /// representative `c` in `(-q/2, q/2]`, `|c|` is written in balanced base `z` (each step takes
 /// the remainder mod `z` and moves it into `(-z/2, z/2]`, carrying one into the next digit
 /// when it was above `z/2`), and the digits are negated when `c < 0`. Each digit polynomial
@@ -819,7 +819,7 @@ impl Ring {
     }
 
     /// `out[i] ← round(target · a_i / q) mod target`: the rounding of modulus switching from
-    /// `q` to `target` (Respire section 2, "modulus switching"; with `target = p` it is
+    /// `q` to `target` (as in Respire's modulus switching of the response; with `target = p` it is
     /// decryption's rounding of `Δ·m + e` to `m`). Constant time: a bit-serial division by `q`
     /// with a fixed number of steps. `2 <= target < 2^62`.
     pub fn round_to(&self, a: &Poly, target: u64, out: &mut [u64]) -> Result<(), PirError> {
@@ -1080,7 +1080,7 @@ mod tests {
         }
     }
 
-    /// Respire's gadgets (Table 3; pir-schemes.md section 4.1) and one for the small ring.
+    /// Respire's gadgets (Tables 3-5; pir-schemes.md section 4.1) and one for the small ring.
     #[test]
     fn gadget_decomposition_recomposes_exactly() {
         let mut rng = StdRng::seed_from_u64(14);

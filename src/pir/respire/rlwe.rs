@@ -2,13 +2,13 @@
 //! seeded `a` part, decryption to `Z_p`, homomorphic addition and plaintext products,
 //! automorphisms of ciphertexts with gadget key switching, and noise measurement.
 //!
-//! A ciphertext of `μ ∈ R_q` under the secret `s` is `(a, b)` with `b = a·s + e + μ`, so that
-//! the phase `b - a·s = μ + e` (Spiral, section 2, and Respire, section 2, with the secret
-//! vector `(-s, 1)`). A message `m` mod `p` is encoded as `μ = Δ·m`, `Δ = floor(q/p)`, and
+//! A ciphertext of `μ ∈ R_q` under the secret `s` is `(a, b)` with `b = a·s + e + μ`, so
+//! that the phase `b - a·s = μ + e` (the Regev encryption of Spiral's and Respire's
+//! preliminaries, with the secret vector `(-s, 1)`). A message `m` mod `p` is encoded as `μ = Δ·m`, `Δ = floor(q/p)`, and
 //! decrypted by rounding `p·(μ + e)/q` (Regev's encoding). Both parts are kept in NTT form,
 //! the form every server-side product uses.
 //!
-//! Key switching for `τ_k: x -> x^k` (Spiral, section 2, "automorphisms"; Respire, section 2):
+//! Key switching for `τ_k: x -> x^k` (the automorphism key switching of Spiral and Respire):
 //! `(τ(a), τ(b))` decrypts under `τ(s)`; with a key of rows
 //! `(α_j, β_j = α_j·s + ε_j - z^j·τ(s))` for the gadget `(1, z, ..., z^(t-1))`, and
 //! `g^-1(τ(a)) = (d_0, ..., d_(t-1))` the signed digits, the ciphertext
@@ -21,12 +21,14 @@ use zeroize::Zeroize;
 use super::super::PirError;
 use super::ring::{Gadget, NttPoly, Poly, Ring, RingElement};
 
-/// `s` of Respire's large-ring error distribution (Table 3; reference code
+/// `s` of Respire's large-ring error distribution (Respire Tables 3-5; reference code
 /// `ERROR_WIDTH_MILLIONTHS = 9_900_000`).
 pub const LARGE_ERROR_WIDTH: f64 = 9.9;
-/// The large ring's secret is uniform on `[-7, 7]` (Table 3; `SECRET_BOUND = 7`).
+/// The large ring's secret is uniform on `[-7, 7]` (Respire Tables 3-5; `SECRET_BOUND = 7`).
+/// The reference code draws `gen_range(-7..7)`, which excludes 7; the closed range is the
+/// stated distribution and is symmetric, so it is the one used here.
 pub const LARGE_SECRET_BOUND: u32 = 7;
-/// `s` of the small ring's secret and error (Table 3; `WIDTH_COMPRESS_MILLIONTHS`).
+/// `s` of the small ring's secret and error (Respire Tables 3-5; `WIDTH_COMPRESS_MILLIONTHS`).
 pub const SMALL_WIDTH: f64 = 253.6;
 
 /// The table reaches this many standard deviations: the mass beyond `12σ` is below
@@ -42,7 +44,7 @@ const MAX_WIDTH: f64 = 1.0e5;
 /// Sampled by inversion of a cumulative distribution table (CDT) of the magnitude with a
 /// separate sign bit, scanning the whole table for every sample so that the time does not
 /// depend on the output: the constant-time CDT sampler of Bos et al., "Frodo: Take off the
-/// ring!", ACM CCS 2016, section 5 (inversion sampling over a precomputed table, C. Peikert,
+/// ring!", ACM CCS 2016 (inversion sampling over a precomputed table, C. Peikert,
 /// "An efficient and parallel Gaussian sampler for lattices", CRYPTO 2010). Table entries are
 /// 63-bit fixed point, computed in `f64`, so each probability is within about `2^-53`
 /// relative error of the exact one.
