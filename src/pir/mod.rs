@@ -17,6 +17,9 @@
 //!   crate `fhe`).
 //! - [`ntt`]: the project's own negacyclic NTT mod one prime below 2^30 (Harvey's lazy
 //!   butterflies, AVX2 and portable), for the RLWE schemes to come (Respire).
+//! - [`respire`]: the first layer of Respire (Burton, Menon, Wu, CCS 2024) on that NTT: its
+//!   rings with CRT limbs, gadget decomposition, automorphisms, and RLWE encryption with key
+//!   switching. Query expansion, GSW folding and response compression are still to come.
 //! - [`zone`]: a whole zone (shards, OPRF key, published [`PirConfig`]) for the DP, with
 //!   incremental updates within an epoch ([`ZonePirDb::update`]), and the client-side helpers
 //!   that turn a config plus `y` into PIR indexes and opened records.
@@ -28,6 +31,7 @@ pub mod mulpir;
 pub mod ntt;
 pub mod oprf;
 pub mod replica;
+pub mod respire;
 pub mod scheme;
 pub mod zone;
 
