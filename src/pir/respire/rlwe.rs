@@ -287,6 +287,18 @@ impl RlweParams {
         Ok(SecretKey { coeffs, ntt })
     }
 
+    /// The secret with the given small coefficients, in this ring (for a key switched to a
+    /// secret of another ring or modulus: Respire's compression key targets the small ring's
+    /// secret embedded in the large ring). `d` coefficients, else [`PirError::Length`].
+    pub fn secret_from_coeffs(&self, coeffs: &[i64]) -> Result<SecretKey, PirError> {
+        let poly = self.ring.poly_from_i64(coeffs)?;
+        let ntt = self.ring.into_ntt(poly)?;
+        Ok(SecretKey {
+            coeffs: coeffs.to_vec(),
+            ntt,
+        })
+    }
+
     /// `out ← e` with coefficients from the error distribution, NTT form.
     fn sample_error<R: RngCore + CryptoRng>(
         &self,
