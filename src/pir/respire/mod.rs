@@ -44,6 +44,7 @@
 //! 101.2 for `s = 253.6`. See [`rlwe::DiscreteGaussian`].
 
 pub mod keyswitch;
+pub mod project;
 pub mod ring;
 pub mod rlwe;
 
