@@ -47,6 +47,7 @@ pub mod keyswitch;
 pub mod project;
 pub mod ring;
 pub mod rlwe;
+pub mod vectorise;
 
 pub use ring::{Gadget, NttPoly, Poly, Ring, RingElement};
 pub use rlwe::{
