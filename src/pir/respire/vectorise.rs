@@ -14,10 +14,11 @@
 //! slot (the batch parameter sets, `n_vec = 8`) are not implemented here.
 
 use rand::{CryptoRng, RngCore};
+use zeroize::Zeroize;
 
 use super::super::PirError;
 use super::keyswitch::{SwitchScratch, SwitchingKey};
-use super::ring::{Gadget, NttPoly, Poly, Ring};
+use super::ring::{Gadget, NttPoly, Poly, Ring, RingElement};
 use super::rlwe::{
     Ciphertext, DiscreteGaussian, RlweParams, SecretDistribution, SecretKey, LARGE_ERROR_WIDTH,
 };
@@ -60,10 +61,10 @@ impl VectoriseKey {
         gadget: &Gadget,
         rng: &mut R,
     ) -> Result<VectoriseKey, PirError> {
-        let from = vector.ring().poly_from_i64(s.coeffs())?;
-        Ok(VectoriseKey {
-            key: SwitchingKey::generate(vector, s_vec, &from, gadget, rng)?,
-        })
+        let mut from = vector.ring().poly_from_i64(s.coeffs())?;
+        let key = SwitchingKey::generate(vector, s_vec, &from, gadget, rng);
+        from.words_mut().zeroize();
+        Ok(VectoriseKey { key: key? })
     }
 
     /// Buffers for [`vectorise`] in the large ring.
