@@ -45,6 +45,7 @@
 
 pub mod keyswitch;
 pub mod project;
+pub mod record;
 pub mod ring;
 pub mod rlwe;
 pub mod vectorise;
