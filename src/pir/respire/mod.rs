@@ -43,6 +43,7 @@
 //! as sub-Gaussian parameters); the standard deviation is `s / √(2π)`: 3.95 for `s = 9.9`,
 //! 101.2 for `s = 253.6`. See [`rlwe::DiscreteGaussian`].
 
+pub mod compress;
 pub mod keyswitch;
 pub mod project;
 pub mod record;
