@@ -10,7 +10,7 @@
 //! subring, switched to a ring of degree 512 with a small modulus, and rounded to 2 KiB, and
 //! the query is embedded in subring coefficients so it is smaller than one large-ring element.
 //!
-//! This module is the first layer only, tested on its own:
+//! The first layer, tested on its own:
 //! - [`ring`]: `Z_q[x]/(x^d + 1)` for Respire's two rings (two CRT limbs for `q1`, one for `q2`),
 //!   in coefficient and NTT form, with CRT, add/sub/neg, scalar and NTT products, the
 //!   automorphisms `x -> x^k` (index map with signs in coefficient form, a permutation in NTT
@@ -19,13 +19,23 @@
 //!   Gaussian sampler), RLWE encryption with the `a` part expanded from a 32-byte ChaCha20 seed,
 //!   decryption to `Z_p`, homomorphic addition and plaintext products, automorphisms of
 //!   ciphertexts with gadget key switching, and noise measurement.
+//! - [`keyswitch`]: gadget key switching between two secrets of one ring.
+//!
+//! The response side of the single-query scheme ([`response`] puts it together):
+//! - [`project`]: projection of the answer onto the subring of degree `d2 = 512`;
+//! - [`vectorise`]: the scalar-to-vector key switch, for one slot (`n_vec = 1`);
+//! - [`compress`]: modulus switching (mask to `q2`, body to `q3`), key switching to the small
+//!   secret and the switch to `R_{512}`, and the client's phase;
+//! - [`record`]: records as plaintexts and their interleaved packing;
+//! - [`response`]: the parameters, the client's keys and their sizes, the server's pipeline,
+//!   the 2048-byte encoding, and the client's decoding to the record.
 //!
 //! Still to come (the rest of the paper's construction): query expansion by automorphisms
 //! (coefficient expansion), RLWE-to-GSW conversion, the GSW external product and folding over
-//! the second dimension, the first-dimension inner product over the NTT-form database, ring
-//! packing and vectorisation of responses, projection to the small ring, modulus switching and
-//! compression of the response, the client's query encoding and record decoding, and batching
-//! with probabilistic batch codes.
+//! the second dimension, the rotate-select of the record within a plaintext, the
+//! first-dimension inner product over the NTT-form database, the client's query encoding, and
+//! batching with probabilistic batch codes (with vectors of `n_vec > 1` slots and ring packing
+//! of several records per response).
 //!
 //! Parameters (Respire Tables 3-5, confirmed against the reference implementation
 //! `AMACB/respire`, `src/pir/respire_harness.rs`; summarised in
@@ -47,6 +57,7 @@ pub mod compress;
 pub mod keyswitch;
 pub mod project;
 pub mod record;
+pub mod response;
 pub mod ring;
 pub mod rlwe;
 pub mod vectorise;
