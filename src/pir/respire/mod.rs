@@ -62,8 +62,16 @@ pub mod ring;
 pub mod rlwe;
 pub mod vectorise;
 
+pub use compress::{CompressedResponse, CompressionKey};
+pub use keyswitch::SwitchingKey;
+pub use project::ProjectionKeys;
+pub use response::{
+    decode_record, decode_response, encode_response, KeySizes, Responder, ResponseKeys,
+    ResponseParams, ResponseSecrets,
+};
 pub use ring::{Gadget, NttPoly, Poly, Ring, RingElement};
 pub use rlwe::{
     AutomorphismKey, Ciphertext, DiscreteGaussian, KeySwitchScratch, RlweParams,
     SecretDistribution, SecretKey, SeededCiphertext,
 };
+pub use vectorise::VectoriseKey;
