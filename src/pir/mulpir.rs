@@ -678,7 +678,7 @@ fn parse_key_bytes(key: &[u8]) -> Result<MulPirKey, PirError> {
 }
 
 /// The server: the database in the NTT domain, one `u32` per coefficient, in groups of
-/// [`GROUP`] plaintexts (plaintext `p = i * d2 + j` in group `p / GROUP`), each group
+/// `GROUP` plaintexts (plaintext `p = i * d2 + j` in group `p / GROUP`), each group
 /// block-major (`[limb][coefficient block][plaintext in group][coefficient in block]`) so that
 /// the inner-product kernel streams each block of each group sequentially.
 ///
