@@ -31,6 +31,8 @@ use crate::name::Name;
 /// All records of one type at one owner, with one TTL (RFC 2181 section 5.2).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RRset {
+    /// Type and TTL are also inside `answer`; kept here so the write path (TTL checks of
+    /// RFC 2181 section 5.2, re-encoding) reads them without decoding the records.
     pub rtype: u16,
     pub ttl: u32,
     /// The response sections for a query of this owner and type: the records, and for NS
