@@ -373,7 +373,7 @@ async fn read_checked(
     config: &DpConfig,
     zc: &config::ZoneConfig,
     trust: &Arc<TrustStore>,
-) -> Result<Result<zones::CheckedZone, String>, DpError> {
+) -> Result<Result<zones::CheckedZone, zones::ZoneLoadError>, DpError> {
     let (zc, trust, apex) = (zc.clone(), trust.clone(), config.apex.clone());
     let invalid = config.serve_invalid_records;
     tokio::task::spawn_blocking(move || zones::read_zone(&zc, &trust, &apex, now(), invalid))
@@ -451,7 +451,7 @@ async fn reload(
             Ok(c) => c,
             Err(e) => {
                 warn!(zone = %zc.origin, "reload failed, still serving the current version: {e}");
-                failures.push(e);
+                failures.push(e.to_string());
                 continue;
             }
         };

@@ -110,7 +110,11 @@ impl ZoneDir {
             }
             let checked = match super::read_checked(config, &zc, &trust).await {
                 Ok(Ok(c)) => c,
-                Ok(Err(e)) | Err(super::DpError::Zone(e)) => {
+                Ok(Err(e)) => {
+                    self.fail(&zc, stamp, e.to_string(), &mut failures);
+                    continue;
+                }
+                Err(super::DpError::Zone(e)) => {
                     self.fail(&zc, stamp, e, &mut failures);
                     continue;
                 }

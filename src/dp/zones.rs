@@ -301,6 +301,25 @@ pub struct CheckedZone {
     pub releases: Releases,
 }
 
+/// Why a zone file cannot be served at all (problems of single records only refuse
+/// those records).
+#[derive(Debug, thiserror::Error)]
+pub enum ZoneLoadError {
+    #[error(transparent)]
+    File(#[from] crate::zone::ZoneError),
+    #[error("{file}: the file's origin is {found} but the config says {configured}")]
+    OriginMismatch {
+        file: String,
+        found: Name,
+        configured: Name,
+    },
+    /// Zone-level check errors (no SOA, ...), each `file:line: message`.
+    #[error("{}", .0.join("; "))]
+    Check(Vec<String>),
+    #[error(transparent)]
+    Releases(#[from] release::ReleaseError),
+}
+
 /// Reads and checks one zone file. Records with errors (bad signature, expired,
 /// untrusted provider, ...) are refused and logged with their line; the rest is kept.
 /// A zone-level problem (unreadable, no SOA, wrong origin) fails the whole zone.
@@ -310,14 +329,15 @@ pub fn read_zone(
     apex: &Name,
     now: u64,
     serve_invalid: bool,
-) -> Result<CheckedZone, String> {
+) -> Result<CheckedZone, ZoneLoadError> {
     let file = zc.file.display().to_string();
-    let zone = ZoneFile::load(&zc.file).map_err(|e| e.to_string())?;
+    let zone = ZoneFile::load(&zc.file)?;
     if zone.origin != zc.origin {
-        return Err(format!(
-            "{file}: the file's origin is {} but the config says {}",
-            zone.origin, zc.origin
-        ));
+        return Err(ZoneLoadError::OriginMismatch {
+            file,
+            found: zone.origin,
+            configured: zc.origin.clone(),
+        });
     }
     let report = check(&zone, trust, apex, now);
     let mut fatal = Vec::new();
@@ -334,9 +354,9 @@ pub fn read_zone(
         }
     }
     if !fatal.is_empty() {
-        return Err(fatal.join("; "));
+        return Err(ZoneLoadError::Check(fatal));
     }
-    let releases = Releases::load(&release::path_for(&zc.file)).map_err(|e| e.to_string())?;
+    let releases = Releases::load(&release::path_for(&zc.file))?;
     let mut rejected = if serve_invalid {
         Default::default()
     } else {
