@@ -43,9 +43,11 @@
 //! as sub-Gaussian parameters); the standard deviation is `s / √(2π)`: 3.95 for `s = 9.9`,
 //! 101.2 for `s = 253.6`. See [`rlwe::DiscreteGaussian`].
 
+pub mod gsw;
 pub mod ring;
 pub mod rlwe;
 
+pub use gsw::{GswCiphertext, GswScratch, GSW_GADGET};
 pub use ring::{Gadget, NttPoly, Poly, Ring, RingElement};
 pub use rlwe::{
     AutomorphismKey, Ciphertext, DiscreteGaussian, KeySwitchScratch, RlweParams,
