@@ -43,11 +43,14 @@
 //! as sub-Gaussian parameters); the standard deviation is `s / √(2π)`: 3.95 for `s = 9.9`,
 //! 101.2 for `s = 253.6`. See [`rlwe::DiscreteGaussian`].
 
+pub mod database;
 pub mod expand;
+pub mod fold;
 pub mod gsw;
 pub mod ring;
 pub mod rlwe;
 
+pub use database::{Database, FirstDimensionScratch};
 pub use expand::{
     packed_position, ExpansionKeys, ExpansionScratch, CONVERSION_GADGET, GSW_EXPANSION_GADGET,
     RLWE_EXPANSION_GADGET,
