@@ -47,6 +47,7 @@ pub mod database;
 pub mod expand;
 pub mod fold;
 pub mod gsw;
+pub mod query;
 pub mod ring;
 pub mod rlwe;
 
@@ -56,6 +57,9 @@ pub use expand::{
     RLWE_EXPANSION_GADGET,
 };
 pub use gsw::{GswCiphertext, GswScratch, GSW_GADGET};
+pub use query::{
+    ExpandedQuery, PackedCiphertext, PublicKeys, Query, QueryParams, PLAINTEXT_MODULUS,
+};
 pub use ring::{Gadget, NttPoly, Poly, Ring, RingElement};
 pub use rlwe::{
     AutomorphismKey, Ciphertext, DiscreteGaussian, KeySwitchScratch, RlweParams,
