@@ -10,7 +10,7 @@
 //! subring, switched to a ring of degree 512 with a small modulus, and rounded to 2 KiB, and
 //! the query is embedded in subring coefficients so it is smaller than one large-ring element.
 //!
-//! This module is the first layer only, tested on its own:
+//! The first layer, tested on its own:
 //! - [`ring`]: `Z_q[x]/(x^d + 1)` for Respire's two rings (two CRT limbs for `q1`, one for `q2`),
 //!   in coefficient and NTT form, with CRT, add/sub/neg, scalar and NTT products, the
 //!   automorphisms `x -> x^k` (index map with signs in coefficient form, a permutation in NTT
@@ -20,12 +20,21 @@
 //!   decryption to `Z_p`, homomorphic addition and plaintext products, automorphisms of
 //!   ciphertexts with gadget key switching, and noise measurement.
 //!
-//! Still to come (the rest of the paper's construction): query expansion by automorphisms
-//! (coefficient expansion), RLWE-to-GSW conversion, the GSW external product and folding over
-//! the second dimension, the first-dimension inner product over the NTT-form database, ring
-//! packing and vectorisation of responses, projection to the small ring, modulus switching and
-//! compression of the response, the client's query encoding and record decoding, and batching
-//! with probabilistic batch codes.
+//! The query side of the single-query scheme, up to one large-ring RLWE ciphertext of the
+//! selected plaintext:
+//! - [`gsw`]: GSW ciphertexts (gadget `(127, 8)`), the external product GSW ⊡ RLWE and the
+//!   homomorphic select.
+//! - [`expand`]: coefficient expansion by the automorphisms `x -> x^(d/2^i + 1)` (bit-reversed
+//!   packing, truncated as the reference code does) and the RLWE-to-GSW conversion.
+//! - [`database`]: the `2^ν1 × 2^ν2` database of NTT-form plaintexts and the first dimension on
+//!   unreduced accumulators; [`fold`]: folding the `2^ν2` columns with the GSW bits.
+//! - [`query`]: keys, the client's packed seeded query, the server's expansion and answer, and
+//!   decryption of the large-ring answer mod 16, tested end to end.
+//!
+//! Still to come: the rotation that picks one of the four records in a plaintext
+//! (Respire's `ν3`), projection to the small ring, vectorisation, modulus switching and
+//! compression of the response, record encoding and decoding, byte encodings of keys and
+//! queries, and batching with probabilistic batch codes.
 //!
 //! Parameters (Respire Tables 3-5, confirmed against the reference implementation
 //! `AMACB/respire`, `src/pir/respire_harness.rs`; summarised in
