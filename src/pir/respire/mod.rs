@@ -27,12 +27,13 @@
 //! - [`expand`]: coefficient expansion by the automorphisms `x -> x^(d/2^i + 1)` (bit-reversed
 //!   packing, truncated as the reference code does) and the RLWE-to-GSW conversion.
 //! - [`database`]: the `2^ν1 × 2^ν2` database of NTT-form plaintexts and the first dimension on
-//!   unreduced accumulators; [`fold`]: folding the `2^ν2` columns with the GSW bits.
+//!   unreduced accumulators; [`fold`]: folding the `2^ν2` columns with the GSW bits;
+//!   [`rotate`]: the rotation by `x^(-r)` that brings record `r` of the `2^ν3` in a plaintext
+//!   to the coefficients the projection keeps.
 //! - [`query`]: keys, the client's packed seeded query, the server's expansion and answer, and
 //!   decryption of the large-ring answer mod 16, tested end to end.
 //!
-//! Still to come: the rotation that picks one of the four records in a plaintext
-//! (Respire's `ν3`), projection to the small ring, vectorisation, modulus switching and
+//! Still to come: projection to the small ring, vectorisation, modulus switching and
 //! compression of the response, record encoding and decoding, byte encodings of keys and
 //! queries, and batching with probabilistic batch codes.
 //!
@@ -59,6 +60,7 @@ pub mod gsw;
 pub mod query;
 pub mod ring;
 pub mod rlwe;
+pub mod rotate;
 
 pub use database::{Database, FirstDimensionScratch};
 pub use expand::{
@@ -74,3 +76,4 @@ pub use rlwe::{
     AutomorphismKey, Ciphertext, DiscreteGaussian, KeySwitchScratch, RlweParams,
     SecretDistribution, SecretKey, SeededCiphertext,
 };
+pub use rotate::RotationScratch;

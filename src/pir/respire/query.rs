@@ -6,13 +6,16 @@
 //! - The client draws a secret key and the public keys the server needs: the automorphism
 //!   keys of the two coefficient expansions (gadgets `(16088, 4)` and `(7, 20)`) and the
 //!   RLWE-to-GSW conversion key (`(16088, 4)`).
-//! - A query for plaintext `index = row·2^ν2 + col` is two seeded RLWE ciphertexts in which
-//!   only the packed coefficients of `b` are sent ([`PackedCiphertext`], as the reference
-//!   code's `query_one` sends them): the first carries `Δ·[i = row]` for the `2^ν1` rows, the
-//!   second `bit_k·z^j` (`z = 127`, `j < 8`) for the `ν2` bits of `col`, most significant
-//!   first.
-//! - The server expands the first into `2^ν1` RLWE ciphertexts and the second into `8·ν2`,
-//!   converts those to `ν2` GSW ciphertexts, multiplies the first dimension in and folds.
+//! - A query for record `index = (row·2^ν2 + col)·2^ν3 + r` (plaintext `index >> ν3`, record
+//!   `r` of the `2^ν3` interleaved in it; `ν3 = 0` selects whole plaintexts) is two seeded
+//!   RLWE ciphertexts in which only the packed coefficients of `b` are sent
+//!   ([`PackedCiphertext`], as the reference code's `query_one` sends them): the first
+//!   carries `Δ·[i = row]` for the `2^ν1` rows, the second `bit_k·z^j` (`z = 127`, `j < 8`)
+//!   for the `ν2 + ν3` bits of `col·2^ν3 + r`, most significant first.
+//! - The server expands the first into `2^ν1` RLWE ciphertexts and the second into
+//!   `8·(ν2 + ν3)`, converts those to `ν2 + ν3` GSW ciphertexts, multiplies the first
+//!   dimension in, folds with the first `ν2` and rotates with the last `ν3`
+//!   ([`super::rotate`]).
 //!
 //! Dropping the other coefficients of `b` changes the phase only at positions the expansion
 //! never extracts (see [`super::expand`]).
@@ -38,6 +41,7 @@ pub struct QueryParams {
     rlwe: RlweParams,
     nu1: usize,
     nu2: usize,
+    nu3: usize,
     gsw: Gadget,
     rlwe_expansion: Gadget,
     gsw_expansion: Gadget,
@@ -74,6 +78,8 @@ pub struct ExpandedQuery {
     pub rlwes: Vec<Ciphertext>,
     /// `ν2` GSW ciphertexts of the column's bits, most significant first.
     pub gsws: Vec<GswCiphertext>,
+    /// `ν3` GSW ciphertexts of the record's bits within the plaintext, most significant first.
+    pub rotations: Vec<GswCiphertext>,
 }
 
 /// `1` if `a == b`, else `0`, without a branch on either.
@@ -83,9 +89,20 @@ fn equal_mask(a: usize, b: usize) -> u64 {
 }
 
 impl QueryParams {
-    /// Respire's large ring and gadgets (Tables 3-5) for `2^ν1 × 2^ν2` plaintexts:
-    /// `2^ν1 <= d` rows and `8·ν2 <= d` GSW rows to expand, `ν1, ν2 >= 1`, `ν1 + ν2 <= 30`.
+    /// Respire's large ring and gadgets (Tables 3-5) for `2^ν1 × 2^ν2` plaintexts, answering
+    /// with the whole selected plaintext (no rotation).
     pub fn respire(nu1: usize, nu2: usize) -> Result<QueryParams, PirError> {
+        QueryParams::respire_with_rotation(nu1, nu2, 0)
+    }
+
+    /// The same with `2^ν3` records per plaintext, the selected one rotated to the multiples
+    /// of `2^ν3` (Respire's single-query set: `ν1 = ν2 = 9`, `ν3 = 2`). Needs `2^ν1 <= d`
+    /// rows and `8·(ν2 + ν3) <= d` GSW rows to expand, `ν1, ν2 >= 1`, `ν1 + ν2 + ν3 <= 30`.
+    pub fn respire_with_rotation(
+        nu1: usize,
+        nu2: usize,
+        nu3: usize,
+    ) -> Result<QueryParams, PirError> {
         let rlwe = RlweParams::respire_large()?;
         let ring = rlwe.ring();
         let d = ring.degree();
@@ -95,11 +112,12 @@ impl QueryParams {
             && nu2 >= 1
             && nu1 <= 30
             && nu2 <= 30 - nu1
+            && nu3 <= 30 - nu1 - nu2
             && (1usize << nu1) <= d
-            && nu2 * gsw.digits() <= d;
+            && (nu2 + nu3) * gsw.digits() <= d;
         if !fits {
             return Err(PirError::Param(format!(
-                "database shape 2^{nu1} x 2^{nu2} for a ring of degree {d}"
+                "database shape 2^{nu1} x 2^{nu2} x 2^{nu3} for a ring of degree {d}"
             )));
         }
         Ok(QueryParams {
@@ -110,6 +128,7 @@ impl QueryParams {
             rlwe,
             nu1,
             nu2,
+            nu3,
         })
     }
 
@@ -125,6 +144,11 @@ impl QueryParams {
         self.nu2
     }
 
+    /// `ν3`: `2^ν3` records per plaintext (0: the answer is the whole plaintext).
+    pub fn nu3(&self) -> usize {
+        self.nu3
+    }
+
     /// The GSW gadget of the folding ciphertexts.
     pub fn gsw_gadget(&self) -> &Gadget {
         &self.gsw
@@ -135,7 +159,7 @@ impl QueryParams {
     }
 
     fn gsw_rows(&self) -> usize {
-        self.nu2 * self.gsw.digits()
+        (self.nu2 + self.nu3) * self.gsw.digits()
     }
 
     /// A secret key and the public keys that go with it.
@@ -181,31 +205,33 @@ impl QueryParams {
         })
     }
 
-    /// The query for plaintext `index` (`< 2^(ν1+ν2)`): row `index >> ν2`, column
-    /// `index mod 2^ν2`. The values depend on the index through masks only.
+    /// The query for record `index` (`< 2^(ν1+ν2+ν3)`): row `index >> (ν2 + ν3)`, then the
+    /// `ν2` column bits and the `ν3` record bits. The values depend on the index through masks
+    /// only.
     pub fn query<R: RngCore + CryptoRng>(
         &self,
         sk: &SecretKey,
         index: usize,
         rng: &mut R,
     ) -> Result<Query, PirError> {
-        if index >> (self.nu1 + self.nu2) != 0 {
+        let low_bits = self.nu2 + self.nu3;
+        if index >> (self.nu1 + low_bits) != 0 {
             return Err(PirError::Param(format!(
-                "index {index} outside a database of 2^{} plaintexts",
-                self.nu1 + self.nu2
+                "index {index} outside a database of 2^{} records",
+                self.nu1 + low_bits
             )));
         }
         let ring = self.rlwe.ring();
         let q = ring.modulus();
         let delta = q / PLAINTEXT_MODULUS;
-        let (row, col) = (index >> self.nu2, index & ((1 << self.nu2) - 1));
+        let (row, low) = (index >> low_bits, index & ((1 << low_bits) - 1));
         let mut row_values: Vec<u64> = (0..self.rows())
             .map(|i| delta * equal_mask(i, row))
             .collect();
         let t = self.gsw.digits();
         let mut column_values = vec![0u64; self.gsw_rows()];
         for (k, chunk) in column_values.chunks_exact_mut(t).enumerate() {
-            let bit = ((col >> (self.nu2 - 1 - k)) & 1) as u64;
+            let bit = ((low >> (low_bits - 1 - k)) & 1) as u64;
             for (j, v) in chunk.iter_mut().enumerate() {
                 *v = bit * self.gsw.power(j);
             }
@@ -264,17 +290,23 @@ impl QueryParams {
         let gsw_rows =
             rlwe.expand_coefficients(&columns, self.gsw_rows(), &keys.gsw_expansion, &mut scratch)?;
         let mut conversion_scratch = rlwe.gsw_scratch(&self.conversion);
-        let gsws = gsw_rows
+        let mut gsws = gsw_rows
             .chunks_exact(self.gsw.digits())
             .map(|chunk| {
                 rlwe.rlwe_to_gsw(&keys.conversion, chunk, &self.gsw, &mut conversion_scratch)
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(ExpandedQuery { rlwes, gsws })
+        let rotations = gsws.split_off(self.nu2);
+        Ok(ExpandedQuery {
+            rlwes,
+            gsws,
+            rotations,
+        })
     }
 
-    /// Server: the first dimension and the folding over an expanded query: one RLWE
-    /// ciphertext of the selected plaintext (scaled by `Δ = floor(q/16)`).
+    /// Server: the first dimension, the folding and the rotation over an expanded query: one
+    /// RLWE ciphertext of the selected plaintext (scaled by `Δ = floor(q/16)`), multiplied by
+    /// `x^(-r)` for record `r` when `ν3 > 0`.
     pub fn answer_expanded(
         &self,
         db: &Database,
@@ -298,12 +330,20 @@ impl QueryParams {
         let mut columns = vec![zero; db.columns()];
         let mut scratch = rlwe.first_dimension_scratch();
         rlwe.first_dimension(db, &expanded.rlwes, &mut scratch, &mut columns)?;
-        let mut scratch = rlwe.gsw_scratch(&self.gsw);
-        rlwe.fold(&mut columns, &expanded.gsws, &mut scratch)?;
+        let mut gsw_scratch = rlwe.gsw_scratch(&self.gsw);
+        rlwe.fold(&mut columns, &expanded.gsws, &mut gsw_scratch)?;
         columns.truncate(1);
-        columns
+        let mut answer = columns
             .pop()
-            .ok_or_else(|| PirError::Param("empty fold".into()))
+            .ok_or_else(|| PirError::Param("empty fold".into()))?;
+        let mut scratch = rlwe.rotation_scratch(self.nu3)?;
+        rlwe.rotate(
+            &mut answer,
+            &expanded.rotations,
+            &mut scratch,
+            &mut gsw_scratch,
+        )?;
+        Ok(answer)
     }
 
     /// Server: the whole query side, from the query to the large-ring answer.
@@ -317,7 +357,8 @@ impl QueryParams {
         self.answer_expanded(db, &expanded)
     }
 
-    /// Client: the plaintext (`d` residues mod 16) in a large-ring answer.
+    /// Client: the plaintext (`d` residues mod 16) in a large-ring answer (with `ν3 > 0`, the
+    /// selected record is at the coefficients `2^ν3·c`).
     pub fn decrypt(&self, sk: &SecretKey, answer: &Ciphertext) -> Result<Vec<u32>, PirError> {
         let mut out = vec![0u32; self.rlwe.ring().degree()];
         self.rlwe.decrypt(sk, answer, PLAINTEXT_MODULUS, &mut out)?;
@@ -395,17 +436,59 @@ mod tests {
         }
     }
 
-    /// The real shape's query expansion (`ν1 = ν2 = 9`: 512 RLWE and 9 GSW ciphertexts),
-    /// timed, and each expanded ciphertext checked.
+    /// With `ν3 = 2` (four records per plaintext, as Respire's single-query set): the
+    /// selected record lands on the multiples of 4.
+    #[test]
+    fn end_to_end_with_rotation_selects_the_record() {
+        let mut rng = ChaCha20Rng::seed_from_u64(83);
+        let (nu1, nu2, nu3) = (3, 2, 2);
+        let params = QueryParams::respire_with_rotation(nu1, nu2, nu3).expect("params");
+        let rlwe = params.rlwe();
+        let d = rlwe.ring().degree();
+        let (plaintexts, db) = random_db(&params, &mut rng);
+        let (sk, keys) = params.keygen(&mut rng).expect("keygen");
+        for _ in 0..3 {
+            let index = (rng.next_u64() % (plaintexts.len() << nu3) as u64) as usize;
+            let query = params.query(&sk, index, &mut rng).expect("query");
+            let answer = params.answer(&keys, &db, &query).expect("answer");
+            let plain = params.decrypt(&sk, &answer).expect("decrypt");
+            let (plaintext, r) = (&plaintexts[index >> nu3], index & ((1 << nu3) - 1));
+            for c in 0..d >> nu3 {
+                assert_eq!(plain[c << nu3], plaintext[(c << nu3) + r], "index {index}");
+            }
+            // The rotated plaintext's noise: against Δ·x^(-r)·plaintext exactly.
+            let mut rotated = vec![0i64; d];
+            let delta = (rlwe.ring().modulus() / PLAINTEXT_MODULUS) as i64;
+            for (i, &m) in plaintext.iter().enumerate() {
+                if i >= r {
+                    rotated[i - r] = delta * i64::from(m);
+                } else {
+                    rotated[d + i - r] = -delta * i64::from(m);
+                }
+            }
+            let mu = rlwe.ring().poly_from_i64(&rotated).expect("poly");
+            let noise = rlwe.noise(&sk, &answer, &mu).expect("noise");
+            let margin = rlwe.margin_bits(noise, PLAINTEXT_MODULUS);
+            println!(
+                "Respire query side 2^{nu1} x 2^{nu2} x 2^{nu3}, record {index}: answer max |e| \
+                 = 2^{:.1}, margin {margin:.1} bits",
+                (noise as f64).log2()
+            );
+            assert!(margin > 8.0, "margin {margin}");
+        }
+    }
+
+    /// The real shape's query expansion (`ν1 = ν2 = 9`, `ν3 = 2`: 512 RLWE and 11 GSW
+    /// ciphertexts), timed, and each expanded ciphertext checked.
     #[test]
     fn full_size_query_expands() {
         let mut rng = ChaCha20Rng::seed_from_u64(81);
-        let params = QueryParams::respire(9, 9).expect("params");
+        let params = QueryParams::respire_with_rotation(9, 9, 2).expect("params");
         let rlwe = params.rlwe();
         let ring = rlwe.ring();
         let d = ring.degree();
         let (sk, keys) = params.keygen(&mut rng).expect("keygen");
-        let index = 0b101_100_111_010_011_001;
+        let index = 0b1011_0011_1010_0110_0110;
         let query = params.query(&sk, index, &mut rng).expect("query");
         // Query size: two seeds and the packed coefficients (below 2^56: 7 bytes each).
         println!(
@@ -420,7 +503,8 @@ mod tests {
         println!("full-size query expansion: {:?}", start.elapsed());
         assert_eq!(expanded.rlwes.len(), 512);
         assert_eq!(expanded.gsws.len(), 9);
-        let row = index >> 9;
+        assert_eq!(expanded.rotations.len(), 2);
+        let row = index >> 11;
         let mut plain = vec![0u32; d];
         for (i, ct) in expanded.rlwes.iter().enumerate() {
             rlwe.decrypt(&sk, ct, PLAINTEXT_MODULUS, &mut plain)
@@ -438,8 +522,8 @@ mod tests {
             .encrypt(&sk, &m1, PLAINTEXT_MODULUS, &mut rng)
             .expect("encrypt");
         let mut scratch = rlwe.gsw_scratch(params.gsw_gadget());
-        for (k, gsw) in expanded.gsws.iter().enumerate() {
-            let bit = (index >> (8 - k)) & 1;
+        for (k, gsw) in expanded.gsws.iter().chain(&expanded.rotations).enumerate() {
+            let bit = (index >> (10 - k)) & 1;
             let mut selected = c0.clone();
             rlwe.select(gsw, &mut selected, &c1, &mut scratch)
                 .expect("select");
@@ -461,6 +545,8 @@ mod tests {
         assert!(QueryParams::respire(2, 257).is_err());
         assert!(QueryParams::respire(9, 22).is_err());
         assert!(QueryParams::respire(2, usize::MAX).is_err());
+        assert!(QueryParams::respire_with_rotation(2, 2, 29).is_err());
+        assert!(QueryParams::respire_with_rotation(2, 2, usize::MAX).is_err());
         let params = QueryParams::respire(2, 2).expect("params");
         let (sk, keys) = params.keygen(&mut rng).expect("keygen");
         assert!(params.query(&sk, 16, &mut rng).is_err());
