@@ -2,7 +2,7 @@
 //!
 //! The database is a `2^ν1 × 2^ν2` matrix of plaintexts of the large ring (coefficients mod
 //! the plaintext modulus `p`, lifted to `[0, p)` as the reference code's `include_into` does),
-//! stored once in NTT form (Spiral section 4, Respire section 4: `ν1 = ν2 = 9` for 2^20
+//! stored once in NTT form (as in Spiral; Respire's single-query set has `ν1 = ν2 = 9` for 2^20
 //! records of 256 bytes, four records per plaintext). Plaintext `index` sits at row
 //! `index / 2^ν2`, column `index mod 2^ν2`, as in the reference code's `query_one`.
 //!

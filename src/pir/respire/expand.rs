@@ -1,8 +1,8 @@
 //! Query expansion: one RLWE ciphertext whose coefficients carry many values becomes one RLWE
-//! ciphertext per value (Spiral's coefficient expansion, Menon and Wu, S&P 2022, section 3.1,
-//! after Angel et al.'s SealPIR and Chen et al.'s "Onion Ring ORAM"; Respire, Burton, Menon,
+//! ciphertext per value (Spiral's coefficient expansion, Menon and Wu, S&P 2022, which refines
+//! SealPIR's query expansion by automorphisms, Angel et al., S&P 2018; Respire, Burton, Menon,
 //! Wu, CCS 2024, uses it for both halves of its query), and the RLWE-to-GSW conversion that
-//! turns `t` expanded ciphertexts of `μ·z^k` into one GSW ciphertext of `μ` (Spiral section 3.3;
+//! turns `t` expanded ciphertexts of `μ·z^k` into one GSW ciphertext of `μ` (Spiral's conversion;
 //! Respire's `rlwe_to_gsw`).
 //!
 //! **Coefficient expansion.** Iteration `i` (for `i = 0, ..., log2 d - 1`) takes ciphertexts
@@ -190,7 +190,7 @@ impl RlweParams {
 
     /// The RLWE-to-GSW conversion key: a GSW encryption of `-s` under `gadget` (Respire's
     /// `(16088, 4)`), whose external product with an RLWE ciphertext of phase `φ` has phase
-    /// `-s·φ`: the missing half of a GSW ciphertext (Spiral section 3.3 builds the same matrix
+    /// `-s·φ`: the missing half of a GSW ciphertext (Spiral's conversion builds the same matrix
     /// from encryptions of `s²·z^j` and `-s·z^j`).
     pub fn conversion_key<R: RngCore + CryptoRng>(
         &self,

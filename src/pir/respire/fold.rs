@@ -1,7 +1,7 @@
 //! Folding: the `2^ν2` RLWE ciphertexts left by the first dimension are halved `ν2` times by
 //! homomorphic selects with GSW encryptions of the column's bits, most significant first,
 //! down to one RLWE ciphertext of the selected plaintext (Spiral's "folding", Menon and Wu,
-//! S&P 2022, section 3.4; Respire's `answer_fold`). Each step adds one external product's
+//! S&P 2022; Respire's `answer_fold`). Each step adds one external product's
 //! error (GSW on the left keeps it additive), so `ν2` steps add `ν2` such errors.
 
 use super::super::PirError;

@@ -1,5 +1,5 @@
 //! GSW ciphertexts over the large ring and the external product GSW ⊡ RLWE -> RLWE, as
-//! Spiral (Menon and Wu, S&P 2022, section 2 "GSW encryption" and the external product) and
+//! Spiral (Menon and Wu, S&P 2022: its preliminaries on GSW encryption and the external product) and
 //! Respire (Burton, Menon, Wu, CCS 2024, preliminaries) use them to fold the database.
 //!
 //! A GSW encryption of `μ` under `s` with the gadget `g = (1, z, ..., z^(t-1))` is the
@@ -15,7 +15,7 @@
 //! by `μ` only, which is why GSW on the left keeps the folding noise additive.
 //!
 //! The same product with a GSW encryption of `-s` is Spiral's RLWE-to-GSW conversion key
-//! (Spiral section 3.3; Respire's `rlwe_to_gsw`): see [`super::expand`].
+//! (Spiral's RLWE-to-GSW conversion; Respire's `rlwe_to_gsw`): see [`super::expand`].
 
 use rand::{CryptoRng, RngCore};
 

@@ -1,4 +1,4 @@
-//! The query side of Respire's single-query scheme (Burton, Menon, Wu, CCS 2024, section 4,
+//! The query side of Respire's single-query scheme (Burton, Menon, Wu, CCS 2024,
 //! after Spiral, Menon and Wu, S&P 2022), up to the answer as one RLWE ciphertext of the
 //! selected plaintext in the large ring; the response compression (projection to the small
 //! ring, vectorisation, modulus switching) works on that ciphertext.

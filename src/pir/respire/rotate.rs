@@ -1,5 +1,5 @@
 //! The rotation that brings one of the `2^ν3` records packed in a plaintext to the positions
-//! the projection keeps (Respire, Burton, Menon, Wu, CCS 2024, section 4; the reference code's
+//! the projection keeps (Respire, Burton, Menon, Wu, CCS 2024; the reference code's
 //! `answer_rotate`). A large-ring plaintext holds `2^ν3 = d1/d3` records interleaved (record
 //! `r` at the coefficients `2^ν3·c + r`); multiplying by `x^(-r)` moves record `r` to the
 //! multiples of `2^ν3`, which the projection to the subring then extracts. The server does not
