@@ -32,9 +32,9 @@ pub const GSW_GADGET: (u64, usize) = (127, 8);
 pub struct GswCiphertext {
     gadget: Gadget,
     /// Columns `0..t`: phase `-s·μ·z^j + e`.
-    pub(crate) times_s: Vec<Ciphertext>,
+    times_s: Vec<Ciphertext>,
     /// Columns `t..2t`: phase `μ·z^j + e`.
-    pub(crate) plain: Vec<Ciphertext>,
+    plain: Vec<Ciphertext>,
 }
 
 impl GswCiphertext {
