@@ -19,7 +19,9 @@
 //!   butterflies, AVX2 and portable), for the RLWE schemes to come (Respire).
 //! - [`respire`]: the first layer of Respire (Burton, Menon, Wu, CCS 2024) on that NTT: its
 //!   rings with CRT limbs, gadget decomposition, automorphisms, and RLWE encryption with key
-//!   switching. Query expansion, GSW folding and response compression are still to come.
+//!   switching; and its query side (GSW external products, coefficient expansion, RLWE-to-GSW
+//!   conversion, first dimension and folding) up to a large-ring answer. Response compression
+//!   is still to come.
 //! - [`zone`]: a whole zone (shards, OPRF key, published [`PirConfig`]) for the DP, with
 //!   incremental updates within an epoch ([`ZonePirDb::update`]), and the client-side helpers
 //!   that turn a config plus `y` into PIR indexes and opened records.

@@ -405,7 +405,7 @@ impl RlweParams {
         self.encrypt_poly_seeded(sk, &mu, rng)
     }
 
-    fn check_ct(&self, ct: &Ciphertext) -> Result<(), PirError> {
+    pub(crate) fn check_ct(&self, ct: &Ciphertext) -> Result<(), PirError> {
         let expected = self.ring.degree() * self.ring.limbs();
         for part in [&ct.a, &ct.b] {
             if part.words().len() != expected {

@@ -1,0 +1,267 @@
+//! The database as Respire's server holds it, and the first dimension of an answer.
+//!
+//! The database is a `2^ν1 × 2^ν2` matrix of plaintexts of the large ring (coefficients mod
+//! the plaintext modulus `p`, lifted to `[0, p)` as the reference code's `include_into` does),
+//! stored once in NTT form (as in Spiral; Respire's single-query set has `ν1 = ν2 = 9` for 2^20
+//! records of 256 bytes, four records per plaintext). Plaintext `index` sits at row
+//! `index / 2^ν2`, column `index mod 2^ν2`, as in the reference code's `query_one`.
+//!
+//! The first dimension (Spiral's "first dimension processing") multiplies the `2^ν1`
+//! expanded RLWE ciphertexts of the one-hot row selector `Δ·[i = row]` into each column:
+//! `c_col = Σ_i rlwe_i · db[i][col]`, whose phase is `Δ·db[row][col]` plus
+//! `Σ_i e_i·db[i][col]`. The sums run in NTT form over unreduced 64-bit accumulators
+//! ([`NttPlan::mul_acc_wide`]), one reduction per coefficient per column, so the scan is
+//! one multiply-add per database word and ciphertext part.
+//!
+//! Layout: per column, per CRT limb, the `2^ν1` rows' evaluations one after the other, so the
+//! inner loop over rows reads the database sequentially.
+
+use super::super::ntt::{NttPlan, WideAcc};
+use super::super::PirError;
+use super::ring::RingElement;
+use super::rlwe::{Ciphertext, RlweParams};
+
+/// A `2^ν1 × 2^ν2` database of large-ring plaintexts in NTT form.
+#[derive(Debug, Clone)]
+pub struct Database {
+    nu1: usize,
+    nu2: usize,
+    degree: usize,
+    limbs: usize,
+    /// `words[((col·limbs + limb)·rows + row)·d ..][..d]`: the evaluations of one plaintext
+    /// in one limb.
+    words: Vec<u32>,
+}
+
+impl Database {
+    /// Encodes `plaintexts` (`2^(ν1+ν2)` of them, each `d` residues below `p`), plaintext
+    /// `index` at row `index >> ν2`, column `index mod 2^ν2`.
+    pub fn from_plaintexts(
+        params: &RlweParams,
+        nu1: usize,
+        nu2: usize,
+        p: u64,
+        plaintexts: &[Vec<u32>],
+    ) -> Result<Database, PirError> {
+        let ring = params.ring();
+        let d = ring.degree();
+        let limbs = ring.limbs();
+        if nu1 + nu2 > 30 || (1usize << nu1) > d {
+            return Err(PirError::Param(format!(
+                "database of 2^{nu1} x 2^{nu2} plaintexts in a ring of degree {d}"
+            )));
+        }
+        if p < 2 || p > ring.modulus() {
+            return Err(PirError::Param(format!("plaintext modulus {p}")));
+        }
+        let (rows, columns) = (1usize << nu1, 1usize << nu2);
+        if plaintexts.len() != rows * columns {
+            return Err(PirError::Length {
+                what: "database plaintexts",
+                expected: rows * columns,
+                got: plaintexts.len(),
+            });
+        }
+        let mut words = vec![0u32; rows * columns * limbs * d];
+        let mut coeffs = vec![0u64; d];
+        let mut poly = ring.zero();
+        let mut ntt = ring.zero_ntt();
+        for (index, plaintext) in plaintexts.iter().enumerate() {
+            if plaintext.len() != d {
+                return Err(PirError::Length {
+                    what: "database plaintext",
+                    expected: d,
+                    got: plaintext.len(),
+                });
+            }
+            if let Some(&bad) = plaintext.iter().find(|&&c| u64::from(c) >= p) {
+                return Err(PirError::Param(format!(
+                    "database coefficient {bad} is not below the plaintext modulus {p}"
+                )));
+            }
+            for (c, &m) in coeffs.iter_mut().zip(plaintext) {
+                *c = u64::from(m);
+            }
+            ring.set_from_u64(&mut poly, &coeffs)?;
+            ring.forward(&poly, &mut ntt)?;
+            let (row, col) = (index >> nu2, index & (columns - 1));
+            for limb in 0..limbs {
+                let at = ((col * limbs + limb) * rows + row) * d;
+                words[at..at + d].copy_from_slice(ntt.limb(limb, d));
+            }
+        }
+        Ok(Database {
+            nu1,
+            nu2,
+            degree: d,
+            limbs,
+            words,
+        })
+    }
+
+    /// `ν1`: the first dimension has `2^ν1` rows.
+    pub fn nu1(&self) -> usize {
+        self.nu1
+    }
+
+    /// `ν2`: `2^ν2` columns are folded.
+    pub fn nu2(&self) -> usize {
+        self.nu2
+    }
+
+    pub fn rows(&self) -> usize {
+        1 << self.nu1
+    }
+
+    pub fn columns(&self) -> usize {
+        1 << self.nu2
+    }
+
+    /// The NTT-form words of one column in one limb: `rows` blocks of `d`.
+    fn column_limb(&self, col: usize, limb: usize) -> &[u32] {
+        let len = self.rows() * self.degree;
+        let at = (col * self.limbs + limb) * len;
+        &self.words[at..at + len]
+    }
+}
+
+/// The accumulators of the first dimension: one pair (for `a` and `b`) per CRT limb.
+#[derive(Debug, Clone)]
+pub struct FirstDimensionScratch {
+    accs: Vec<(WideAcc, WideAcc)>,
+}
+
+impl RlweParams {
+    /// Accumulators for [`RlweParams::first_dimension`].
+    pub fn first_dimension_scratch(&self) -> FirstDimensionScratch {
+        let ring = self.ring();
+        let accs = (0..ring.limbs())
+            .filter_map(|l| ring.plan(l))
+            .map(|plan| (plan.wide_acc(), plan.wide_acc()))
+            .collect();
+        FirstDimensionScratch { accs }
+    }
+
+    /// `out[col] ← Σ_row rlwes[row] · db[row][col]` for every column (module doc).
+    /// Allocation-free given `scratch` and `out` (`2^ν2` ciphertexts of the ring).
+    pub fn first_dimension(
+        &self,
+        db: &Database,
+        rlwes: &[Ciphertext],
+        scratch: &mut FirstDimensionScratch,
+        out: &mut [Ciphertext],
+    ) -> Result<(), PirError> {
+        let ring = self.ring();
+        let d = ring.degree();
+        if db.degree != d || db.limbs != ring.limbs() {
+            return Err(PirError::Param(format!(
+                "database for degree {} over {} limbs used with degree {d} over {} limbs",
+                db.degree,
+                db.limbs,
+                ring.limbs()
+            )));
+        }
+        for (what, got, expected) in [
+            ("first-dimension ciphertexts", rlwes.len(), db.rows()),
+            ("first-dimension outputs", out.len(), db.columns()),
+            ("first-dimension accumulators", scratch.accs.len(), db.limbs),
+        ] {
+            if got != expected {
+                return Err(PirError::Length {
+                    what,
+                    expected,
+                    got,
+                });
+            }
+        }
+        for ct in rlwes.iter().chain(out.iter()) {
+            self.check_ct(ct)?;
+        }
+        for (col, result) in out.iter_mut().enumerate() {
+            for (limb, (acc_a, acc_b)) in scratch.accs.iter_mut().enumerate() {
+                let plan = limb_plan(self, limb)?;
+                acc_a.clear();
+                acc_b.clear();
+                let column = db.column_limb(col, limb);
+                for (ct, plaintext) in rlwes.iter().zip(column.chunks_exact(d)) {
+                    plan.mul_acc_wide(acc_a, ct.a.limb(limb, d), plaintext)?;
+                    plan.mul_acc_wide(acc_b, ct.b.limb(limb, d), plaintext)?;
+                }
+                let range = limb * d..(limb + 1) * d;
+                plan.reduce_wide(acc_a, &mut result.a.words_mut()[range.clone()])?;
+                plan.reduce_wide(acc_b, &mut result.b.words_mut()[range])?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn limb_plan(params: &RlweParams, limb: usize) -> Result<&NttPlan, PirError> {
+    params
+        .ring()
+        .plan(limb)
+        .ok_or_else(|| PirError::Param(format!("the ring has no CRT limb {limb}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{RngCore, SeedableRng};
+    use rand_chacha::ChaCha20Rng;
+
+    /// Fresh encryptions of the one-hot row selector through the first dimension give each
+    /// column's plaintext at the row, with the measured margin.
+    #[test]
+    fn first_dimension_selects_the_row_in_every_column() {
+        let mut rng = ChaCha20Rng::seed_from_u64(70);
+        let params = RlweParams::respire_large().expect("params");
+        let ring = params.ring();
+        let d = ring.degree();
+        let p = 16u64;
+        let (nu1, nu2) = (3, 2);
+        let plaintexts: Vec<Vec<u32>> = (0..1 << (nu1 + nu2))
+            .map(|_| (0..d).map(|_| (rng.next_u64() % p) as u32).collect())
+            .collect();
+        let db = Database::from_plaintexts(&params, nu1, nu2, p, &plaintexts).expect("db");
+        assert_eq!((db.rows(), db.columns()), (8, 4));
+        let sk = params.keygen(&mut rng).expect("keygen");
+        let row = 5;
+        let rlwes: Vec<Ciphertext> = (0..db.rows())
+            .map(|i| {
+                let mut m = vec![0u32; d];
+                m[0] = u32::from(i == row);
+                params.encrypt(&sk, &m, p, &mut rng).expect("encrypt")
+            })
+            .collect();
+        let mut out = vec![rlwes[0].clone(); db.columns()];
+        let mut scratch = params.first_dimension_scratch();
+        params
+            .first_dimension(&db, &rlwes, &mut scratch, &mut out)
+            .expect("first dimension");
+        let mut plain = vec![0u32; d];
+        for (col, ct) in out.iter().enumerate() {
+            params.decrypt(&sk, ct, p, &mut plain).expect("decrypt");
+            let expected = &plaintexts[(row << nu2) + col];
+            assert_eq!(&plain, expected, "column {col}");
+            let mut mu = ring.zero();
+            ring.scale_plaintext(expected, p, &mut mu).expect("scale");
+            let noise = params.noise(&sk, ct, &mu).expect("noise");
+            assert!(params.margin_bits(noise, p) > 20.0);
+        }
+    }
+
+    #[test]
+    fn bad_databases_are_errors() {
+        let params = RlweParams::respire_large().expect("params");
+        let d = params.ring().degree();
+        let good = vec![vec![0u32; d]; 4];
+        assert!(Database::from_plaintexts(&params, 1, 1, 16, &good).is_ok());
+        assert!(Database::from_plaintexts(&params, 1, 2, 16, &good).is_err());
+        assert!(Database::from_plaintexts(&params, 12, 0, 16, &good).is_err());
+        let mut bad = good.clone();
+        bad[2][7] = 16;
+        assert!(Database::from_plaintexts(&params, 1, 1, 16, &bad).is_err());
+        bad[2] = vec![0; 3];
+        assert!(Database::from_plaintexts(&params, 1, 1, 16, &bad).is_err());
+    }
+}
