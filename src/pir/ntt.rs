@@ -94,19 +94,44 @@ impl Backend {
     }
 }
 
-/// A multiplier `w < q` with its Shoup quotient `floor(w·2^32 / q)`.
+/// A multiplier `w < q` with its Shoup quotient `floor(w·2^32 / q)`; shared with the
+/// ring arithmetic built on these plans (`pir/respire/ring.rs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct ShoupConst {
+pub(crate) struct ShoupConst {
     w: u32,
     quotient: u32,
 }
 
 impl ShoupConst {
-    fn new(w: u32, q: u32) -> ShoupConst {
+    pub(crate) fn new(w: u32, q: u32) -> ShoupConst {
         // w < q, so the quotient is below 2^32.
         let quotient = ((u64::from(w) << 32) / u64::from(q)) as u32;
         ShoupConst { w, quotient }
     }
+
+    /// `x·w mod q` in `[0, 2q)` for any `x < 2^32` (Harvey 2014, Algorithm 2).
+    #[inline(always)]
+    pub(crate) fn mul_lazy(self, x: u32, q: u32) -> u32 {
+        let estimate = ((u64::from(x) * u64::from(self.quotient)) >> 32) as u32;
+        // The true difference is below 2q < 2^32, so 32-bit wrapping arithmetic is exact.
+        x.wrapping_mul(self.w)
+            .wrapping_sub(estimate.wrapping_mul(q))
+    }
+
+    /// `x·w mod q`, fully reduced.
+    #[inline(always)]
+    pub(crate) fn mul(self, x: u32, q: u32) -> u32 {
+        sub_if_ge(self.mul_lazy(x, q), q)
+    }
+}
+
+/// `v - m` if `v >= m`, else `v`, without a branch: the borrow of the 64-bit subtraction
+/// becomes a mask that adds `m` back.
+#[inline(always)]
+pub(crate) fn sub_if_ge(v: u32, m: u32) -> u32 {
+    let diff = u64::from(v).wrapping_sub(u64::from(m));
+    let borrow = (diff >> 63) as u32;
+    (diff as u32).wrapping_add(m & borrow.wrapping_neg())
 }
 
 /// Twiddle factors by index `k` in `1..n` (index 0 unused), each with its Shoup quotient.
@@ -262,6 +287,12 @@ impl NttPlan {
 
     /// Forward transform in place: coefficients (each below `4q`) in natural order to
     /// evaluations in bit-reversed order, fully reduced (below `q`).
+    /// `x mod q` for any `u64` (two Shoup products), for the ring arithmetic on this plan.
+    #[inline(always)]
+    pub(crate) fn reduce_u64(&self, x: u64) -> u32 {
+        portable::reduce_u64(x, self)
+    }
+
     pub fn forward(&self, a: &mut [u32]) -> Result<(), PirError> {
         self.check_len("NTT input", a.len())?;
         debug_assert!(a.iter().all(|&x| u64::from(x) < 4 * u64::from(self.q)));
@@ -491,23 +522,11 @@ fn smallest_primitive_root(q: u32, n: usize) -> Result<u32, PirError> {
 
 /// Plain Rust. The loops are simple enough for the compiler to vectorise some of them.
 mod portable {
-    use super::{NttPlan, ShoupConst};
+    use super::{sub_if_ge, NttPlan, ShoupConst};
 
-    /// `v - m` if `v >= m`, else `v`, without a branch: the borrow of the 64-bit
-    /// subtraction becomes a mask that adds `m` back.
-    #[inline(always)]
-    fn sub_if_ge(v: u32, m: u32) -> u32 {
-        let diff = u64::from(v).wrapping_sub(u64::from(m));
-        let borrow = (diff >> 63) as u32;
-        (diff as u32).wrapping_add(m & borrow.wrapping_neg())
-    }
-
-    /// `x·w mod q` in `[0, 2q)` for any `x < 2^32` (Harvey 2014, Algorithm 2).
     #[inline(always)]
     fn mul_shoup_lazy(x: u32, c: ShoupConst, q: u32) -> u32 {
-        let estimate = ((u64::from(x) * u64::from(c.quotient)) >> 32) as u32;
-        // The true difference is below 2q < 2^32, so 32-bit wrapping arithmetic is exact.
-        x.wrapping_mul(c.w).wrapping_sub(estimate.wrapping_mul(q))
+        c.mul_lazy(x, q)
     }
 
     /// `p mod q` in `[0, 3q)` for `p < 2^2k` (HAC 14.42: the estimate is at most 2 short).
@@ -519,7 +538,7 @@ mod portable {
 
     /// `x mod q` for any `u64`, as `hi·(2^32 mod q) + lo·1` with two Shoup products.
     #[inline(always)]
-    fn reduce_u64(x: u64, plan: &NttPlan) -> u32 {
+    pub(super) fn reduce_u64(x: u64, plan: &NttPlan) -> u32 {
         let q = plan.q;
         let hi = mul_shoup_lazy((x >> 32) as u32, plan.two_32, q);
         let lo = mul_shoup_lazy(x as u32, plan.one, q);

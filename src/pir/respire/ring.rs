@@ -16,7 +16,9 @@
 //! masked correction, or a bit-serial division with a public number of steps. Branches and
 //! indexes depend only on public values (the degree, `k` of an automorphism, gadget shape).
 
-use super::super::ntt::NttPlan;
+// Shoup products by a constant (Harvey 2014, Algorithm 2) and the branch-free conditional
+// subtraction, as the NTT plans use them.
+use super::super::ntt::{sub_if_ge, NttPlan, ShoupConst as Shoup};
 use super::super::PirError;
 
 /// `d1`, the degree of Respire's large ring (Respire's parameter tables, Tables 3-5).
@@ -31,43 +33,6 @@ pub const SMALL_MODULUS: u32 = 16760833;
 /// Products of the limb primes must stay below this, so that `p·x + q/2` (rounding) and the
 /// centred representatives fit comfortably in 64-bit words.
 const MODULUS_BOUND: u64 = 1 << 62;
-
-/// A multiplier `w < q` with its Shoup quotient `floor(w·2^32 / q)` (Harvey 2014, Alg. 2).
-#[derive(Debug, Clone, Copy)]
-struct Shoup {
-    w: u32,
-    quotient: u32,
-}
-
-impl Shoup {
-    fn new(w: u32, q: u32) -> Shoup {
-        Shoup {
-            w,
-            quotient: ((u64::from(w) << 32) / u64::from(q)) as u32,
-        }
-    }
-
-    /// `x·w mod q` in `[0, 2q)`, for any `x < 2^32`.
-    #[inline(always)]
-    fn mul_lazy(self, x: u32, q: u32) -> u32 {
-        let estimate = ((u64::from(x) * u64::from(self.quotient)) >> 32) as u32;
-        x.wrapping_mul(self.w)
-            .wrapping_sub(estimate.wrapping_mul(q))
-    }
-
-    #[inline(always)]
-    fn mul(self, x: u32, q: u32) -> u32 {
-        sub_if_ge(self.mul_lazy(x, q), q)
-    }
-}
-
-/// `v - m` if `v >= m`, else `v`, through the borrow of a 64-bit subtraction (no branch).
-#[inline(always)]
-fn sub_if_ge(v: u32, m: u32) -> u32 {
-    let diff = u64::from(v).wrapping_sub(u64::from(m));
-    let borrow = (diff >> 63) as u32;
-    (diff as u32).wrapping_add(m & borrow.wrapping_neg())
-}
 
 /// The same on 64-bit words below `2^63`.
 #[inline(always)]
@@ -133,9 +98,6 @@ fn div_constant_time(n: u128, d: u64, bits: u32) -> u64 {
 struct Limb {
     plan: NttPlan,
     q: u32,
-    /// `2^32 mod q` and 1, for reducing a `u64` as `hi·2^32 + lo`.
-    two_32: Shoup,
-    one: Shoup,
     /// `2^64 mod q`, to correct the reduction of a negative `i64` read as a `u64`.
     two_64: u32,
 }
@@ -143,22 +105,17 @@ struct Limb {
 impl Limb {
     fn new(q: u32, degree: usize) -> Result<Limb, PirError> {
         let plan = NttPlan::new(u64::from(q), degree)?;
-        let q64 = u64::from(q);
         Ok(Limb {
             plan,
             q,
-            two_32: Shoup::new(((1u64 << 32) % q64) as u32, q),
-            one: Shoup::new(1, q),
             two_64: ((1u128 << 64) % u128::from(q)) as u32,
         })
     }
 
-    /// `x mod q` for any `u64`: two Shoup products in `[0, 2q)` each, sum below `4q < 2^32`.
+    /// `x mod q` for any `u64`.
     #[inline(always)]
     fn reduce_u64(&self, x: u64) -> u32 {
-        let q = self.q;
-        let sum = self.two_32.mul_lazy((x >> 32) as u32, q) + self.one.mul_lazy(x as u32, q);
-        sub_if_ge(sub_if_ge(sum, 2 * q), q)
+        self.plan.reduce_u64(x)
     }
 
     /// `x mod q` for any `i64`.
