@@ -125,10 +125,17 @@ impl Database {
     }
 }
 
-/// The accumulators of the first dimension: one pair (for `a` and `b`) per CRT limb.
+/// Columns of the first dimension computed together: each row's query ciphertext is read
+/// once per block of columns rather than once per column. Measured at 2^20 records (2^9 rows,
+/// 2^9 columns), one column at a time re-read 8 MiB of query per column and limb, more than
+/// the cache holds; a block's accumulators (8 pairs of 16 KiB per limb) stay in L2.
+const COLUMN_BLOCK: usize = 8;
+
+/// The accumulators of the first dimension: per CRT limb, one pair (for `a` and `b`) for
+/// each column of a block.
 #[derive(Debug, Clone)]
 pub struct FirstDimensionScratch {
-    accs: Vec<(WideAcc, WideAcc)>,
+    accs: Vec<Vec<(WideAcc, WideAcc)>>,
 }
 
 impl RlweParams {
@@ -137,7 +144,11 @@ impl RlweParams {
         let ring = self.ring();
         let accs = (0..ring.limbs())
             .filter_map(|l| ring.plan(l))
-            .map(|plan| (plan.wide_acc(), plan.wide_acc()))
+            .map(|plan| {
+                (0..COLUMN_BLOCK)
+                    .map(|_| (plan.wide_acc(), plan.wide_acc()))
+                    .collect()
+            })
             .collect();
         FirstDimensionScratch { accs }
     }
@@ -177,19 +188,28 @@ impl RlweParams {
         for ct in rlwes.iter().chain(out.iter()) {
             self.check_ct(ct)?;
         }
-        for (col, result) in out.iter_mut().enumerate() {
-            for (limb, (acc_a, acc_b)) in scratch.accs.iter_mut().enumerate() {
+        for (block, results) in out.chunks_mut(COLUMN_BLOCK).enumerate() {
+            let first = block * COLUMN_BLOCK;
+            for (limb, accs) in scratch.accs.iter_mut().enumerate() {
                 let plan = limb_plan(self, limb)?;
-                acc_a.clear();
-                acc_b.clear();
-                let column = db.column_limb(col, limb);
-                for (ct, plaintext) in rlwes.iter().zip(column.chunks_exact(d)) {
-                    plan.mul_acc_wide(acc_a, ct.a.limb(limb, d), plaintext)?;
-                    plan.mul_acc_wide(acc_b, ct.b.limb(limb, d), plaintext)?;
+                let accs = &mut accs[..results.len()];
+                for (acc_a, acc_b) in accs.iter_mut() {
+                    acc_a.clear();
+                    acc_b.clear();
+                }
+                for (row, ct) in rlwes.iter().enumerate() {
+                    let (a, b) = (ct.a.limb(limb, d), ct.b.limb(limb, d));
+                    for (j, (acc_a, acc_b)) in accs.iter_mut().enumerate() {
+                        let plaintext = &db.column_limb(first + j, limb)[row * d..(row + 1) * d];
+                        plan.mul_acc_wide(acc_a, a, plaintext)?;
+                        plan.mul_acc_wide(acc_b, b, plaintext)?;
+                    }
                 }
                 let range = limb * d..(limb + 1) * d;
-                plan.reduce_wide(acc_a, &mut result.a.words_mut()[range.clone()])?;
-                plan.reduce_wide(acc_b, &mut result.b.words_mut()[range])?;
+                for (result, (acc_a, acc_b)) in results.iter_mut().zip(accs.iter()) {
+                    plan.reduce_wide(acc_a, &mut result.a.words_mut()[range.clone()])?;
+                    plan.reduce_wide(acc_b, &mut result.b.words_mut()[range.clone()])?;
+                }
             }
         }
         Ok(())
