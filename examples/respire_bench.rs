@@ -12,7 +12,7 @@
 //! `query.rs` and `response.rs`); times and memory are measured. The Respire code runs on the
 //! calling thread only (no rayon), so thread CPU time is the single-thread server cost.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{bail, ensure, Context, Result};
 use mimi_discovery::pir::mulpir::thread_cpu_time as thread_cpu;
@@ -39,29 +39,9 @@ const GOAL_UP_KB: f64 = 14.0;
 const GOAL_DOWN_KB: f64 = 21.0;
 const GOAL_SERVER_S: f64 = 1.0;
 
-fn status_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
-        })
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
+#[path = "support/measure.rs"]
+mod measure;
+use measure::{median, ms, status_kib};
 
 struct Args {
     log_records: Vec<usize>,

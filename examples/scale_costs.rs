@@ -53,10 +53,9 @@ fn ns(d: Duration) -> f64 {
     d.as_nanos() as f64
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
-}
+#[path = "support/measure.rs"]
+mod measure;
+use measure::median;
 
 /// CPU time of all threads of this process (the build runs on the global rayon pool).
 fn process_cpu_time() -> Duration {
