@@ -31,6 +31,16 @@ pub struct SwitchScratch {
     digit_ntt: NttPoly,
 }
 
+impl SwitchScratch {
+    /// Buffers for applying any key of `gadget` in `ring`.
+    pub fn new(ring: &Ring, gadget: &Gadget) -> SwitchScratch {
+        SwitchScratch {
+            digits: vec![ring.zero(); gadget.digits()],
+            digit_ntt: ring.zero_ntt(),
+        }
+    }
+}
+
 /// Bits of one residue mod `q` on the wire: `ceil(log2 q)`.
 pub fn residue_bits(q: u64) -> u32 {
     u64::BITS - q.saturating_sub(1).leading_zeros()
@@ -71,10 +81,7 @@ impl SwitchingKey {
 
     /// Buffers for [`SwitchingKey::apply`] in `ring`.
     pub fn scratch(&self, ring: &Ring) -> SwitchScratch {
-        SwitchScratch {
-            digits: vec![ring.zero(); self.gadget.digits()],
-            digit_ntt: ring.zero_ntt(),
-        }
+        SwitchScratch::new(ring, &self.gadget)
     }
 
     /// `mask_out ← Σ d_j·α_j` and `body_acc ← body_acc + Σ d_j·β_j`, with `(d_j)` the gadget

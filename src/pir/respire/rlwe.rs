@@ -19,6 +19,7 @@ use rand_chacha::ChaCha20Rng;
 use zeroize::Zeroize;
 
 use super::super::PirError;
+use super::keyswitch::{SwitchScratch, SwitchingKey};
 use super::ring::{Gadget, NttPoly, Poly, Ring, RingElement};
 
 /// `s` of Respire's large-ring error distribution (Respire Tables 3-5; reference code
@@ -204,9 +205,8 @@ pub struct SeededCiphertext {
 #[derive(Debug, Clone)]
 pub struct AutomorphismKey {
     power: usize,
-    gadget: Gadget,
-    /// `(α_j, β_j)` per gadget digit, NTT form.
-    rows: Vec<(NttPoly, NttPoly)>,
+    /// The switching key from `τ_k(s)` to `s`.
+    switch: SwitchingKey,
 }
 
 impl AutomorphismKey {
@@ -217,7 +217,7 @@ impl AutomorphismKey {
 
     /// The gadget the key was made for.
     pub fn gadget(&self) -> &Gadget {
-        &self.gadget
+        self.switch.gadget()
     }
 }
 
@@ -226,8 +226,7 @@ impl AutomorphismKey {
 pub struct KeySwitchScratch {
     permuted: NttPoly,
     coeffs: Poly,
-    digits: Vec<Poly>,
-    digit_ntt: NttPoly,
+    switch: SwitchScratch,
 }
 
 /// A ring with its secret and error distributions.
@@ -498,28 +497,15 @@ impl RlweParams {
         let ring = &self.ring;
         let mut tau_s = ring.zero_ntt();
         ring.automorphism_ntt(&sk.ntt, k, &mut tau_s)?;
-        let mut scratch = ring.zero();
-        let mut rows = Vec::with_capacity(gadget.digits());
-        for j in 0..gadget.digits() {
-            let mut seed = [0u8; 32];
-            rng.fill_bytes(&mut seed);
-            let mut alpha = ring.zero_ntt();
-            self.expand_seed(&seed, &mut alpha);
-            let mut beta = ring.zero_ntt();
-            ring.mul(&mut beta, &alpha, &sk.ntt)?;
-            let mut term = ring.zero_ntt();
-            self.sample_error(rng, &mut scratch, &mut term)?;
-            ring.add_assign(&mut beta, &term)?;
-            term.words_mut().copy_from_slice(tau_s.words());
-            ring.scalar_mul_assign(&mut term, gadget.power(j))?;
-            ring.sub_assign(&mut beta, &term)?;
-            rows.push((alpha, beta));
-        }
+        let mut from = ring.zero();
+        let switch = ring
+            .inverse(&tau_s, &mut from)
+            .and_then(|()| SwitchingKey::generate(self, sk, &from, gadget, rng));
         tau_s.words_mut().zeroize();
+        from.words_mut().zeroize();
         Ok(AutomorphismKey {
             power: k,
-            gadget: gadget.clone(),
-            rows,
+            switch: switch?,
         })
     }
 
@@ -528,8 +514,7 @@ impl RlweParams {
         KeySwitchScratch {
             permuted: self.ring.zero_ntt(),
             coeffs: self.ring.zero(),
-            digits: vec![self.ring.zero(); gadget.digits()],
-            digit_ntt: self.ring.zero_ntt(),
+            switch: SwitchScratch::new(&self.ring, gadget),
         }
     }
 
@@ -545,26 +530,19 @@ impl RlweParams {
     ) -> Result<(), PirError> {
         self.check_ct(ct)?;
         self.check_ct(out)?;
-        if scratch.digits.len() != key.rows.len() {
-            return Err(PirError::Length {
-                what: "key-switching scratch digits",
-                expected: key.rows.len(),
-                got: scratch.digits.len(),
-            });
-        }
         let ring = &self.ring;
         let k = key.power;
         ring.automorphism_ntt(&ct.a, k, &mut scratch.permuted)?;
         ring.inverse(&scratch.permuted, &mut scratch.coeffs)?;
-        ring.decompose(&scratch.coeffs, &key.gadget, &mut scratch.digits)?;
         ring.automorphism_ntt(&ct.b, k, &mut out.b)?;
-        out.a.words_mut().fill(0);
-        for (digit, (alpha, beta)) in scratch.digits.iter().zip(&key.rows) {
-            ring.forward(digit, &mut scratch.digit_ntt)?;
-            ring.mul_acc(&mut out.a, &scratch.digit_ntt, alpha)?;
-            ring.mul_acc(&mut out.b, &scratch.digit_ntt, beta)?;
-        }
-        Ok(())
+        // A scratch made for another gadget is refused by the decomposition (a typed error).
+        key.switch.apply(
+            ring,
+            &scratch.coeffs,
+            &mut scratch.switch,
+            &mut out.a,
+            &mut out.b,
+        )
     }
 
     /// The largest `|e|` of `ct`'s error against the expected `μ`: `max |b - a·s - μ|` over
