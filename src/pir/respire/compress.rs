@@ -137,6 +137,16 @@ impl CompressionKey {
         Ok(CompressionKey { key: key? })
     }
 
+    /// The key made of a parsed switching key.
+    pub(crate) fn from_switching_key(key: SwitchingKey) -> CompressionKey {
+        CompressionKey { key }
+    }
+
+    /// The switching key from `s_vec` to the embedded small secret.
+    pub(crate) fn switching_key(&self) -> &SwitchingKey {
+        &self.key
+    }
+
     /// Buffers for [`compress`] from `large` (`R_{d1, q1}`) through `switch` (`R_{d1, q2}`).
     pub fn scratch(&self, large: &Ring, switch: &Ring) -> CompressScratch {
         CompressScratch {

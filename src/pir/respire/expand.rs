@@ -64,6 +64,11 @@ impl ExpansionKeys {
     pub fn gadget(&self) -> Option<&Gadget> {
         self.keys.first().map(AutomorphismKey::gadget)
     }
+
+    /// Keys parsed in iteration order; [`RlweParams::expand_coefficients`] checks their powers.
+    pub(crate) fn from_keys(keys: Vec<AutomorphismKey>) -> ExpansionKeys {
+        ExpansionKeys { keys }
+    }
 }
 
 /// Buffers for [`RlweParams::expand_coefficients`]: key switching, one ciphertext, and the

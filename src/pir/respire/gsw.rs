@@ -35,6 +35,10 @@ pub struct GswCiphertext {
     times_s: Vec<Ciphertext>,
     /// Columns `t..2t`: phase `μ·z^j + e`.
     plain: Vec<Ciphertext>,
+    /// For a fresh encryption ([`RlweParams::encrypt_gsw`]), the `2t` seeds of the columns'
+    /// masks (first half, then second), so it can be sent seeded ([`super::wire`]); empty for
+    /// a ciphertext computed by the server.
+    seeds: Vec<[u8; 32]>,
 }
 
 impl GswCiphertext {
@@ -57,7 +61,39 @@ impl GswCiphertext {
             gadget,
             times_s,
             plain,
+            seeds: Vec::new(),
         })
+    }
+
+    /// A fresh (or parsed) GSW ciphertext whose column masks were expanded from `seeds`
+    /// (`2t` of them: first half, then second), else [`PirError::Length`].
+    pub(crate) fn from_seeded_columns(
+        gadget: Gadget,
+        times_s: Vec<Ciphertext>,
+        plain: Vec<Ciphertext>,
+        seeds: Vec<[u8; 32]>,
+    ) -> Result<GswCiphertext, PirError> {
+        if seeds.len() != 2 * gadget.digits() {
+            return Err(PirError::Length {
+                what: "GSW column seeds",
+                expected: 2 * gadget.digits(),
+                got: seeds.len(),
+            });
+        }
+        let mut gsw = GswCiphertext::from_columns(gadget, times_s, plain)?;
+        gsw.seeds = seeds;
+        Ok(gsw)
+    }
+
+    /// Columns `0..t` (phase `-s·μ·z^j + e`) then `t..2t` (phase `μ·z^j + e`).
+    pub(crate) fn columns(&self) -> impl Iterator<Item = &Ciphertext> {
+        self.times_s.iter().chain(&self.plain)
+    }
+
+    /// The seeds of the columns' masks, in [`GswCiphertext::columns`] order (empty unless
+    /// fresh or parsed).
+    pub(crate) fn seeds(&self) -> &[[u8; 32]] {
+        &self.seeds
     }
 
     /// The gadget of the columns.
@@ -85,8 +121,10 @@ pub struct GswScratch {
 
 impl RlweParams {
     /// A fresh GSW encryption of the ring element `μ` (coefficient form) under `gadget`:
-    /// `2t` fresh RLWE encryptions of zero with `μ·z^j` added to `a` (first half) or to `b`
-    /// (second half).
+    /// `2t` seeded RLWE encryptions, of `-μ·z^j·s` (first half) and of `μ·z^j` (second half).
+    /// The first half has the phase of the textbook `(a + μ·z^j, a·s + e)`, which the
+    /// external product only depends on, but its mask is a seed's, so the key can be sent
+    /// seeded.
     pub fn encrypt_gsw<R: RngCore + CryptoRng>(
         &self,
         sk: &SecretKey,
@@ -95,26 +133,33 @@ impl RlweParams {
         rng: &mut R,
     ) -> Result<GswCiphertext, PirError> {
         let ring = self.ring();
-        let zero = ring.zero();
         let mut mu_ntt = ring.zero_ntt();
-        ring.forward(mu, &mut mu_ntt)?;
-        let mut term = ring.zero_ntt();
-        let mut times_s = Vec::with_capacity(gadget.digits());
-        let mut plain = Vec::with_capacity(gadget.digits());
-        for j in 0..gadget.digits() {
-            term.words_mut().copy_from_slice(mu_ntt.words());
-            ring.scalar_mul_assign(&mut term, gadget.power(j))?;
-            // (a + μz^j, a·s + e) has phase -μz^j·s + e.
-            let mut first = self.encrypt_poly(sk, &zero, rng)?;
-            ring.add_assign(&mut first.a, &term)?;
-            times_s.push(first);
-            let mut second = self.encrypt_poly(sk, &zero, rng)?;
-            ring.add_assign(&mut second.b, &term)?;
-            plain.push(second);
-        }
+        let mut mu_s = ring.zero_ntt();
+        let mut term = ring.zero();
+        let result = (|| {
+            ring.forward(mu, &mut mu_ntt)?;
+            // -μ·s, NTT form.
+            ring.mul(&mut mu_s, &mu_ntt, sk.ntt())?;
+            ring.neg_assign(&mut mu_s)?;
+            let t = gadget.digits();
+            let mut times_s = Vec::with_capacity(2 * t);
+            let mut seeds = Vec::with_capacity(2 * t);
+            for source in [&mu_s, &mu_ntt] {
+                for j in 0..t {
+                    ring.inverse(source, &mut term)?;
+                    ring.scalar_mul_assign(&mut term, gadget.power(j))?;
+                    let seeded = self.encrypt_poly_seeded(sk, &term, rng)?;
+                    seeds.push(seeded.seed);
+                    times_s.push(self.expand(&seeded)?);
+                }
+            }
+            let plain = times_s.split_off(t);
+            GswCiphertext::from_seeded_columns(gadget.clone(), times_s, plain, seeds)
+        })();
         mu_ntt.words_mut().fill(0);
+        mu_s.words_mut().fill(0);
         term.words_mut().fill(0);
-        GswCiphertext::from_columns(gadget.clone(), times_s, plain)
+        result
     }
 
     /// Buffers for external products under `gadget`.

@@ -22,6 +22,9 @@ use super::rlwe::{Ciphertext, RlweParams, SecretKey};
 pub struct SwitchingKey {
     gadget: Gadget,
     rows: Vec<Ciphertext>,
+    /// Row `j`'s `α_j` is expanded from `seeds[j]` ([`RlweParams::expand`]), so the key can be
+    /// sent as seeds and bodies ([`super::wire`]).
+    seeds: Vec<[u8; 32]>,
 }
 
 /// Buffers for [`SwitchingKey::apply`], allocated once per ring and gadget.
@@ -59,19 +62,56 @@ impl SwitchingKey {
     ) -> Result<SwitchingKey, PirError> {
         let ring = params.ring();
         let mut rows = Vec::with_capacity(gadget.digits());
+        let mut seeds = Vec::with_capacity(gadget.digits());
         for j in 0..gadget.digits() {
             // -z^j·s_from, encrypted under s_to.
             let mut mu = from.clone();
             ring.scalar_mul_assign(&mut mu, gadget.power(j))?;
             ring.neg_assign(&mut mu)?;
-            let row = params.encrypt_poly(to, &mu, rng);
+            let row = params.encrypt_poly_seeded(to, &mu, rng);
             mu.words_mut().zeroize();
-            rows.push(row?);
+            let row = row?;
+            seeds.push(row.seed);
+            rows.push(params.expand(&row)?);
         }
         Ok(SwitchingKey {
             gadget: gadget.clone(),
             rows,
+            seeds,
         })
+    }
+
+    /// A key from parsed rows (`rows[j]`'s mask expanded from `seeds[j]`): one row and one
+    /// seed per gadget digit, else [`PirError::Length`].
+    pub(crate) fn from_rows(
+        gadget: Gadget,
+        rows: Vec<Ciphertext>,
+        seeds: Vec<[u8; 32]>,
+    ) -> Result<SwitchingKey, PirError> {
+        for got in [rows.len(), seeds.len()] {
+            if got != gadget.digits() {
+                return Err(PirError::Length {
+                    what: "switching key rows",
+                    expected: gadget.digits(),
+                    got,
+                });
+            }
+        }
+        Ok(SwitchingKey {
+            gadget,
+            rows,
+            seeds,
+        })
+    }
+
+    /// The rows `(α_j, β_j)`, NTT form.
+    pub(crate) fn rows(&self) -> &[Ciphertext] {
+        &self.rows
+    }
+
+    /// The seeds of the rows' masks.
+    pub(crate) fn seeds(&self) -> &[[u8; 32]] {
+        &self.seeds
     }
 
     /// The gadget the key was made for.

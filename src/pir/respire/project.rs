@@ -79,6 +79,32 @@ impl ProjectionKeys {
         })
     }
 
+    /// Keys parsed for `τ_{d1/2^i + 1}`, `i < log2(d1/d2)` (in that order, powers checked),
+    /// with the inverse computed as [`ProjectionKeys::generate`] does.
+    pub(crate) fn from_keys(
+        params: &RlweParams,
+        keys: Vec<AutomorphismKey>,
+    ) -> Result<ProjectionKeys, PirError> {
+        let d1 = params.ring().degree();
+        for (i, key) in keys.iter().enumerate() {
+            if i >= d1.trailing_zeros() as usize || key.power() != (d1 >> i) + 1 {
+                return Err(PirError::Param(format!(
+                    "projection key {i} is for x -> x^{}",
+                    key.power()
+                )));
+            }
+        }
+        Ok(ProjectionKeys {
+            inverse: inverse_power_of_two(1 << keys.len(), params.ring().modulus()),
+            keys,
+        })
+    }
+
+    /// The automorphism keys, in order.
+    pub(crate) fn keys(&self) -> &[AutomorphismKey] {
+        &self.keys
+    }
+
     /// `d1/d2`, the stride of the subring's coefficients.
     pub fn stride(&self) -> usize {
         1 << self.keys.len()

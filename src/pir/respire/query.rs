@@ -154,11 +154,28 @@ impl QueryParams {
         &self.gsw
     }
 
-    fn rows(&self) -> usize {
+    /// The key-switching gadget of the first expansion (the row selector's).
+    pub fn rlwe_expansion_gadget(&self) -> &Gadget {
+        &self.rlwe_expansion
+    }
+
+    /// The key-switching gadget of the second expansion (the column bits').
+    pub fn gsw_expansion_gadget(&self) -> &Gadget {
+        &self.gsw_expansion
+    }
+
+    /// The gadget of the RLWE-to-GSW conversion key.
+    pub fn conversion_gadget(&self) -> &Gadget {
+        &self.conversion
+    }
+
+    /// `2^ν1`: the packed values of a query's row selector.
+    pub(crate) fn rows(&self) -> usize {
         1 << self.nu1
     }
 
-    fn gsw_rows(&self) -> usize {
+    /// `(ν2 + ν3)·t_gsw`: the packed values of a query's column bits.
+    pub(crate) fn gsw_rows(&self) -> usize {
         (self.nu2 + self.nu3) * self.gsw.digits()
     }
 

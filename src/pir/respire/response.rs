@@ -99,6 +99,21 @@ impl ResponseParams {
         &self.small
     }
 
+    /// The gadget of the projection keys.
+    pub fn projection_gadget(&self) -> &Gadget {
+        &self.projection_gadget
+    }
+
+    /// The gadget of the vectorisation key.
+    pub fn vectorise_gadget(&self) -> &Gadget {
+        &self.vectorise_gadget
+    }
+
+    /// The gadget of the compression key (over `q2`).
+    pub fn compression_gadget(&self) -> &Gadget {
+        &self.compression_gadget
+    }
+
     /// `p`.
     pub fn plaintext_modulus(&self) -> u64 {
         self.p

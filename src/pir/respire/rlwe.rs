@@ -219,6 +219,16 @@ impl AutomorphismKey {
     pub fn gadget(&self) -> &Gadget {
         self.switch.gadget()
     }
+
+    /// The key for `x -> x^power` made of a parsed switching key (from `τ_power(s)` to `s`).
+    pub(crate) fn from_switching_key(power: usize, switch: SwitchingKey) -> AutomorphismKey {
+        AutomorphismKey { power, switch }
+    }
+
+    /// The switching key from `τ_k(s)` to `s`.
+    pub(crate) fn switching_key(&self) -> &SwitchingKey {
+        &self.switch
+    }
 }
 
 /// Buffers for [`RlweParams::apply_automorphism`], allocated once per ring and gadget.

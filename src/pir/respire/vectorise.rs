@@ -67,6 +67,16 @@ impl VectoriseKey {
         Ok(VectoriseKey { key: key? })
     }
 
+    /// The key made of a parsed switching key.
+    pub(crate) fn from_switching_key(key: SwitchingKey) -> VectoriseKey {
+        VectoriseKey { key }
+    }
+
+    /// The switching key from `s` to `s_vec`.
+    pub(crate) fn switching_key(&self) -> &SwitchingKey {
+        &self.key
+    }
+
     /// Buffers for [`vectorise`] in the large ring.
     pub fn scratch(&self, ring: &Ring) -> VectoriseScratch {
         VectoriseScratch {
