@@ -43,7 +43,12 @@
 //! - [`query`]: keys, the client's packed seeded query, the server's expansion and answer, and
 //!   decryption of the large-ring answer mod 16, tested end to end.
 //!
-//! Still to come: byte encodings of keys and queries; the scheme behind the `IndexPir`
+//! On the wire: [`wire`] encodes the client's public keys (every row a 32-byte seed of its
+//! mask and its body at each CRT limb's bit width, checked against the parameters when
+//! parsed) and its queries (two seeds and the packed coefficients at 56 bits), with lengths
+//! that are functions of the parameters only.
+//!
+//! Still to come: the scheme behind the `IndexPir`
 //! trait, selected through PIRCFG's scheme id; sharing the projection keys with the first
 //! two expansion keys (same automorphisms, same gadget); a faster first dimension; and
 //! batching with probabilistic batch codes (vectors of `n_vec > 1` slots, several records
@@ -79,6 +84,7 @@ pub mod ring;
 pub mod rlwe;
 pub mod rotate;
 pub mod vectorise;
+pub mod wire;
 
 pub use compress::{CompressedResponse, CompressionKey};
 pub use database::{Database, FirstDimensionScratch};
@@ -103,6 +109,9 @@ pub use rlwe::{
 };
 pub use rotate::RotationScratch;
 pub use vectorise::VectoriseKey;
+pub use wire::{
+    decode_keys, decode_query, encode_keys, encode_query, keys_len, query_len, KEYS_VERSION,
+};
 
 #[cfg(test)]
 mod tests {
