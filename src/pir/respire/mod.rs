@@ -48,9 +48,11 @@
 //! parsed) and its queries (two seeds and the packed coefficients at 56 bits), with lengths
 //! that are functions of the parameters only.
 //!
+//! The projection keys are the first two GSW expansion keys (same automorphisms, same
+//! gadget; [`ResponseKeys::generate_shared`]), so they are generated and sent once.
+//!
 //! Still to come: the scheme behind the `IndexPir`
-//! trait, selected through PIRCFG's scheme id; sharing the projection keys with the first
-//! two expansion keys (same automorphisms, same gadget); a faster first dimension; and
+//! trait, selected through PIRCFG's scheme id; a faster first dimension; and
 //! batching with probabilistic batch codes (vectors of `n_vec > 1` slots, several records
 //! per response).
 //!

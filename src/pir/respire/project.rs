@@ -25,6 +25,7 @@
 use rand::{CryptoRng, RngCore};
 
 use super::super::PirError;
+use super::expand::ExpansionKeys;
 use super::ring::Gadget;
 use super::rlwe::{AutomorphismKey, Ciphertext, KeySwitchScratch, RlweParams, SecretKey};
 
@@ -77,6 +78,31 @@ impl ProjectionKeys {
             keys,
             inverse: inverse_power_of_two(factor, params.ring().modulus()),
         })
+    }
+
+    /// The keys onto the subring of degree `small_degree`, taken from the first keys of a
+    /// coefficient expansion of the same ring (key `i` of both is for `τ_{d1/2^i + 1}`), so a
+    /// client whose expansion gadget is the projection gadget sends them once. The caller
+    /// checks the gadget.
+    pub fn from_expansion(
+        params: &RlweParams,
+        expansion: &ExpansionKeys,
+        small_degree: usize,
+    ) -> Result<ProjectionKeys, PirError> {
+        let d1 = params.ring().degree();
+        if small_degree == 0 || !small_degree.is_power_of_two() || small_degree > d1 {
+            return Err(PirError::Param(format!(
+                "subring degree {small_degree} for ring degree {d1}"
+            )));
+        }
+        let count = (d1 / small_degree).trailing_zeros() as usize;
+        let keys = expansion.keys().get(..count).ok_or_else(|| {
+            PirError::Param(format!(
+                "{} expansion keys for a projection needing {count}",
+                expansion.keys().len()
+            ))
+        })?;
+        ProjectionKeys::from_keys(params, keys.to_vec())
     }
 
     /// Keys parsed for `τ_{d1/2^i + 1}`, `i < log2(d1/d2)` (in that order, powers checked),

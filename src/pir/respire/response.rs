@@ -32,6 +32,7 @@ use super::compress::{
 };
 use super::keyswitch::residue_bits;
 use super::project::{project, ProjectScratch, ProjectionKeys};
+use super::query::PublicKeys;
 use super::record::{coeffs_to_record, plaintext_bits};
 use super::ring::{Gadget, SMALL_DEGREE};
 use super::rlwe::{Ciphertext, RlweParams, SecretKey};
@@ -195,15 +196,55 @@ impl ResponseKeys {
         s: &SecretKey,
         rng: &mut R,
     ) -> Result<(ResponseSecrets, ResponseKeys), PirError> {
+        ResponseKeys::generate_with(params, s, rng, |rng| {
+            ProjectionKeys::generate(
+                &params.large,
+                s,
+                params.small.ring().degree(),
+                &params.projection_gadget,
+                rng,
+            )
+        })
+    }
+
+    /// The same, with the projection keys taken from the query's GSW coefficient expansion
+    /// keys (the same automorphisms of the same ring, under the same gadget `(7, 20)`), so
+    /// they are generated and sent once ([`super::wire`] sends them once only if they are
+    /// shared so). A GSW expansion gadget other than the projection gadget is
+    /// [`PirError::Param`].
+    pub fn generate_shared<R: RngCore + CryptoRng>(
+        params: &ResponseParams,
+        s: &SecretKey,
+        public: &PublicKeys,
+        rng: &mut R,
+    ) -> Result<(ResponseSecrets, ResponseKeys), PirError> {
+        let shares = public.gsw_expansion.gadget().is_some_and(|g| {
+            g.base() == params.projection_gadget.base()
+                && g.digits() == params.projection_gadget.digits()
+        });
+        if !shares {
+            return Err(PirError::Param(
+                "the GSW expansion keys' gadget is not the projection gadget".into(),
+            ));
+        }
+        ResponseKeys::generate_with(params, s, rng, |_| {
+            ProjectionKeys::from_expansion(
+                &params.large,
+                &public.gsw_expansion,
+                params.small.ring().degree(),
+            )
+        })
+    }
+
+    fn generate_with<R: RngCore + CryptoRng>(
+        params: &ResponseParams,
+        s: &SecretKey,
+        rng: &mut R,
+        projection: impl FnOnce(&mut R) -> Result<ProjectionKeys, PirError>,
+    ) -> Result<(ResponseSecrets, ResponseKeys), PirError> {
         let vector = params.vector.keygen(rng)?;
         let small = params.small.keygen(rng)?;
-        let projection = ProjectionKeys::generate(
-            &params.large,
-            s,
-            params.small.ring().degree(),
-            &params.projection_gadget,
-            rng,
-        )?;
+        let projection = projection(rng)?;
         let vectorise =
             VectoriseKey::generate(&params.vector, s, &vector, &params.vectorise_gadget, rng)?;
         let compression = CompressionKey::generate(

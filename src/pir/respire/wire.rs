@@ -12,7 +12,10 @@
 //! 1. the RLWE coefficient expansion: `log2 d1` automorphism keys of `t` rows;
 //! 2. the GSW coefficient expansion: `log2 d1` automorphism keys of `t` rows;
 //! 3. the RLWE-to-GSW conversion key: one GSW ciphertext, `2t` columns (first half first);
-//! 4. the projection: `log2(d1/d2)` automorphism keys of `t` rows;
+//! 4. the projection: `log2(d1/d2)` automorphism keys of `t` rows, not sent when they are
+//!    the first keys of the GSW expansion (same ring, error and gadget: Respire's `(7, 20)`),
+//!    which the client then generates with [`ResponseKeys::generate_shared`] and the server
+//!    rebuilds with [`ProjectionKeys::from_expansion`];
 //! 5. the vectorisation key: `t` rows (the vector ring);
 //! 6. the compression key: `t` rows over `R_{d1, q2}`.
 //!
@@ -244,12 +247,32 @@ struct Group<'a> {
     gadget: &'a Gadget,
     keys: usize,
     rows_per_key: usize,
+    /// Not sent: the keys are the first of the GSW expansion's (the projection keys, when the
+    /// parameters allow it).
+    shared: bool,
 }
 
 impl Group<'_> {
     fn len(&self) -> usize {
+        if self.shared {
+            return 0;
+        }
         self.keys * self.rows_per_key * row_len(self.params.ring())
     }
+}
+
+/// Whether the projection keys can be the first GSW expansion keys: the same ring, error
+/// and gadget, and no more of them than there are expansion keys (always, for Respire's
+/// parameters: `(7, 20)`, keys 0 and 1 of 11).
+fn projection_shared(qp: &QueryParams, rp: &ResponseParams) -> bool {
+    let (expansion, projection) = (qp.gsw_expansion_gadget(), rp.projection_gadget());
+    let (query_ring, large_ring) = (qp.rlwe().ring(), rp.large().ring());
+    expansion.base() == projection.base()
+        && expansion.digits() == projection.digits()
+        && query_ring.degree() == large_ring.degree()
+        && query_ring.modulus() == large_ring.modulus()
+        && qp.rlwe().error().width().to_bits() == rp.large().error().width().to_bits()
+        && rp.records_per_plaintext().trailing_zeros() <= query_ring.degree().trailing_zeros()
 }
 
 /// The six groups in wire order (module doc), as the parameters imply them.
@@ -263,6 +286,7 @@ fn groups<'a>(qp: &'a QueryParams, rp: &'a ResponseParams) -> [Group<'a>; 6] {
             gadget: qp.rlwe_expansion_gadget(),
             keys: log_d1,
             rows_per_key: qp.rlwe_expansion_gadget().digits(),
+            shared: false,
         },
         Group {
             name: "GSW expansion keys",
@@ -270,6 +294,7 @@ fn groups<'a>(qp: &'a QueryParams, rp: &'a ResponseParams) -> [Group<'a>; 6] {
             gadget: qp.gsw_expansion_gadget(),
             keys: log_d1,
             rows_per_key: qp.gsw_expansion_gadget().digits(),
+            shared: false,
         },
         Group {
             name: "conversion key",
@@ -277,6 +302,7 @@ fn groups<'a>(qp: &'a QueryParams, rp: &'a ResponseParams) -> [Group<'a>; 6] {
             gadget: qp.conversion_gadget(),
             keys: 1,
             rows_per_key: 2 * qp.conversion_gadget().digits(),
+            shared: false,
         },
         Group {
             name: "projection keys",
@@ -284,6 +310,7 @@ fn groups<'a>(qp: &'a QueryParams, rp: &'a ResponseParams) -> [Group<'a>; 6] {
             gadget: rp.projection_gadget(),
             keys: projections,
             rows_per_key: rp.projection_gadget().digits(),
+            shared: projection_shared(qp, rp),
         },
         Group {
             name: "vectorisation key",
@@ -291,6 +318,7 @@ fn groups<'a>(qp: &'a QueryParams, rp: &'a ResponseParams) -> [Group<'a>; 6] {
             gadget: rp.vectorise_gadget(),
             keys: 1,
             rows_per_key: rp.vectorise_gadget().digits(),
+            shared: false,
         },
         Group {
             name: "compression key",
@@ -298,6 +326,7 @@ fn groups<'a>(qp: &'a QueryParams, rp: &'a ResponseParams) -> [Group<'a>; 6] {
             gadget: rp.compression_gadget(),
             keys: 1,
             rows_per_key: rp.compression_gadget().digits(),
+            shared: false,
         },
     ]
 }
@@ -393,6 +422,26 @@ pub fn encode_keys(
             check_switching_key(group, key.switching_key(), Some((key.power(), expected)))?;
         }
     }
+    if projection.shared {
+        // Sent once: the parsed projection keys will be the GSW expansion's, so only keys
+        // that already are (ResponseKeys::generate_shared) are encoded.
+        let same = response
+            .projection
+            .keys()
+            .iter()
+            .zip(public.gsw_expansion.keys())
+            .all(|(p, g)| {
+                let (p, g) = (p.switching_key(), g.switching_key());
+                p.seeds() == g.seeds() && p.rows() == g.rows()
+            });
+        if !same {
+            return Err(PirError::Param(
+                "projection keys: not the GSW expansion's first keys, which the parameters \
+                 share with them (generate them with ResponseKeys::generate_shared)"
+                    .into(),
+            ));
+        }
+    }
     let gsw = &public.conversion;
     if gsw.gadget().base() != conversion.gadget.base()
         || 2 * gsw.gadget().digits() != conversion.rows_per_key
@@ -418,9 +467,11 @@ pub fn encode_keys(
         }
     }
     write_rows(&mut w, conversion, &columns, gsw.seeds());
-    for key in response.projection.keys() {
-        let switch = key.switching_key();
-        write_rows(&mut w, projection, switch.rows(), switch.seeds());
+    if !projection.shared {
+        for key in response.projection.keys() {
+            let switch = key.switching_key();
+            write_rows(&mut w, projection, switch.rows(), switch.seeds());
+        }
     }
     for (group, switch) in [
         (vectorise, response.vectorise.switching_key()),
@@ -523,8 +574,11 @@ pub fn decode_keys(
     let plain = columns.split_off(t);
     let conversion =
         GswCiphertext::from_seeded_columns(qp.conversion_gadget().clone(), columns, plain, seeds)?;
-    let projection =
-        ProjectionKeys::from_keys(rp.large(), read_automorphism_keys(&mut r, projection)?)?;
+    let projection = if projection.shared {
+        ProjectionKeys::from_expansion(rp.large(), &gsw_expansion, rp.small().ring().degree())?
+    } else {
+        ProjectionKeys::from_keys(rp.large(), read_automorphism_keys(&mut r, projection)?)?
+    };
     let vectorise = VectoriseKey::from_switching_key(read_switching_key(&mut r, vectorise)?);
     let compression = CompressionKey::from_switching_key(read_switching_key(&mut r, compression)?);
     r.finish()?;
@@ -688,7 +742,8 @@ mod tests {
         let qp = QueryParams::respire_with_rotation(3, 2, 2).expect("params");
         let rp = ResponseParams::respire().expect("response params");
         let (sk, public) = qp.keygen(rng).expect("keygen");
-        let (secrets, response) = ResponseKeys::generate(&rp, &sk, rng).expect("keys");
+        let (secrets, response) =
+            ResponseKeys::generate_shared(&rp, &sk, &public, rng).expect("keys");
         let keys = encode_keys(&qp, &rp, &public, &response).expect("encode keys");
         (Setup { qp, rp, keys }, sk, secrets, public, response)
     }
@@ -809,9 +864,16 @@ mod tests {
         random[..HEADER_BYTES].copy_from_slice(&keys[..HEADER_BYTES]);
         assert!(matches!(decode(&random), Err(PirError::Malformed { .. })));
 
-        // Keys for other parameters are refused by the encoder.
+        // Projection keys of their own, which would not survive the sharing, are refused.
         let (sk, public) = qp.keygen(&mut rng).expect("keygen");
-        let (_, response) = ResponseKeys::generate(&rp, &sk, &mut rng).expect("keys");
+        let (_, own) = ResponseKeys::generate(&rp, &sk, &mut rng).expect("keys");
+        assert!(matches!(
+            encode_keys(&qp, &rp, &public, &own),
+            Err(PirError::Param(_))
+        ));
+        // Keys for other parameters are refused by the encoder.
+        let (_, response) =
+            ResponseKeys::generate_shared(&rp, &sk, &public, &mut rng).expect("keys");
         let mut swapped = public.clone();
         std::mem::swap(&mut swapped.rlwe_expansion, &mut swapped.gsw_expansion);
         assert!(matches!(
@@ -904,13 +966,19 @@ mod tests {
         let groups = groups(&qp, &rp);
         for group in &groups {
             eprintln!(
-                "Respire wire, {}: {} keys x {} rows = {} bytes",
+                "Respire wire, {}: {} keys x {} rows = {} bytes{}",
                 group.name,
                 group.keys,
                 group.rows_per_key,
-                group.len()
+                group.len(),
+                if group.shared {
+                    " (shared with the GSW expansion)"
+                } else {
+                    ""
+                }
             );
         }
+        assert!(groups[3].shared);
         eprintln!(
             "Respire wire at 2^20 records (nu1 = 9, nu2 = 9, nu3 = 2): keys {keys} bytes \
              ({:.1} KiB), query {query} bytes ({:.2} KiB)",
@@ -923,7 +991,7 @@ mod tests {
         let small_row = 32 + 2048 * 24 / 8;
         assert_eq!(
             keys,
-            HEADER_BYTES + (11 * 4 + 11 * 20 + 8 + 2 * 20 + 2) * large_row + 24 * small_row
+            HEADER_BYTES + (11 * 4 + 11 * 20 + 8 + 2) * large_row + 24 * small_row
         );
     }
 }
