@@ -456,9 +456,12 @@ pub fn encode_keys(
     let mut w = BitWriter::with_capacity(keys_len(qp, rp));
     w.write_bytes(&[KEYS_VERSION]);
     for group in &groups {
-        w.write_bytes(&group.gadget.base().min(u64::from(u32::MAX)).to_be_bytes()[4..]);
-        // Counts below 256 for every parameter set here (at most 2·24 rows, 11 keys).
-        w.write_bytes(&[group.gadget.digits() as u8, group.keys as u8]);
+        // Every field fits (bases below 2^32, at most 24 digits and 11 keys); one that did not
+        // would be written saturated, and refused by the parser rather than aliased.
+        let base = u32::try_from(group.gadget.base()).unwrap_or(u32::MAX);
+        w.write_bytes(&base.to_be_bytes());
+        let digits = u8::try_from(group.gadget.digits()).unwrap_or(u8::MAX);
+        w.write_bytes(&[digits, u8::try_from(group.keys).unwrap_or(u8::MAX)]);
     }
     for (group, keys) in automorphism_groups.iter().take(2) {
         for key in keys.iter() {
