@@ -1,9 +1,10 @@
-//! Private-lookup benchmark: builds a synthetic zone of 2^k slots (load 0.9, 256-byte slots,
-//! 4-slot buckets), then measures OPRF and MulPIR lookups against it. Run through
-//! `tools/bench/pir.sh`, which documents the arguments.
+//! Private-lookup benchmark: builds a synthetic zone of 2^k slots of 256 bytes for each
+//! scheme (MulPIR: 4-slot buckets at load 0.9; Respire: 1-slot buckets at load 0.45, as
+//! `pir::registry::Scheme::table` sets them), then measures OPRF and PIR lookups against it.
+//! Run through `tools/bench/pir.sh`, which documents the arguments.
 //!
-//! Usage: pir_bench [--log-slots 16,18,20] [--queries N] [--slot-size B] [--bucket-slots S]
-//!                  [--updates N]
+//! Usage: pir_bench [--schemes mulpir,respire] [--log-slots 16,18,20] [--queries N]
+//!                  [--slot-size B] [--updates N]
 //!
 //! `--updates N` also times N incremental updates within the epoch (each replaces one
 //! identifier's record, removes one or adds one) against the full build.
@@ -11,10 +12,9 @@
 use std::time::{Duration, Instant};
 
 use mimi_discovery::name::Name;
-use mimi_discovery::pir::mulpir::{self, AnswerTimings, MulPirClient};
+use mimi_discovery::pir::mulpir::{self, AnswerTimings};
 use mimi_discovery::pir::oprf;
-use mimi_discovery::pir::scheme::PirServer;
-use mimi_discovery::pir::{BuildOptions, MulPir, ZonePirClient, ZonePirDb};
+use mimi_discovery::pir::{BuildOptions, Scheme, ZoneClient, ZoneDb, ZoneKey};
 use rand::{Rng, RngCore};
 
 use mimi_discovery::pir::mulpir::thread_cpu_time as thread_cpu;
@@ -24,19 +24,19 @@ mod measure;
 use measure::{median, ms, status_kib};
 
 struct Args {
+    schemes: Vec<Scheme>,
     log_slots: Vec<u32>,
     queries: usize,
     slot_size: usize,
-    bucket_slots: usize,
     updates: usize,
 }
 
 fn parse_args() -> Args {
     let mut a = Args {
+        schemes: Scheme::ALL.to_vec(),
         log_slots: vec![16, 18, 20],
         queries: 3,
         slot_size: 256,
-        bucket_slots: 4,
         updates: 0,
     };
     let mut it = std::env::args().skip(1);
@@ -47,8 +47,8 @@ fn parse_args() -> Args {
                 a.log_slots = value.split(',').filter_map(|v| v.parse().ok()).collect()
             }
             "--queries" => a.queries = value.parse().unwrap_or(3),
+            "--schemes" => a.schemes = value.split(',').filter_map(Scheme::from_name).collect(),
             "--slot-size" => a.slot_size = value.parse().unwrap_or(256),
-            "--bucket-slots" => a.bucket_slots = value.parse().unwrap_or(4),
             "--updates" => a.updates = value.parse().unwrap_or(0),
             other => {
                 eprintln!("unknown argument {other}");
@@ -60,7 +60,9 @@ fn parse_args() -> Args {
 }
 
 struct Row {
+    scheme: Scheme,
     log_slots: u32,
+    ids: usize,
     query: usize,
     response: usize,
     eval_key: usize,
@@ -76,20 +78,26 @@ struct Row {
     build_s: f64,
     db_mib: f64,
     rss_mib: f64,
-    noise: usize,
+    /// MulPIR only: bits of noise in the response (Respire's margin is measured by its tests).
+    noise: Option<usize>,
     phases: AnswerTimings,
 }
 
-fn run(args: &Args, log_slots: u32, pool1: &rayon::ThreadPool) -> Row {
+fn run(args: &Args, scheme: Scheme, log_slots: u32, pool1: &rayon::ThreadPool) -> Row {
     let slots = 1usize << log_slots;
-    let ids = slots * 9 / 10;
+    let mut options = BuildOptions {
+        slot_size: args.slot_size,
+        ..BuildOptions::default()
+    };
+    scheme.table(&mut options);
+    let ids = (slots as f64 * options.load) as usize;
     let zone = Name::parse("1.e164.mimi.arpa.", None).expect("zone name");
     let mut rng = rand::thread_rng();
     let mut secret = [0u8; 32];
     rng.fill_bytes(&mut secret);
     println!(
-        "\n== 2^{log_slots} slots of {} bytes: {ids} identifiers (load 0.9) ==",
-        args.slot_size
+        "\n== {scheme}: 2^{log_slots} slots of {} bytes: {ids} identifiers (load {}, {}-slot buckets) ==",
+        args.slot_size, options.load, options.bucket_slots
     );
     let entries: Vec<(String, Vec<Vec<u8>>)> = (0..ids)
         .map(|i| {
@@ -98,21 +106,27 @@ fn run(args: &Args, log_slots: u32, pool1: &rayon::ThreadPool) -> Row {
             (format!("+1{:010}", 2_000_000_000 + i), vec![record])
         })
         .collect();
-    let options = BuildOptions {
-        slot_size: args.slot_size,
-        bucket_slots: args.bucket_slots,
-        ..BuildOptions::default()
-    };
     let rss_before = status_kib("VmRSS:");
     let started = Instant::now();
-    let (db, report) =
-        ZonePirDb::<MulPir>::build(&zone, &secret, 1, &options, entries).expect("build");
+    let (db, report) = ZoneDb::build(scheme, &zone, &secret, 1, &options, entries).expect("build");
     let build = started.elapsed();
     let rss_after = status_kib("VmRSS:");
-    let layout = *db.shard_server(0).expect("shard 0").layout();
+    let shape = match &db {
+        ZoneDb::MulPir(db) => {
+            let l = *db.shard_server(0).expect("shard 0").layout();
+            format!(
+                "PIR matrix {}x{} of {} plaintexts, expansion depth {}",
+                l.d1, l.d2, l.num_pts, l.level
+            )
+        }
+        ZoneDb::Respire(db) => {
+            let (nu1, nu2, nu3) = db.shard_server(0).expect("shard 0").dimensions();
+            format!("2^{nu1} x 2^{nu2} plaintexts of 2^{nu3} records")
+        }
+    };
     println!(
         "build {:.1} s (OPRF+seal {:.1} s, cuckoo {:.2} s in {} attempt(s), PIR preprocessing {:.1} s); \
-         load {:.3}; {} buckets; PIR matrix {}x{} of {} plaintexts, expansion depth {}",
+         load {:.3}; {} buckets; {shape}",
         build.as_secs_f64(),
         report.oprf_time.as_secs_f64(),
         report.table_time.as_secs_f64(),
@@ -120,10 +134,6 @@ fn run(args: &Args, log_slots: u32, pool1: &rayon::ThreadPool) -> Row {
         report.pir_time.as_secs_f64(),
         report.max_shard_load,
         db.config().buckets,
-        layout.d1,
-        layout.d2,
-        layout.num_pts,
-        layout.level,
     );
     if args.updates > 0 {
         time_updates(&db, args.updates, ids, build);
@@ -138,7 +148,7 @@ fn run(args: &Args, log_slots: u32, pool1: &rayon::ThreadPool) -> Row {
     );
 
     let started = Instant::now();
-    let (client, key_bytes) = ZonePirClient::<MulPir>::new(db.config().clone()).expect("client");
+    let (client, key_bytes) = ZoneClient::new(db.config().clone()).expect("client");
     let keygen = started.elapsed();
     let started = Instant::now();
     let key = db.parse_key(&key_bytes).expect("key");
@@ -156,9 +166,8 @@ fn run(args: &Args, log_slots: u32, pool1: &rayon::ThreadPool) -> Row {
     let mut cq = Vec::new();
     let mut cd = Vec::new();
     let mut phases = AnswerTimings::default();
-    let mut noise = 0;
+    let mut noise = None;
     let (mut oprf_up, mut oprf_down) = (0, 0);
-    let server = db.shard_server(0).expect("shard 0");
     for q in 0..args.queries {
         let present = q % 2 == 0;
         let sii = if present {
@@ -182,14 +191,24 @@ fn run(args: &Args, log_slots: u32, pool1: &rayon::ThreadPool) -> Row {
             let (r1, cpu, wall, t) = pool1.install(|| {
                 let c = thread_cpu();
                 let w = Instant::now();
-                let (r, t) = server.answer_timed(&key, query).expect("answer");
+                let (r, t) = match (&db, &key) {
+                    (ZoneDb::MulPir(db), ZoneKey::MulPir(key)) => db
+                        .shard_server(0)
+                        .expect("shard 0")
+                        .answer_timed(key, query)
+                        .expect("answer"),
+                    _ => (
+                        db.answer(0, &key, query).expect("answer"),
+                        AnswerTimings::default(),
+                    ),
+                };
                 (r, thread_cpu() - c, w.elapsed(), t)
             });
             s1.push(ms(wall));
             s1cpu.push(ms(cpu));
             phases = t;
             let w = Instant::now();
-            let rall = server.answer(&key, query).expect("answer");
+            let rall = db.answer(0, &key, query).expect("answer");
             sall.push(ms(w.elapsed()));
             assert_eq!(r1.len(), rall.len());
             responses.push(rall);
@@ -197,7 +216,7 @@ fn run(args: &Args, log_slots: u32, pool1: &rayon::ThreadPool) -> Row {
         // Both bucket queries of the lookup in one pass over the database.
         let (batch, bt) = pool1.install(|| {
             let c = thread_cpu();
-            let out = server.answer_batch(&[(&key, &qa[..]), (&key, &qb[..])]);
+            let out = db.answer_batch(0, &[(&key, &qa[..]), (&key, &qb[..])]);
             (out, thread_cpu() - c)
         });
         assert!(batch.iter().all(|r| r.is_ok()));
@@ -208,8 +227,13 @@ fn run(args: &Args, log_slots: u32, pool1: &rayon::ThreadPool) -> Row {
             .expect("open");
         cd.push(ms(started.elapsed()) / 2.0);
         assert_eq!(chunk.is_some(), present, "lookup of {sii}");
-        let inner: &MulPirClient = client.pir_client();
-        noise = noise.max(inner.response_noise_bits(&responses[0]).expect("noise"));
+        if let ZoneClient::MulPir(client) = &client {
+            let bits = client
+                .pir_client()
+                .response_noise_bits(&responses[0])
+                .expect("noise");
+            noise = Some(noise.unwrap_or(0).max(bits));
+        }
         println!(
             "query {q} ({}): server 1 thread {:.0} ms wall / {:.0} ms CPU, {} threads {:.0} ms wall; \
              both bucket queries batched, 1 thread {:.0} ms CPU",
@@ -221,23 +245,27 @@ fn run(args: &Args, log_slots: u32, pool1: &rayon::ThreadPool) -> Row {
             pair1[pair1.len() - 1],
         );
     }
-    println!(
-        "phases of the last single-thread answer (CPU): parse {:.0} ms, expansion {:.0} ms, inner products {:.0} ms, \
-         ciphertext products {:.0} ms, relinearise+switch+encode {:.0} ms",
-        ms(phases.parse.cpu),
-        ms(phases.expand.cpu),
-        ms(phases.inner_products.cpu),
-        ms(phases.multiply.cpu),
-        ms(phases.finish.cpu)
-    );
-    println!(
-        "response noise {noise} bits (decryption fails at 42: {} bits of margin)",
-        42 - noise as i64
-    );
+    if let Some(noise) = noise {
+        println!(
+            "phases of the last single-thread answer (CPU): parse {:.0} ms, expansion {:.0} ms, inner products {:.0} ms, \
+             ciphertext products {:.0} ms, relinearise+switch+encode {:.0} ms",
+            ms(phases.parse.cpu),
+            ms(phases.expand.cpu),
+            ms(phases.inner_products.cpu),
+            ms(phases.multiply.cpu),
+            ms(phases.finish.cpu)
+        );
+        println!(
+            "response noise {noise} bits (decryption fails at 42: {} bits of margin)",
+            42 - noise as i64
+        );
+    }
     Row {
+        scheme,
         log_slots,
-        query: mulpir::query_len().unwrap_or(0),
-        response: mulpir::response_len().unwrap_or(0),
+        ids,
+        query: db.query_len(),
+        response: db.response_len(),
         eval_key: key_bytes.len(),
         oprf_up,
         oprf_down,
@@ -257,7 +285,7 @@ fn run(args: &Args, log_slots: u32, pool1: &rayon::ThreadPool) -> Row {
 }
 
 /// Times `n` incremental updates (replace, remove, add in turn) of the built database.
-fn time_updates(db: &ZonePirDb<MulPir>, n: usize, ids: usize, build: Duration) {
+fn time_updates(db: &ZoneDb, n: usize, ids: usize, build: Duration) {
     let mut rng = rand::thread_rng();
     let mut total = Vec::new();
     let (mut seal, mut table, mut encode, mut swap) =
@@ -322,24 +350,28 @@ fn main() {
         .build()
         .expect("single-thread pool");
     println!(
-        "MulPIR (BFV N={}, q = 28+27+27+27 bits, t = {}), {} cores for the all-cores runs",
+        "MulPIR (BFV N={}, q = 28+27+27+27 bits, t = {}); Respire (Tables 3-5: d1 = 2048, q1 ~ 2^56, \
+         d2 = 512, p = 16); {} cores for the all-cores runs",
         mulpir::DEGREE,
         mulpir::PLAINTEXT_MODULUS,
         rayon::current_num_threads()
     );
-    let rows: Vec<Row> = args
-        .log_slots
-        .iter()
-        .map(|&k| run(&args, k, &pool1))
-        .collect();
+    let mut rows: Vec<Row> = Vec::new();
+    for &k in &args.log_slots {
+        for &scheme in &args.schemes {
+            rows.push(run(&args, scheme, k, &pool1));
+        }
+    }
     let kb = |b: usize| b as f64 / 1000.0;
     println!("\n## Per PIR query (one bucket)\n");
-    println!("| slots | query | response | eval keys | server 1 thread (CPU) | server all cores | client query + decode | keygen | build | PIR DB | peak RSS | noise margin | 1-thread CPU: expand / inner products / ct products |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| scheme | slots (identifiers) | query | response | eval keys | server 1 thread (CPU) | server all cores | client query + decode | keygen | build | PIR DB | peak RSS | noise margin | MulPIR 1-thread CPU: expand / inner products / ct products |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for r in &rows {
         println!(
-            "| 2^{} | {:.1} KB | {:.1} KB | {:.2} MB | {:.0} ms ({:.0} ms) | {:.0} ms | {:.1} + {:.1} ms | {:.0} ms | {:.1} s | {:.0} MiB | {:.0} MiB | {} bits | {:.0} / {:.0} / {:.0} ms |",
+            "| {} | 2^{} ({}) | {:.1} KB | {:.1} KB | {:.2} MB | {:.0} ms ({:.0} ms) | {:.0} ms | {:.1} + {:.1} ms | {:.0} ms | {:.1} s | {:.0} MiB | {:.0} MiB | {} | {:.0} / {:.0} / {:.0} ms |",
+            r.scheme,
             r.log_slots,
+            r.ids,
             kb(r.query),
             kb(r.response),
             r.eval_key as f64 / 1e6,
@@ -352,15 +384,16 @@ fn main() {
             r.build_s,
             r.db_mib,
             r.rss_mib,
-            42 - r.noise as i64,
+            r.noise
+                .map_or("see tests".to_string(), |n| format!("{} bits", 42 - n as i64)),
             ms(r.phases.expand.cpu),
             ms(r.phases.inner_products.cpu),
             ms(r.phases.multiply.cpu),
         );
     }
     println!("\n## Per lookup (OPRF + 2 PIR queries) beside draft-party-mimi-user-private-discovery, Table 2 (1M-record shard)\n");
-    println!("| slots | upload (draft 14 KB) | download (draft 21 KB) | client keys (draft storage 5 MB) | client time (draft 0.1 s) | server 1 thread (draft 0.8-1 s) | server 1 thread, 2 queries batched |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("| scheme | slots | upload (draft 14 KB) | download (draft 21 KB) | client keys (draft storage 5 MB) | client time (draft 0.1 s) | server 1 thread (draft 0.8-1 s) | server 1 thread, 2 queries batched |");
+    println!("|---|---|---|---|---|---|---|---|");
     for r in &rows {
         let up = r.oprf_up + 2 * r.query;
         let down = r.oprf_down + 2 * r.response;
@@ -368,7 +401,8 @@ fn main() {
         let server = 2.0 * r.server_1t_cpu;
         let pair = r.server_pair_1t_cpu;
         println!(
-            "| 2^{} | {:.1} KB ({:.1}x) | {:.1} KB ({:.1}x) | {:.2} MB ({:.2}x) | {:.0} ms ({:.1}x) | {:.0} ms ({:.1}x-{:.1}x) | {:.0} ms ({:.1}x-{:.1}x) |",
+            "| {} | 2^{} | {:.1} KB ({:.1}x) | {:.1} KB ({:.1}x) | {:.2} MB ({:.2}x) | {:.0} ms ({:.1}x) | {:.0} ms ({:.1}x-{:.1}x) | {:.0} ms ({:.1}x-{:.1}x) |",
+            r.scheme,
             r.log_slots,
             kb(up),
             kb(up) / 14.0,

@@ -17,7 +17,9 @@ use mimi_discovery::pir::carrier::{
     self, ede, parse_ede, PirCfgRecord, Request, Response, EDE_OPTION, EDNS_OPTION, KEY_CHUNK,
 };
 use mimi_discovery::pir::mulpir::{MulPirLayout, DEGREE};
-use mimi_discovery::pir::{db, oprf, MulPir, ZonePirClient};
+use mimi_discovery::pir::respire::RespireServer;
+use mimi_discovery::pir::scheme::PirServer;
+use mimi_discovery::pir::{db, oprf, Scheme, ZoneClient};
 use mimi_discovery::record::{Context, Ssi, TYPE_PIR, TYPE_PIRCFG};
 use mimi_discovery::resolver::{LookupResult, NotFound, Outcome, ResolveError, Resolver};
 use mimi_discovery::zone::{RData, Record, WriteStyle, ZoneFile};
@@ -854,7 +856,7 @@ async fn a_client_cannot_open_another_identifiers_slot() {
         // The client is entitled to Alice's OPRF output and, for the check, Other's.
         let (a, b) = (owner(ALICE), owner(OTHER));
         let ys = c.oprf(CARRIER, &cfg, &[&a, &b]).await;
-        let (client, key) = ZonePirClient::<MulPir>::new(cfg.config.clone()).unwrap();
+        let (client, key) = ZoneClient::new(cfg.config.clone()).unwrap();
         let key_id: [u8; 16] = rand::random();
         c.upload(CARRIER, epoch, key_id, &key).await;
 
@@ -1170,8 +1172,19 @@ async fn the_access_class_stops_an_enumeration_loop_per_client_address() {
 
 /// Memory the DP counts for one client's parsed evaluation key (its `key_memory_bytes`).
 fn key_memory(cfg: &PirCfgRecord) -> usize {
-    let level = MulPirLayout::new(&cfg.config.shape()).unwrap().level;
-    (level + 1) * 2 * 3 * 4 * DEGREE * 8
+    let shape = cfg.config.shape();
+    match Scheme::from_id(cfg.config.scheme).unwrap() {
+        Scheme::MulPir => {
+            let level = MulPirLayout::new(&shape).unwrap().level;
+            (level + 1) * 2 * 3 * 4 * DEGREE * 8
+        }
+        Scheme::Respire => {
+            let elements = vec![0u8; shape.num_elements * shape.element_size];
+            let server = RespireServer::load(&shape, &elements).unwrap();
+            let (_, key) = ZoneClient::new(cfg.config.clone()).unwrap();
+            RespireServer::key_memory_bytes(&server.parse_key(&key).unwrap())
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -334,6 +334,7 @@ struct RawPir {
     #[serde(default = "yes")]
     enabled: bool,
     shards: Option<Spanned<u32>>,
+    scheme: Option<Spanned<String>>,
     slot_size: Option<Spanned<usize>>,
     threads: Option<Spanned<usize>>,
     max_queue: Option<Spanned<usize>>,
@@ -550,6 +551,27 @@ impl DpConfig {
                         ));
                     }
                     s.slot_size = *v.get_ref();
+                }
+                if let Some(v) = &p.scheme {
+                    s.scheme = crate::pir::Scheme::from_name(v.get_ref()).ok_or_else(|| {
+                        at(
+                            v.span(),
+                            format!(
+                                "pir.scheme {:?} is not one of {}",
+                                v.get_ref(),
+                                crate::pir::Scheme::names()
+                            ),
+                        )
+                    })?;
+                }
+                let record = crate::pir::respire::index::RECORD_BYTES;
+                if let Some(v) = &p.slot_size {
+                    if s.scheme == crate::pir::Scheme::Respire && s.slot_size > record {
+                        return Err(at(
+                            v.span(),
+                            format!("pir.slot_size must be at most {record} with the respire scheme (one slot is one Respire record)"),
+                        ));
+                    }
                 }
                 if let Some(v) = &p.threads {
                     s.threads = (*v.get_ref()).max(1);

@@ -19,7 +19,7 @@ use tracing::{debug, info, warn};
 
 use crate::name::Name;
 use crate::pir::carrier::{ede, PirCfgRecord, Request, Response};
-use crate::pir::{oprf, BuildOptions, MulPir, MulPirKey, PirError, PirServer, ZonePirDb};
+use crate::pir::{oprf, BuildOptions, PirError, Scheme, ZoneDb, ZoneKey};
 
 /// What [`ZonePirState::update`] did.
 pub type PirUpdate = crate::pir::UpdateReport;
@@ -27,6 +27,8 @@ pub type PirUpdate = crate::pir::UpdateReport;
 /// `[pir]` settings of a DP config.
 #[derive(Debug, Clone)]
 pub struct PirSettings {
+    /// The PIR scheme the zones' databases are built for (published in PIRCFG).
+    pub scheme: Scheme,
     pub shards: u32,
     pub slot_size: usize,
     /// Threads computing PIR answers; DNS answers keep the rest of the machine.
@@ -44,6 +46,9 @@ pub struct PirSettings {
 impl Default for PirSettings {
     fn default() -> Self {
         PirSettings {
+            // Per lookup about a tenth of MulPIR's bytes, at a similar server time
+            // (docs/private-lookup.md).
+            scheme: Scheme::Respire,
             shards: 1,
             slot_size: 256,
             threads: 1,
@@ -56,7 +61,7 @@ impl Default for PirSettings {
 
 /// A zone's private-lookup database and the PIRCFG record that describes it.
 pub struct ZonePir {
-    pub db: ZonePirDb<MulPir>,
+    pub db: ZoneDb,
     pub record: PirCfgRecord,
 }
 
@@ -106,7 +111,7 @@ pub fn build_zone(
     if count > 50_000 {
         info!(zone = %origin, identifiers = count, "building the private-lookup database");
     }
-    let (db, report) = ZonePirDb::<MulPir>::build(origin, secret, epoch, &options, entries)
+    let (db, report) = ZoneDb::build(settings.scheme, origin, secret, epoch, &options, entries)
         .map_err(|e| format!("private-lookup database of {origin}: {e}"))?;
     for (_, e) in &report.rejected {
         // The rejected identifier is the operator's own data; its name stays out of the log.
@@ -114,6 +119,7 @@ pub fn build_zone(
     }
     info!(
         zone = %origin,
+        scheme = %settings.scheme,
         epoch,
         identifiers = report.identifiers,
         shards = settings.shards,
@@ -156,13 +162,13 @@ struct Pending {
 
 /// Evaluation keys by (zone, epoch, key id), bounded by memory.
 struct KeyCache {
-    lru: LruCache<KeyId, (Arc<MulPirKey>, usize)>,
+    lru: LruCache<KeyId, (Arc<ZoneKey>, usize)>,
     bytes: usize,
     limit: usize,
 }
 
 impl KeyCache {
-    fn insert(&mut self, id: KeyId, key: Arc<MulPirKey>, size: usize) {
+    fn insert(&mut self, id: KeyId, key: Arc<ZoneKey>, size: usize) {
         if let Some((_, old)) = self.lru.put(id, (key, size)) {
             self.bytes -= old;
         }
@@ -393,7 +399,7 @@ impl PirService {
                     format!("evaluation key rejected: {e}"),
                 )
             })?;
-        let size = <crate::pir::MulPirServer as PirServer>::key_memory_bytes(&parsed);
+        let size = ZoneDb::key_memory_bytes(&parsed);
         self.keys
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -485,12 +491,12 @@ impl ZonePirState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pir::{PirConfig, RebuildReason, ZonePirClient};
+    use crate::pir::{PirConfig, RebuildReason, ZoneClient};
 
     fn lookup(state: &ZonePirState, input: &str) -> Vec<Vec<u8>> {
         let db = &state.pir.db;
         let config = PirConfig::from_wire(&state.pir.record.config.to_wire()).unwrap();
-        let (client, key) = ZonePirClient::<MulPir>::new(config).unwrap();
+        let (client, key) = ZoneClient::new(config).unwrap();
         let key = db.parse_key(&key).unwrap();
         let (st, req) = oprf::blind(&[input.as_bytes()]).unwrap();
         let y = st
@@ -507,8 +513,15 @@ mod tests {
 
     #[test]
     fn updates_reach_private_lookups_in_the_same_epoch() {
+        for scheme in Scheme::ALL {
+            updates_reach_private_lookups(scheme);
+        }
+    }
+
+    fn updates_reach_private_lookups(scheme: Scheme) {
         let origin = Name::parse("5.5.5.1.e164.mimi.arpa.", None).unwrap();
         let settings = PirSettings {
+            scheme,
             min_probes: 2,
             ..PirSettings::default()
         };
@@ -524,6 +537,7 @@ mod tests {
             let pir =
                 build_zone(&origin, &[7u8; 32], &settings, entries.clone(), Vec::new()).unwrap();
             assert_eq!(pir.record.probes, 2);
+            assert_eq!(pir.record.config.scheme, scheme.id());
             let state = ZonePirState::new(origin.clone(), pir, 1);
             let pircfg = state.pir.record.encode();
             match state.update(vec![
@@ -533,7 +547,7 @@ mod tests {
             ]) {
                 Ok(report) => break (state, pircfg, report),
                 Err(PirError::NeedsRebuild(_)) if attempt < 8 => continue,
-                Err(e) => panic!("update failed in {attempt} epochs: {e}"),
+                Err(e) => panic!("{scheme}: update failed in {attempt} epochs: {e}"),
             }
         };
         assert_eq!((report.added, report.removed, report.replaced), (1, 1, 1));

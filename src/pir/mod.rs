@@ -32,6 +32,7 @@ pub mod keyword;
 pub mod mulpir;
 pub mod ntt;
 pub mod oprf;
+pub mod registry;
 pub mod replica;
 pub mod respire;
 pub mod scheme;
@@ -41,6 +42,7 @@ pub use db::{Chunk, TableLayout};
 pub use keyword::{KeywordSource, SlotKeys};
 pub use mulpir::{MulPir, MulPirClient, MulPirKey, MulPirServer, MulPirUpdate};
 pub use oprf::{OprfClientState, OprfKey};
+pub use registry::{Scheme, ZoneClient, ZoneDb, ZoneKey};
 pub use scheme::{DbShape, IndexPir, PirClient, PirServer};
 pub use zone::{
     BuildOptions, BuildReport, PirConfig, Probe, UpdateReport, ZonePirClient, ZonePirDb,

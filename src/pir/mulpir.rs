@@ -151,6 +151,7 @@ pub struct MulPir;
 
 impl IndexPir for MulPir {
     const SCHEME_ID: u8 = 1;
+    const PARAMS_ID: u8 = PARAMS_ID;
     const NAME: &'static str = "mulpir-bfv-n4096";
     type Client = MulPirClient;
     type Server = MulPirServer;

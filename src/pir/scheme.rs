@@ -20,6 +20,8 @@ pub struct DbShape {
 pub trait IndexPir: Send + Sync + 'static {
     /// Scheme number carried in PIRCFG.
     const SCHEME_ID: u8;
+    /// Parameter set carried in PIRCFG beside the scheme number.
+    const PARAMS_ID: u8;
     /// Human-readable name.
     const NAME: &'static str;
     type Client: PirClient;

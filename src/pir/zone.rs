@@ -15,6 +15,7 @@
 //! [`ZonePirClient::lookup_with`] runs that loop over any transport.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -447,7 +448,7 @@ impl<P: IndexPir> ZonePirDb<P> {
 
         let config = PirConfig {
             scheme: P::SCHEME_ID,
-            params: super::mulpir::PARAMS_ID,
+            params: P::PARAMS_ID,
             epoch,
             shard_count: options.shard_count,
             slot_size,
@@ -907,6 +908,9 @@ impl Probe {
 pub struct ZonePirClient<P: IndexPir = MulPir> {
     config: PirConfig,
     client: P::Client,
+    /// PIR answers whose slot carried the probe's tag but failed authentication (see
+    /// [`ZonePirClient::open`]).
+    decode_failures: AtomicU64,
 }
 
 impl<P: IndexPir> ZonePirClient<P> {
@@ -914,17 +918,26 @@ impl<P: IndexPir> ZonePirClient<P> {
     /// evaluation-key bytes to upload (once per zone and epoch; use fresh keys per zone so
     /// DPs cannot link a client's lookups across zones).
     pub fn new(config: PirConfig) -> Result<(ZonePirClient<P>, Vec<u8>), PirError> {
-        if config.scheme != P::SCHEME_ID {
+        if config.scheme != P::SCHEME_ID || config.params != P::PARAMS_ID {
             return Err(PirError::Param(format!(
-                "zone uses PIR scheme {}, this client speaks {} ({})",
+                "zone uses PIR scheme {} parameter set {}, this client speaks {} set {} ({})",
                 config.scheme,
+                config.params,
                 P::SCHEME_ID,
+                P::PARAMS_ID,
                 P::NAME
             )));
         }
         config.layout().validate()?;
         let (client, key) = P::Client::setup(&config.shape())?;
-        Ok((ZonePirClient { config, client }, key))
+        Ok((
+            ZonePirClient {
+                config,
+                client,
+                decode_failures: AtomicU64::new(0),
+            },
+            key,
+        ))
     }
 
     pub fn config(&self) -> &PirConfig {
@@ -950,6 +963,11 @@ impl<P: IndexPir> ZonePirClient<P> {
     }
 
     /// Decodes the two responses and opens the probe's slot: `None` when absent.
+    ///
+    /// A lattice scheme's answer decrypts wrongly with a small probability (Respire: noise
+    /// beyond its margin). A slot whose tag survived but whose ciphertext does not verify is
+    /// counted ([`ZonePirClient::decode_failures`]) and reported as absent, as the caller
+    /// can do nothing else with it; a garbled tag already looks absent.
     pub fn open(&self, probe: &Probe, responses: [&[u8]; 2]) -> Result<Option<Chunk>, PirError> {
         let a = self
             .client
@@ -957,7 +975,18 @@ impl<P: IndexPir> ZonePirClient<P> {
         let b = self
             .client
             .decode(probe.buckets[1] as usize, responses[1])?;
-        self.open_buckets(probe, [&a, &b])
+        match self.open_buckets(probe, [&a, &b]) {
+            Err(PirError::SlotAuth) => {
+                self.decode_failures.fetch_add(1, Ordering::Relaxed);
+                Ok(None)
+            }
+            other => other,
+        }
+    }
+
+    /// PIR answers that decoded to a slot failing authentication, counted as misses.
+    pub fn decode_failures(&self) -> u64 {
+        self.decode_failures.load(Ordering::Relaxed)
     }
 
     /// Opens the probe's slot from the bytes of its two buckets (decoded PIR answers, or the

@@ -145,6 +145,9 @@ pub struct ResolverStats {
     pub cache_hits: AtomicU64,
     pub queries_sent: AtomicU64,
     pub rejected_records: AtomicU64,
+    /// Private lookups whose PIR answer decoded to a slot that failed authentication
+    /// (a decryption failure of the scheme), answered as not found.
+    pub pir_decode_failures: AtomicU64,
 }
 
 /// What the tree said about a name, before verification.

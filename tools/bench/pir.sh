@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Private-lookup benchmark (src/pir, docs/private-lookup.md): for each size 2^K slots of 256
-# bytes, build a synthetic zone at load 0.9 (one 160-byte record per identifier, 4-slot cuckoo
-# buckets = 1 KiB PIR elements), then run Q lookups (alternately present and absent
+# bytes and each scheme, build a synthetic zone (one 160-byte record per identifier; MulPIR:
+# 4-slot cuckoo buckets = 1 KiB PIR elements at load 0.9; Respire: 1-slot buckets = 256-byte
+# records at load 0.45), then run Q lookups (alternately present and absent
 # identifiers): OPRF, then both bucket queries answered
 #   - on a one-thread rayon pool (wall and thread CPU time, with the per-phase split),
 #   - on the global pool (all cores),
@@ -14,14 +15,16 @@
 # CPU times are the honest single-thread figure on a shared machine: wall time there includes
 # waiting for the other tenants.
 #
-# Usage: tools/bench/pir.sh [LOG_SLOTS] [QUERIES] [TIMEOUT_SECONDS]
-#        (default: 16,18,20 slots, 3 lookups per size, 900 s in all)
-# Memory: the 2^20 run needs about 4 GB (2.1 GB of preprocessed database).
+# Usage: tools/bench/pir.sh [LOG_SLOTS] [QUERIES] [TIMEOUT_SECONDS] [SCHEMES]
+#        (default: 16,18,20 slots, 3 lookups per size, 1800 s in all, mulpir,respire)
+# Memory: the 2^20 runs need about 4 GB (MulPIR: 2.1 GB of preprocessed database) and 6 GB
+# (Respire: 4 GiB of NTT-form plaintexts).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SIZES=${1:-16,18,20}
 QUERIES=${2:-3}
-LIMIT=${3:-900}
+LIMIT=${3:-1800}
+SCHEMES=${4:-mulpir,respire}
 cargo build --release --quiet --example pir_bench
 echo "host: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), load $(cut -d' ' -f1-3 /proc/loadavg)"
-exec timeout "$LIMIT" target/release/examples/pir_bench --log-slots "$SIZES" --queries "$QUERIES"
+exec timeout "$LIMIT" target/release/examples/pir_bench --log-slots "$SIZES" --queries "$QUERIES" --schemes "$SCHEMES"

@@ -106,6 +106,11 @@ fn check_response_modulus(q3: u64, q2: u64) -> Result<(), PirError> {
 }
 
 impl CompressionKey {
+    /// Resident bytes of the key.
+    pub fn memory_bytes(&self) -> usize {
+        self.key.memory_bytes()
+    }
+
     /// The key from `s_vec` (a secret of the large ring with small coefficients) to `s_small`
     /// (a secret of the small ring, degree `d2`) embedded as `s_small(x^(d1/d2))`, in
     /// `switch`'s ring (`R_{d1, q2}`) with its error and `gadget`.

@@ -14,7 +14,10 @@
 //! one multiply-add per database word and ciphertext part.
 //!
 //! Layout: per column, per CRT limb, the `2^ν1` rows' evaluations one after the other, so the
-//! inner loop over rows reads the database sequentially.
+//! inner loop over rows reads the database sequentially; each column is its own allocation,
+//! shared between versions of the database until a plaintext in it changes.
+
+use std::sync::Arc;
 
 use super::super::ntt::{NttPlan, WideAcc};
 use super::super::PirError;
@@ -22,16 +25,24 @@ use super::ring::RingElement;
 use super::rlwe::{Ciphertext, RlweParams};
 
 /// A `2^ν1 × 2^ν2` database of large-ring plaintexts in NTT form.
+///
+/// Each column is its own shared allocation, so a changed plaintext costs a copy of its
+/// column (8 MiB at 2^20 records), not of the database: [`Database::with_plaintexts`] makes
+/// the next version from this one while queries keep reading this one.
 #[derive(Debug, Clone)]
 pub struct Database {
     nu1: usize,
     nu2: usize,
     degree: usize,
     limbs: usize,
-    /// `words[((col·limbs + limb)·rows + row)·d ..][..d]`: the evaluations of one plaintext
-    /// in one limb.
-    words: Vec<u32>,
+    /// `columns[col][(limb·rows + row)·d ..][..d]`: the evaluations of one plaintext in one
+    /// limb.
+    columns: Vec<Arc<Vec<u32>>>,
 }
+
+/// One plaintext in NTT form, every limb's evaluations one after the other (what
+/// [`Database::encode_plaintext`] makes and [`Database::with_plaintexts`] takes).
+pub type EncodedPlaintext = Vec<u32>;
 
 impl Database {
     /// Encodes `plaintexts` (`2^(ν1+ν2)` of them, each `d` residues below `p`), plaintext
@@ -51,9 +62,6 @@ impl Database {
                 "database of 2^{nu1} x 2^{nu2} plaintexts in a ring of degree {d}"
             )));
         }
-        if p < 2 || p > ring.modulus() {
-            return Err(PirError::Param(format!("plaintext modulus {p}")));
-        }
         let (rows, columns) = (1usize << nu1, 1usize << nu2);
         if plaintexts.len() != rows * columns {
             return Err(PirError::Length {
@@ -62,41 +70,111 @@ impl Database {
                 got: plaintexts.len(),
             });
         }
-        let mut words = vec![0u32; rows * columns * limbs * d];
-        let mut coeffs = vec![0u64; d];
-        let mut poly = ring.zero();
-        let mut ntt = ring.zero_ntt();
-        for (index, plaintext) in plaintexts.iter().enumerate() {
-            if plaintext.len() != d {
-                return Err(PirError::Length {
-                    what: "database plaintext",
-                    expected: d,
-                    got: plaintext.len(),
-                });
-            }
-            if let Some(&bad) = plaintext.iter().find(|&&c| u64::from(c) >= p) {
-                return Err(PirError::Param(format!(
-                    "database coefficient {bad} is not below the plaintext modulus {p}"
-                )));
-            }
-            for (c, &m) in coeffs.iter_mut().zip(plaintext) {
-                *c = u64::from(m);
-            }
-            ring.set_from_u64(&mut poly, &coeffs)?;
-            ring.forward(&poly, &mut ntt)?;
-            let (row, col) = (index >> nu2, index & (columns - 1));
-            for limb in 0..limbs {
-                let at = ((col * limbs + limb) * rows + row) * d;
-                words[at..at + d].copy_from_slice(ntt.limb(limb, d));
-            }
-        }
-        Ok(Database {
+        let mut db = Database {
             nu1,
             nu2,
             degree: d,
             limbs,
-            words,
-        })
+            columns: (0..columns)
+                .map(|_| Arc::new(vec![0u32; limbs * rows * d]))
+                .collect(),
+        };
+        let mut encoded = Vec::new();
+        for (index, plaintext) in plaintexts.iter().enumerate() {
+            db.encode_into(params, plaintext, p, &mut encoded)?;
+            db.place(index, &encoded)?;
+        }
+        Ok(db)
+    }
+
+    /// One plaintext (`d` residues below `p`) in the NTT form the database keeps, for
+    /// [`Database::with_plaintexts`].
+    pub fn encode_plaintext(
+        &self,
+        params: &RlweParams,
+        plaintext: &[u32],
+        p: u64,
+    ) -> Result<EncodedPlaintext, PirError> {
+        let mut out = Vec::new();
+        self.encode_into(params, plaintext, p, &mut out)?;
+        Ok(out)
+    }
+
+    fn encode_into(
+        &self,
+        params: &RlweParams,
+        plaintext: &[u32],
+        p: u64,
+        out: &mut Vec<u32>,
+    ) -> Result<(), PirError> {
+        let ring = params.ring();
+        let d = ring.degree();
+        if d != self.degree || ring.limbs() != self.limbs {
+            return Err(PirError::Param(format!(
+                "plaintext of degree {d} over {} limbs for a database of degree {} over {} limbs",
+                ring.limbs(),
+                self.degree,
+                self.limbs
+            )));
+        }
+        if p < 2 || p > ring.modulus() {
+            return Err(PirError::Param(format!("plaintext modulus {p}")));
+        }
+        if plaintext.len() != d {
+            return Err(PirError::Length {
+                what: "database plaintext",
+                expected: d,
+                got: plaintext.len(),
+            });
+        }
+        if let Some(&bad) = plaintext.iter().find(|&&c| u64::from(c) >= p) {
+            return Err(PirError::Param(format!(
+                "database coefficient {bad} is not below the plaintext modulus {p}"
+            )));
+        }
+        let coeffs: Vec<u64> = plaintext.iter().map(|&m| u64::from(m)).collect();
+        let mut poly = ring.zero();
+        let mut ntt = ring.zero_ntt();
+        ring.set_from_u64(&mut poly, &coeffs)?;
+        ring.forward(&poly, &mut ntt)?;
+        out.clear();
+        for limb in 0..self.limbs {
+            out.extend_from_slice(ntt.limb(limb, d));
+        }
+        Ok(())
+    }
+
+    /// Writes an encoded plaintext at `index` (the column must not be shared yet).
+    fn place(&mut self, index: usize, encoded: &[u32]) -> Result<(), PirError> {
+        let (rows, d) = (self.rows(), self.degree);
+        let (row, col) = (index >> self.nu2, index & (self.columns() - 1));
+        if index >= rows * self.columns() || encoded.len() != self.limbs * d {
+            return Err(PirError::Param(format!(
+                "plaintext {index} of {} words for a database of {} plaintexts",
+                encoded.len(),
+                rows * self.columns()
+            )));
+        }
+        let column = Arc::make_mut(&mut self.columns[col]);
+        for (limb, words) in encoded.chunks_exact(d).enumerate() {
+            let at = (limb * rows + row) * d;
+            column[at..at + d].copy_from_slice(words);
+        }
+        Ok(())
+    }
+
+    /// The next version of the database: this one with the plaintexts at the given indexes
+    /// replaced. Columns without a change are shared with this version; each changed column is
+    /// copied once.
+    pub fn with_plaintexts(
+        &self,
+        changes: &[(usize, EncodedPlaintext)],
+    ) -> Result<Database, PirError> {
+        let mut next = self.clone();
+        for (index, encoded) in changes {
+            next.place(*index, encoded)?;
+        }
+        Ok(next)
     }
 
     /// `ν1`: the first dimension has `2^ν1` rows.
@@ -117,11 +195,15 @@ impl Database {
         1 << self.nu2
     }
 
+    /// Resident bytes of the NTT-form plaintexts.
+    pub fn memory_bytes(&self) -> usize {
+        self.columns.len() * self.limbs * self.rows() * self.degree * 4
+    }
+
     /// The NTT-form words of one column in one limb: `rows` blocks of `d`.
     fn column_limb(&self, col: usize, limb: usize) -> &[u32] {
         let len = self.rows() * self.degree;
-        let at = (col * self.limbs + limb) * len;
-        &self.words[at..at + len]
+        &self.columns[col][limb * len..(limb + 1) * len]
     }
 }
 
@@ -270,6 +352,29 @@ mod tests {
             let noise = params.noise(&sk, ct, &mu).expect("noise");
             assert!(params.margin_bits(noise, p) > 20.0);
         }
+    }
+
+    /// A new version replaces the named plaintexts, shares the untouched columns and
+    /// leaves the old version as it was.
+    #[test]
+    fn a_new_version_copies_only_changed_columns() {
+        let params = RlweParams::respire_large().expect("params");
+        let d = params.ring().degree();
+        let plaintexts: Vec<Vec<u32>> = (0..8u32).map(|i| vec![i; d]).collect();
+        let old = Database::from_plaintexts(&params, 2, 1, 16, &plaintexts).expect("db");
+        let encoded = old
+            .encode_plaintext(&params, &vec![15; d], 16)
+            .expect("encode");
+        let new = old.with_plaintexts(&[(3, encoded.clone())]).expect("new");
+        // Plaintext 3 is row 1, column 1; column 0 is shared.
+        assert!(Arc::ptr_eq(&old.columns[0], &new.columns[0]));
+        assert!(!Arc::ptr_eq(&old.columns[1], &new.columns[1]));
+        let at = |db: &Database, limb: usize| db.column_limb(1, limb)[d..2 * d].to_vec();
+        assert_eq!(at(&new, 0), encoded[..d].to_vec());
+        assert_eq!(at(&new, 1), encoded[d..].to_vec());
+        let fresh = Database::from_plaintexts(&params, 2, 1, 16, &plaintexts).expect("db");
+        assert_eq!(at(&old, 0), at(&fresh, 0));
+        assert!(old.with_plaintexts(&[(8, encoded)]).is_err());
     }
 
     #[test]

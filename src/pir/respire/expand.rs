@@ -55,6 +55,11 @@ pub struct ExpansionKeys {
 }
 
 impl ExpansionKeys {
+    /// Resident bytes of the keys.
+    pub fn memory_bytes(&self) -> usize {
+        self.keys.iter().map(AutomorphismKey::memory_bytes).sum()
+    }
+
     /// The keys, in iteration order.
     pub fn keys(&self) -> &[AutomorphismKey] {
         &self.keys

@@ -42,6 +42,15 @@ pub struct GswCiphertext {
 }
 
 impl GswCiphertext {
+    /// Resident bytes of the columns.
+    pub fn memory_bytes(&self) -> usize {
+        self.times_s
+            .iter()
+            .chain(&self.plain)
+            .map(Ciphertext::memory_bytes)
+            .sum()
+    }
+
     /// Builds a GSW ciphertext from its two halves (each `t` RLWE ciphertexts of the ring).
     pub(crate) fn from_columns(
         gadget: Gadget,

@@ -50,6 +50,11 @@ pub fn residue_bits(q: u64) -> u32 {
 }
 
 impl SwitchingKey {
+    /// Resident bytes of the rows (both parts, NTT form).
+    pub fn memory_bytes(&self) -> usize {
+        self.rows.iter().map(Ciphertext::memory_bytes).sum()
+    }
+
     /// The key from the secret whose coefficient form (in `params`' ring) is `from` to the
     /// secret `to`, with the error of `params` and `gadget` (which must be a gadget of
     /// `params`' ring).

@@ -77,6 +77,7 @@ pub mod database;
 pub mod expand;
 pub mod fold;
 pub mod gsw;
+pub mod index;
 pub mod keyswitch;
 pub mod project;
 pub mod query;
@@ -95,6 +96,7 @@ pub use expand::{
     RLWE_EXPANSION_GADGET,
 };
 pub use gsw::{GswCiphertext, GswScratch, GSW_GADGET};
+pub use index::{Respire, RespireClient, RespireKey, RespireServer, RespireUpdate};
 pub use keyswitch::SwitchingKey;
 pub use project::ProjectionKeys;
 pub use query::{

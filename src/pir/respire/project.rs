@@ -55,6 +55,11 @@ fn inverse_power_of_two(x: usize, q: u64) -> u64 {
 }
 
 impl ProjectionKeys {
+    /// Resident bytes of the keys (a copy, also when shared with expansion keys on the wire).
+    pub fn memory_bytes(&self) -> usize {
+        self.keys.iter().map(AutomorphismKey::memory_bytes).sum()
+    }
+
     /// Keys projecting `params`' ring (degree `d1`) onto its subring of degree
     /// `small_degree` (`d2`, a power of two dividing `d1`), under `gadget`.
     pub fn generate<R: RngCore + CryptoRng>(

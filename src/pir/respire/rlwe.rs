@@ -193,6 +193,13 @@ pub struct Ciphertext {
     pub b: NttPoly,
 }
 
+impl Ciphertext {
+    /// Resident bytes of both parts.
+    pub fn memory_bytes(&self) -> usize {
+        (self.a.words().len() + self.b.words().len()) * std::mem::size_of::<u32>()
+    }
+}
+
 /// A ciphertext whose `a` is given by a 32-byte seed (expanded with [`RlweParams::expand`]),
 /// as Respire sends its query ciphertexts: half the size of a [`Ciphertext`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -210,6 +217,11 @@ pub struct AutomorphismKey {
 }
 
 impl AutomorphismKey {
+    /// Resident bytes of the key's rows.
+    pub fn memory_bytes(&self) -> usize {
+        self.switch.memory_bytes()
+    }
+
     /// The `k` of `x -> x^k`.
     pub fn power(&self) -> usize {
         self.power

@@ -52,6 +52,13 @@ pub struct VectoriseScratch {
 }
 
 impl VectoriseKey {
+    /// Resident bytes of the key.
+    pub fn memory_bytes(&self) -> usize {
+        self.key.memory_bytes()
+    }
+}
+
+impl VectoriseKey {
     /// The key from `s` (a secret of the large ring) to `s_vec` (from [`vector_params`]),
     /// with the vectorisation gadget of the large ring and `vector`'s error.
     pub fn generate<R: RngCore + CryptoRng>(

@@ -24,7 +24,7 @@ use super::{LookupResult, NotFound, Outcome, ResolveError, Resolver, Walk, TYPE_
 use crate::name::Name;
 use crate::pir::carrier::{self, ede, PirCfgRecord, Request, Response};
 use crate::pir::oprf::{self, OprfOutput};
-use crate::pir::{Chunk, MulPir, ZonePirClient};
+use crate::pir::{Chunk, ZoneClient};
 use crate::record::{Context, TYPE_PIRCFG};
 use crate::sii::Sii;
 
@@ -35,7 +35,7 @@ pub const OPRF_BATCH: usize = 64;
 
 /// A client's PIR keys for one zone and epoch, with the id of the uploaded copy.
 pub(super) struct KeySet {
-    client: ZonePirClient<MulPir>,
+    client: ZoneClient,
     key_bytes: Vec<u8>,
     key_id: [u8; 16],
     /// Set once a DP has acknowledged the whole key.
@@ -590,10 +590,16 @@ impl Resolver {
                 }
             }
             if !done {
+                let failures = keys.client.decode_failures();
                 let opened = match keys.client.open(&probe, [&responses[0], &responses[1]]) {
                     Ok(o) => o,
                     Err(e) => return Ok(Err(private_error(zone, e))),
                 };
+                if keys.client.decode_failures() != failures {
+                    self.stats
+                        .pir_decode_failures
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
                 match opened {
                     None if index == 0 => done = true,
                     None => {
@@ -642,7 +648,7 @@ impl Resolver {
         }
         keys.retain(|(z, _), _| z != zone);
         let (client, key_bytes) =
-            ZonePirClient::<MulPir>::new(cfg.config.clone()).map_err(|e| private_error(zone, e))?;
+            ZoneClient::new(cfg.config.clone()).map_err(|e| private_error(zone, e))?;
         let set = Arc::new(KeySet {
             client,
             key_bytes,
