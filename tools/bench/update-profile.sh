@@ -50,6 +50,7 @@ tsig = "chat.tsig"
 per_second = 1000000
 burst = 1000000
 [pir]
+scheme = "mulpir"  # the README and docs/scale.md figures of this script were measured with MulPIR
 threads = 1
 CONF
 MIMI_LOG=warn taskset -c 0 "$MIMI" dp serve --config dp.toml 2>dp.log &

@@ -86,6 +86,7 @@ udp_threads = 1  # pinned to one core
 [journal]
 dir = "journal"
 [pir]
+scheme = "mulpir"  # the README and docs/scale.md figures of this script were measured with MulPIR
 threads = 1
 EOF
 cat >root.toml <<EOF
@@ -97,6 +98,7 @@ anonymous_lookups_per_day = "unlimited"  # benchmark load comes from one address
 origin = "mimi.arpa."
 file = "root.zone"
 [pir]
+scheme = "mulpir"  # the README and docs/scale.md figures of this script were measured with MulPIR
 EOF
 cat >resolver.toml <<EOF
 roots = ["$RA"]
