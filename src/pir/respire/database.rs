@@ -19,6 +19,8 @@
 
 use std::sync::Arc;
 
+use rayon::prelude::*;
+
 use super::super::ntt::{NttPlan, WideAcc};
 use super::super::PirError;
 use super::ring::RingElement;
@@ -54,6 +56,30 @@ impl Database {
         p: u64,
         plaintexts: &[Vec<u32>],
     ) -> Result<Database, PirError> {
+        let count = 1usize.checked_shl((nu1 + nu2) as u32).unwrap_or(0);
+        if plaintexts.len() != count {
+            return Err(PirError::Length {
+                what: "database plaintexts",
+                expected: count,
+                got: plaintexts.len(),
+            });
+        }
+        Database::from_fn(params, nu1, nu2, p, |index| Ok(plaintexts[index].clone()))
+    }
+
+    /// The same with plaintext `index` made by `plaintext(index)` as it is encoded, so only
+    /// one plaintext in coefficient form exists at a time (a server builds its database from
+    /// its records without first holding them all as plaintexts).
+    pub fn from_fn<F>(
+        params: &RlweParams,
+        nu1: usize,
+        nu2: usize,
+        p: u64,
+        mut plaintext: F,
+    ) -> Result<Database, PirError>
+    where
+        F: FnMut(usize) -> Result<Vec<u32>, PirError>,
+    {
         let ring = params.ring();
         let d = ring.degree();
         let limbs = ring.limbs();
@@ -63,13 +89,6 @@ impl Database {
             )));
         }
         let (rows, columns) = (1usize << nu1, 1usize << nu2);
-        if plaintexts.len() != rows * columns {
-            return Err(PirError::Length {
-                what: "database plaintexts",
-                expected: rows * columns,
-                got: plaintexts.len(),
-            });
-        }
         let mut db = Database {
             nu1,
             nu2,
@@ -80,8 +99,8 @@ impl Database {
                 .collect(),
         };
         let mut encoded = Vec::new();
-        for (index, plaintext) in plaintexts.iter().enumerate() {
-            db.encode_into(params, plaintext, p, &mut encoded)?;
+        for index in 0..rows * columns {
+            db.encode_into(params, &plaintext(index)?, p, &mut encoded)?;
             db.place(index, &encoded)?;
         }
         Ok(db)
@@ -238,7 +257,9 @@ impl RlweParams {
     }
 
     /// `out[col] ← Σ_row rlwes[row] · db[row][col]` for every column (module doc).
-    /// Allocation-free given `scratch` and `out` (`2^ν2` ciphertexts of the ring).
+    /// On a one-thread rayon pool, allocation-free given `scratch` and `out` (`2^ν2`
+    /// ciphertexts of the ring); on more threads, blocks of columns run in parallel, each
+    /// task with accumulators of its own.
     pub fn first_dimension(
         &self,
         db: &Database,
@@ -272,28 +293,59 @@ impl RlweParams {
         for ct in rlwes.iter().chain(out.iter()) {
             self.check_ct(ct)?;
         }
-        for (block, results) in out.chunks_mut(COLUMN_BLOCK).enumerate() {
-            let first = block * COLUMN_BLOCK;
-            for (limb, accs) in scratch.accs.iter_mut().enumerate() {
-                let plan = limb_plan(self, limb)?;
-                let accs = &mut accs[..results.len()];
-                for (acc_a, acc_b) in accs.iter_mut() {
-                    acc_a.clear();
-                    acc_b.clear();
+        if rayon::current_num_threads() == 1 {
+            for (block, results) in out.chunks_mut(COLUMN_BLOCK).enumerate() {
+                self.first_dimension_block(db, rlwes, scratch, block * COLUMN_BLOCK, results)?;
+            }
+        } else {
+            // Blocks of columns are independent: one per task, each with its own accumulators.
+            out.par_chunks_mut(COLUMN_BLOCK)
+                .enumerate()
+                .try_for_each_init(
+                    || self.first_dimension_scratch(),
+                    |scratch, (block, results)| {
+                        self.first_dimension_block(
+                            db,
+                            rlwes,
+                            scratch,
+                            block * COLUMN_BLOCK,
+                            results,
+                        )
+                    },
+                )?;
+        }
+        Ok(())
+    }
+
+    /// The columns `first..first + results.len()` of the first dimension.
+    fn first_dimension_block(
+        &self,
+        db: &Database,
+        rlwes: &[Ciphertext],
+        scratch: &mut FirstDimensionScratch,
+        first: usize,
+        results: &mut [Ciphertext],
+    ) -> Result<(), PirError> {
+        let d = self.ring().degree();
+        for (limb, accs) in scratch.accs.iter_mut().enumerate() {
+            let plan = limb_plan(self, limb)?;
+            let accs = &mut accs[..results.len()];
+            for (acc_a, acc_b) in accs.iter_mut() {
+                acc_a.clear();
+                acc_b.clear();
+            }
+            for (row, ct) in rlwes.iter().enumerate() {
+                let (a, b) = (ct.a.limb(limb, d), ct.b.limb(limb, d));
+                for (j, (acc_a, acc_b)) in accs.iter_mut().enumerate() {
+                    let plaintext = &db.column_limb(first + j, limb)[row * d..(row + 1) * d];
+                    plan.mul_acc_wide(acc_a, a, plaintext)?;
+                    plan.mul_acc_wide(acc_b, b, plaintext)?;
                 }
-                for (row, ct) in rlwes.iter().enumerate() {
-                    let (a, b) = (ct.a.limb(limb, d), ct.b.limb(limb, d));
-                    for (j, (acc_a, acc_b)) in accs.iter_mut().enumerate() {
-                        let plaintext = &db.column_limb(first + j, limb)[row * d..(row + 1) * d];
-                        plan.mul_acc_wide(acc_a, a, plaintext)?;
-                        plan.mul_acc_wide(acc_b, b, plaintext)?;
-                    }
-                }
-                let range = limb * d..(limb + 1) * d;
-                for (result, (acc_a, acc_b)) in results.iter_mut().zip(accs.iter()) {
-                    plan.reduce_wide(acc_a, &mut result.a.words_mut()[range.clone()])?;
-                    plan.reduce_wide(acc_b, &mut result.b.words_mut()[range.clone()])?;
-                }
+            }
+            let range = limb * d..(limb + 1) * d;
+            for (result, (acc_a, acc_b)) in results.iter_mut().zip(accs.iter()) {
+                plan.reduce_wide(acc_a, &mut result.a.words_mut()[range.clone()])?;
+                plan.reduce_wide(acc_b, &mut result.b.words_mut()[range.clone()])?;
             }
         }
         Ok(())

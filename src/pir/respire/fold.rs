@@ -4,6 +4,8 @@
 //! S&P 2022; Respire's `answer_fold`). Each step adds one external product's
 //! error (GSW on the left keeps it additive), so `ν2` steps add `ν2` such errors.
 
+use rayon::prelude::*;
+
 use super::super::PirError;
 use super::gsw::{GswCiphertext, GswScratch};
 use super::rlwe::{Ciphertext, RlweParams};
@@ -11,7 +13,8 @@ use super::rlwe::{Ciphertext, RlweParams};
 impl RlweParams {
     /// Folds `cts` (`2^gsws.len()` ciphertexts) in place; the result is `cts[0]`: for bits
     /// `b_0 ... b_(ν2-1)` (most significant first) encrypted by `gsws`, the ciphertext that was
-    /// at index `Σ b_k·2^(ν2-1-k)`. Allocation-free given `scratch` for the GSW gadget.
+    /// at index `Σ b_k·2^(ν2-1-k)`. On a one-thread rayon pool, allocation-free given `scratch`
+    /// for the GSW gadget; on more threads, the selects of each level run in parallel.
     pub fn fold(
         &self,
         cts: &mut [Ciphertext],
@@ -30,11 +33,20 @@ impl RlweParams {
             });
         }
         let mut len = cts.len();
+        let parallel = rayon::current_num_threads() > 1;
         for gsw in gsws {
             let half = len / 2;
             let (low, high) = cts[..len].split_at_mut(half);
-            for (c0, c1) in low.iter_mut().zip(high.iter()) {
-                self.select(gsw, c0, c1, scratch)?;
+            if parallel && half > 1 {
+                // The selects of one level are independent.
+                low.par_iter_mut().zip(high.par_iter()).try_for_each_init(
+                    || self.gsw_scratch(gsw.gadget()),
+                    |scratch, (c0, c1)| self.select(gsw, c0, c1, scratch),
+                )?;
+            } else {
+                for (c0, c1) in low.iter_mut().zip(high.iter()) {
+                    self.select(gsw, c0, c1, scratch)?;
+                }
             }
             len = half;
         }

@@ -99,14 +99,6 @@ impl Params {
         })
     }
 
-    fn records(&self) -> usize {
-        1 << (self.query.nu1() + self.query.nu2() + NU3)
-    }
-
-    fn plaintexts(&self) -> usize {
-        self.records() >> NU3
-    }
-
     fn check_elements(&self, elements: &[u8]) -> Result<(), PirError> {
         let expected = self.shape.num_elements * self.shape.element_size;
         if elements.len() != expected {
@@ -303,12 +295,10 @@ impl PirServer for RespireServer {
     fn load(shape: &DbShape, elements: &[u8]) -> Result<Self, PirError> {
         let params = Params::new(shape)?;
         params.check_elements(elements)?;
-        let plaintexts = (0..params.plaintexts())
-            .map(|i| params.plaintext(elements, i))
-            .collect::<Result<Vec<_>, _>>()?;
         let q = &params.query;
-        let db =
-            Database::from_plaintexts(q.rlwe(), q.nu1(), q.nu2(), PLAINTEXT_MODULUS, &plaintexts)?;
+        let db = Database::from_fn(q.rlwe(), q.nu1(), q.nu2(), PLAINTEXT_MODULUS, |i| {
+            params.plaintext(elements, i)
+        })?;
         Ok(RespireServer {
             current: ArcSwap::from_pointee(Snapshot { generation: 0, db }),
             params,
