@@ -368,7 +368,7 @@ fn main() {
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for r in &rows {
         println!(
-            "| {} | 2^{} ({}) | {:.1} KB | {:.1} KB | {:.2} MB | {:.0} ms ({:.0} ms) | {:.0} ms | {:.1} + {:.1} ms | {:.0} ms | {:.1} s | {:.0} MiB | {:.0} MiB | {} | {:.0} / {:.0} / {:.0} ms |",
+            "| {} | 2^{} ({}) | {:.1} KB | {:.1} KB | {:.2} MB | {:.0} ms ({:.0} ms) | {:.0} ms | {:.1} + {:.1} ms | {:.0} ms | {:.1} s | {:.0} MiB | {:.0} MiB | {} | {} |",
             r.scheme,
             r.log_slots,
             r.ids,
@@ -386,9 +386,16 @@ fn main() {
             r.rss_mib,
             r.noise
                 .map_or("see tests".to_string(), |n| format!("{} bits", 42 - n as i64)),
-            ms(r.phases.expand.cpu),
-            ms(r.phases.inner_products.cpu),
-            ms(r.phases.multiply.cpu),
+            match r.scheme {
+                Scheme::MulPir => format!(
+                    "{:.0} / {:.0} / {:.0} ms",
+                    ms(r.phases.expand.cpu),
+                    ms(r.phases.inner_products.cpu),
+                    ms(r.phases.multiply.cpu)
+                ),
+                // Respire's split: tools/bench/respire.sh.
+                Scheme::Respire => "-".to_string(),
+            },
         );
     }
     println!("\n## Per lookup (OPRF + 2 PIR queries) beside draft-party-mimi-user-private-discovery, Table 2 (1M-record shard)\n");

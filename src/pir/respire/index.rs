@@ -453,6 +453,36 @@ mod tests {
         }
     }
 
+    /// The shapes of real zones: 2^16 and 2^18 records of 256 bytes (2^14 and 2^16
+    /// plaintexts), random indexes, every decoded record exact. 2^20 runs in
+    /// `tools/bench/pir.sh` and `tools/bench/respire.sh`, which check every record too.
+    #[test]
+    fn random_indexes_at_2_16_and_2_18_records() {
+        let mut rng = ChaCha20Rng::seed_from_u64(134);
+        for (log, fetches) in [(16usize, 3), (18, 2)] {
+            let shape = DbShape {
+                num_elements: 1 << log,
+                element_size: RECORD_BYTES,
+            };
+            let bytes = elements(&mut rng, &shape);
+            let server = RespireServer::load(&shape, &bytes).expect("load");
+            let (client, key) = RespireClient::setup(&shape).expect("setup");
+            let key = server.parse_key(&key).expect("key");
+            for _ in 0..fetches {
+                let index = rng.gen_range(0..shape.num_elements);
+                let response = server
+                    .answer(&key, &client.query(index).expect("query"))
+                    .expect("answer");
+                let record = client.decode(index, &response).expect("decode");
+                assert_eq!(
+                    record,
+                    element(&bytes, &shape, index),
+                    "2^{log}: index {index}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn indexes_outside_the_table_are_refused() {
         let shape = DbShape {
