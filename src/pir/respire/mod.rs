@@ -117,11 +117,38 @@ pub use wire::{
     decode_keys, decode_query, encode_keys, encode_query, keys_len, query_len, KEYS_VERSION,
 };
 
+/// `2^(ν1+ν2+ν3)` random records of `qp`'s shape and their database, for tests.
+#[cfg(test)]
+pub(crate) fn random_database<R: rand::RngCore>(
+    qp: &QueryParams,
+    rp: &ResponseParams,
+    rng: &mut R,
+) -> (Vec<Vec<u8>>, Database) {
+    let n = 1usize << (qp.nu1() + qp.nu2() + qp.nu3());
+    let records: Vec<Vec<u8>> = (0..n)
+        .map(|_| {
+            let mut r = vec![0u8; rp.record_bytes()];
+            rng.fill_bytes(&mut r);
+            r
+        })
+        .collect();
+    let per_plaintext = 1 << qp.nu3();
+    let degree = qp.rlwe().ring().degree();
+    let db = Database::from_fn(qp.rlwe(), qp.nu1(), qp.nu2(), PLAINTEXT_MODULUS, |i| {
+        let refs: Vec<&[u8]> = records[i * per_plaintext..(i + 1) * per_plaintext]
+            .iter()
+            .map(Vec::as_slice)
+            .collect();
+        record::pack_records(&refs, PLAINTEXT_MODULUS, degree)
+    })
+    .expect("db");
+    (records, db)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::record::pack_records;
     use super::*;
-    use rand::{RngCore, SeedableRng};
+    use rand::SeedableRng;
     use rand_chacha::ChaCha20Rng;
 
     /// The whole single-query scheme at a small database: the client's query, the server's
@@ -135,23 +162,7 @@ mod tests {
         let rp = ResponseParams::respire().expect("response params");
         let (sk, keys) = qp.keygen(&mut rng).expect("keygen");
         let (secrets, rkeys) = ResponseKeys::generate(&rp, &sk, &mut rng).expect("keys");
-        let n = 1usize << (nu1 + nu2 + nu3);
-        let records: Vec<Vec<u8>> = (0..n)
-            .map(|_| {
-                let mut r = vec![0u8; rp.record_bytes()];
-                rng.fill_bytes(&mut r);
-                r
-            })
-            .collect();
-        let plaintexts: Vec<Vec<u32>> = records
-            .chunks(4)
-            .map(|c| {
-                let refs: Vec<&[u8]> = c.iter().map(Vec::as_slice).collect();
-                pack_records(&refs, PLAINTEXT_MODULUS, 2048).expect("pack")
-            })
-            .collect();
-        let db = Database::from_plaintexts(qp.rlwe(), nu1, nu2, PLAINTEXT_MODULUS, &plaintexts)
-            .expect("db");
+        let (records, db) = random_database(&qp, &rp, &mut rng);
         let mut responder = Responder::new(&rp, &rkeys).expect("responder");
         let mut bytes = vec![0u8; rp.response_bytes()];
         assert_eq!(bytes.len(), 2048);

@@ -675,9 +675,6 @@ pub fn decode_query(qp: &QueryParams, bytes: &[u8]) -> Result<Query, PirError> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::database::Database;
-    use super::super::query::PLAINTEXT_MODULUS;
-    use super::super::record::pack_records;
     use super::super::response::{decode_record, Responder};
     use super::*;
     use rand::{RngCore, SeedableRng};
@@ -783,24 +780,7 @@ mod tests {
         );
         drop((public, response));
 
-        let (nu1, nu2, nu3) = (qp.nu1(), qp.nu2(), qp.nu3());
-        let n = 1usize << (nu1 + nu2 + nu3);
-        let records: Vec<Vec<u8>> = (0..n)
-            .map(|_| {
-                let mut r = vec![0u8; rp.record_bytes()];
-                rng.fill_bytes(&mut r);
-                r
-            })
-            .collect();
-        let plaintexts: Vec<Vec<u32>> = records
-            .chunks(4)
-            .map(|c| {
-                let refs: Vec<&[u8]> = c.iter().map(Vec::as_slice).collect();
-                pack_records(&refs, PLAINTEXT_MODULUS, 2048).expect("pack")
-            })
-            .collect();
-        let db = Database::from_plaintexts(qp.rlwe(), nu1, nu2, PLAINTEXT_MODULUS, &plaintexts)
-            .expect("db");
+        let (records, db) = super::super::random_database(&qp, &rp, &mut rng);
         let mut responder = Responder::new(&rp, &parsed_response).expect("responder");
         let mut out = vec![0u8; rp.response_bytes()];
         for index in [0usize, 37, 127, 90] {
