@@ -36,6 +36,7 @@ pub mod registry;
 pub mod replica;
 pub mod respire;
 pub mod scheme;
+mod versioned;
 pub mod zone;
 
 pub use db::{Chunk, TableLayout};

@@ -25,10 +25,8 @@
 
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
-
-use arc_swap::ArcSwap;
 
 use fhe::bfv::traits::TryConvertFrom as BfvTryConvertFrom;
 use fhe::bfv::{
@@ -51,6 +49,7 @@ use prost::Message;
 use rayon::prelude::*;
 
 use super::scheme::{DbShape, IndexPir, PirClient, PirServer};
+use super::versioned::Versioned;
 use super::{PirError, Reader, PIR_VERSION};
 
 /// Ring degree.
@@ -683,29 +682,16 @@ fn parse_key_bytes(key: &[u8]) -> Result<MulPirKey, PirError> {
 /// block-major (`[limb][coefficient block][plaintext in group][coefficient in block]`) so that
 /// the inner-product kernel streams each block of each group sequentially.
 ///
-/// **Updates while queries run.** The groups live in an immutable `Snapshot` behind an
-/// [`ArcSwap`] (read-copy-update). A query takes the current snapshot once, lock-free, for its
-/// database pass and keeps it alive (an `Arc`) until the pass ends, so it reads every
-/// plaintext of one version, never a half-written one. An update re-encodes the changed
-/// plaintexts into copies of their groups off to the side ([`PirServer::prepare_update`], no
-/// lock), then [`PirServer::commit_update`] swaps a new snapshot in: a clone of the group
-/// pointers with the new groups, stored with one atomic pointer swap. Queries already running
-/// finish on the old snapshot, later ones see the new one; nobody waits for a query and no
-/// query waits for the writer. The groups an update replaced are freed when the last query
-/// using the old snapshot ends (memory: one copy of the touched groups per snapshot still
-/// in use).
+/// **Updates while queries run.** The groups live in a `Versioned` (`pir/versioned.rs`,
+/// read-copy-update): a query reads one version of every group. An update re-encodes the
+/// changed plaintexts into copies of their groups off to the side
+/// ([`PirServer::prepare_update`], no lock); [`PirServer::commit_update`] stores the next
+/// version, a clone of the group pointers with the new groups. The groups an update replaced
+/// are freed when the last query using the old version ends (memory: one copy of the touched
+/// groups per version still in use).
 pub struct MulPirServer {
     layout: MulPirLayout,
-    current: ArcSwap<Snapshot>,
-    /// Serialises commits (the generation check and the swap).
-    writer: Mutex<()>,
-}
-
-/// One version of the whole database.
-struct Snapshot {
-    /// Bumped by every commit; a prepared update names the version it was made from.
-    generation: u64,
-    groups: Vec<Arc<[u32]>>,
+    groups: Versioned<Vec<Arc<[u32]>>>,
 }
 
 /// Re-encoded groups waiting to be swapped in ([`PirServer::prepare_update`]).
@@ -908,12 +894,12 @@ impl MulPirServer {
         let blocks: Vec<Vec<(Vec<u64>, Vec<u64>)>> = if live.is_empty() {
             Vec::new()
         } else {
-            let snapshot = self.current.load_full();
+            let snapshot = self.groups.load();
             (0..BLOCKS)
                 .into_par_iter()
                 .map(|b| {
                     let q = &s.moduli[b / blocks_per_limb];
-                    block_inner_products(&snapshot.groups, b, &live, d1, d2, q)
+                    block_inner_products(&snapshot.value, b, &live, d1, d2, q)
                 })
                 .collect()
         };
@@ -1283,11 +1269,7 @@ impl PirServer for MulPirServer {
             .collect::<Result<Vec<Arc<[u32]>>, PirError>>()?;
         Ok(MulPirServer {
             layout,
-            current: ArcSwap::from_pointee(Snapshot {
-                generation: 0,
-                groups,
-            }),
-            writer: Mutex::new(()),
+            groups: Versioned::new(groups),
         })
     }
 
@@ -1340,12 +1322,12 @@ impl PirServer for MulPirServer {
             }
         }
         let plaintexts = by_group.values().map(Vec::len).sum();
-        let snapshot = self.current.load_full();
+        let snapshot = self.groups.load();
         let groups = by_group
             .into_par_iter()
             .map(|(g, pts)| {
                 let old = snapshot
-                    .groups
+                    .value
                     .get(g)
                     .ok_or_else(|| PirError::Internal(format!("updating group {g}")))?;
                 // Copy on write, once: readers keep the old group; the copy is made
@@ -1369,24 +1351,17 @@ impl PirServer for MulPirServer {
     }
 
     fn commit_update(&self, update: MulPirUpdate) -> Result<usize, PirError> {
-        let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let current = self.current.load_full();
-        if current.generation != update.generation {
-            return Err(PirError::Internal(
-                "committing a PIR update prepared before another one".into(),
-            ));
-        }
-        let mut groups = current.groups.clone();
-        for (g, data) in update.groups {
-            if let Some(slot) = groups.get_mut(g) {
-                *slot = data;
+        let plaintexts = update.plaintexts;
+        self.groups.commit(update.generation, |current| {
+            let mut groups = current.clone();
+            for (g, data) in update.groups {
+                if let Some(slot) = groups.get_mut(g) {
+                    *slot = data;
+                }
             }
-        }
-        self.current.store(Arc::new(Snapshot {
-            generation: current.generation + 1,
-            groups,
-        }));
-        Ok(update.plaintexts)
+            Ok(groups)
+        })?;
+        Ok(plaintexts)
     }
 
     fn answer_batch(&self, items: &[(&MulPirKey, &[u8])]) -> Vec<Result<Vec<u8>, PirError>> {
@@ -1402,7 +1377,7 @@ impl PirServer for MulPirServer {
     }
 
     fn memory_bytes(&self) -> usize {
-        self.current.load().groups.len() * GROUP * PT_WORDS * std::mem::size_of::<u32>()
+        self.groups.load().value.len() * GROUP * PT_WORDS * std::mem::size_of::<u32>()
     }
 
     fn key_memory_bytes(key: &MulPirKey) -> usize {

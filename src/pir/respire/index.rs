@@ -13,15 +13,13 @@
 //!
 //! Updates: the database keeps each column in its own allocation
 //! ([`Database::with_plaintexts`]); a prepared update holds the re-encoded plaintexts, and the
-//! commit swaps in a new version that shares every untouched column. Queries read one version
-//! from start to end.
+//! commit stores a new version that shares every untouched column (`pir/versioned.rs`).
+//! Queries read one version from start to end.
 
-use std::sync::{Arc, Mutex};
-
-use arc_swap::ArcSwap;
 use rand::rngs::OsRng;
 
 use super::super::scheme::{DbShape, IndexPir, PirClient, PirServer};
+use super::super::versioned::Versioned;
 use super::super::{PirError, Reader, PIR_VERSION};
 use super::database::{Database, EncodedPlaintext};
 use super::query::{PublicKeys, QueryParams, PLAINTEXT_MODULUS};
@@ -241,19 +239,10 @@ impl std::fmt::Debug for RespireKey {
     }
 }
 
-/// One version of the database.
-struct Snapshot {
-    /// Bumped by every commit; a prepared update names the version it was made from.
-    generation: u64,
-    db: Database,
-}
-
 /// The server: the database in NTT form, replaced a version at a time by updates.
 pub struct RespireServer {
     params: Params,
-    current: ArcSwap<Snapshot>,
-    /// Serialises commits (the generation check and the swap).
-    writer: Mutex<()>,
+    db: Versioned<Database>,
 }
 
 impl std::fmt::Debug for RespireServer {
@@ -300,9 +289,8 @@ impl PirServer for RespireServer {
             params.plaintext(elements, i)
         })?;
         Ok(RespireServer {
-            current: ArcSwap::from_pointee(Snapshot { generation: 0, db }),
+            db: Versioned::new(db),
             params,
-            writer: Mutex::new(()),
         })
     }
 
@@ -330,12 +318,9 @@ impl PirServer for RespireServer {
     fn answer(&self, key: &RespireKey, query: &[u8]) -> Result<Vec<u8>, PirError> {
         let payload = Params::payload(query, KIND_QUERY, "Respire query")?;
         let query = wire::decode_query(&self.params.query, payload)?;
-        let snapshot = self.current.load_full();
-        let mut answer = self
-            .params
-            .query
-            .answer(&key.public, &snapshot.db, &query)?;
-        drop(snapshot);
+        let db = self.db.load();
+        let mut answer = self.params.query.answer(&key.public, &db.value, &query)?;
+        drop(db);
         let mut responder = Responder::new(&self.params.response, &key.response)?;
         let mut out = vec![0u8; self.params.response.response_bytes()];
         responder.respond(&mut answer, &mut out)?;
@@ -348,7 +333,7 @@ impl PirServer for RespireServer {
         changed: &[usize],
     ) -> Result<RespireUpdate, PirError> {
         self.params.check_elements(elements)?;
-        let snapshot = self.current.load_full();
+        let snapshot = self.db.load();
         let mut plaintexts: Vec<usize> = Vec::with_capacity(changed.len());
         for &index in changed {
             self.params.check_index(index)?;
@@ -360,7 +345,7 @@ impl PirServer for RespireServer {
             .into_iter()
             .map(|i| {
                 let plaintext = self.params.plaintext(elements, i)?;
-                let encoded = snapshot.db.encode_plaintext(
+                let encoded = snapshot.value.encode_plaintext(
                     self.params.query.rlwe(),
                     &plaintext,
                     PLAINTEXT_MODULUS,
@@ -375,19 +360,9 @@ impl PirServer for RespireServer {
     }
 
     fn commit_update(&self, update: RespireUpdate) -> Result<usize, PirError> {
-        let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let snapshot = self.current.load_full();
-        if snapshot.generation != update.generation {
-            return Err(PirError::Param(format!(
-                "update prepared at generation {}, the database is at {}",
-                update.generation, snapshot.generation
-            )));
-        }
-        let db = snapshot.db.with_plaintexts(&update.plaintexts)?;
-        self.current.store(Arc::new(Snapshot {
-            generation: snapshot.generation + 1,
-            db,
-        }));
+        self.db.commit(update.generation, |db| {
+            db.with_plaintexts(&update.plaintexts)
+        })?;
         Ok(update.plaintexts.len())
     }
 
@@ -400,7 +375,7 @@ impl PirServer for RespireServer {
     }
 
     fn memory_bytes(&self) -> usize {
-        self.current.load().db.memory_bytes()
+        self.db.load().value.memory_bytes()
     }
 
     fn key_memory_bytes(key: &RespireKey) -> usize {
