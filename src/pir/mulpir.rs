@@ -48,9 +48,9 @@ use fhe_traits::{
 use prost::Message;
 use rayon::prelude::*;
 
-use super::scheme::{DbShape, IndexPir, PirClient, PirServer};
+use super::scheme::{self, DbShape, IndexPir, PirClient, PirServer, HEADER_LEN};
 use super::versioned::Versioned;
-use super::{PirError, Reader, PIR_VERSION};
+use super::{PirError, Reader};
 
 /// Ring degree.
 pub const DEGREE: usize = 4096;
@@ -74,8 +74,6 @@ pub const PARAMS_ID: u8 = 1;
 /// (Level `l` substitutes with the Galois element `N / 2^l + 1`, which `fhe` exposes as a
 /// column rotation while it is 1 mod 8, i.e. for `l <= 9`.)
 pub const MAX_LEVEL: usize = 10;
-/// Header of queries, responses and evaluation keys: version, scheme, params, level/kind.
-const HEADER_LEN: usize = 4;
 /// Coefficients per block of the plaintext-ciphertext inner-product kernel.
 const BLOCK: usize = 64;
 /// Rows accumulated in u64 before a reduction: products are < 2^56, so 240 of them plus a
@@ -274,31 +272,13 @@ fn build_shared() -> Result<Shared, PirError> {
     })
 }
 
-fn header(kind: u8) -> [u8; HEADER_LEN] {
-    [PIR_VERSION, MulPir::SCHEME_ID, PARAMS_ID, kind]
+fn header(level: u8) -> [u8; HEADER_LEN] {
+    scheme::header::<MulPir>(level)
 }
 
+/// Checks the header; returns the expansion level it names.
 fn check_header(r: &mut Reader<'_>, what: &'static str) -> Result<u8, PirError> {
-    let version = r.u8("version")?;
-    if version != PIR_VERSION {
-        return Err(PirError::Version {
-            what,
-            got: version,
-            supported: PIR_VERSION,
-        });
-    }
-    let scheme = r.u8("scheme")?;
-    let params = r.u8("parameter set")?;
-    if scheme != MulPir::SCHEME_ID || params != PARAMS_ID {
-        return Err(PirError::malformed(
-            what,
-            format!(
-                "scheme {scheme} parameter set {params}, expected {} {PARAMS_ID}",
-                MulPir::SCHEME_ID
-            ),
-        ));
-    }
-    r.u8("level")
+    scheme::check_header::<MulPir>(r, what)
 }
 
 /// Bytes of every MulPIR query.

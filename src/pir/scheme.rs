@@ -7,7 +7,46 @@
 //! is a byte string; every length is a function of the shape alone, so it is the same whichever
 //! element is asked for and whether or not it holds anything.
 
-use super::PirError;
+use super::{PirError, Reader, PIR_VERSION};
+
+/// Every scheme's queries and evaluation keys (and MulPIR's responses) start with
+/// `u8 version || u8 scheme || u8 parameter set || u8 kind`; the kind byte is the scheme's
+/// (MulPIR: the expansion level; Respire: keys or query).
+pub(crate) const HEADER_LEN: usize = 4;
+
+/// The header of a message of scheme `P`.
+pub(crate) fn header<P: IndexPir>(kind: u8) -> [u8; HEADER_LEN] {
+    [PIR_VERSION, P::SCHEME_ID, P::PARAMS_ID, kind]
+}
+
+/// Reads and checks the header of a message of scheme `P`; returns its kind byte.
+pub(crate) fn check_header<P: IndexPir>(
+    r: &mut Reader<'_>,
+    what: &'static str,
+) -> Result<u8, PirError> {
+    let version = r.u8("version")?;
+    if version != PIR_VERSION {
+        return Err(PirError::Version {
+            what,
+            got: version,
+            supported: PIR_VERSION,
+        });
+    }
+    let scheme = r.u8("scheme")?;
+    let params = r.u8("parameter set")?;
+    if scheme != P::SCHEME_ID || params != P::PARAMS_ID {
+        return Err(PirError::malformed(
+            what,
+            format!(
+                "scheme {scheme} parameter set {params}, expected {} {} ({})",
+                P::SCHEME_ID,
+                P::PARAMS_ID,
+                P::NAME
+            ),
+        ));
+    }
+    r.u8("kind")
+}
 
 /// What a PIR database looks like to both sides (published through PIRCFG).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

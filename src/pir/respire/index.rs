@@ -18,9 +18,9 @@
 
 use rand::rngs::OsRng;
 
-use super::super::scheme::{DbShape, IndexPir, PirClient, PirServer};
+use super::super::scheme::{self, DbShape, IndexPir, PirClient, PirServer, HEADER_LEN};
 use super::super::versioned::Versioned;
-use super::super::{PirError, Reader, PIR_VERSION};
+use super::super::{PirError, Reader};
 use super::database::{Database, EncodedPlaintext};
 use super::query::{PublicKeys, QueryParams, PLAINTEXT_MODULUS};
 use super::record::pack_records;
@@ -39,7 +39,6 @@ const NU3: usize = 2;
 
 const KIND_KEYS: u8 = 0;
 const KIND_QUERY: u8 = 1;
-const HEADER_LEN: usize = 4;
 
 /// The Respire scheme (single query).
 #[derive(Debug, Clone, Copy)]
@@ -134,32 +133,17 @@ impl Params {
         pack_records(&refs, PLAINTEXT_MODULUS, degree)
     }
 
-    fn header(kind: u8) -> [u8; HEADER_LEN] {
-        [PIR_VERSION, Respire::SCHEME_ID, PARAMS_ID, kind]
-    }
-
     /// The payload after a checked header of `kind`.
     fn payload<'a>(bytes: &'a [u8], kind: u8, what: &'static str) -> Result<&'a [u8], PirError> {
         let mut r = Reader::new(bytes, what);
-        let version = r.u8("version")?;
-        if version != PIR_VERSION {
-            return Err(PirError::Version {
-                what,
-                got: version,
-                supported: PIR_VERSION,
-            });
-        }
-        let (scheme, params, got) = (r.u8("scheme")?, r.u8("parameter set")?, r.u8("kind")?);
-        if scheme != Respire::SCHEME_ID || params != PARAMS_ID || got != kind {
+        let got = scheme::check_header::<Respire>(&mut r, what)?;
+        if got != kind {
             return Err(PirError::malformed(
                 what,
-                format!(
-                    "scheme {scheme} parameter set {params} kind {got}, expected {} {PARAMS_ID} {kind}",
-                    Respire::SCHEME_ID
-                ),
+                format!("message kind {got}, expected {kind}"),
             ));
         }
-        Ok(&bytes[HEADER_LEN..])
+        Ok(r.rest())
     }
 }
 
@@ -186,7 +170,7 @@ impl PirClient for RespireClient {
         let (secret, public) = params.query.keygen(&mut rng)?;
         let (response, response_keys) =
             ResponseKeys::generate_shared(&params.response, &secret, &public, &mut rng)?;
-        let mut bytes = Params::header(KIND_KEYS).to_vec();
+        let mut bytes = scheme::header::<Respire>(KIND_KEYS).to_vec();
         bytes.extend(wire::encode_keys(
             &params.query,
             &params.response,
@@ -210,7 +194,7 @@ impl PirClient for RespireClient {
     fn query(&self, index: usize) -> Result<Vec<u8>, PirError> {
         self.params.check_index(index)?;
         let query = self.params.query.query(&self.secret, index, &mut OsRng)?;
-        let mut bytes = Params::header(KIND_QUERY).to_vec();
+        let mut bytes = scheme::header::<Respire>(KIND_QUERY).to_vec();
         bytes.extend(wire::encode_query(&self.params.query, &query)?);
         Ok(bytes)
     }
