@@ -918,6 +918,13 @@ mod tests {
             }
         );
         assert_eq!(c.clients[0].at, "/etc/mimi/dp.toml:9");
+        for (text, scheme) in [
+            ("[pir]\n", crate::pir::Scheme::Respire),
+            ("[pir]\nscheme = \"mulpir\"\n", crate::pir::Scheme::MulPir),
+        ] {
+            let c = parse(&format!("{BASE}{text}")).unwrap();
+            assert_eq!(c.pir.map(|p| p.scheme), Some(scheme));
+        }
         let default = parse(BASE).unwrap();
         assert_eq!(
             default.access.anonymous,
@@ -945,6 +952,16 @@ mod tests {
                 "needs access.anonymous_lookups_per_day",
             ),
             ("[pir]\noprf_burst = 3\n", 7, "pir.oprf_burst is gone"),
+            (
+                "[pir]\nscheme = \"spiral\"\n",
+                7,
+                "pir.scheme \"spiral\" is not one of mulpir (1), respire (2)",
+            ),
+            (
+                "[pir]\nscheme = \"respire\"\nslot_size = 512\n",
+                8,
+                "at most 256 with the respire scheme",
+            ),
         ] {
             let e = parse(&format!("{BASE}{text}")).unwrap_err().to_string();
             assert!(
