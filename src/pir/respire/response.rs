@@ -37,6 +37,7 @@ use super::record::{coeffs_to_record, plaintext_bits};
 use super::ring::{Gadget, SMALL_DEGREE};
 use super::rlwe::{Ciphertext, RlweParams, SecretKey};
 use super::vectorise::{vector_params, vectorise, VectoriseKey, VectoriseScratch};
+use super::wire::{BitReader, BitWriter};
 
 /// The plaintext modulus of Respire's 256-byte-record sets (Tables 3-5).
 pub const PLAINTEXT_MODULUS: u64 = 16;
@@ -327,43 +328,6 @@ impl<'a> Responder<'a> {
     }
 }
 
-/// Appends `values` to `out` as a little-endian bit stream of `width` bits each (`width <= 32`)
-/// and returns the bytes written, the last one padded with zeros.
-fn write_bits(values: &[u32], width: u32, out: &mut [u8]) -> usize {
-    let (mut acc, mut filled, mut pos) = (0u64, 0u32, 0usize);
-    for &v in values {
-        acc |= u64::from(v) << filled;
-        filled += width;
-        while filled >= 8 {
-            out[pos] = acc as u8;
-            acc >>= 8;
-            filled -= 8;
-            pos += 1;
-        }
-    }
-    if filled > 0 {
-        out[pos] = acc as u8;
-        pos += 1;
-    }
-    pos
-}
-
-/// Reads `out.len()` values of `width` bits from the little-endian bit stream `bytes`.
-fn read_bits(bytes: &[u8], width: u32, out: &mut [u32]) {
-    let (mut acc, mut filled, mut pos) = (0u64, 0u32, 0usize);
-    let mask = (1u64 << width) - 1;
-    for v in out.iter_mut() {
-        while filled < width {
-            acc |= u64::from(bytes[pos]) << filled;
-            filled += 8;
-            pos += 1;
-        }
-        *v = (acc & mask) as u32;
-        acc >>= width;
-        filled -= width;
-    }
-}
-
 /// `out ← ` the bytes of `response` (module doc); `out` is exactly
 /// [`ResponseParams::response_bytes`] long.
 pub fn encode_response(
@@ -381,12 +345,16 @@ pub fn encode_response(
         });
     }
     let mask_bits = residue_bits(params.small.ring().modulus());
-    let split = write_bits(&response.mask, mask_bits, out);
-    write_bits(
-        &response.body,
-        params.q3.trailing_zeros(),
-        &mut out[split..],
-    );
+    let body_bits = params.q3.trailing_zeros();
+    let mut w = BitWriter::with_capacity(expected);
+    for &m in &response.mask {
+        w.write(u64::from(m), mask_bits);
+    }
+    w.align();
+    for &b in &response.body {
+        w.write(u64::from(b), body_bits);
+    }
+    out.copy_from_slice(&w.into_bytes());
     Ok(())
 }
 
@@ -408,17 +376,21 @@ pub fn decode_response(
     let d2 = params.small.ring().degree();
     let q2 = params.small.ring().modulus();
     let mask_bits = residue_bits(q2);
-    let split = (d2 * mask_bits as usize).div_ceil(8);
+    let mut r = BitReader::new(bytes, "Respire response");
     let mut response = CompressedResponse {
         mask: vec![0; d2],
         body: vec![0; d2],
     };
-    read_bits(&bytes[..split], mask_bits, &mut response.mask);
-    read_bits(
-        &bytes[split..],
-        params.q3.trailing_zeros(),
-        &mut response.body,
-    );
+    for m in response.mask.iter_mut() {
+        // At most 24 bits.
+        *m = r.read(mask_bits)? as u32;
+    }
+    r.align()?;
+    for b in response.body.iter_mut() {
+        // At most 16 bits.
+        *b = r.read(params.q3.trailing_zeros())? as u32;
+    }
+    r.finish()?;
     // The mask is public (it is what was sent), so this check may branch on it.
     if let Some((i, &m)) = response
         .mask
@@ -714,17 +686,24 @@ mod tests {
 
     #[test]
     fn bit_streams_round_trip() {
+        let round_trip = |values: &[u32], bits: u32, len: usize| {
+            let mut w = BitWriter::default();
+            for &v in values {
+                w.write(u64::from(v), bits);
+            }
+            let bytes = w.into_bytes();
+            assert_eq!(bytes.len(), len);
+            let mut r = BitReader::new(&bytes, "test");
+            let back: Vec<u32> = values
+                .iter()
+                .map(|_| r.read(bits).expect("read") as u32)
+                .collect();
+            r.finish().expect("whole");
+            assert_eq!(back, values);
+        };
         let values: Vec<u32> = (0..37u32).map(|i| i * 123_457 % (1 << 24)).collect();
-        let mut bytes = vec![0u8; (37 * 24usize).div_ceil(8)];
-        assert_eq!(write_bits(&values, 24, &mut bytes), bytes.len());
-        let mut back = vec![0u32; 37];
-        read_bits(&bytes, 24, &mut back);
-        assert_eq!(back, values);
+        round_trip(&values, 24, (37 * 24usize).div_ceil(8));
         let small: Vec<u32> = (0..9u32).map(|i| i % 8).collect();
-        let mut bytes = vec![0u8; 4];
-        assert_eq!(write_bits(&small, 3, &mut bytes), 4);
-        let mut back = vec![0u32; 9];
-        read_bits(&bytes, 3, &mut back);
-        assert_eq!(back, small);
+        round_trip(&small, 3, 4);
     }
 }
