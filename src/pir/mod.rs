@@ -26,6 +26,7 @@
 //!   incremental updates within an epoch ([`ZonePirDb::update`]), and the client-side helpers
 //!   that turn a config plus `y` into PIR indexes and opened records.
 
+pub mod batch;
 pub mod carrier;
 pub mod db;
 pub mod keyword;
@@ -110,6 +111,8 @@ pub enum PirError {
     CuckooFailed { attempts: u32, seed: u64 },
     #[error("invalid parameter: {0}")]
     Param(String),
+    #[error("{elements} elements found no placement in {buckets} batch buckets; split the batch")]
+    BatchPlacement { elements: usize, buckets: usize },
     #[error("shard {shard} does not exist (the zone has {count} shards)")]
     NoSuchShard { shard: u32, count: u32 },
     #[error("index {index} out of range (the database has {count} elements)")]

@@ -315,6 +315,11 @@ impl MulPirLayout {
         if shape.num_elements == 0 {
             return Err(PirError::Param("empty database".into()));
         }
+        if shape.batch != 0 {
+            return Err(PirError::Param(
+                "MulPIR takes no batch queries (Respire does)".into(),
+            ));
+        }
         let elements_per_pt = PLAINTEXT_BYTES / shape.element_size;
         let num_pts = shape.num_elements.div_ceil(elements_per_pt);
         // Smallest expansion depth whose square grid holds every plaintext...
@@ -1402,6 +1407,7 @@ mod tests {
             let l = MulPirLayout::new(&DbShape {
                 num_elements: n,
                 element_size: es,
+                batch: 0,
             })
             .unwrap();
             assert!(l.d1 * l.d2 >= l.num_pts);
@@ -1411,12 +1417,14 @@ mod tests {
         let big = MulPirLayout::new(&DbShape {
             num_elements: 1 << 18,
             element_size: 1024,
+            batch: 0,
         })
         .unwrap();
         assert_eq!(big.level, 9);
         assert!(MulPirLayout::new(&DbShape {
             num_elements: 1,
-            element_size: PLAINTEXT_BYTES + 1
+            element_size: PLAINTEXT_BYTES + 1,
+            batch: 0,
         })
         .is_err());
     }
@@ -1428,6 +1436,7 @@ mod tests {
         let shape = DbShape {
             num_elements: 1024,
             element_size: 1024,
+            batch: 0,
         };
         let db = random_db(&shape);
         let server = MulPirServer::load(&shape, &db).unwrap();
@@ -1452,6 +1461,7 @@ mod tests {
         let shape = DbShape {
             num_elements: 300,
             element_size: 1024,
+            batch: 0,
         };
         let db = random_db(&shape);
         let server = MulPirServer::load(&shape, &db).unwrap();
@@ -1489,6 +1499,7 @@ mod tests {
         let shape = DbShape {
             num_elements: 40,
             element_size: 1024,
+            batch: 0,
         };
         let db = random_db(&shape);
         let server = MulPirServer::load(&shape, &db).unwrap();
@@ -1509,6 +1520,7 @@ mod tests {
         let shape = DbShape {
             num_elements: 1024,
             element_size: 1024,
+            batch: 0,
         };
         let mut db = random_db(&shape);
         let server = MulPirServer::load(&shape, &db).unwrap();
@@ -1553,6 +1565,7 @@ mod tests {
         let shape = DbShape {
             num_elements: 40,
             element_size: 1024,
+            batch: 0,
         };
         let server = MulPirServer::load(&shape, &random_db(&shape)).unwrap();
         let (client, key_bytes) = MulPirClient::setup(&shape).unwrap();

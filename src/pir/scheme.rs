@@ -7,6 +7,7 @@
 //! is a byte string; every length is a function of the shape alone, so it is the same whichever
 //! element is asked for and whether or not it holds anything.
 
+use super::batch::BatchPlan;
 use super::{PirError, Reader, PIR_VERSION};
 
 /// Every scheme's queries and evaluation keys (and MulPIR's responses) start with
@@ -53,6 +54,9 @@ pub(crate) fn check_header<P: IndexPir>(
 pub struct DbShape {
     pub num_elements: usize,
     pub element_size: usize,
+    /// Most elements one batch query fetches ([`super::batch`]); 0 when the server takes
+    /// single queries only.
+    pub batch: usize,
 }
 
 /// A PIR scheme: its identifier in PIRCFG and its two halves.
@@ -76,6 +80,30 @@ pub trait PirClient: Sized + Send + Sync {
     fn query(&self, index: usize) -> Result<Vec<u8>, PirError>;
     /// The element bytes from the server's response to the query for `index`.
     fn decode(&self, index: usize, response: &[u8]) -> Result<Vec<u8>, PirError>;
+
+    /// Batch queries ([`super::batch`]) for `indexes` (distinct, at most `shape().batch`):
+    /// one query per bucket, in bucket order, all sent whatever was placed where.
+    fn batch_queries(&self, indexes: &[usize]) -> Result<(BatchPlan, Vec<Vec<u8>>), PirError> {
+        let _ = indexes;
+        Err(PirError::Param(format!(
+            "{} takes no batch queries",
+            std::any::type_name::<Self>()
+        )))
+    }
+
+    /// The requested elements, in the order of the `indexes` the plan was made for, from
+    /// the responses to [`PirClient::batch_queries`] (in bucket order).
+    fn batch_decode(
+        &self,
+        plan: &BatchPlan,
+        responses: &[&[u8]],
+    ) -> Result<Vec<Vec<u8>>, PirError> {
+        let _ = (plan, responses);
+        Err(PirError::Param(format!(
+            "{} takes no batch queries",
+            std::any::type_name::<Self>()
+        )))
+    }
 }
 
 /// The server half: a loaded database and the answer function.

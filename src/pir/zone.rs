@@ -47,6 +47,9 @@ pub struct PirConfig {
     pub bucket_slots: u8,
     pub buckets: u32,
     pub table_seed: u64,
+    /// Log2 of the most elements one batch query fetches ([`super::batch`]); 0 when the DP
+    /// takes single queries only. Carried in the byte earlier versions left zero.
+    pub batch_log: u8,
     pub oprf_public_key: [u8; oprf::ELEMENT_LEN],
 }
 
@@ -56,7 +59,7 @@ pub const CONFIG_LEN: usize = 63;
 impl PirConfig {
     pub fn to_wire(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(CONFIG_LEN);
-        out.extend_from_slice(&[PIR_VERSION, self.scheme, self.params, 0]);
+        out.extend_from_slice(&[PIR_VERSION, self.scheme, self.params, self.batch_log]);
         out.extend_from_slice(&self.epoch.to_be_bytes());
         out.extend_from_slice(&self.shard_count.to_be_bytes());
         out.extend_from_slice(&self.slot_size.to_be_bytes());
@@ -79,10 +82,17 @@ impl PirConfig {
         }
         let scheme = r.u8("scheme")?;
         let params = r.u8("parameter set")?;
-        let _flags = r.u8("flags")?;
+        let batch_log = r.u8("batch")?;
+        if batch_log > 16 {
+            return Err(PirError::malformed(
+                "PIR config",
+                format!("batches of 2^{batch_log} elements"),
+            ));
+        }
         let config = PirConfig {
             scheme,
             params,
+            batch_log,
             epoch: r.u64("epoch")?,
             shard_count: r.u32("shard count")?,
             slot_size: r.u16("slot size")?,
@@ -111,12 +121,21 @@ impl PirConfig {
         }
     }
 
+    /// Most elements one batch query fetches (0: none).
+    pub fn batch(&self) -> usize {
+        match self.batch_log {
+            0 => 0,
+            log => 1 << log,
+        }
+    }
+
     /// The PIR database shape: one element per bucket.
     pub fn shape(&self) -> DbShape {
         let l = self.layout();
         DbShape {
             num_elements: l.buckets as usize,
             element_size: l.bucket_size(),
+            batch: self.batch(),
         }
     }
 }
@@ -145,6 +164,9 @@ pub struct BuildOptions {
     pub min_probes: usize,
     /// First table seed; `None` picks a random one.
     pub table_seed: Option<u64>,
+    /// Elements one batch query may fetch (a power of two; 0: single queries only). Only
+    /// schemes with batch queries (Respire) take it; it copies the database three times.
+    pub batch: usize,
 }
 
 impl Default for BuildOptions {
@@ -159,6 +181,7 @@ impl Default for BuildOptions {
             max_spill: 16,
             min_probes: 1,
             table_seed: None,
+            batch: 0,
         }
     }
 }
@@ -306,6 +329,15 @@ impl<P: IndexPir> ZonePirDb<P> {
                 options.load
             )));
         }
+        let batch_log = match options.batch {
+            0 => 0,
+            b if b.is_power_of_two() && b <= 1 << 16 => b.trailing_zeros() as u8,
+            b => {
+                return Err(PirError::Param(format!(
+                    "batches of {b} elements (a power of two up to 2^16, or 0)"
+                )))
+            }
+        };
         let slot_size = u16::try_from(options.slot_size)
             .map_err(|_| PirError::Param(format!("slot size {}", options.slot_size)))?;
         let bucket_slots = u8::try_from(options.bucket_slots)
@@ -426,6 +458,7 @@ impl<P: IndexPir> ZonePirDb<P> {
         let shape = DbShape {
             num_elements: buckets as usize,
             element_size: layout.bucket_size(),
+            batch: options.batch,
         };
         let mut shards = Vec::with_capacity(per_shard.len());
         let mut tables = Vec::with_capacity(per_shard.len());
@@ -455,6 +488,7 @@ impl<P: IndexPir> ZonePirDb<P> {
             bucket_slots,
             buckets,
             table_seed,
+            batch_log,
             oprf_public_key: oprf.public_key(),
         };
         Ok((
@@ -1201,6 +1235,7 @@ mod tests {
             bucket_slots: 4,
             buckets: 1000,
             table_seed: 77,
+            batch_log: 7,
             oprf_public_key: [3u8; 32],
         };
         let w = c.to_wire();

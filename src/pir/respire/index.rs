@@ -18,6 +18,7 @@
 
 use rand::rngs::OsRng;
 
+use super::super::batch::{BatchLayout, BatchPlan};
 use super::super::scheme::{self, DbShape, IndexPir, PirClient, PirServer, HEADER_LEN};
 use super::super::versioned::Versioned;
 use super::super::{PirError, Reader};
@@ -39,6 +40,8 @@ const NU3: usize = 2;
 
 const KIND_KEYS: u8 = 0;
 const KIND_QUERY: u8 = 1;
+/// A query to one bucket of a batched database: `u16 bucket` before the query.
+const KIND_BATCH_QUERY: u8 = 2;
 
 /// The Respire scheme (single query).
 #[derive(Debug, Clone, Copy)]
@@ -61,7 +64,26 @@ struct Params {
 }
 
 impl Params {
+    /// A whole table: `ν1 = min(9, ν - 1)`, Respire's 9 × 9 at 2^20 records.
     fn new(shape: &DbShape) -> Result<Params, PirError> {
+        Params::with_rows(shape, |log_plaintexts| 9.min(log_plaintexts - 1))
+    }
+
+    /// One bucket of a batched table: half the plaintext bits to each dimension, since a
+    /// bucket is small and its expansion (`2^ν1` rows) would otherwise cost more than the
+    /// pass over its data.
+    fn bucket(element_size: usize, capacity: usize) -> Result<Params, PirError> {
+        let shape = DbShape {
+            num_elements: capacity,
+            element_size,
+            batch: 0,
+        };
+        Params::with_rows(&shape, |log_plaintexts| {
+            9.min(log_plaintexts.div_ceil(2)).min(log_plaintexts - 1)
+        })
+    }
+
+    fn with_rows(shape: &DbShape, nu1_of: impl Fn(usize) -> usize) -> Result<Params, PirError> {
         if shape.element_size == 0 || shape.element_size > RECORD_BYTES {
             return Err(PirError::Param(format!(
                 "Respire holds elements of 1 to {RECORD_BYTES} bytes, not {}",
@@ -80,7 +102,7 @@ impl Params {
             .next_power_of_two()
             .trailing_zeros() as usize;
         let log_plaintexts = log_records - NU3;
-        let nu1 = 9.min(log_plaintexts - 1);
+        let nu1 = nu1_of(log_plaintexts);
         let query = QueryParams::respire_with_rotation(nu1, log_plaintexts - nu1, NU3)?;
         let response = ResponseParams::respire()?;
         if response.record_bytes() != RECORD_BYTES {
@@ -118,14 +140,17 @@ impl Params {
         Ok(())
     }
 
-    /// Plaintext `plaintext` of `elements` (the whole database), padded records included.
-    fn plaintext(&self, elements: &[u8], plaintext: usize) -> Result<Vec<u32>, PirError> {
-        let size = self.shape.element_size;
+    /// Plaintext `plaintext`: records `4·plaintext ..` as `record(i)` gives them (`None`:
+    /// padding).
+    fn plaintext<'a>(
+        &self,
+        record: impl Fn(usize) -> Option<&'a [u8]>,
+        plaintext: usize,
+    ) -> Result<Vec<u32>, PirError> {
         let mut records = [[0u8; RECORD_BYTES]; 1 << NU3];
-        for (r, record) in records.iter_mut().enumerate() {
-            let index = (plaintext << NU3) + r;
-            if index < self.shape.num_elements {
-                record[..size].copy_from_slice(&elements[index * size..(index + 1) * size]);
+        for (r, out) in records.iter_mut().enumerate() {
+            if let Some(bytes) = record((plaintext << NU3) + r) {
+                out[..bytes.len()].copy_from_slice(bytes);
             }
         }
         let refs: Vec<&[u8]> = records.iter().map(|r| &r[..]).collect();
@@ -133,24 +158,82 @@ impl Params {
         pack_records(&refs, PLAINTEXT_MODULUS, degree)
     }
 
-    /// The payload after a checked header of `kind`.
-    fn payload<'a>(bytes: &'a [u8], kind: u8, what: &'static str) -> Result<&'a [u8], PirError> {
-        let mut r = Reader::new(bytes, what);
-        let got = scheme::check_header::<Respire>(&mut r, what)?;
-        if got != kind {
-            return Err(PirError::malformed(
-                what,
-                format!("message kind {got}, expected {kind}"),
-            ));
-        }
-        Ok(r.rest())
+    /// Element `index` of a whole table, `None` past its end.
+    fn element<'a>(&self, elements: &'a [u8], index: usize) -> Option<&'a [u8]> {
+        let size = self.shape.element_size;
+        (index < self.shape.num_elements).then(|| &elements[index * size..(index + 1) * size])
     }
+
+    fn database<'a>(
+        &self,
+        record: impl Fn(usize) -> Option<&'a [u8]> + Copy,
+    ) -> Result<Database, PirError> {
+        let q = &self.query;
+        Database::from_fn(q.rlwe(), q.nu1(), q.nu2(), PLAINTEXT_MODULUS, |i| {
+            self.plaintext(record, i)
+        })
+    }
+
+    fn query_bytes(
+        &self,
+        secret: &SecretKey,
+        index: usize,
+        prefix: &[u8],
+    ) -> Result<Vec<u8>, PirError> {
+        self.check_index(index)?;
+        let query = self.query.query(secret, index, &mut OsRng)?;
+        let mut bytes = prefix.to_vec();
+        bytes.extend(wire::encode_query(&self.query, &query)?);
+        Ok(bytes)
+    }
+
+    fn decode(&self, secrets: &ResponseSecrets, response: &[u8]) -> Result<Vec<u8>, PirError> {
+        let mut record = decode_record(&self.response, secrets, response)?;
+        record.truncate(self.shape.element_size);
+        Ok(record)
+    }
+
+    /// The compressed answer to a query (payload after the header) over `db`.
+    fn answer(&self, key: &RespireKey, db: &Database, payload: &[u8]) -> Result<Vec<u8>, PirError> {
+        let query = wire::decode_query(&self.query, payload)?;
+        let mut answer = self.query.answer(&key.public, db, &query)?;
+        let mut responder = Responder::new(&self.response, &key.response)?;
+        let mut out = vec![0u8; self.response.response_bytes()];
+        responder.respond(&mut answer, &mut out)?;
+        Ok(out)
+    }
+}
+
+/// A message's kind after its checked header, and the rest.
+fn kind_and_payload<'a>(bytes: &'a [u8], what: &'static str) -> Result<(u8, &'a [u8]), PirError> {
+    let mut r = Reader::new(bytes, what);
+    let kind = scheme::check_header::<Respire>(&mut r, what)?;
+    Ok((kind, r.rest()))
+}
+
+fn expect_kind(got: u8, kind: u8, what: &'static str) -> Result<(), PirError> {
+    if got != kind {
+        return Err(PirError::malformed(
+            what,
+            format!("message kind {got}, expected {kind}"),
+        ));
+    }
+    Ok(())
+}
+
+/// The client's side of batch queries: the layout and one bucket's parameters. The keys are
+/// the whole table's: Respire's evaluation keys depend on the ring and gadgets only, not on
+/// the database shape, so one upload serves single and batch queries.
+struct ClientBatch {
+    layout: BatchLayout,
+    params: Params,
 }
 
 /// The client: secret keys for one database shape.
 pub struct RespireClient {
     /// Boxed: the gadgets and rings are large beside the other schemes' clients.
     params: Box<Params>,
+    batch: Option<Box<ClientBatch>>,
     secret: SecretKey,
     response: ResponseSecrets,
 }
@@ -163,9 +246,31 @@ impl std::fmt::Debug for RespireClient {
     }
 }
 
+impl RespireClient {
+    /// The batch layout, when the database takes batch queries.
+    pub fn batch_layout(&self) -> Option<&BatchLayout> {
+        self.batch.as_ref().map(|b| &b.layout)
+    }
+
+    /// Bytes of one bucket's query (benchmarks).
+    pub fn batch_query_len(&self) -> Option<usize> {
+        self.batch
+            .as_ref()
+            .map(|b| HEADER_LEN + 2 + wire::query_len(&b.params.query))
+    }
+}
+
 impl PirClient for RespireClient {
     fn setup(shape: &DbShape) -> Result<(Self, Vec<u8>), PirError> {
         let params = Params::new(shape)?;
+        let batch = match shape.batch {
+            0 => None,
+            n => {
+                let layout = BatchLayout::new(shape.num_elements, n)?;
+                let params = Params::bucket(shape.element_size, layout.capacity())?;
+                Some(Box::new(ClientBatch { layout, params }))
+            }
+        };
         let mut rng = OsRng;
         let (secret, public) = params.query.keygen(&mut rng)?;
         let (response, response_keys) =
@@ -180,6 +285,7 @@ impl PirClient for RespireClient {
         Ok((
             RespireClient {
                 params: Box::new(params),
+                batch,
                 secret,
                 response,
             },
@@ -192,19 +298,65 @@ impl PirClient for RespireClient {
     }
 
     fn query(&self, index: usize) -> Result<Vec<u8>, PirError> {
-        self.params.check_index(index)?;
-        let query = self.params.query.query(&self.secret, index, &mut OsRng)?;
-        let mut bytes = scheme::header::<Respire>(KIND_QUERY).to_vec();
-        bytes.extend(wire::encode_query(&self.params.query, &query)?);
-        Ok(bytes)
+        self.params
+            .query_bytes(&self.secret, index, &scheme::header::<Respire>(KIND_QUERY))
     }
 
     fn decode(&self, index: usize, response: &[u8]) -> Result<Vec<u8>, PirError> {
         self.params.check_index(index)?;
-        let mut record = decode_record(&self.params.response, &self.response, response)?;
-        record.truncate(self.params.shape.element_size);
-        Ok(record)
+        self.params.decode(&self.response, response)
     }
+
+    fn batch_queries(&self, indexes: &[usize]) -> Result<(BatchPlan, Vec<Vec<u8>>), PirError> {
+        let batch = self.batch.as_ref().ok_or_else(no_batches)?;
+        let plan = batch.layout.plan(indexes)?;
+        let header = scheme::header::<Respire>(KIND_BATCH_QUERY);
+        let queries = plan
+            .placed
+            .iter()
+            .enumerate()
+            .map(|(bucket, placed)| {
+                let mut prefix = header.to_vec();
+                prefix.extend_from_slice(&(bucket as u16).to_be_bytes());
+                let position = placed.map_or(0, |p| p.position);
+                batch.params.query_bytes(&self.secret, position, &prefix)
+            })
+            .collect::<Result<Vec<_>, PirError>>()?;
+        Ok((plan, queries))
+    }
+
+    fn batch_decode(
+        &self,
+        plan: &BatchPlan,
+        responses: &[&[u8]],
+    ) -> Result<Vec<Vec<u8>>, PirError> {
+        let batch = self.batch.as_ref().ok_or_else(no_batches)?;
+        if responses.len() != plan.placed.len() {
+            return Err(PirError::Length {
+                what: "batch responses",
+                expected: plan.placed.len(),
+                got: responses.len(),
+            });
+        }
+        let placed: Vec<_> = plan
+            .placed
+            .iter()
+            .enumerate()
+            .filter_map(|(b, p)| p.map(|p| (b, p)))
+            .collect();
+        let mut out = vec![Vec::new(); placed.len()];
+        for (bucket, p) in placed {
+            let slot = out.get_mut(p.input).ok_or_else(|| {
+                PirError::Internal(format!("batch plan input {} out of range", p.input))
+            })?;
+            *slot = batch.params.decode(&self.response, responses[bucket])?;
+        }
+        Ok(out)
+    }
+}
+
+fn no_batches() -> PirError {
+    PirError::Param("this Respire database takes no batch queries".into())
 }
 
 /// A client's parsed evaluation keys.
@@ -223,10 +375,42 @@ impl std::fmt::Debug for RespireKey {
     }
 }
 
+/// One version of the server's data: the whole table and, for batch queries, every bucket's
+/// copy. Cloning shares every column.
+#[derive(Debug, Clone)]
+struct Databases {
+    whole: Database,
+    buckets: Vec<Database>,
+}
+
+/// The server's side of batch queries.
+#[derive(Debug)]
+struct ServerBatch {
+    layout: BatchLayout,
+    /// Every bucket's elements, increasing: an element's position is its rank.
+    members: Vec<Vec<u32>>,
+    params: Params,
+}
+
+impl ServerBatch {
+    /// Element `position` of `bucket` from the whole table's `elements`.
+    fn record<'a>(
+        &self,
+        whole: &Params,
+        elements: &'a [u8],
+        bucket: usize,
+        position: usize,
+    ) -> Option<&'a [u8]> {
+        let index = *self.members[bucket].get(position)? as usize;
+        whole.element(elements, index)
+    }
+}
+
 /// The server: the database in NTT form, replaced a version at a time by updates.
 pub struct RespireServer {
     params: Params,
-    db: Versioned<Database>,
+    batch: Option<ServerBatch>,
+    db: Versioned<Databases>,
 }
 
 impl std::fmt::Debug for RespireServer {
@@ -242,6 +426,8 @@ impl std::fmt::Debug for RespireServer {
 pub struct RespireUpdate {
     generation: u64,
     plaintexts: Vec<(usize, EncodedPlaintext)>,
+    /// `(bucket, plaintext, encoding)` for the buckets' copies.
+    buckets: Vec<(usize, usize, EncodedPlaintext)>,
 }
 
 impl std::fmt::Debug for RespireUpdate {
@@ -249,6 +435,7 @@ impl std::fmt::Debug for RespireUpdate {
         f.debug_struct("RespireUpdate")
             .field("generation", &self.generation)
             .field("plaintexts", &self.plaintexts.len())
+            .field("bucket_plaintexts", &self.buckets.len())
             .finish()
     }
 }
@@ -259,6 +446,14 @@ impl RespireServer {
         let q = &self.params.query;
         (q.nu1(), q.nu2(), q.nu3())
     }
+
+    /// The batch layout and one bucket's `(ν1, ν2, ν3)`, when batch queries are taken.
+    pub fn batch_dimensions(&self) -> Option<(BatchLayout, (usize, usize, usize))> {
+        self.batch.as_ref().map(|b| {
+            let q = &b.params.query;
+            (b.layout, (q.nu1(), q.nu2(), q.nu3()))
+        })
+    }
 }
 
 impl PirServer for RespireServer {
@@ -266,14 +461,35 @@ impl PirServer for RespireServer {
     type Update = RespireUpdate;
 
     fn load(shape: &DbShape, elements: &[u8]) -> Result<Self, PirError> {
+        use rayon::prelude::*;
         let params = Params::new(shape)?;
         params.check_elements(elements)?;
-        let q = &params.query;
-        let db = Database::from_fn(q.rlwe(), q.nu1(), q.nu2(), PLAINTEXT_MODULUS, |i| {
-            params.plaintext(elements, i)
-        })?;
+        let whole = params.database(|i| params.element(elements, i))?;
+        let (batch, buckets) = match shape.batch {
+            0 => (None, Vec::new()),
+            n => {
+                let layout = BatchLayout::new(shape.num_elements, n)?;
+                let members = layout.members();
+                let capacity = members.iter().map(Vec::len).max().unwrap_or(0);
+                let batch = ServerBatch {
+                    layout,
+                    params: Params::bucket(shape.element_size, capacity)?,
+                    members,
+                };
+                let buckets = (0..layout.buckets())
+                    .into_par_iter()
+                    .map(|b| {
+                        batch
+                            .params
+                            .database(|pos| batch.record(&params, elements, b, pos))
+                    })
+                    .collect::<Result<Vec<_>, PirError>>()?;
+                (Some(batch), buckets)
+            }
+        };
         Ok(RespireServer {
-            db: Versioned::new(db),
+            db: Versioned::new(Databases { whole, buckets }),
+            batch,
             params,
         })
     }
@@ -283,7 +499,8 @@ impl PirServer for RespireServer {
     }
 
     fn parse_key(&self, key: &[u8]) -> Result<RespireKey, PirError> {
-        let payload = Params::payload(key, KIND_KEYS, "Respire evaluation keys")?;
+        let (kind, payload) = kind_and_payload(key, "Respire evaluation keys")?;
+        expect_kind(kind, KIND_KEYS, "Respire evaluation keys")?;
         let (public, response) =
             wire::decode_keys(&self.params.query, &self.params.response, payload)?;
         let memory = public.rlwe_expansion.memory_bytes()
@@ -300,15 +517,30 @@ impl PirServer for RespireServer {
     }
 
     fn answer(&self, key: &RespireKey, query: &[u8]) -> Result<Vec<u8>, PirError> {
-        let payload = Params::payload(query, KIND_QUERY, "Respire query")?;
-        let query = wire::decode_query(&self.params.query, payload)?;
+        const WHAT: &str = "Respire query";
+        let (kind, payload) = kind_and_payload(query, WHAT)?;
         let db = self.db.load();
-        let mut answer = self.params.query.answer(&key.public, &db.value, &query)?;
-        drop(db);
-        let mut responder = Responder::new(&self.params.response, &key.response)?;
-        let mut out = vec![0u8; self.params.response.response_bytes()];
-        responder.respond(&mut answer, &mut out)?;
-        Ok(out)
+        match kind {
+            KIND_QUERY => self.params.answer(key, &db.value.whole, payload),
+            KIND_BATCH_QUERY => {
+                let batch = self.batch.as_ref().ok_or_else(|| {
+                    PirError::malformed(WHAT, "a batch query; this database takes single queries")
+                })?;
+                let mut r = Reader::new(payload, WHAT);
+                let bucket = usize::from(r.u16("bucket")?);
+                let bucket_db = db.value.buckets.get(bucket).ok_or_else(|| {
+                    PirError::malformed(
+                        WHAT,
+                        format!("bucket {bucket} of {}", batch.layout.buckets()),
+                    )
+                })?;
+                batch.params.answer(key, bucket_db, r.rest())
+            }
+            other => Err(PirError::malformed(
+                WHAT,
+                format!("message kind {other}, expected {KIND_QUERY} or {KIND_BATCH_QUERY}"),
+            )),
+        }
     }
 
     fn prepare_update(
@@ -318,34 +550,86 @@ impl PirServer for RespireServer {
     ) -> Result<RespireUpdate, PirError> {
         self.params.check_elements(elements)?;
         let snapshot = self.db.load();
+        let rlwe = self.params.query.rlwe();
         let mut plaintexts: Vec<usize> = Vec::with_capacity(changed.len());
+        let mut bucket_plaintexts: Vec<(usize, usize)> = Vec::new();
         for &index in changed {
             self.params.check_index(index)?;
             plaintexts.push(index >> NU3);
+            if let Some(batch) = &self.batch {
+                for b in batch.layout.candidates(index) {
+                    let position =
+                        batch.members[b]
+                            .binary_search(&(index as u32))
+                            .map_err(|_| {
+                                PirError::Internal(format!(
+                                    "element {index} missing from bucket {b}"
+                                ))
+                            })?;
+                    bucket_plaintexts.push((b, position >> NU3));
+                }
+            }
         }
         plaintexts.sort_unstable();
         plaintexts.dedup();
+        bucket_plaintexts.sort_unstable();
+        bucket_plaintexts.dedup();
         let encoded = plaintexts
             .into_iter()
             .map(|i| {
-                let plaintext = self.params.plaintext(elements, i)?;
-                let encoded = snapshot.value.encode_plaintext(
-                    self.params.query.rlwe(),
-                    &plaintext,
-                    PLAINTEXT_MODULUS,
-                )?;
+                let plaintext = self
+                    .params
+                    .plaintext(|r| self.params.element(elements, r), i)?;
+                let encoded =
+                    snapshot
+                        .value
+                        .whole
+                        .encode_plaintext(rlwe, &plaintext, PLAINTEXT_MODULUS)?;
                 Ok((i, encoded))
             })
             .collect::<Result<Vec<_>, PirError>>()?;
+        let buckets = match &self.batch {
+            None => Vec::new(),
+            Some(batch) => bucket_plaintexts
+                .into_iter()
+                .map(|(b, i)| {
+                    let plaintext = batch
+                        .params
+                        .plaintext(|pos| batch.record(&self.params, elements, b, pos), i)?;
+                    let encoded = snapshot.value.buckets[b].encode_plaintext(
+                        batch.params.query.rlwe(),
+                        &plaintext,
+                        PLAINTEXT_MODULUS,
+                    )?;
+                    Ok((b, i, encoded))
+                })
+                .collect::<Result<Vec<_>, PirError>>()?,
+        };
         Ok(RespireUpdate {
             generation: snapshot.generation,
             plaintexts: encoded,
+            buckets,
         })
     }
 
     fn commit_update(&self, update: RespireUpdate) -> Result<usize, PirError> {
         self.db.commit(update.generation, |db| {
-            db.with_plaintexts(&update.plaintexts)
+            let mut next = Databases {
+                whole: db.whole.with_plaintexts(&update.plaintexts)?,
+                buckets: db.buckets.clone(),
+            };
+            // The changes arrive sorted by bucket: one new version per changed bucket.
+            for group in update.buckets.chunk_by(|a, b| a.0 == b.0) {
+                let b = group[0].0;
+                let changes: Vec<(usize, EncodedPlaintext)> =
+                    group.iter().map(|(_, i, e)| (*i, e.clone())).collect();
+                let bucket = next
+                    .buckets
+                    .get_mut(b)
+                    .ok_or_else(|| PirError::Internal(format!("update names bucket {b}")))?;
+                *bucket = bucket.with_plaintexts(&changes)?;
+            }
+            Ok(next)
         })?;
         Ok(update.plaintexts.len())
     }
@@ -359,7 +643,13 @@ impl PirServer for RespireServer {
     }
 
     fn memory_bytes(&self) -> usize {
-        self.db.load().value.memory_bytes()
+        let db = self.db.load();
+        db.value.whole.memory_bytes()
+            + db.value
+                .buckets
+                .iter()
+                .map(Database::memory_bytes)
+                .sum::<usize>()
     }
 
     fn key_memory_bytes(key: &RespireKey) -> usize {
@@ -391,6 +681,7 @@ mod tests {
         let shape = DbShape {
             num_elements: 200,
             element_size: 200,
+            batch: 0,
         };
         let bytes = elements(&mut rng, &shape);
         let server = RespireServer::load(&shape, &bytes).expect("load");
@@ -422,6 +713,7 @@ mod tests {
             let shape = DbShape {
                 num_elements: 1 << log,
                 element_size: RECORD_BYTES,
+                batch: 0,
             };
             let bytes = elements(&mut rng, &shape);
             let server = RespireServer::load(&shape, &bytes).expect("load");
@@ -442,11 +734,109 @@ mod tests {
         }
     }
 
+    /// Batch queries through the traits at 2^16 and 2^18 records: random distinct
+    /// indexes, every one decoded exactly, one query to every bucket.
+    #[test]
+    fn batches_of_random_indexes_at_2_16_and_2_18_records() {
+        let mut rng = ChaCha20Rng::seed_from_u64(135);
+        for (log, batch) in [(16usize, 32usize), (18, 16)] {
+            let shape = DbShape {
+                num_elements: 1 << log,
+                element_size: RECORD_BYTES,
+                batch,
+            };
+            let bytes = elements(&mut rng, &shape);
+            let server = RespireServer::load(&shape, &bytes).expect("load");
+            let (client, key) = RespireClient::setup(&shape).expect("setup");
+            let key = server.parse_key(&key).expect("key");
+            let (layout, dims) = server.batch_dimensions().expect("batched");
+            println!(
+                "2^{log} records, batch {batch}: {} buckets of {:?}",
+                layout.buckets(),
+                dims
+            );
+            let indexes = rand::seq::index::sample(&mut rng, shape.num_elements, batch).into_vec();
+            let (plan, queries) = client.batch_queries(&indexes).expect("queries");
+            assert_eq!(queries.len(), layout.buckets());
+            let responses: Vec<Vec<u8>> = queries
+                .iter()
+                .map(|q| {
+                    assert_eq!(Some(q.len()), client.batch_query_len());
+                    server.answer(&key, q).expect("answer")
+                })
+                .collect();
+            let refs: Vec<&[u8]> = responses.iter().map(Vec::as_slice).collect();
+            let got = client.batch_decode(&plan, &refs).expect("decode");
+            for (index, record) in indexes.iter().zip(got) {
+                assert_eq!(
+                    record,
+                    element(&bytes, &shape, *index),
+                    "2^{log}: index {index}"
+                );
+            }
+            // Single queries still work beside the buckets.
+            let response = server
+                .answer(&key, &client.query(indexes[0]).expect("query"))
+                .expect("answer");
+            assert_eq!(
+                client.decode(indexes[0], &response).expect("decode"),
+                element(&bytes, &shape, indexes[0])
+            );
+        }
+    }
+
+    /// An update reaches the buckets' copies of the changed records; a batch query for a
+    /// bucket that does not exist, or to a database without buckets, is an error.
+    #[test]
+    fn updates_reach_batch_queries_and_bad_buckets_are_refused() {
+        let mut rng = ChaCha20Rng::seed_from_u64(136);
+        let shape = DbShape {
+            num_elements: 512,
+            element_size: 200,
+            batch: 8,
+        };
+        let mut bytes = elements(&mut rng, &shape);
+        let server = RespireServer::load(&shape, &bytes).expect("load");
+        let (client, key) = RespireClient::setup(&shape).expect("setup");
+        let key = server.parse_key(&key).expect("key");
+        let changed = [3usize, 100, 511];
+        for &i in &changed {
+            rng.fill_bytes(&mut bytes[i * 200..(i + 1) * 200]);
+        }
+        let update = server.prepare_update(&bytes, &changed).expect("prepare");
+        server.commit_update(update).expect("commit");
+        let indexes = [3usize, 100, 511, 4, 7];
+        let (plan, queries) = client.batch_queries(&indexes).expect("queries");
+        let responses: Vec<Vec<u8>> = queries
+            .iter()
+            .map(|q| server.answer(&key, q).expect("answer"))
+            .collect();
+        let refs: Vec<&[u8]> = responses.iter().map(Vec::as_slice).collect();
+        for (index, record) in indexes
+            .iter()
+            .zip(client.batch_decode(&plan, &refs).expect("decode"))
+        {
+            assert_eq!(record, element(&bytes, &shape, *index), "index {index}");
+        }
+        let buckets = queries.len() as u16;
+        let mut bad = queries[0].clone();
+        bad[HEADER_LEN..HEADER_LEN + 2].copy_from_slice(&buckets.to_be_bytes());
+        assert!(server.answer(&key, &bad).is_err());
+        assert!(server.answer(&key, &queries[0][..HEADER_LEN + 1]).is_err());
+        assert!(client.batch_decode(&plan, &refs[1..]).is_err());
+        let single = DbShape { batch: 0, ..shape };
+        let plain = RespireServer::load(&single, &bytes).expect("load");
+        assert!(plain.answer(&key, &queries[0]).is_err());
+        let (plain_client, _) = RespireClient::setup(&single).expect("setup");
+        assert!(plain_client.batch_queries(&[1]).is_err());
+    }
+
     #[test]
     fn indexes_outside_the_table_are_refused() {
         let shape = DbShape {
             num_elements: 100,
             element_size: 256,
+            batch: 0,
         };
         let (client, _) = RespireClient::setup(&shape).expect("setup");
         assert!(matches!(
@@ -460,6 +850,7 @@ mod tests {
             let shape = DbShape {
                 num_elements: 100,
                 element_size: bad,
+                batch: 0,
             };
             assert!(RespireClient::setup(&shape).is_err());
             assert!(RespireServer::load(&shape, &vec![0; 100 * bad]).is_err());
@@ -474,6 +865,7 @@ mod tests {
         let shape = DbShape {
             num_elements: 64,
             element_size: 256,
+            batch: 0,
         };
         let bytes = elements(&mut rng, &shape);
         let server = RespireServer::load(&shape, &bytes).expect("load");
@@ -514,6 +906,7 @@ mod tests {
         let shape = DbShape {
             num_elements: 64,
             element_size: 256,
+            batch: 0,
         };
         let mut bytes = elements(&mut rng, &shape);
         let server = RespireServer::load(&shape, &bytes).expect("load");

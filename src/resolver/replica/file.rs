@@ -246,6 +246,7 @@ mod tests {
             bucket_slots: 4,
             buckets: 8,
             table_seed: 5,
+            batch_log: 0,
             oprf_public_key: [3; 32],
         }
     }
