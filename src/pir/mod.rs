@@ -47,7 +47,7 @@ pub use oprf::{OprfClientState, OprfKey};
 pub use registry::{Scheme, ZoneClient, ZoneDb, ZoneKey};
 pub use scheme::{DbShape, IndexPir, PirClient, PirServer};
 pub use zone::{
-    BuildOptions, BuildReport, PirConfig, Probe, UpdateReport, ZonePirClient, ZonePirDb,
+    BuildOptions, BuildReport, PirConfig, Probe, ProbeBatch, UpdateReport, ZonePirClient, ZonePirDb,
 };
 
 use thiserror::Error;

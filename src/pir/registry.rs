@@ -12,7 +12,7 @@ use super::scheme::{IndexPir, PirServer};
 use super::zone::{
     BuildOptions, BuildReport, ReplicaDelta, UpdateReport, ZonePirClient, ZonePirDb,
 };
-use super::{Chunk, PirConfig, PirError, Probe};
+use super::{Chunk, PirConfig, PirError, Probe, ProbeBatch};
 use crate::name::Name;
 
 /// A PIR scheme by name.
@@ -322,6 +322,23 @@ impl ZoneClient {
 
     pub fn decode_failures(&self) -> u64 {
         each!(ZoneClient, self, c => c.decode_failures())
+    }
+
+    pub fn batch_size(&self) -> usize {
+        each!(ZoneClient, self, c => c.batch_size())
+    }
+
+    pub fn batch_probes(&self, probes: &[Probe]) -> Result<Vec<ProbeBatch>, PirError> {
+        each!(ZoneClient, self, c => c.batch_probes(probes))
+    }
+
+    pub fn open_batch(
+        &self,
+        probes: &[Probe],
+        batch: &ProbeBatch,
+        responses: &[&[u8]],
+    ) -> Result<Vec<Result<Option<Chunk>, PirError>>, PirError> {
+        each!(ZoneClient, self, c => c.open_batch(probes, batch, responses))
     }
 
     pub fn lookup_with<F>(

@@ -23,6 +23,7 @@ use rand::rngs::{OsRng, StdRng};
 use rand::{RngCore, SeedableRng};
 use rayon::prelude::*;
 
+use super::batch::BatchPlan;
 use super::db::{self, Chunk, LiveTable, TableLayout};
 use super::keyword::{KeywordSource, SlotKeys, TAG_LEN};
 use super::mulpir::MulPir;
@@ -938,6 +939,19 @@ impl Probe {
     }
 }
 
+/// One batch query's worth of probes (all of one shard), with its queries.
+#[derive(Debug)]
+pub struct ProbeBatch {
+    pub shard: u32,
+    /// Indexes into the probes given to [`ZonePirClient::batch_probes`].
+    pub members: Vec<usize>,
+    /// The distinct PIR elements (cuckoo buckets) fetched, increasing.
+    elements: Vec<usize>,
+    plan: BatchPlan,
+    /// One per PIR batch bucket, in order; every one is sent.
+    pub queries: Vec<Vec<u8>>,
+}
+
 /// A client's PIR state for one zone and epoch.
 pub struct ZonePirClient<P: IndexPir = MulPir> {
     config: PirConfig,
@@ -997,11 +1011,6 @@ impl<P: IndexPir> ZonePirClient<P> {
     }
 
     /// Decodes the two responses and opens the probe's slot: `None` when absent.
-    ///
-    /// A lattice scheme's answer decrypts wrongly with a small probability (Respire: noise
-    /// beyond its margin). A slot whose tag survived but whose ciphertext does not verify is
-    /// counted ([`ZonePirClient::decode_failures`]) and reported as absent, as the caller
-    /// can do nothing else with it; a garbled tag already looks absent.
     pub fn open(&self, probe: &Probe, responses: [&[u8]; 2]) -> Result<Option<Chunk>, PirError> {
         let a = self
             .client
@@ -1009,13 +1018,107 @@ impl<P: IndexPir> ZonePirClient<P> {
         let b = self
             .client
             .decode(probe.buckets[1] as usize, responses[1])?;
-        match self.open_buckets(probe, [&a, &b]) {
+        self.open_decoded(probe, [&a, &b])
+    }
+
+    /// Opens the probe's slot from its two buckets as PIR decoded them.
+    ///
+    /// A lattice scheme's answer decrypts wrongly with a small probability (Respire: noise
+    /// beyond its margin). A slot whose tag survived but whose ciphertext does not verify is
+    /// counted ([`ZonePirClient::decode_failures`]) and reported as absent, as the caller
+    /// can do nothing else with it; a garbled tag already looks absent.
+    fn open_decoded(&self, probe: &Probe, buckets: [&[u8]; 2]) -> Result<Option<Chunk>, PirError> {
+        match self.open_buckets(probe, buckets) {
             Err(PirError::SlotAuth) => {
                 self.decode_failures.fetch_add(1, Ordering::Relaxed);
                 Ok(None)
             }
             other => other,
         }
+    }
+
+    /// Most PIR elements one batch query fetches (0: the zone takes single queries only).
+    pub fn batch_size(&self) -> usize {
+        self.config.batch()
+    }
+
+    /// Batch queries for `probes`: grouped by shard, each group's distinct buckets in
+    /// batches of at most [`ZonePirClient::batch_size`] elements. Send every query of a
+    /// batch to its shard (one per PIR bucket), then give the responses, in order, to
+    /// [`ZonePirClient::open_batch`].
+    pub fn batch_probes(&self, probes: &[Probe]) -> Result<Vec<ProbeBatch>, PirError> {
+        let size = self.batch_size();
+        if size < 2 {
+            return Err(PirError::Param("the zone takes no batch queries".into()));
+        }
+        let mut shards: Vec<u32> = probes.iter().map(|p| p.shard).collect();
+        shards.sort_unstable();
+        shards.dedup();
+        let mut out = Vec::new();
+        for shard in shards {
+            let members: Vec<usize> = (0..probes.len())
+                .filter(|&i| probes[i].shard == shard)
+                .collect();
+            // Whole probes per batch, so a probe's two buckets come back together.
+            let mut pending: Vec<Vec<usize>> =
+                members.chunks(size / 2).map(<[usize]>::to_vec).collect();
+            while let Some(group) = pending.pop() {
+                let mut elements: Vec<usize> = group
+                    .iter()
+                    .flat_map(|&i| probes[i].buckets.map(|b| b as usize))
+                    .collect();
+                elements.sort_unstable();
+                elements.dedup();
+                match self.client.batch_queries(&elements) {
+                    Ok((plan, queries)) => out.push(ProbeBatch {
+                        shard,
+                        members: group,
+                        elements,
+                        plan,
+                        queries,
+                    }),
+                    // Cuckoo placement found no room: two smaller batches.
+                    Err(PirError::BatchPlacement { .. }) if group.len() > 1 => {
+                        let (a, b) = group.split_at(group.len() / 2);
+                        pending.push(a.to_vec());
+                        pending.push(b.to_vec());
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Opens every probe of `batch` from the responses to its queries (in order): one
+    /// result per member, in [`ProbeBatch::members`] order.
+    pub fn open_batch(
+        &self,
+        probes: &[Probe],
+        batch: &ProbeBatch,
+        responses: &[&[u8]],
+    ) -> Result<Vec<Result<Option<Chunk>, PirError>>, PirError> {
+        let decoded = self.client.batch_decode(&batch.plan, responses)?;
+        let element = |b: u32| -> Result<&[u8], PirError> {
+            let at = batch
+                .elements
+                .binary_search(&(b as usize))
+                .map_err(|_| PirError::Internal(format!("bucket {b} not in its batch")))?;
+            Ok(&decoded[at])
+        };
+        batch
+            .members
+            .iter()
+            .map(|&i| {
+                let probe = probes
+                    .get(i)
+                    .ok_or_else(|| PirError::Internal(format!("batch names probe {i}")))?;
+                Ok(self.open_decoded(
+                    probe,
+                    [element(probe.buckets[0])?, element(probe.buckets[1])?],
+                ))
+            })
+            .collect()
     }
 
     /// PIR answers that decoded to a slot failing authentication, counted as misses.
@@ -1312,7 +1415,7 @@ mod tests {
         (db, expected)
     }
 
-    fn y_of(db: &ZonePirDb, input: &str) -> OprfOutput {
+    fn y_of<P: IndexPir>(db: &ZonePirDb<P>, input: &str) -> OprfOutput {
         let (state, request) = oprf::blind(&[input.as_bytes()]).unwrap();
         let response = db.oprf_evaluate(&request).unwrap();
         state
@@ -1338,6 +1441,84 @@ mod tests {
             }
         }
         db::assemble(&chunks)
+    }
+
+    /// Batch queries (Respire): every present identifier's records and every absent one's
+    /// absence, from batches that put several lookups' buckets in one query per PIR bucket,
+    /// before and after an update within the epoch.
+    #[test]
+    fn batched_lookups_equal_the_records() {
+        use super::super::respire::index::Respire;
+        let mut rng = StdRng::seed_from_u64(21);
+        let options = BuildOptions {
+            bucket_slots: 1,
+            load: 0.45,
+            batch: 16,
+            max_spill: 4,
+            min_probes: 2,
+            table_seed: Some(5),
+            ..BuildOptions::default()
+        };
+        let mut expected = Expected::new();
+        for i in 0..30 {
+            expected.insert(
+                format!("+1555{:07}", i),
+                random_records(&mut rng, 1 + usize::from(i % 10 == 3)),
+            );
+        }
+        let zone = Name::parse("5.5.5.1.e164.mimi.arpa.", None).unwrap();
+        let entries: Vec<_> = expected.clone().into_iter().collect();
+        let (db, _) = ZonePirDb::<Respire>::build(&zone, &SECRET, 11, &options, entries).unwrap();
+        assert_eq!(db.config().batch(), 16);
+        let (client, key) = ZonePirClient::<Respire>::new(db.config().clone()).unwrap();
+        let key = db.parse_key(&key).unwrap();
+        let lookup = |inputs: &[String], expected: &Expected| {
+            let probes_per = db.probes() as u32;
+            let config = db.config();
+            let probes: Vec<Probe> = inputs
+                .iter()
+                .flat_map(|input| {
+                    let y = y_of(&db, input);
+                    (0..probes_per).map(move |i| Probe::new(config, &y, i))
+                })
+                .collect();
+            let batches = client.batch_probes(&probes).unwrap();
+            assert!(batches.len() >= probes.len() / 8);
+            let mut opened: Vec<Option<Option<Chunk>>> = vec![None; probes.len()];
+            for batch in &batches {
+                let responses: Vec<Vec<u8>> = batch
+                    .queries
+                    .iter()
+                    .map(|q| db.answer(batch.shard, &key, q).unwrap())
+                    .collect();
+                let refs: Vec<&[u8]> = responses.iter().map(Vec::as_slice).collect();
+                for (&i, r) in batch
+                    .members
+                    .iter()
+                    .zip(client.open_batch(&probes, batch, &refs).unwrap())
+                {
+                    opened[i] = Some(r.unwrap());
+                }
+            }
+            for (n, input) in inputs.iter().enumerate() {
+                let at = n * probes_per as usize;
+                let chunks = opened[at..at + probes_per as usize]
+                    .iter()
+                    .map(|o| o.clone().expect("every probe answered"))
+                    .collect();
+                let got = reassemble(chunks).unwrap();
+                assert_eq!(&got, expected.get(input).unwrap_or(&Vec::new()), "{input}");
+            }
+        };
+        let mut inputs: Vec<String> = expected.keys().cloned().collect();
+        inputs.extend((0..4).map(|i| format!("+1666{:07}", i)));
+        lookup(&inputs, &expected);
+        let changed = "+15550000007".to_string();
+        let records = random_records(&mut rng, 1);
+        db.update([(changed.clone(), records.clone())]).unwrap();
+        expected.insert(changed.clone(), records);
+        lookup(&[changed, inputs[3].clone(), inputs[33].clone()], &expected);
+        assert_eq!(client.decode_failures(), 0);
     }
 
     /// Every bucket of shard 0 queried once through MulPIR; then every listed input looked up
