@@ -4,10 +4,13 @@
 //! Run through `tools/bench/pir.sh`, which documents the arguments.
 //!
 //! Usage: pir_bench [--schemes mulpir,respire] [--log-slots 16,18,20] [--queries N]
-//!                  [--slot-size B] [--updates N]
+//!                  [--slot-size B] [--updates N] [--batches 16,32,64]
 //!
 //! `--updates N` also times N incremental updates within the epoch (each replaces one
 //! identifier's record, removes one or adds one) against the full build.
+//!
+//! `--batches L,..` also measures Respire batch queries: for each L, a zone built to take
+//! batches of 2L PIR elements (L lookups of two cuckoo buckets), L lookups in one batch.
 
 use std::time::{Duration, Instant};
 
@@ -29,6 +32,7 @@ struct Args {
     queries: usize,
     slot_size: usize,
     updates: usize,
+    batches: Vec<usize>,
 }
 
 fn parse_args() -> Args {
@@ -38,6 +42,7 @@ fn parse_args() -> Args {
         queries: 3,
         slot_size: 256,
         updates: 0,
+        batches: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -50,6 +55,9 @@ fn parse_args() -> Args {
             "--schemes" => a.schemes = value.split(',').filter_map(Scheme::from_name).collect(),
             "--slot-size" => a.slot_size = value.parse().unwrap_or(256),
             "--updates" => a.updates = value.parse().unwrap_or(0),
+            "--batches" => {
+                a.batches = value.split(',').filter_map(|v| v.parse().ok()).collect()
+            }
             other => {
                 eprintln!("unknown argument {other}");
                 std::process::exit(2);
@@ -284,6 +292,153 @@ fn run(args: &Args, scheme: Scheme, log_slots: u32, pool1: &rayon::ThreadPool) -
     }
 }
 
+struct BatchRow {
+    log_slots: u32,
+    lookups: usize,
+    buckets: usize,
+    bucket_shape: (usize, usize, usize),
+    queries: usize,
+    up: usize,
+    down: usize,
+    server_cpu: f64,
+    server_all: f64,
+    client: f64,
+    db_mib: f64,
+    build_s: f64,
+}
+
+/// Respire batch queries: a zone taking batches of `2 * lookups` elements, `lookups`
+/// lookups (alternately present and absent) in one batch, answered on one thread (thread
+/// CPU time) and on all cores; every present identifier must be found, every absent not.
+fn run_batched(args: &Args, log_slots: u32, lookups: usize, pool1: &rayon::ThreadPool) -> BatchRow {
+    let slots = 1usize << log_slots;
+    let mut options = BuildOptions {
+        slot_size: args.slot_size,
+        batch: (2 * lookups).next_power_of_two(),
+        ..BuildOptions::default()
+    };
+    Scheme::Respire.table(&mut options);
+    let ids = (slots as f64 * options.load) as usize;
+    let zone = Name::parse("1.e164.mimi.arpa.", None).expect("zone name");
+    let mut rng = rand::thread_rng();
+    let mut secret = [0u8; 32];
+    rng.fill_bytes(&mut secret);
+    let entries: Vec<(String, Vec<Vec<u8>>)> = (0..ids)
+        .map(|i| {
+            let mut record = vec![0u8; 160];
+            rng.fill_bytes(&mut record);
+            (format!("+1{:010}", 2_000_000_000 + i), vec![record])
+        })
+        .collect();
+    let started = Instant::now();
+    let (db, _) =
+        ZoneDb::build(Scheme::Respire, &zone, &secret, 1, &options, entries).expect("build");
+    let build = started.elapsed();
+    let ZoneDb::Respire(inner) = &db else {
+        unreachable!("built as Respire")
+    };
+    let (layout, bucket_shape) = inner
+        .shard_server(0)
+        .expect("shard 0")
+        .batch_dimensions()
+        .expect("batched");
+    let db_mib = db.memory_bytes() as f64 / (1 << 20) as f64;
+    println!(
+        "\n== Respire batches: 2^{log_slots} slots, batches of {} elements ({lookups} lookups): {} buckets \
+         of 2^{} x 2^{} x 2^{}; build {:.1} s; PIR database with bucket copies {db_mib:.0} MiB (peak RSS {:.0} MiB) ==",
+        options.batch,
+        layout.buckets(),
+        bucket_shape.0,
+        bucket_shape.1,
+        bucket_shape.2,
+        build.as_secs_f64(),
+        status_kib("VmHWM:") as f64 / 1024.0
+    );
+    let (client, key_bytes) = ZoneClient::new(db.config().clone()).expect("client");
+    let key = db.parse_key(&key_bytes).expect("key");
+    let mut present = Vec::with_capacity(lookups);
+    let mut probes = Vec::with_capacity(lookups);
+    let mut oprf_bytes = 0;
+    for q in 0..lookups {
+        let is_present = q % 2 == 0;
+        let sii = if is_present {
+            format!("+1{:010}", 2_000_000_000 + rng.gen_range(0..ids))
+        } else {
+            format!("+1{:010}", 3_000_000_000u64 + rng.gen_range(0..ids as u64))
+        };
+        let (state, request) = oprf::blind(&[sii.as_bytes()]).expect("blind");
+        let response = db.oprf_evaluate(&request).expect("oprf");
+        oprf_bytes += request.len() + response.len();
+        let y = state
+            .finalize(&response, &db.config().oprf_public_key)
+            .expect("finalize")[0];
+        present.push(is_present);
+        probes.push(client.probe(&y, 0));
+    }
+    let started = Instant::now();
+    let batches = client.batch_probes(&probes).expect("batch queries");
+    let mut client_time = started.elapsed();
+    let (mut cpu, mut all, mut up, mut down, mut queries) = (0.0, 0.0, 0, 0, 0);
+    for batch in &batches {
+        let (responses, c) = pool1.install(|| {
+            let c = thread_cpu();
+            let r: Vec<Vec<u8>> = batch
+                .queries
+                .iter()
+                .map(|q| db.answer(batch.shard, &key, q).expect("answer"))
+                .collect();
+            (r, thread_cpu() - c)
+        });
+        cpu += ms(c);
+        let w = Instant::now();
+        let again: Vec<Vec<u8>> = {
+            use rayon::prelude::*;
+            batch
+                .queries
+                .par_iter()
+                .map(|q| db.answer(batch.shard, &key, q).expect("answer"))
+                .collect()
+        };
+        all += ms(w.elapsed());
+        assert_eq!(again.len(), responses.len());
+        queries += batch.queries.len();
+        up += batch.queries.iter().map(Vec::len).sum::<usize>();
+        down += responses.iter().map(Vec::len).sum::<usize>();
+        let refs: Vec<&[u8]> = responses.iter().map(Vec::as_slice).collect();
+        let started = Instant::now();
+        let opened = client.open_batch(&probes, batch, &refs).expect("open");
+        client_time += started.elapsed();
+        for (&i, chunk) in batch.members.iter().zip(opened) {
+            assert_eq!(chunk.expect("slot").is_some(), present[i], "lookup {i}");
+        }
+    }
+    let per = lookups as f64;
+    println!(
+        "{} batch(es), {queries} bucket queries: server {:.0} ms CPU on one thread ({:.0} ms per lookup), \
+         {:.0} ms wall on {} threads; client {:.0} ms; every lookup right",
+        batches.len(),
+        cpu,
+        cpu / per,
+        all,
+        rayon::current_num_threads(),
+        ms(client_time)
+    );
+    BatchRow {
+        log_slots,
+        lookups,
+        buckets: layout.buckets(),
+        bucket_shape,
+        queries,
+        up: up + oprf_bytes / 2,
+        down: down + oprf_bytes / 2,
+        server_cpu: cpu / per,
+        server_all: all / per,
+        client: ms(client_time) / per,
+        db_mib,
+        build_s: build.as_secs_f64(),
+    }
+}
+
 /// Times `n` incremental updates (replace, remove, add in turn) of the built database.
 fn time_updates(db: &ZoneDb, n: usize, ids: usize, build: Duration) {
     let mut rng = rand::thread_rng();
@@ -362,6 +517,14 @@ fn main() {
             rows.push(run(&args, scheme, k, &pool1));
         }
     }
+    let mut batch_rows = Vec::new();
+    if args.schemes.contains(&Scheme::Respire) {
+        for &k in &args.log_slots {
+            for &lookups in &args.batches {
+                batch_rows.push(run_batched(&args, k, lookups, &pool1));
+            }
+        }
+    }
     let kb = |b: usize| b as f64 / 1000.0;
     println!("\n## Per PIR query (one bucket)\n");
     println!("| scheme | slots (identifiers) | query | response | eval keys | server 1 thread (CPU) | server all cores | client query + decode | keygen | build | PIR DB | peak RSS | noise margin | MulPIR 1-thread CPU: expand / inner products / ct products |");
@@ -425,6 +588,35 @@ fn main() {
             pair,
             pair / 1000.0,
             pair / 800.0,
+        );
+    }
+    if batch_rows.is_empty() {
+        return;
+    }
+    println!("\n## Respire batch queries, per lookup (issue 13's goals at 2^20: 14 KB up, 21 KB down, 0.5 s server in batches of 64, one thread)\n");
+    println!("| slots | lookups per batch | PIR buckets (shape) | bucket queries | upload | download | server 1 thread CPU | server all cores | client | PIR DB with copies | build |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    for r in &batch_rows {
+        let per = r.lookups as f64;
+        println!(
+            "| 2^{} | {} | {} (2^{} x 2^{} x 2^{}) | {} | {:.1} KB ({:.2}x) | {:.1} KB ({:.2}x) | {:.0} ms ({:.2}x of 0.5 s) | {:.0} ms | {:.1} ms | {:.0} MiB | {:.0} s |",
+            r.log_slots,
+            r.lookups,
+            r.buckets,
+            r.bucket_shape.0,
+            r.bucket_shape.1,
+            r.bucket_shape.2,
+            r.queries,
+            kb(r.up) / per,
+            kb(r.up) / per / 14.0,
+            kb(r.down) / per,
+            kb(r.down) / per / 21.0,
+            r.server_cpu,
+            r.server_cpu / 500.0,
+            r.server_all,
+            r.client,
+            r.db_mib,
+            r.build_s,
         );
     }
 }
