@@ -55,9 +55,7 @@ fn parse_args() -> Args {
             "--schemes" => a.schemes = value.split(',').filter_map(Scheme::from_name).collect(),
             "--slot-size" => a.slot_size = value.parse().unwrap_or(256),
             "--updates" => a.updates = value.parse().unwrap_or(0),
-            "--batches" => {
-                a.batches = value.split(',').filter_map(|v| v.parse().ok()).collect()
-            }
+            "--batches" => a.batches = value.split(',').filter_map(|v| v.parse().ok()).collect(),
             other => {
                 eprintln!("unknown argument {other}");
                 std::process::exit(2);

@@ -13,6 +13,7 @@ use hickory_proto::op::{Edns, Message, Query, ResponseCode};
 use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
 use hickory_proto::rr::{RData as HRData, RecordType};
 use mimi_discovery::name::Name;
+use mimi_discovery::pir::batch::BatchLayout;
 use mimi_discovery::pir::carrier::{
     self, ede, parse_ede, PirCfgRecord, Request, Response, EDE_OPTION, EDNS_OPTION, KEY_CHUNK,
 };
@@ -1062,6 +1063,50 @@ async fn request_and_response_sizes_are_identical_for_present_and_absent_identif
         for (s, sh) in &shapes[1..] {
             assert_eq!(sh, &shapes[0].1, "{s} against {}", shapes[0].0);
         }
+        tree.shutdown().await;
+    })
+    .await;
+}
+
+/// A contact sync against a DP that offers batch queries (`[pir] batch_lookups`): the
+/// resolver fetches the identifiers' slots in batches, one query per PIR bucket, and finds
+/// exactly what public lookups find, spilled multi-provider records included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contact_sync_through_batch_queries_finds_what_public_lookups_find() {
+    bounded(async {
+        let t = 12;
+        let k = Keys::new();
+        let mut specs = std_specs(t, &k, carrier_zone(t, &k, 5, 1), 5);
+        specs[CARRIER_SPEC].config_extra = format!("{PIR}batch_lookups = 8\n");
+        let tree = Tree::start(t, &k.trust_toml(), specs).await;
+        let relay = Relay::start(tree.addr(5), tree.addr(4)).await;
+        let cfg = pircfg(tree.addr(4), CARRIER).await;
+        assert_eq!(cfg.config.batch(), 16);
+        let buckets = BatchLayout::new(cfg.config.buckets as usize, cfg.config.batch())
+            .expect("layout")
+            .buckets();
+
+        let r = tree.resolver();
+        let names = [ALICE, TWO, CAROL, DAVE, TXT_ONLY, OTHER, ENT, NX];
+        let siis: Vec<_> = names.iter().map(|s| sii(s)).collect();
+        let batch = timeout(LOOKUP_LIMIT, r.lookup_private_batch(&siis, None))
+            .await
+            .expect("the batch timed out");
+        let frames = relay.take();
+        for (s, got) in names.iter().zip(batch) {
+            let got = got.unwrap_or_else(|e| panic!("private lookup of {s}: {e}"));
+            let p = public(&r, s, None).await.expect("public lookup");
+            assert_same(s, &p, &got);
+        }
+        // Batch queries (message kind 2), a whole number of batches of one per bucket.
+        let batch_queries = frames
+            .iter()
+            .filter(|f| matches!(request_of(f), Some(Request::Query { query, .. }) if query.get(3) == Some(&2)))
+            .count();
+        assert!(
+            batch_queries > 0 && batch_queries.is_multiple_of(buckets),
+            "{batch_queries} batch queries for {buckets} buckets"
+        );
         tree.shutdown().await;
     })
     .await;

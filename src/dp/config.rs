@@ -336,6 +336,7 @@ struct RawPir {
     shards: Option<Spanned<u32>>,
     scheme: Option<Spanned<String>>,
     slot_size: Option<Spanned<usize>>,
+    batch_lookups: Option<Spanned<usize>>,
     threads: Option<Spanned<usize>>,
     max_queue: Option<Spanned<usize>>,
     // Replaced by the access classes; named here to say so.
@@ -572,6 +573,22 @@ impl DpConfig {
                             format!("pir.slot_size must be at most {record} with the respire scheme (one slot is one Respire record)"),
                         ));
                     }
+                }
+                if let Some(v) = &p.batch_lookups {
+                    let lookups = *v.get_ref();
+                    if lookups > 1 << 15 {
+                        return Err(at(v.span(), "pir.batch_lookups must be 0 to 32768".into()));
+                    }
+                    if lookups > 0 && s.scheme != crate::pir::Scheme::Respire {
+                        return Err(at(
+                            v.span(),
+                            "pir.batch_lookups needs scheme = \"respire\" (MulPIR takes no batch queries)".into(),
+                        ));
+                    }
+                    s.batch = match lookups {
+                        0 => 0,
+                        n => (2 * n).next_power_of_two(),
+                    };
                 }
                 if let Some(v) = &p.threads {
                     s.threads = (*v.get_ref()).max(1);
@@ -925,6 +942,8 @@ mod tests {
             let c = parse(&format!("{BASE}{text}")).unwrap();
             assert_eq!(c.pir.map(|p| p.scheme), Some(scheme));
         }
+        let c = parse(&format!("{BASE}[pir]\nbatch_lookups = 64\n")).unwrap();
+        assert_eq!(c.pir.map(|p| p.batch), Some(128));
         let default = parse(BASE).unwrap();
         assert_eq!(
             default.access.anonymous,
@@ -961,6 +980,16 @@ mod tests {
                 "[pir]\nscheme = \"respire\"\nslot_size = 512\n",
                 8,
                 "at most 256 with the respire scheme",
+            ),
+            (
+                "[pir]\nscheme = \"mulpir\"\nbatch_lookups = 64\n",
+                8,
+                "pir.batch_lookups needs scheme = \"respire\"",
+            ),
+            (
+                "[pir]\nbatch_lookups = 100000\n",
+                7,
+                "pir.batch_lookups must be 0 to 32768",
             ),
         ] {
             let e = parse(&format!("{BASE}{text}")).unwrap_err().to_string();

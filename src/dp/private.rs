@@ -41,6 +41,9 @@ pub struct PirSettings {
     /// identifiers that gain records within an epoch (more slots than the published probes
     /// need a new epoch). Each probe costs every lookup two PIR queries.
     pub min_probes: usize,
+    /// PIR elements one batch query fetches (two per lookup; 0: single queries only).
+    /// Respire only: the zone keeps three bucket copies of its table beside it.
+    pub batch: usize,
 }
 
 impl Default for PirSettings {
@@ -55,6 +58,7 @@ impl Default for PirSettings {
             max_queue: 8,
             key_cache_bytes: 512 << 20,
             min_probes: 1,
+            batch: 0,
         }
     }
 }
@@ -104,6 +108,7 @@ pub fn build_zone(
         shard_count: settings.shards,
         slot_size: settings.slot_size,
         min_probes: settings.min_probes,
+        batch: settings.batch,
         ..BuildOptions::default()
     };
     let epoch = next_epoch();

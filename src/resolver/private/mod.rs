@@ -33,6 +33,52 @@ pub use self::cache::{PrivateAnswer, PrivateCache, Source};
 /// Identifiers in one OPRF request (the DP accepts up to 64).
 pub const OPRF_BATCH: usize = 64;
 
+/// A batch query is used when the identifiers' PIR elements fill at least 1/BATCH_FILL of
+/// it: a batch of capacity `c` costs the DP about `1.5c` bucket queries, each over about
+/// `3/1.5c` of the table plus a fixed expansion (`tools/bench/pir.sh`).
+const BATCH_FILL: usize = 4;
+
+/// One PIR query's context: where it goes and how a refusal reads.
+struct Ask<'a> {
+    zone: &'a Name,
+    epoch: u64,
+    keys: &'a KeySet,
+    shard: u32,
+    refused: &'a (dyn Fn(Refusal) -> ResolveError + Sync),
+}
+
+impl Ask<'_> {
+    /// Sends one PIR query and returns the DP's response; an unknown or evicted key is
+    /// uploaded (again) once and the query asked once more.
+    async fn query(
+        &self,
+        session: &mut Session<'_>,
+        query: Vec<u8>,
+        uploaded: &mut bool,
+    ) -> Result<Vec<u8>, ResolveError> {
+        let request = Request::Query {
+            epoch: self.epoch,
+            key_id: self.keys.key_id,
+            shard: self.shard,
+            query,
+        };
+        let mut answer = session.exchange(&request).await?;
+        if matches!(&answer, Err(r) if r.code == Some(ede::UNKNOWN_KEY)) && !*uploaded {
+            upload(session, self.epoch, self.keys).await?;
+            *uploaded = true;
+            answer = session.exchange(&request).await?;
+        }
+        match answer {
+            Ok(Response::Query(bytes)) => Ok(bytes),
+            Ok(_) => Err(private_error(
+                self.zone,
+                "unexpected response to a PIR query",
+            )),
+            Err(r) => Err((self.refused)(r)),
+        }
+    }
+}
+
 /// A client's PIR keys for one zone and epoch, with the id of the uploaded copy.
 pub(super) struct KeySet {
     client: ZoneClient,
@@ -505,6 +551,20 @@ impl Resolver {
         let replica = self.replicas.for_lookup(zone, &cfg.config);
         // Read before the slots: a change applied after this makes the answers uncacheable.
         let generation = replica.as_ref().map(|r| r.generation());
+        // Batch queries pay when the batch is well filled: each costs one query per PIR
+        // bucket, about 1.5 x its capacity.
+        if replica.is_none() {
+            let size = self.pir_keys(zone, cfg)?.client.batch_size();
+            let elements = ys.len() * 2 * usize::from(cfg.probes.max(1));
+            if size >= 2 && elements * BATCH_FILL >= size {
+                let fetched = self
+                    .pir_fetch_batch(&mut session, zone, cfg, &ys, &refused)
+                    .await?;
+                let exchanges = session.exchanges;
+                session.close();
+                return Ok((fetched, exchanges));
+            }
+        }
         let mut fetched = Vec::with_capacity(ys.len());
         for y in &ys {
             fetched.push(match &replica {
@@ -570,24 +630,14 @@ impl Resolver {
                 .map_err(|e| private_error(zone, e))?;
             let mut responses = Vec::with_capacity(2);
             for query in queries {
-                let request = Request::Query {
+                let ask = Ask {
+                    zone,
                     epoch,
-                    key_id: keys.key_id,
+                    keys: &keys,
                     shard: probe.shard,
-                    query,
+                    refused,
                 };
-                let mut answer = session.exchange(&request).await?;
-                // An unknown or evicted key: upload it (again) and ask once more.
-                if matches!(&answer, Err(r) if r.code == Some(ede::UNKNOWN_KEY)) && !uploaded {
-                    upload(session, epoch, &keys).await?;
-                    uploaded = true;
-                    answer = session.exchange(&request).await?;
-                }
-                match answer {
-                    Ok(Response::Query(bytes)) => responses.push(bytes),
-                    Ok(_) => return Err(private_error(zone, "unexpected response to a PIR query")),
-                    Err(r) => return Err(refused(r)),
-                }
+                responses.push(ask.query(session, query, &mut uploaded).await?);
             }
             if !done {
                 let failures = keys.client.decode_failures();
@@ -636,6 +686,111 @@ impl Resolver {
             },
             replica_generation: None,
         }))
+    }
+
+    /// The PIR part of many identifiers' lookups in batch queries (the zone's PIRCFG offers
+    /// them): every spill index up to the published probes of every identifier, grouped into
+    /// batches of one query per PIR bucket, so the DP sees only how many batches there were.
+    /// An identifier whose records run past the published probes is finished by
+    /// [`Resolver::pir_fetch`].
+    async fn pir_fetch_batch(
+        &self,
+        session: &mut Session<'_>,
+        zone: &Name,
+        cfg: &PirCfgRecord,
+        ys: &[OprfOutput],
+        refused: &(dyn Fn(Refusal) -> ResolveError + Sync),
+    ) -> Result<Vec<Result<Fetched, ResolveError>>, ResolveError> {
+        let epoch = cfg.config.epoch;
+        let keys = self.pir_keys(zone, cfg)?;
+        let mut uploaded = false;
+        if !keys.sent.load(std::sync::atomic::Ordering::Relaxed) {
+            upload(session, epoch, &keys).await?;
+            uploaded = true;
+        }
+        let per = u32::from(cfg.probes.max(1));
+        let probes: Vec<_> = ys
+            .iter()
+            .flat_map(|y| (0..per).map(|i| keys.client.probe(y, i)))
+            .collect();
+        let batches = keys
+            .client
+            .batch_probes(&probes)
+            .map_err(|e| private_error(zone, e))?;
+        let failures = keys.client.decode_failures();
+        let mut opened: Vec<Option<Result<Option<Chunk>, crate::pir::PirError>>> =
+            (0..probes.len()).map(|_| None).collect();
+        for batch in &batches {
+            let ask = Ask {
+                zone,
+                epoch,
+                keys: &keys,
+                shard: batch.shard,
+                refused,
+            };
+            let mut responses = Vec::with_capacity(batch.queries.len());
+            for query in &batch.queries {
+                responses.push(ask.query(session, query.clone(), &mut uploaded).await?);
+            }
+            let refs: Vec<&[u8]> = responses.iter().map(Vec::as_slice).collect();
+            let results = keys
+                .client
+                .open_batch(&probes, batch, &refs)
+                .map_err(|e| private_error(zone, e))?;
+            for (&i, r) in batch.members.iter().zip(results) {
+                opened[i] = Some(r);
+            }
+        }
+        let failed = keys.client.decode_failures() - failures;
+        self.stats
+            .pir_decode_failures
+            .fetch_add(failed, std::sync::atomic::Ordering::Relaxed);
+        let mut out = Vec::with_capacity(ys.len());
+        for (n, y) in ys.iter().enumerate() {
+            let mine = &mut opened[n * per as usize..(n + 1) * per as usize];
+            let shard = probes[n * per as usize].shard;
+            let mut chunks = Vec::new();
+            let mut outcome = Ok(true);
+            for (index, slot) in mine.iter_mut().enumerate() {
+                match slot.take() {
+                    None => outcome = Err("a probe was left out of every batch".to_string()),
+                    Some(Err(e)) => outcome = Err(e.to_string()),
+                    Some(Ok(None)) if index == 0 => outcome = Ok(false),
+                    Some(Ok(None)) => outcome = Err(format!("spill slot {index} is missing")),
+                    Some(Ok(Some(chunk))) => {
+                        let more = chunk.more_after(index as u32);
+                        chunks.push(chunk);
+                        if more {
+                            continue;
+                        }
+                        outcome = Ok(false);
+                    }
+                }
+                break;
+            }
+            out.push(match outcome {
+                Err(e) => Err(private_error(zone, e)),
+                // Records past the published probes: fetch this one alone, to its end.
+                Ok(true) => self.pir_fetch(session, zone, cfg, y, refused).await?,
+                Ok(false) => {
+                    let records = if chunks.is_empty() {
+                        Ok(Vec::new())
+                    } else {
+                        crate::pir::db::assemble(&chunks).map_err(|e| private_error(zone, e))
+                    };
+                    records.map(|records| Fetched {
+                        records,
+                        source: Source {
+                            epoch,
+                            shard,
+                            buckets: Vec::new(),
+                        },
+                        replica_generation: None,
+                    })
+                }
+            });
+        }
+        Ok(out)
     }
 
     /// The PIR keys for (zone, epoch): fresh per zone, so DPs cannot link a client's
