@@ -3,6 +3,7 @@
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -211,17 +212,18 @@ async fn start_tree(
             // Private lookups use Respire, the default; the email DP keeps MulPIR, so the
             // demo's private rows run through both schemes (the resolver takes whichever
             // PIRCFG names).
-            let scheme = if file.ends_with("email.zone") {
-                "mulpir"
+            // The number zones also take Respire batch queries (contact syncs).
+            let (scheme, batch) = if file.ends_with("email.zone") {
+                ("mulpir", "")
             } else {
-                "respire"
+                ("respire", "batch_lookups = 8\n")
             };
             let config = work.join(format!("{origin}{i}.toml"));
             let dot = tls.dp_section(work, addr)?;
             std::fs::write(
                 &config,
                 format!(
-                    "listen = [{}]\ntrust = {:?}\n{extra}{subscriber}{dot}[[zone]]\norigin = \"{origin}\"\nfile = {:?}\n[pir]\nscheme = \"{scheme}\"\nthreads = 1\n",
+                    "listen = [{}]\ntrust = {:?}\n{extra}{subscriber}{dot}[[zone]]\norigin = \"{origin}\"\nfile = {:?}\n[pir]\nscheme = \"{scheme}\"\n{batch}threads = 1\n",
                     listen[i],
                     trust.display().to_string(),
                     zone_path.display().to_string()
@@ -397,6 +399,20 @@ async fn demo(zones: &Path, apex: &Name) -> anyhow::Result<u8> {
         ("private: unknown", "+1 555 111 0000"),
     ] {
         failures += private_row(&resolver, what, sii).await?;
+    }
+    // A contact sync of numbers without a replica: the number zones' DPs take Respire
+    // batch queries, one query per PIR bucket for up to 8 lookups.
+    let before = resolver.stats.pir_batches.load(Ordering::Relaxed);
+    let numbers = [
+        "+1 (555) 111-2222",
+        "+1 555 111 3333",
+        "+1 555 111 4444",
+        "+1 555 111 0000",
+    ];
+    failures += sync_row(&resolver, &resolver, "batch: PIR queries", &numbers).await?;
+    if resolver.stats.pir_batches.load(Ordering::Relaxed) == before {
+        println!("  the contact sync sent no batch query");
+        failures += 1;
     }
     // Encrypted replica: chat.example's resolver holds the carrier zone's slot table and
     // looks up there after one OPRF evaluation; other zones by PIR.
@@ -1255,13 +1271,26 @@ async fn replica_rows(public: &Resolver, replica: &Resolver) -> anyhow::Result<u
         "nobody@example.com",
         "+1 555 111 3333",
     ];
+    failures += sync_row(public, replica, "batch: contacts", &contacts).await?;
+    Ok(failures)
+}
+
+/// A contact sync by `by` whose every result must equal its public lookup by `public`.
+async fn sync_row(
+    public: &Resolver,
+    by: &Resolver,
+    what: &str,
+    contacts: &[&str],
+) -> anyhow::Result<u32> {
     let siis = contacts
         .iter()
         .map(|c| Sii::parse(c, None))
         .collect::<Result<Vec<_>, _>>()?;
+    let batches = by.stats.pir_batches.load(Ordering::Relaxed);
     let started = std::time::Instant::now();
-    let batch = replica.lookup_private_batch(&siis, None).await;
+    let batch = by.lookup_private_batch(&siis, None).await;
     let ms = started.elapsed().as_secs_f64() * 1000.0;
+    let batches = by.stats.pir_batches.load(Ordering::Relaxed) - batches;
     let mut differ = Vec::new();
     let mut zones = std::collections::BTreeSet::new();
     let mut found = 0;
@@ -1276,13 +1305,17 @@ async fn replica_rows(public: &Resolver, replica: &Resolver) -> anyhow::Result<u
         }
     }
     let ok = differ.is_empty();
+    let by_batch = match batches {
+        0 => String::new(),
+        n => format!("; {n} PIR batches"),
+    };
     status_row(
-        "batch: contacts",
+        what,
         &format!("{} identifiers", contacts.len()),
         if ok { "as public" } else { "DIFFERS" },
         &if ok {
             format!(
-                "{found} found in {} zones; each result as its public lookup",
+                "{found} found in {} zones{by_batch}; each result as its public lookup",
                 zones.len()
             )
         } else {
@@ -1291,8 +1324,7 @@ async fn replica_rows(public: &Resolver, replica: &Resolver) -> anyhow::Result<u
         "",
         ms,
     );
-    failures += u32::from(!ok);
-    Ok(failures)
+    Ok(u32::from(!ok))
 }
 
 /// After the live claim: the replica takes the carrier's delta and finds the new mapping.

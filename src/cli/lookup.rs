@@ -460,13 +460,16 @@ pub fn serve(config: PathBuf) -> anyhow::Result<u8> {
         );
         let s = &resolver.stats;
         tracing::info!(
-            "shutting down; lookups={} cache_hits={} queries_sent={} rejected_records={} pir_decode_failures={}",
+            "shutting down; lookups={} cache_hits={} queries_sent={} rejected_records={} pir_decode_failures={} pir_batches={} pir_batched_lookups={}",
             s.lookups.load(std::sync::atomic::Ordering::Relaxed),
             s.cache_hits.load(std::sync::atomic::Ordering::Relaxed),
             s.queries_sent.load(std::sync::atomic::Ordering::Relaxed),
             s.rejected_records
                 .load(std::sync::atomic::Ordering::Relaxed),
             s.pir_decode_failures
+                .load(std::sync::atomic::Ordering::Relaxed),
+            s.pir_batches.load(std::sync::atomic::Ordering::Relaxed),
+            s.pir_batched_lookups
                 .load(std::sync::atomic::Ordering::Relaxed)
         );
         replicas.abort();

@@ -148,6 +148,9 @@ pub struct ResolverStats {
     /// Private lookups whose PIR answer decoded to a slot that failed authentication
     /// (a decryption failure of the scheme), answered as not found.
     pub pir_decode_failures: AtomicU64,
+    /// Batch queries sent (each one query per PIR bucket) and the lookups they served.
+    pub pir_batches: AtomicU64,
+    pub pir_batched_lookups: AtomicU64,
 }
 
 /// What the tree said about a name, before verification.
