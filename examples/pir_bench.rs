@@ -105,13 +105,7 @@ fn run(args: &Args, scheme: Scheme, log_slots: u32, pool1: &rayon::ThreadPool) -
         "\n== {scheme}: 2^{log_slots} slots of {} bytes: {ids} identifiers (load {}, {}-slot buckets) ==",
         args.slot_size, options.load, options.bucket_slots
     );
-    let entries: Vec<(String, Vec<Vec<u8>>)> = (0..ids)
-        .map(|i| {
-            let mut record = vec![0u8; 160];
-            rng.fill_bytes(&mut record);
-            (format!("+1{:010}", 2_000_000_000 + i), vec![record])
-        })
-        .collect();
+    let entries = synthetic_entries(ids);
     let rss_before = status_kib("VmRSS:");
     let started = Instant::now();
     let (db, report) = ZoneDb::build(scheme, &zone, &secret, 1, &options, entries).expect("build");
@@ -176,18 +170,8 @@ fn run(args: &Args, scheme: Scheme, log_slots: u32, pool1: &rayon::ThreadPool) -
     let (mut oprf_up, mut oprf_down) = (0, 0);
     for q in 0..args.queries {
         let present = q % 2 == 0;
-        let sii = if present {
-            format!("+1{:010}", 2_000_000_000 + rng.gen_range(0..ids))
-        } else {
-            format!("+1{:010}", 3_000_000_000u64 + rng.gen_range(0..ids as u64))
-        };
-        let (state, request) = oprf::blind(&[sii.as_bytes()]).expect("blind");
-        let response = db.oprf_evaluate(&request).expect("oprf");
-        oprf_up = request.len();
-        oprf_down = response.len();
-        let y = state
-            .finalize(&response, &db.config().oprf_public_key)
-            .expect("finalize")[0];
+        let (sii, y, up, down) = oprf_of(&db, ids, present);
+        (oprf_up, oprf_down) = (up, down);
         let probe = client.probe(&y, 0);
         let started = Instant::now();
         let [qa, qb] = client.queries(&probe).expect("queries");
@@ -290,6 +274,35 @@ fn run(args: &Args, scheme: Scheme, log_slots: u32, pool1: &rayon::ThreadPool) -
     }
 }
 
+/// `ids` identifiers `+12000000000...` with one random 160-byte record each.
+fn synthetic_entries(ids: usize) -> Vec<(String, Vec<Vec<u8>>)> {
+    let mut rng = rand::thread_rng();
+    (0..ids)
+        .map(|i| {
+            let mut record = vec![0u8; 160];
+            rng.fill_bytes(&mut record);
+            (format!("+1{:010}", 2_000_000_000 + i), vec![record])
+        })
+        .collect()
+}
+
+/// A random identifier of the synthetic zone (present) or outside it, with its OPRF output
+/// and the OPRF request and response sizes.
+fn oprf_of(db: &ZoneDb, ids: usize, present: bool) -> (String, oprf::OprfOutput, usize, usize) {
+    let mut rng = rand::thread_rng();
+    let sii = if present {
+        format!("+1{:010}", 2_000_000_000 + rng.gen_range(0..ids))
+    } else {
+        format!("+1{:010}", 3_000_000_000u64 + rng.gen_range(0..ids as u64))
+    };
+    let (state, request) = oprf::blind(&[sii.as_bytes()]).expect("blind");
+    let response = db.oprf_evaluate(&request).expect("oprf");
+    let y = state
+        .finalize(&response, &db.config().oprf_public_key)
+        .expect("finalize")[0];
+    (sii, y, request.len(), response.len())
+}
+
 struct BatchRow {
     log_slots: u32,
     lookups: usize,
@@ -321,13 +334,7 @@ fn run_batched(args: &Args, log_slots: u32, lookups: usize, pool1: &rayon::Threa
     let mut rng = rand::thread_rng();
     let mut secret = [0u8; 32];
     rng.fill_bytes(&mut secret);
-    let entries: Vec<(String, Vec<Vec<u8>>)> = (0..ids)
-        .map(|i| {
-            let mut record = vec![0u8; 160];
-            rng.fill_bytes(&mut record);
-            (format!("+1{:010}", 2_000_000_000 + i), vec![record])
-        })
-        .collect();
+    let entries = synthetic_entries(ids);
     let started = Instant::now();
     let (db, _) =
         ZoneDb::build(Scheme::Respire, &zone, &secret, 1, &options, entries).expect("build");
@@ -359,17 +366,8 @@ fn run_batched(args: &Args, log_slots: u32, lookups: usize, pool1: &rayon::Threa
     let mut oprf_bytes = 0;
     for q in 0..lookups {
         let is_present = q % 2 == 0;
-        let sii = if is_present {
-            format!("+1{:010}", 2_000_000_000 + rng.gen_range(0..ids))
-        } else {
-            format!("+1{:010}", 3_000_000_000u64 + rng.gen_range(0..ids as u64))
-        };
-        let (state, request) = oprf::blind(&[sii.as_bytes()]).expect("blind");
-        let response = db.oprf_evaluate(&request).expect("oprf");
-        oprf_bytes += request.len() + response.len();
-        let y = state
-            .finalize(&response, &db.config().oprf_public_key)
-            .expect("finalize")[0];
+        let (_, y, up, down) = oprf_of(&db, ids, is_present);
+        oprf_bytes += up + down;
         present.push(is_present);
         probes.push(client.probe(&y, 0));
     }

@@ -16,12 +16,12 @@
 //! - [`scheme`]: the index-PIR traits; [`mulpir`]: the first implementation (MulPIR on BFV,
 //!   crate `fhe`).
 //! - [`ntt`]: the project's own negacyclic NTT mod one prime below 2^30 (Harvey's lazy
-//!   butterflies, AVX2 and portable), for the RLWE schemes to come (Respire).
-//! - [`respire`]: the first layer of Respire (Burton, Menon, Wu, CCS 2024) on that NTT: its
-//!   rings with CRT limbs, gadget decomposition, automorphisms, and RLWE encryption with key
-//!   switching; and its query side (GSW external products, coefficient expansion, RLWE-to-GSW
-//!   conversion, first dimension and folding) up to a large-ring answer. Response compression
-//!   is still to come.
+//!   butterflies, AVX2 and portable), which Respire runs on.
+//! - [`respire`]: Respire (Burton, Menon, Wu, CCS 2024) on that NTT, the DP's default
+//!   scheme: single queries, and batch queries over the bucket copies [`batch`] lays out.
+//! - [`batch`]: a probabilistic batch code (three buckets per element, cuckoo placement by
+//!   the client), so one batch of lookups costs about three passes over the table.
+//! - [`registry`]: the schemes by PIRCFG id, and the zone database, key and client of either.
 //! - [`zone`]: a whole zone (shards, OPRF key, published [`PirConfig`]) for the DP, with
 //!   incremental updates within an epoch ([`ZonePirDb::update`]), and the client-side helpers
 //!   that turn a config plus `y` into PIR indexes and opened records.

@@ -81,6 +81,29 @@ impl Ask<'_> {
     }
 }
 
+/// What a PIR lookup found from its opened chunks (none: the identifier is absent).
+fn pir_fetched(
+    zone: &Name,
+    epoch: u64,
+    shard: u32,
+    chunks: &[Chunk],
+) -> Result<Fetched, ResolveError> {
+    let records = if chunks.is_empty() {
+        Vec::new()
+    } else {
+        crate::pir::db::assemble(chunks).map_err(|e| private_error(zone, e))?
+    };
+    Ok(Fetched {
+        records,
+        source: Source {
+            epoch,
+            shard,
+            buckets: Vec::new(),
+        },
+        replica_generation: None,
+    })
+}
+
 /// A client's PIR keys for one zone and epoch, with the id of the uploaded copy.
 pub(super) struct KeySet {
     client: ZoneClient,
@@ -671,23 +694,7 @@ impl Resolver {
                 break;
             }
         }
-        let records = if chunks.is_empty() {
-            Vec::new()
-        } else {
-            match crate::pir::db::assemble(&chunks) {
-                Ok(r) => r,
-                Err(e) => return Ok(Err(private_error(zone, e))),
-            }
-        };
-        Ok(Ok(Fetched {
-            records,
-            source: Source {
-                epoch,
-                shard,
-                buckets: Vec::new(),
-            },
-            replica_generation: None,
-        }))
+        Ok(pir_fetched(zone, epoch, shard, &chunks))
     }
 
     /// The PIR part of many identifiers' lookups in batch queries (the zone's PIRCFG offers
@@ -780,22 +787,7 @@ impl Resolver {
                 Err(e) => Err(private_error(zone, e)),
                 // Records past the published probes: fetch this one alone, to its end.
                 Ok(true) => self.pir_fetch(session, zone, cfg, y, refused).await?,
-                Ok(false) => {
-                    let records = if chunks.is_empty() {
-                        Ok(Vec::new())
-                    } else {
-                        crate::pir::db::assemble(&chunks).map_err(|e| private_error(zone, e))
-                    };
-                    records.map(|records| Fetched {
-                        records,
-                        source: Source {
-                            epoch,
-                            shard,
-                            buckets: Vec::new(),
-                        },
-                        replica_generation: None,
-                    })
-                }
+                Ok(false) => pir_fetched(zone, epoch, shard, &chunks),
             });
         }
         Ok(out)
