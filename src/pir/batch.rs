@@ -181,12 +181,15 @@ impl BatchLayout {
                     });
                 }
                 walk = mix(walk);
-                let others: Vec<usize> = candidates[moving]
+                let choices = &candidates[moving];
+                let allowed = choices.iter().filter(|&&b| b != from).count() as u64;
+                let pick = (walk % allowed) as usize;
+                let b = choices
                     .iter()
                     .copied()
                     .filter(|&b| b != from)
-                    .collect();
-                let b = others[(walk % others.len() as u64) as usize];
+                    .nth(pick)
+                    .unwrap_or(choices[0]);
                 let evicted = owner[b].replace(moving);
                 moving = evicted.unwrap_or(moving);
                 from = b;

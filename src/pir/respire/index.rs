@@ -426,8 +426,8 @@ impl std::fmt::Debug for RespireServer {
 pub struct RespireUpdate {
     generation: u64,
     plaintexts: Vec<(usize, EncodedPlaintext)>,
-    /// `(bucket, plaintext, encoding)` for the buckets' copies.
-    buckets: Vec<(usize, usize, EncodedPlaintext)>,
+    /// The buckets' copies: each changed bucket with its re-encoded plaintexts.
+    buckets: Vec<(usize, Vec<(usize, EncodedPlaintext)>)>,
 }
 
 impl std::fmt::Debug for RespireUpdate {
@@ -435,7 +435,7 @@ impl std::fmt::Debug for RespireUpdate {
         f.debug_struct("RespireUpdate")
             .field("generation", &self.generation)
             .field("plaintexts", &self.plaintexts.len())
-            .field("bucket_plaintexts", &self.buckets.len())
+            .field("buckets", &self.buckets.len())
             .finish()
     }
 }
@@ -588,23 +588,24 @@ impl PirServer for RespireServer {
                 Ok((i, encoded))
             })
             .collect::<Result<Vec<_>, PirError>>()?;
-        let buckets = match &self.batch {
-            None => Vec::new(),
-            Some(batch) => bucket_plaintexts
-                .into_iter()
-                .map(|(b, i)| {
-                    let plaintext = batch
-                        .params
-                        .plaintext(|pos| batch.record(&self.params, elements, b, pos), i)?;
-                    let encoded = snapshot.value.buckets[b].encode_plaintext(
-                        batch.params.query.rlwe(),
-                        &plaintext,
-                        PLAINTEXT_MODULUS,
-                    )?;
-                    Ok((b, i, encoded))
-                })
-                .collect::<Result<Vec<_>, PirError>>()?,
-        };
+        let mut buckets: Vec<(usize, Vec<(usize, EncodedPlaintext)>)> = Vec::new();
+        if let Some(batch) = &self.batch {
+            for (b, i) in bucket_plaintexts {
+                let plaintext = batch
+                    .params
+                    .plaintext(|pos| batch.record(&self.params, elements, b, pos), i)?;
+                let encoded = snapshot.value.buckets[b].encode_plaintext(
+                    batch.params.query.rlwe(),
+                    &plaintext,
+                    PLAINTEXT_MODULUS,
+                )?;
+                // Sorted by bucket: a bucket's plaintexts are consecutive.
+                match buckets.last_mut() {
+                    Some((last, changes)) if *last == b => changes.push((i, encoded)),
+                    _ => buckets.push((b, vec![(i, encoded)])),
+                }
+            }
+        }
         Ok(RespireUpdate {
             generation: snapshot.generation,
             plaintexts: encoded,
@@ -618,16 +619,12 @@ impl PirServer for RespireServer {
                 whole: db.whole.with_plaintexts(&update.plaintexts)?,
                 buckets: db.buckets.clone(),
             };
-            // The changes arrive sorted by bucket: one new version per changed bucket.
-            for group in update.buckets.chunk_by(|a, b| a.0 == b.0) {
-                let b = group[0].0;
-                let changes: Vec<(usize, EncodedPlaintext)> =
-                    group.iter().map(|(_, i, e)| (*i, e.clone())).collect();
+            for (b, changes) in &update.buckets {
                 let bucket = next
                     .buckets
-                    .get_mut(b)
+                    .get_mut(*b)
                     .ok_or_else(|| PirError::Internal(format!("update names bucket {b}")))?;
-                *bucket = bucket.with_plaintexts(&changes)?;
+                *bucket = bucket.with_plaintexts(changes)?;
             }
             Ok(next)
         })?;
@@ -669,6 +666,37 @@ mod tests {
         bytes
     }
 
+    /// A database of random elements of `shape`: the bytes, its server, a client and the
+    /// client's parsed key.
+    fn serve(
+        rng: &mut ChaCha20Rng,
+        shape: &DbShape,
+    ) -> (Vec<u8>, RespireServer, RespireClient, RespireKey) {
+        let bytes = elements(rng, shape);
+        let server = RespireServer::load(shape, &bytes).expect("load");
+        let (client, key) = RespireClient::setup(shape).expect("setup");
+        let key = server.parse_key(&key).expect("key");
+        (bytes, server, client, key)
+    }
+
+    /// One batch for `indexes`: its plan, every bucket query, and the server's answers.
+    fn batch_round(
+        server: &RespireServer,
+        client: &RespireClient,
+        key: &RespireKey,
+        indexes: &[usize],
+    ) -> (BatchPlan, Vec<Vec<u8>>, Vec<Vec<u8>>) {
+        let (plan, queries) = client.batch_queries(indexes).expect("queries");
+        let responses = queries
+            .iter()
+            .map(|q| {
+                assert_eq!(Some(q.len()), client.batch_query_len());
+                server.answer(key, q).expect("answer")
+            })
+            .collect();
+        (plan, queries, responses)
+    }
+
     fn element(bytes: &[u8], shape: &DbShape, index: usize) -> Vec<u8> {
         bytes[index * shape.element_size..(index + 1) * shape.element_size].to_vec()
     }
@@ -683,11 +711,8 @@ mod tests {
             element_size: 200,
             batch: 0,
         };
-        let bytes = elements(&mut rng, &shape);
-        let server = RespireServer::load(&shape, &bytes).expect("load");
+        let (bytes, server, client, key) = serve(&mut rng, &shape);
         assert_eq!(server.dimensions(), (5, 1, 2));
-        let (client, key) = RespireClient::setup(&shape).expect("setup");
-        let key = server.parse_key(&key).expect("key");
         for _ in 0..4 {
             let index = rng.gen_range(0..shape.num_elements);
             let query = client.query(index).expect("query");
@@ -715,10 +740,7 @@ mod tests {
                 element_size: RECORD_BYTES,
                 batch: 0,
             };
-            let bytes = elements(&mut rng, &shape);
-            let server = RespireServer::load(&shape, &bytes).expect("load");
-            let (client, key) = RespireClient::setup(&shape).expect("setup");
-            let key = server.parse_key(&key).expect("key");
+            let (bytes, server, client, key) = serve(&mut rng, &shape);
             for _ in 0..fetches {
                 let index = rng.gen_range(0..shape.num_elements);
                 let response = server
@@ -745,10 +767,7 @@ mod tests {
                 element_size: RECORD_BYTES,
                 batch,
             };
-            let bytes = elements(&mut rng, &shape);
-            let server = RespireServer::load(&shape, &bytes).expect("load");
-            let (client, key) = RespireClient::setup(&shape).expect("setup");
-            let key = server.parse_key(&key).expect("key");
+            let (bytes, server, client, key) = serve(&mut rng, &shape);
             let (layout, dims) = server.batch_dimensions().expect("batched");
             println!(
                 "2^{log} records, batch {batch}: {} buckets of {:?}",
@@ -756,15 +775,8 @@ mod tests {
                 dims
             );
             let indexes = rand::seq::index::sample(&mut rng, shape.num_elements, batch).into_vec();
-            let (plan, queries) = client.batch_queries(&indexes).expect("queries");
+            let (plan, queries, responses) = batch_round(&server, &client, &key, &indexes);
             assert_eq!(queries.len(), layout.buckets());
-            let responses: Vec<Vec<u8>> = queries
-                .iter()
-                .map(|q| {
-                    assert_eq!(Some(q.len()), client.batch_query_len());
-                    server.answer(&key, q).expect("answer")
-                })
-                .collect();
             let refs: Vec<&[u8]> = responses.iter().map(Vec::as_slice).collect();
             let got = client.batch_decode(&plan, &refs).expect("decode");
             for (index, record) in indexes.iter().zip(got) {
@@ -795,10 +807,7 @@ mod tests {
             element_size: 200,
             batch: 8,
         };
-        let mut bytes = elements(&mut rng, &shape);
-        let server = RespireServer::load(&shape, &bytes).expect("load");
-        let (client, key) = RespireClient::setup(&shape).expect("setup");
-        let key = server.parse_key(&key).expect("key");
+        let (mut bytes, server, client, key) = serve(&mut rng, &shape);
         let changed = [3usize, 100, 511];
         for &i in &changed {
             rng.fill_bytes(&mut bytes[i * 200..(i + 1) * 200]);
@@ -806,11 +815,7 @@ mod tests {
         let update = server.prepare_update(&bytes, &changed).expect("prepare");
         server.commit_update(update).expect("commit");
         let indexes = [3usize, 100, 511, 4, 7];
-        let (plan, queries) = client.batch_queries(&indexes).expect("queries");
-        let responses: Vec<Vec<u8>> = queries
-            .iter()
-            .map(|q| server.answer(&key, q).expect("answer"))
-            .collect();
+        let (plan, queries, responses) = batch_round(&server, &client, &key, &indexes);
         let refs: Vec<&[u8]> = responses.iter().map(Vec::as_slice).collect();
         for (index, record) in indexes
             .iter()
@@ -908,10 +913,7 @@ mod tests {
             element_size: 256,
             batch: 0,
         };
-        let mut bytes = elements(&mut rng, &shape);
-        let server = RespireServer::load(&shape, &bytes).expect("load");
-        let (client, key) = RespireClient::setup(&shape).expect("setup");
-        let key = server.parse_key(&key).expect("key");
+        let (mut bytes, server, client, key) = serve(&mut rng, &shape);
         let fetch = |index: usize| {
             let response = server
                 .answer(&key, &client.query(index).expect("query"))

@@ -18,7 +18,7 @@ use std::time::Instant;
 use hickory_proto::rr::{RData as HRData, Record, RecordType};
 use tracing::debug;
 
-use self::session::{upload, Refusal, Session};
+use self::session::{upload, upload_if_new, Refusal, Session};
 use super::cache::Delegation;
 use super::{LookupResult, NotFound, Outcome, ResolveError, Resolver, Walk, TYPE_NS};
 use crate::name::Name;
@@ -579,11 +579,12 @@ impl Resolver {
         // Batch queries pay when the batch is well filled: each costs one query per PIR
         // bucket, about 1.5 x its capacity.
         if replica.is_none() {
-            let size = self.pir_keys(zone, cfg)?.client.batch_size();
+            let keys = self.pir_keys(zone, cfg)?;
+            let size = keys.client.batch_size();
             let elements = ys.len() * 2 * usize::from(cfg.probes.max(1));
             if size >= 2 && ys.len() > 1 && elements * BATCH_FILL >= size {
                 let fetched = self
-                    .pir_fetch_batch(&mut session, zone, cfg, &ys, &refused)
+                    .pir_fetch_batch(&mut session, zone, cfg, &keys, &ys, &refused)
                     .await?;
                 let exchanges = session.exchanges;
                 session.close();
@@ -634,13 +635,7 @@ impl Resolver {
     ) -> Result<Result<Fetched, ResolveError>, ResolveError> {
         let epoch = cfg.config.epoch;
         let keys = self.pir_keys(zone, cfg)?;
-        // A new key goes up before the first query; a known one only when the DP has
-        // evicted it (UNKNOWN_KEY below).
-        let mut uploaded = false;
-        if !keys.sent.load(std::sync::atomic::Ordering::Relaxed) {
-            upload(session, epoch, &keys).await?;
-            uploaded = true;
-        }
+        let mut uploaded = upload_if_new(session, epoch, &keys).await?;
         let mut chunks: Vec<Chunk> = Vec::new();
         let mut done = false;
         let mut index = 0u32;
@@ -707,16 +702,12 @@ impl Resolver {
         session: &mut Session<'_>,
         zone: &Name,
         cfg: &PirCfgRecord,
+        keys: &KeySet,
         ys: &[OprfOutput],
         refused: &(dyn Fn(Refusal) -> ResolveError + Sync),
     ) -> Result<Vec<Result<Fetched, ResolveError>>, ResolveError> {
         let epoch = cfg.config.epoch;
-        let keys = self.pir_keys(zone, cfg)?;
-        let mut uploaded = false;
-        if !keys.sent.load(std::sync::atomic::Ordering::Relaxed) {
-            upload(session, epoch, &keys).await?;
-            uploaded = true;
-        }
+        let mut uploaded = upload_if_new(session, epoch, keys).await?;
         let per = u32::from(cfg.probes.max(1));
         let probes: Vec<_> = ys
             .iter()
@@ -733,7 +724,7 @@ impl Resolver {
             let ask = Ask {
                 zone,
                 epoch,
-                keys: &keys,
+                keys,
                 shard: batch.shard,
                 refused,
             };

@@ -138,6 +138,21 @@ impl<'a> Session<'a> {
 }
 
 /// Uploads the evaluation key in chunks that fit DNS messages.
+/// Uploads `keys` unless a DP has already acknowledged them: a new key goes up before the
+/// first query, a known one only when the DP has evicted it (UNKNOWN_KEY, then [`upload`]).
+/// Returns whether it uploaded.
+pub(super) async fn upload_if_new(
+    session: &mut Session<'_>,
+    epoch: u64,
+    keys: &KeySet,
+) -> Result<bool, ResolveError> {
+    if keys.sent.load(std::sync::atomic::Ordering::Relaxed) {
+        return Ok(false);
+    }
+    upload(session, epoch, keys).await?;
+    Ok(true)
+}
+
 pub(super) async fn upload(
     session: &mut Session<'_>,
     epoch: u64,
