@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use fhe_math::ntt::NttOperator;
 use fhe_math::zq::Modulus;
-use mimi_discovery::pir::mulpir::thread_cpu_time;
 use mimi_discovery::pir::ntt::{Backend, NttPlan};
+use mimi_discovery::sys::thread_cpu_time;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 

@@ -20,7 +20,7 @@ use mimi_discovery::pir::oprf;
 use mimi_discovery::pir::{BuildOptions, Scheme, ZoneClient, ZoneDb, ZoneKey};
 use rand::{Rng, RngCore};
 
-use mimi_discovery::pir::mulpir::thread_cpu_time as thread_cpu;
+use mimi_discovery::sys::thread_cpu_time as thread_cpu;
 
 #[path = "support/measure.rs"]
 mod measure;
@@ -495,7 +495,7 @@ fn time_updates(db: &ZoneDb, n: usize, ids: usize, build: Duration) {
 
 fn main() {
     let args = parse_args();
-    mulpir::tune_allocator();
+    mimi_discovery::sys::tune_allocator();
     let pool1 = rayon::ThreadPoolBuilder::new()
         .num_threads(1)
         .build()

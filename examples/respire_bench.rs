@@ -15,7 +15,6 @@
 use std::time::Instant;
 
 use anyhow::{bail, ensure, Context, Result};
-use mimi_discovery::pir::mulpir::thread_cpu_time as thread_cpu;
 use mimi_discovery::pir::respire::compress::client_phase;
 use mimi_discovery::pir::respire::keyswitch::residue_bits;
 use mimi_discovery::pir::respire::record::{pack_records, record_to_coeffs};
@@ -23,6 +22,7 @@ use mimi_discovery::pir::respire::{
     decode_record, decode_response, Ciphertext, Database, ExpansionKeys, QueryParams, Responder,
     ResponseKeys, ResponseParams, RingElement, PLAINTEXT_MODULUS,
 };
+use mimi_discovery::sys::thread_cpu_time as thread_cpu;
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 

@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use mimi_discovery::name::Name;
-use mimi_discovery::pir::mulpir::{self, thread_cpu_time};
 use mimi_discovery::pir::scheme::{PirClient, PirServer};
 use mimi_discovery::pir::{oprf, BuildOptions, MulPir, MulPirServer, OprfKey};
 use mimi_discovery::pir::{ZonePirClient, ZonePirDb};
+use mimi_discovery::sys::{thread_cpu_time, tune_allocator};
 use rand::{Rng, RngCore};
 use serde_json::{json, Value};
 
@@ -318,7 +318,7 @@ fn main() {
         .oprf_iters
         .unwrap_or(if args.quick { 300 } else { 2000 });
     let updates = args.updates.unwrap_or(if args.quick { 60 } else { 900 });
-    mulpir::tune_allocator();
+    tune_allocator();
     // One-thread pool: the server figures are the cost of one query on one core.
     let pool1 = rayon::ThreadPoolBuilder::new()
         .num_threads(1)

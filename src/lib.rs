@@ -2,6 +2,7 @@
 pub mod changes;
 pub mod cli;
 pub mod config;
+pub mod dnssec;
 pub mod dp;
 pub mod ede;
 pub mod fuzzing;

@@ -1138,7 +1138,7 @@ impl ProviderKey {
     }
 }
 
-fn syntax_error(text: &str, source: &str, e: toml::de::Error) -> KeyError {
+pub(crate) fn syntax_error(text: &str, source: &str, e: toml::de::Error) -> KeyError {
     KeyError::Syntax {
         file: source.to_string(),
         line: e.span().map(|s| line_of(text, s.start)),
@@ -1146,7 +1146,7 @@ fn syntax_error(text: &str, source: &str, e: toml::de::Error) -> KeyError {
     }
 }
 
-fn line_of(text: &str, offset: usize) -> usize {
+pub(crate) fn line_of(text: &str, offset: usize) -> usize {
     let end = offset.min(text.len());
     text.as_bytes()[..end]
         .iter()
@@ -1162,7 +1162,7 @@ fn domain_text(name: &Name) -> String {
 }
 
 /// A TOML basic string.
-fn toml_string(s: &str) -> String {
+pub(crate) fn toml_string(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {

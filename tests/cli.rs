@@ -1545,3 +1545,63 @@ fn rewritten_zone_keeps_its_permissions() {
         assert_eq!(mode & 0o777, 0o640);
     }
 }
+
+#[test]
+fn key_dnssec_generate_and_ds_print_the_parents_records() {
+    let d = tmp();
+    let out = ok(
+        d.path(),
+        &[
+            "key",
+            "dnssec",
+            "generate",
+            "--zone",
+            "e164.env.test",
+            "--out",
+            "zone.dnssec",
+        ],
+    );
+    assert!(out.contains("flags      257"), "{out}");
+    let tag: u16 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("key tag"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let records = ok(d.path(), &["key", "dnssec", "ds", "zone.dnssec"]);
+    let lines: Vec<&str> = records.lines().collect();
+    assert_eq!(lines.len(), 2, "{records}");
+    assert!(
+        lines[0].starts_with("e164.env.test. IN DNSKEY 257 3 15 "),
+        "{records}"
+    );
+    let ds: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(
+        ds[..6],
+        ["e164.env.test.", "IN", "DS", &tag.to_string(), "15", "2"]
+    );
+    assert_eq!(ds[6].len(), 64, "a SHA-256 digest in hex: {records}");
+    // Never over an existing key; a damaged key file names its line.
+    let (_, err) = fails(
+        d.path(),
+        &[
+            "key",
+            "dnssec",
+            "generate",
+            "--zone",
+            "e164.env.test",
+            "--out",
+            "zone.dnssec",
+        ],
+        2,
+    );
+    assert!(err.contains("already exists"), "{err}");
+    let text = read(d.path(), "zone.dnssec").replace("flags = 257", "flags = 7");
+    fs::write(d.path().join("bad.dnssec"), text).unwrap();
+    let (_, err) = fails(d.path(), &["key", "dnssec", "ds", "bad.dnssec"], 2);
+    assert!(
+        err.contains("bad.dnssec:5:") && err.contains("flags 7"),
+        "{err}"
+    );
+}

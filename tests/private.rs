@@ -17,6 +17,7 @@ use mimi_discovery::pir::batch::BatchLayout;
 use mimi_discovery::pir::carrier::{
     self, ede, parse_ede, PirCfgRecord, Request, Response, EDE_OPTION, EDNS_OPTION, KEY_CHUNK,
 };
+#[cfg(feature = "mulpir")]
 use mimi_discovery::pir::mulpir::{MulPirLayout, DEGREE};
 use mimi_discovery::pir::respire::RespireServer;
 use mimi_discovery::pir::scheme::PirServer;
@@ -1219,10 +1220,13 @@ async fn the_access_class_stops_an_enumeration_loop_per_client_address() {
 fn key_memory(cfg: &PirCfgRecord) -> usize {
     let shape = cfg.config.shape();
     match Scheme::from_id(cfg.config.scheme).unwrap() {
+        #[cfg(feature = "mulpir")]
         Scheme::MulPir => {
             let level = MulPirLayout::new(&shape).unwrap().level;
             (level + 1) * 2 * 3 * 4 * DEGREE * 8
         }
+        #[cfg(not(feature = "mulpir"))]
+        Scheme::MulPir => unreachable!("from_id refuses MulPIR in this build"),
         Scheme::Respire => {
             let elements = vec![0u8; shape.num_elements * shape.element_size];
             let server = RespireServer::load(&shape, &elements).unwrap();

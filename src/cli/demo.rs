@@ -209,12 +209,19 @@ async fn start_tree(
             // each offers private lookups too.
             let zone_path = work.join(format!("{i}-{file}"));
             z.save(&zone_path, WriteStyle::Native)?;
-            // Private lookups use Respire, the default; the email DP keeps MulPIR, so the
-            // demo's private rows run through both schemes (the resolver takes whichever
-            // PIRCFG names).
-            // The number zones also take Respire batch queries (contact syncs).
+            // Private lookups use Respire, the default. In a build with MulPIR (`--features
+            // mulpir`) the email DP uses it, so the private rows run through both schemes (the
+            // resolver takes whichever PIRCFG names). The number zones also take Respire batch
+            // queries (contact syncs).
             let (scheme, batch) = if file.ends_with("email.zone") {
-                ("mulpir", "")
+                (
+                    if crate::pir::Scheme::MulPir.built() {
+                        "mulpir"
+                    } else {
+                        "respire"
+                    },
+                    "",
+                )
             } else {
                 ("respire", "batch_lookups = 8\n")
             };

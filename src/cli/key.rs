@@ -1,4 +1,4 @@
-//! `mimi key ...`: app-provider signing keys.
+//! `mimi key ...`: app-provider signing keys, TSIG keys and DNSSEC zone keys.
 
 use std::path::PathBuf;
 
@@ -6,6 +6,7 @@ use anyhow::Context as _;
 use clap::{Subcommand, ValueEnum};
 
 use super::parse_name;
+use crate::dnssec::{DnssecKey, FLAGS_CSK, FLAGS_ZSK};
 use crate::name::Name;
 use crate::record::{trust_entry_toml, ProviderKey};
 use crate::tsig::{KeyFileFormat, TsigKey};
@@ -25,6 +26,32 @@ pub enum KeyCommand {
     /// TSIG keys (RFC 8945, hmac-sha256) that authenticate DNS UPDATEs to a DP.
     #[command(subcommand)]
     Tsig(TsigCommand),
+    /// DNSSEC signing keys of a zone (Ed25519, algorithm 15; docs/dnssec.md).
+    #[command(subcommand)]
+    Dnssec(DnssecCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DnssecCommand {
+    /// Make a new Ed25519 signing key for a zone (file mode 0600; never overwrites).
+    Generate {
+        /// The zone the key signs (its apex).
+        #[arg(long)]
+        zone: String,
+        #[arg(long)]
+        out: PathBuf,
+        /// csk: signs every RRset and the DS points at it (flags 257); zsk: flags 256.
+        #[arg(long, value_enum, default_value_t = DnssecRole::Csk)]
+        role: DnssecRole,
+    },
+    /// Print the key's DNSKEY and the DS record its parent publishes (zone-file lines).
+    Ds { file: PathBuf },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum DnssecRole {
+    Csk,
+    Zsk,
 }
 
 #[derive(Subcommand, Debug)]
@@ -93,6 +120,28 @@ pub fn run(cmd: KeyCommand, _apex: &Name) -> anyhow::Result<u8> {
             }
             Ok(0)
         }
+        KeyCommand::Dnssec(DnssecCommand::Generate { zone, out, role }) => {
+            let zone = parse_name(&zone, "--zone")?;
+            let flags = match role {
+                DnssecRole::Csk => FLAGS_CSK,
+                DnssecRole::Zsk => FLAGS_ZSK,
+            };
+            let key = DnssecKey::generate(zone, flags);
+            key.save_new(&out)
+                .with_context(|| format!("cannot write DNSSEC key file {}", out.display()))?;
+            println!("zone       {}", key.zone);
+            println!("algorithm  15 (Ed25519)");
+            println!("flags      {}", key.flags);
+            println!("key tag    {}", key.key_tag());
+            println!("written to {} (mode 0600: keep it secret)", out.display());
+            println!("the parent's DS: mimi key dnssec ds {}", out.display());
+            Ok(0)
+        }
+        KeyCommand::Dnssec(DnssecCommand::Ds { file }) => {
+            let key = DnssecKey::load(&file)?;
+            print!("{}", dnssec_records_text(&key));
+            Ok(0)
+        }
         KeyCommand::Public { file } => {
             let key = ProviderKey::load(&file)?;
             print!(
@@ -102,4 +151,19 @@ pub fn run(cmd: KeyCommand, _apex: &Name) -> anyhow::Result<u8> {
             Ok(0)
         }
     }
+}
+
+/// The key's DNSKEY and DS as zone-file lines (presentation format of RFC 4034 sections 2.2
+/// and 5.3).
+fn dnssec_records_text(key: &DnssecKey) -> String {
+    let dnskey = key.dnskey_rdata();
+    let ds = key.ds_rdata();
+    format!(
+        "{zone} IN DNSKEY {flags} 3 15 {public}\n{zone} IN DS {tag} 15 2 {digest}\n",
+        zone = key.zone,
+        flags = key.flags,
+        public = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &dnskey[4..]),
+        tag = key.key_tag(),
+        digest = hex::encode_upper(&ds[4..]),
+    )
 }

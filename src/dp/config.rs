@@ -554,7 +554,7 @@ impl DpConfig {
                     s.slot_size = *v.get_ref();
                 }
                 if let Some(v) = &p.scheme {
-                    s.scheme = crate::pir::Scheme::from_name(v.get_ref()).ok_or_else(|| {
+                    let scheme = crate::pir::Scheme::from_name(v.get_ref()).ok_or_else(|| {
                         at(
                             v.span(),
                             format!(
@@ -564,6 +564,9 @@ impl DpConfig {
                             ),
                         )
                     })?;
+                    s.scheme = scheme
+                        .require_built()
+                        .map_err(|e| at(v.span(), format!("pir.scheme: {e}")))?;
                 }
                 let record = crate::pir::respire::index::RECORD_BYTES;
                 if let Some(v) = &p.slot_size {
@@ -937,6 +940,8 @@ mod tests {
         assert_eq!(c.clients[0].at, "/etc/mimi/dp.toml:9");
         for (text, scheme) in [
             ("[pir]\n", crate::pir::Scheme::Respire),
+            ("[pir]\nscheme = \"respire\"\n", crate::pir::Scheme::Respire),
+            #[cfg(feature = "mulpir")]
             ("[pir]\nscheme = \"mulpir\"\n", crate::pir::Scheme::MulPir),
         ] {
             let c = parse(&format!("{BASE}{text}")).unwrap();
@@ -948,6 +953,10 @@ mod tests {
         assert_eq!(
             default.access.anonymous,
             super::super::access::DEFAULT_ANONYMOUS
+        );
+        let unknown = format!(
+            "pir.scheme \"spiral\" is not one of {}",
+            crate::pir::Scheme::names()
         );
         for (text, line, what) in [
             (
@@ -971,20 +980,23 @@ mod tests {
                 "needs access.anonymous_lookups_per_day",
             ),
             ("[pir]\noprf_burst = 3\n", 7, "pir.oprf_burst is gone"),
-            (
-                "[pir]\nscheme = \"spiral\"\n",
-                7,
-                "pir.scheme \"spiral\" is not one of mulpir (1), respire (2)",
-            ),
+            ("[pir]\nscheme = \"spiral\"\n", 7, &unknown),
             (
                 "[pir]\nscheme = \"respire\"\nslot_size = 512\n",
                 8,
                 "at most 256 with the respire scheme",
             ),
+            #[cfg(feature = "mulpir")]
             (
                 "[pir]\nscheme = \"mulpir\"\nbatch_lookups = 64\n",
                 8,
                 "pir.batch_lookups needs scheme = \"respire\"",
+            ),
+            #[cfg(not(feature = "mulpir"))]
+            (
+                "[pir]\nscheme = \"mulpir\"\n",
+                7,
+                "pir.scheme: PIR scheme mulpir (1) is not in this build (cargo build --features mulpir)",
             ),
             (
                 "[pir]\nbatch_lookups = 100000\n",

@@ -114,7 +114,7 @@ impl DpServer {
         let secret: [u8; 32] = rand::random();
         let pir = match &config.pir {
             Some(s) => {
-                crate::pir::mulpir::tune_allocator();
+                crate::sys::tune_allocator();
                 Some(Arc::new(
                     private::PirService::new(s.clone()).map_err(DpError::Zone)?,
                 ))

@@ -13,8 +13,8 @@
 //! - [`db`]: slot sealing and opening (`tag || nonce || XChaCha20-Poly1305(payload)`, a fresh
 //!   random nonce per sealing), the cuckoo table of one shard, and reassembly of spilled
 //!   records.
-//! - [`scheme`]: the index-PIR traits; [`mulpir`]: the first implementation (MulPIR on BFV,
-//!   crate `fhe`).
+//! - [`scheme`]: the index-PIR traits; `mulpir`: the first implementation (MulPIR on BFV,
+//!   crate `fhe`), compiled only with the `mulpir` cargo feature.
 //! - [`ntt`]: the project's own negacyclic NTT mod one prime below 2^30 (Harvey's lazy
 //!   butterflies, AVX2 and portable), which Respire runs on.
 //! - [`respire`]: Respire (Burton, Menon, Wu, CCS 2024) on that NTT, the DP's default
@@ -30,6 +30,7 @@ pub mod batch;
 pub mod carrier;
 pub mod db;
 pub mod keyword;
+#[cfg(feature = "mulpir")]
 pub mod mulpir;
 pub mod ntt;
 pub mod oprf;
@@ -42,6 +43,7 @@ pub mod zone;
 
 pub use db::{Chunk, TableLayout};
 pub use keyword::{KeywordSource, SlotKeys};
+#[cfg(feature = "mulpir")]
 pub use mulpir::{MulPir, MulPirClient, MulPirKey, MulPirServer, MulPirUpdate};
 pub use oprf::{OprfClientState, OprfKey};
 pub use registry::{Scheme, ZoneClient, ZoneDb, ZoneKey};
@@ -111,6 +113,8 @@ pub enum PirError {
     CuckooFailed { attempts: u32, seed: u64 },
     #[error("invalid parameter: {0}")]
     Param(String),
+    #[error("PIR scheme {name} ({id}) is not in this build (cargo build --features {name})")]
+    SchemeNotBuilt { name: &'static str, id: u8 },
     #[error("{elements} elements found no placement in {buckets} batch buckets; split the batch")]
     BatchPlacement { elements: usize, buckets: usize },
     #[error("shard {shard} does not exist (the zone has {count} shards)")]
@@ -135,6 +139,7 @@ impl PirError {
         }
     }
 
+    #[cfg(feature = "mulpir")]
     pub(crate) fn fhe(err: impl std::fmt::Display) -> PirError {
         PirError::Fhe(err.to_string())
     }

@@ -23,6 +23,7 @@
 //! homomorphic evaluation itself runs under `catch_unwind` so that no input can take the
 //! server down.
 
+use crate::sys::thread_cpu_time;
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, OnceLock};
@@ -88,22 +89,6 @@ const GROUP: usize = 64;
 const GROUP_BLOCK_WORDS: usize = GROUP * BLOCK;
 /// Coefficient blocks of a plaintext (all limbs).
 const BLOCKS: usize = LIMBS * DEGREE / BLOCK;
-
-/// CPU time of the calling thread (zero where unsupported).
-pub fn thread_cpu_time() -> Duration {
-    #[cfg(target_os = "linux")]
-    {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: clock_gettime only writes the timespec it is given.
-        if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } == 0 {
-            return Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32);
-        }
-    }
-    Duration::ZERO
-}
 
 /// A phase clock: wall time, and CPU time of the calling thread (which covers the whole phase
 /// when the answer runs on a one-thread pool).
@@ -1371,19 +1356,6 @@ impl PirServer for MulPirServer {
     }
 }
 
-/// Raises glibc's mmap and trim thresholds so that the many 100-KB polynomials the BFV
-/// evaluation allocates and frees are recycled on the heap instead of being mapped and
-/// faulted in every time (about a third of the server time otherwise). Process-wide: call once
-/// at DP start-up. No-op on other platforms.
-pub fn tune_allocator() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes allocator thresholds; it is safe to call at any time.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1431,7 +1403,7 @@ mod tests {
 
     #[test]
     fn query_answer_decode_returns_the_element() {
-        tune_allocator();
+        crate::sys::tune_allocator();
         // 2^12 slots of 256 bytes as 1024 buckets of 4 slots: 171 plaintexts, depth 5.
         let shape = DbShape {
             num_elements: 1024,

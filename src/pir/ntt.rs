@@ -1,7 +1,6 @@
 //! The project's own negacyclic number-theoretic transform over one prime `q < 2^30`, for
-//! the RLWE arithmetic of the PIR schemes (Respire first; issue 13). It replaces nothing yet:
-//! MulPIR still uses `fhe-math`, whose transform comes from `tfhe-ntt` (licence note in
-//! docs/ntt.md).
+//! the RLWE arithmetic of Respire. MulPIR (cargo feature `mulpir`, off by default) still uses
+//! `fhe-math`, whose transform comes from `tfhe-ntt` (licence note in docs/ntt.md).
 //!
 //! A [`NttPlan`] for `(q, n)` maps a polynomial `a(X) = Σ a_i X^i` of
 //! `Z_q[X]/(X^n + 1)` to its values at the odd powers of `ψ`, the smallest primitive `2n`-th

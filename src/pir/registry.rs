@@ -4,7 +4,12 @@
 //! [`ZonePirClient`]); the DP and the resolver hold them as [`ZoneDb`] and [`ZoneClient`],
 //! which pick the scheme from the DP's config or from the zone's PIRCFG. Adding a scheme is
 //! one variant in each enum here and nothing in the DP, the resolver or the carrier.
+//!
+//! MulPIR is compiled only with the `mulpir` cargo feature (its NTT dependency withholds
+//! patent rights, docs/ntt.md); without it [`Scheme::MulPir`] still names scheme 1, so that a
+//! config or a PIRCFG asking for it gets an error saying so rather than "unknown scheme".
 
+#[cfg(feature = "mulpir")]
 use super::mulpir::{MulPir, MulPirKey};
 use super::oprf::OprfOutput;
 use super::respire::index::{Respire, RespireKey};
@@ -25,13 +30,45 @@ pub enum Scheme {
 }
 
 impl Scheme {
+    /// Every scheme PIRCFG defines, built into this binary or not.
     pub const ALL: [Scheme; 2] = [Scheme::MulPir, Scheme::Respire];
 
     /// The scheme number in PIRCFG.
     pub fn id(self) -> u8 {
         match self {
-            Scheme::MulPir => MulPir::SCHEME_ID,
+            Scheme::MulPir => MULPIR_ID,
             Scheme::Respire => Respire::SCHEME_ID,
+        }
+    }
+
+    /// Whether this binary can build, answer and query the scheme.
+    pub fn built(self) -> bool {
+        match self {
+            Scheme::MulPir => cfg!(feature = "mulpir"),
+            Scheme::Respire => true,
+        }
+    }
+
+    /// The schemes this binary can use.
+    pub fn built_schemes() -> impl Iterator<Item = Scheme> {
+        Scheme::ALL.into_iter().filter(|s| s.built())
+    }
+
+    /// Refuses a scheme this binary was compiled without.
+    pub fn require_built(self) -> Result<Scheme, PirError> {
+        if self.built() {
+            Ok(self)
+        } else {
+            Err(self.not_built())
+        }
+    }
+
+    /// The error for a scheme this binary was compiled without, naming the feature that adds
+    /// it.
+    pub fn not_built(self) -> PirError {
+        PirError::SchemeNotBuilt {
+            name: self.name(),
+            id: self.id(),
         }
     }
 
@@ -43,6 +80,7 @@ impl Scheme {
         }
     }
 
+    /// The scheme of a PIRCFG, refused unless this binary has it.
     pub fn from_id(id: u8) -> Result<Scheme, PirError> {
         Scheme::ALL
             .into_iter()
@@ -52,17 +90,17 @@ impl Scheme {
                     "PIR scheme {id} is not one this build speaks ({})",
                     Scheme::names()
                 ))
-            })
+            })?
+            .require_built()
     }
 
     pub fn from_name(name: &str) -> Option<Scheme> {
         Scheme::ALL.into_iter().find(|s| s.name() == name)
     }
 
-    /// The known names, for error messages.
+    /// The names this binary has, for error messages.
     pub fn names() -> String {
-        Scheme::ALL
-            .iter()
+        Scheme::built_schemes()
             .map(|s| format!("{} ({})", s.name(), s.id()))
             .collect::<Vec<_>>()
             .join(", ")
@@ -87,6 +125,11 @@ impl Scheme {
     }
 }
 
+/// MulPIR's PIRCFG number, known to builds without it.
+const MULPIR_ID: u8 = 1;
+#[cfg(feature = "mulpir")]
+const _: () = assert!(MulPir::SCHEME_ID == MULPIR_ID);
+
 impl std::fmt::Display for Scheme {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
@@ -95,18 +138,21 @@ impl std::fmt::Display for Scheme {
 
 /// A zone's private-lookup database under whichever scheme it was built with.
 pub enum ZoneDb {
+    #[cfg(feature = "mulpir")]
     MulPir(ZonePirDb<MulPir>),
     Respire(ZonePirDb<Respire>),
 }
 
 /// A client's parsed evaluation key, for the scheme of the zone it was uploaded to.
 pub enum ZoneKey {
+    #[cfg(feature = "mulpir")]
     MulPir(MulPirKey),
     Respire(RespireKey),
 }
 
 /// The client side of one zone and epoch, for the scheme its PIRCFG names.
 pub enum ZoneClient {
+    #[cfg(feature = "mulpir")]
     MulPir(ZonePirClient<MulPir>),
     Respire(ZonePirClient<Respire>),
 }
@@ -115,6 +161,7 @@ pub enum ZoneClient {
 macro_rules! each {
     ($kind:ident, $value:expr, $inner:ident => $body:expr) => {
         match $value {
+            #[cfg(feature = "mulpir")]
             $kind::MulPir($inner) => $body,
             $kind::Respire($inner) => $body,
         }
@@ -154,6 +201,7 @@ impl ZoneDb {
         let mut options = options.clone();
         scheme.table(&mut options);
         Ok(match scheme {
+            #[cfg(feature = "mulpir")]
             Scheme::MulPir => {
                 let (db, report) = ZonePirDb::build(zone, zone_secret, epoch, &options, entries)?;
                 (ZoneDb::MulPir(db), report)
@@ -162,11 +210,14 @@ impl ZoneDb {
                 let (db, report) = ZonePirDb::build(zone, zone_secret, epoch, &options, entries)?;
                 (ZoneDb::Respire(db), report)
             }
+            #[cfg(not(feature = "mulpir"))]
+            Scheme::MulPir => return Err(scheme.not_built()),
         })
     }
 
     pub fn scheme(&self) -> Scheme {
         match self {
+            #[cfg(feature = "mulpir")]
             ZoneDb::MulPir(_) => Scheme::MulPir,
             ZoneDb::Respire(_) => Scheme::Respire,
         }
@@ -186,6 +237,7 @@ impl ZoneDb {
 
     pub fn parse_key(&self, key: &[u8]) -> Result<ZoneKey, PirError> {
         Ok(match self {
+            #[cfg(feature = "mulpir")]
             ZoneDb::MulPir(db) => ZoneKey::MulPir(db.parse_key(key)?),
             ZoneDb::Respire(db) => ZoneKey::Respire(db.parse_key(key)?),
         })
@@ -194,6 +246,7 @@ impl ZoneDb {
     /// Approximate resident bytes of a parsed key (the key cache's bound).
     pub fn key_memory_bytes(key: &ZoneKey) -> usize {
         match key {
+            #[cfg(feature = "mulpir")]
             ZoneKey::MulPir(k) => <MulPir as IndexPir>::Server::key_memory_bytes(k),
             ZoneKey::Respire(k) => <Respire as IndexPir>::Server::key_memory_bytes(k),
         }
@@ -201,8 +254,11 @@ impl ZoneDb {
 
     pub fn answer(&self, shard: u32, key: &ZoneKey, query: &[u8]) -> Result<Vec<u8>, PirError> {
         match (self, key) {
+            #[cfg(feature = "mulpir")]
             (ZoneDb::MulPir(db), ZoneKey::MulPir(k)) => db.answer(shard, k, query),
             (ZoneDb::Respire(db), ZoneKey::Respire(k)) => db.answer(shard, k, query),
+            // Keys of another scheme exist only when there is another scheme.
+            #[cfg(feature = "mulpir")]
             _ => Err(wrong_key()),
         }
     }
@@ -220,6 +276,7 @@ impl ZoneDb {
                     .iter()
                     .map(|(k, q)| match k {
                         ZoneKey::$variant(k) => Some((k, *q)),
+                        #[cfg(feature = "mulpir")]
                         _ => None,
                     })
                     .collect();
@@ -230,6 +287,7 @@ impl ZoneDb {
             }};
         }
         match self {
+            #[cfg(feature = "mulpir")]
             ZoneDb::MulPir(db) => batch!(db, MulPir),
             ZoneDb::Respire(db) => batch!(db, Respire),
         }
@@ -278,6 +336,7 @@ impl ZoneClient {
     /// client and the evaluation-key bytes to upload.
     pub fn new(config: PirConfig) -> Result<(ZoneClient, Vec<u8>), PirError> {
         Ok(match Scheme::from_id(config.scheme)? {
+            #[cfg(feature = "mulpir")]
             Scheme::MulPir => {
                 let (client, key) = ZonePirClient::new(config)?;
                 (ZoneClient::MulPir(client), key)
@@ -286,11 +345,14 @@ impl ZoneClient {
                 let (client, key) = ZonePirClient::new(config)?;
                 (ZoneClient::Respire(client), key)
             }
+            #[cfg(not(feature = "mulpir"))]
+            Scheme::MulPir => return Err(Scheme::MulPir.not_built()),
         })
     }
 
     pub fn scheme(&self) -> Scheme {
         match self {
+            #[cfg(feature = "mulpir")]
             ZoneClient::MulPir(_) => Scheme::MulPir,
             ZoneClient::Respire(_) => Scheme::Respire,
         }

@@ -26,9 +26,9 @@ use rayon::prelude::*;
 use super::batch::BatchPlan;
 use super::db::{self, Chunk, LiveTable, TableLayout};
 use super::keyword::{KeywordSource, SlotKeys, TAG_LEN};
-use super::mulpir::MulPir;
 use super::oprf::{self, OprfKey, OprfOutput};
 use super::replica::ShardLog;
+use super::respire::index::Respire;
 use super::scheme::{DbShape, IndexPir, PirClient, PirServer};
 use super::{PirError, Reader, RebuildReason, PIR_VERSION};
 use crate::name::Name;
@@ -264,7 +264,7 @@ pub type ReplicaDelta = (u32, Vec<(u32, Vec<u8>)>);
 /// Queries ([`ZonePirDb::answer`]) and updates ([`ZonePirDb::update`]) both take `&self` and
 /// may run at the same time from different threads; see [`ZonePirDb::update`] for how they
 /// stay out of each other's way.
-pub struct ZonePirDb<P: IndexPir = MulPir> {
+pub struct ZonePirDb<P: IndexPir = Respire> {
     config: PirConfig,
     oprf: OprfKey,
     shards: Vec<P::Server>,
@@ -953,7 +953,7 @@ pub struct ProbeBatch {
 }
 
 /// A client's PIR state for one zone and epoch.
-pub struct ZonePirClient<P: IndexPir = MulPir> {
+pub struct ZonePirClient<P: IndexPir = Respire> {
     config: PirConfig,
     client: P::Client,
     /// PIR answers whose slot carried the probe's tag but failed authentication (see
@@ -1226,6 +1226,17 @@ mod tests {
         expected: Vec<(Sii, Vec<Vec<u8>>)>,
     }
 
+    /// `options` with Respire's table (one 256-byte slot per bucket, [`super::super::Scheme::table`]).
+    /// Loads the tests give for MulPIR's 4-slot buckets (0.85-0.9) scale to 0.4-0.45: one-slot
+    /// cuckoo tables fail above 0.5.
+    fn respire(options: &BuildOptions) -> BuildOptions {
+        let mut o = options.clone();
+        let load = o.load;
+        super::super::Scheme::Respire.table(&mut o);
+        o.load = (load * 0.5).min(o.load);
+        o
+    }
+
     fn fixture(options: &BuildOptions) -> Fixture {
         let provider = Name::parse("signal.example.", None).unwrap();
         let key = ProviderKey::generate(provider.clone());
@@ -1244,7 +1255,8 @@ mod tests {
             expected.push((sii, records));
         }
         let zone = Name::parse("1.e164.mimi.arpa.", None).unwrap();
-        let (db, report) = ZonePirDb::<MulPir>::build(&zone, &SECRET, 7, options, entries).unwrap();
+        let (db, report) =
+            ZonePirDb::<Respire>::build(&zone, &SECRET, 7, &respire(options), entries).unwrap();
         assert_eq!(report.identifiers, 300);
         assert!(report.spilled >= 6);
         assert!(report.rejected.is_empty());
@@ -1258,7 +1270,7 @@ mod tests {
     fn private_lookup(
         f: &Fixture,
         client: &ZonePirClient,
-        key: &<MulPirServerOf as PirServer>::Key,
+        key: &RespireKey,
         sii: &Sii,
         sizes: &mut Vec<(usize, usize)>,
     ) -> Vec<Vec<u8>> {
@@ -1276,8 +1288,6 @@ mod tests {
             .unwrap()
     }
 
-    type MulPirServerOf = <MulPir as IndexPir>::Server;
-
     #[test]
     fn private_lookup_finds_exactly_the_records_and_verifies() {
         let options = BuildOptions {
@@ -1288,7 +1298,7 @@ mod tests {
         let f = fixture(&options);
         let config = PirConfig::from_wire(&f.db.config().to_wire()).unwrap();
         assert_eq!(&config, f.db.config());
-        let (client, key_bytes) = ZonePirClient::<MulPir>::new(config).unwrap();
+        let (client, key_bytes) = ZonePirClient::<Respire>::new(config).unwrap();
         let key = f.db.parse_key(&key_bytes).unwrap();
         let mut sizes = Vec::new();
         // A spilled identifier, an ordinary one, and one that is not in the zone.
@@ -1368,23 +1378,27 @@ mod tests {
             ..BuildOptions::default()
         };
         let (db, report) =
-            ZonePirDb::<MulPir>::build(&zone, &SECRET, 1, &options, entries).unwrap();
+            ZonePirDb::<Respire>::build(&zone, &SECRET, 1, &respire(&options), entries).unwrap();
         assert_eq!(report.identifiers, 1);
         assert_eq!(report.rejected.len(), 2);
         assert!(db.memory_bytes() > 0);
         assert!(matches!(
             db.answer(
                 5,
-                &db.parse_key(&ZonePirClient::<MulPir>::new(db.config().clone()).unwrap().1)
-                    .unwrap(),
+                &db.parse_key(
+                    &ZonePirClient::<Respire>::new(db.config().clone())
+                        .unwrap()
+                        .1
+                )
+                .unwrap(),
                 &[]
             ),
             Err(PirError::NoSuchShard { .. })
         ));
     }
 
-    // Incremental updates. Small tables (about 2^10 slots) and synthetic records keep these
-    // fast; the whole PIR path (OPRF, MulPIR queries and answers, client open) is real.
+    // Incremental updates. Small tables (about 2^11 slots) and synthetic records keep these
+    // fast; the whole PIR path (OPRF, Respire queries and answers, client open) is real.
 
     type Expected = std::collections::BTreeMap<String, Vec<Vec<u8>>>;
 
@@ -1409,7 +1423,7 @@ mod tests {
         let zone = Name::parse("5.5.5.1.e164.mimi.arpa.", None).unwrap();
         let entries: Vec<_> = expected.clone().into_iter().collect();
         let (db, report) =
-            ZonePirDb::<MulPir>::build(&zone, &SECRET, 11, options, entries).unwrap();
+            ZonePirDb::<Respire>::build(&zone, &SECRET, 11, &respire(options), entries).unwrap();
         assert_eq!(report.identifiers, n);
         assert!(report.rejected.is_empty());
         (db, expected)
@@ -1448,7 +1462,6 @@ mod tests {
     /// before and after an update within the epoch.
     #[test]
     fn batched_lookups_equal_the_records() {
-        use super::super::respire::index::Respire;
         let mut rng = StdRng::seed_from_u64(21);
         let options = BuildOptions {
             bucket_slots: 1,
@@ -1521,54 +1534,64 @@ mod tests {
         assert_eq!(client.decode_failures(), 0);
     }
 
-    /// Every bucket of shard 0 queried once through MulPIR; then every listed input looked up
-    /// from those answers with the client's probe/open, against `expected` (absent: empty).
+    /// Every listed input looked up with the client's probe/open against `expected` (absent:
+    /// empty). The buckets come from the table the PIR database is encoded from (the replica
+    /// path: a Respire query per bucket would take minutes); every 25th input's buckets are
+    /// also fetched through real PIR queries, whose decoded answers must equal those bytes
+    /// and whose opening must give the same records.
     fn check_all(db: &ZonePirDb, inputs: &[(&String, Vec<Vec<u8>>)]) {
         assert_eq!(db.config().shard_count, 1);
-        let (client, key) = ZonePirClient::<MulPir>::new(db.config().clone()).unwrap();
+        let (client, key) = ZonePirClient::<Respire>::new(db.config().clone()).unwrap();
         let key = db.parse_key(&key).unwrap();
-        let buckets = db.config().buckets as usize;
-        let queries: Vec<Vec<u8>> = (0..buckets)
-            .map(|b| client.pir_client().query(b).unwrap())
-            .collect();
+        let buckets = db.config().buckets;
+        let (_, table) = db.replica_buckets(0, 0, buckets).unwrap();
+        let size = table.len() / buckets as usize;
+        let bucket = |b: u32| &table[b as usize * size..(b as usize + 1) * size];
         let t = Instant::now();
-        let mut answers = Vec::with_capacity(buckets);
-        for batch in queries.chunks(16) {
-            let items: Vec<(&MulPirKey, &[u8])> = batch.iter().map(|q| (&key, &q[..])).collect();
-            for r in db.answer_batch(0, &items) {
-                answers.push(r.unwrap());
-            }
-        }
-        // Decode each answer once; `open` would decode it for every probe that uses it.
-        let decoded: Vec<Vec<u8>> = answers
-            .iter()
-            .enumerate()
-            .map(|(b, r)| client.pir_client().decode(b, r).unwrap())
-            .collect();
-        eprintln!("check_all: {buckets} answers in {:?}", t.elapsed());
+        let mut fetched = 0;
         for (n, (input, records)) in inputs.iter().enumerate() {
             let y = y_of(db, input);
-            let opened = (0..db.probes() as u32)
-                .map(|i| {
-                    let p = client.probe(&y, i);
-                    let [a, b] = p.buckets.map(|b| b as usize);
-                    if n % 50 == 0 {
-                        // Now and then the whole client step, decoding included.
-                        client.open(&p, [&answers[a], &answers[b]]).unwrap()
-                    } else {
-                        client.open_buckets(&p, [&decoded[a], &decoded[b]]).unwrap()
-                    }
+            let probes: Vec<Probe> = (0..db.probes() as u32)
+                .map(|i| client.probe(&y, i))
+                .collect();
+            let opened = probes
+                .iter()
+                .map(|p| {
+                    let [a, b] = p.buckets;
+                    client.open_buckets(p, [bucket(a), bucket(b)]).unwrap()
                 })
                 .collect();
             assert_eq!(&reassemble(opened).unwrap(), records, "{input}");
+            if n % 25 == 0 {
+                let opened = probes
+                    .iter()
+                    .map(|p| {
+                        let answers = p.buckets.map(|b| {
+                            let query = client.pir_client().query(b as usize).unwrap();
+                            let answer = db.answer(0, &key, &query).unwrap();
+                            let decoded = client.pir_client().decode(b as usize, &answer).unwrap();
+                            assert_eq!(decoded, bucket(b), "bucket {b}");
+                            answer
+                        });
+                        fetched += 2;
+                        client.open(p, [&answers[0], &answers[1]]).unwrap()
+                    })
+                    .collect();
+                assert_eq!(&reassemble(opened).unwrap(), records, "{input} through PIR");
+            }
         }
+        eprintln!(
+            "check_all: {} inputs, {fetched} PIR answers, in {:?}",
+            inputs.len(),
+            t.elapsed()
+        );
     }
 
     /// All probes of one lookup answered in one batch (one pass, one snapshot).
     fn batched_lookup(
         db: &ZonePirDb,
         client: &ZonePirClient,
-        key: &MulPirKey,
+        key: &RespireKey,
         y: &OprfOutput,
     ) -> Result<Vec<Vec<u8>>, PirError> {
         let probes: Vec<Probe> = (0..db.probes() as u32)
@@ -1578,7 +1601,7 @@ mod tests {
             .iter()
             .map(|p| client.queries(p))
             .collect::<Result<_, _>>()?;
-        let items: Vec<(&MulPirKey, &[u8])> = queries
+        let items: Vec<(&RespireKey, &[u8])> = queries
             .iter()
             .flat_map(|[a, b]| [(key, &a[..]), (key, &b[..])])
             .collect();
@@ -1602,7 +1625,7 @@ mod tests {
         }
     }
 
-    use crate::pir::MulPirKey;
+    use crate::pir::respire::index::RespireKey;
     use rand::rngs::StdRng;
     use rand::{RngCore, SeedableRng};
 
@@ -1780,15 +1803,18 @@ mod tests {
         db.update(vec![(moving.clone(), versions[0].clone())])
             .unwrap();
         let done = std::sync::atomic::AtomicBool::new(false);
+        // Reader iterations, so that each update waits for both readers to look again
+        // (a fixed pause raced the readers on a loaded machine).
+        let progress = std::sync::atomic::AtomicUsize::new(0);
         let seen = std::sync::Mutex::new(Vec::new());
         let ready = std::sync::Barrier::new(3);
         std::thread::scope(|scope| {
             for reader in 0..2 {
-                let (db, done, seen, ready) = (&db, &done, &seen, &ready);
+                let (db, done, seen, ready, progress) = (&db, &done, &seen, &ready, &progress);
                 let (moving, stable, versions) = (&moving, &stable, &versions);
                 let stable_records = &stable_records;
                 scope.spawn(move || {
-                    let (client, key) = ZonePirClient::<MulPir>::new(db.config().clone()).unwrap();
+                    let (client, key) = ZonePirClient::<Respire>::new(db.config().clone()).unwrap();
                     let key = db.parse_key(&key).unwrap();
                     let (ym, ys) = (y_of(db, moving), y_of(db, stable));
                     let mut last = 0usize;
@@ -1819,6 +1845,7 @@ mod tests {
                             Err(e) => panic!("reader {reader}: {e}"),
                         }
                         lookups += 1;
+                        progress.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
                     // After the last update, the last version.
                     let got = batched_lookup(db, &client, &key, &ym).unwrap();
@@ -1829,7 +1856,13 @@ mod tests {
             }
             ready.wait();
             for v in versions.iter().skip(1) {
-                std::thread::sleep(Duration::from_millis(120));
+                let start = progress.load(std::sync::atomic::Ordering::Relaxed);
+                let deadline = Instant::now() + Duration::from_secs(20);
+                while progress.load(std::sync::atomic::Ordering::Relaxed) < start + 2
+                    && Instant::now() < deadline
+                {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
                 db.update(vec![(moving.clone(), v.clone())]).unwrap();
             }
             done.store(true, std::sync::atomic::Ordering::Relaxed);

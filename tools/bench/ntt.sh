@@ -19,6 +19,6 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 SAMPLES=${1:-9}
 SAMPLE_MS=${2:-30}
-cargo build --release --quiet --example ntt_bench
+cargo build --release --quiet --features mulpir --example ntt_bench
 echo "host: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), load $(cut -d' ' -f1-3 /proc/loadavg)"
 exec "${CARGO_TARGET_DIR:-target}"/release/examples/ntt_bench --samples "$SAMPLES" --sample-ms "$SAMPLE_MS"

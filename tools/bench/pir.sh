@@ -33,6 +33,6 @@ QUERIES=${2:-3}
 LIMIT=${3:-1800}
 SCHEMES=${4:-mulpir,respire}
 BATCHES=${5-16,32,64}
-cargo build --release --quiet --example pir_bench
+cargo build --release --quiet --features mulpir --example pir_bench
 echo "host: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), load $(cut -d' ' -f1-3 /proc/loadavg)"
 exec timeout "$LIMIT" target/release/examples/pir_bench --log-slots "$SIZES" --queries "$QUERIES" --schemes "$SCHEMES" --batches "$BATCHES"

@@ -27,7 +27,7 @@ LOG_SLOTS=${1:-20}
 SYNC_LOG_SLOTS=${2:-16}
 shift $(($# < 2 ? $# : 2))
 TARGET=${CARGO_TARGET_DIR:-target}
-cargo build --release --quiet --bin mimi --example replica_bench
+cargo build --release --quiet --features mulpir --bin mimi --example replica_bench
 MIMI=$(realpath "$TARGET/release/mimi")
 BENCH=$(realpath "$TARGET/release/examples/replica_bench")
 for t in dig python3; do command -v $t >/dev/null || { echo "replica.sh: needs $t" >&2; exit 1; }; done

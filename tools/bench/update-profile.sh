@@ -11,7 +11,7 @@ cd "$(dirname "$0")/../.."
 N=${1:-200000}
 RATE=${2:-1000}
 SECS=${3:-4}
-cargo build --release --quiet --bin mimi --example update_bench
+cargo build --release --quiet --features mulpir --bin mimi --example update_bench
 MIMI=$PWD/target/release/mimi
 LOAD=$PWD/target/release/examples/update_bench
 for t in perf dnsperf dig taskset; do

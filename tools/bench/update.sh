@@ -19,7 +19,7 @@ cd "$(dirname "$0")/../.."
 N=${1:-1000000}
 SECS=${2:-10}
 RATE=${3:-1000}
-cargo build --release --quiet --bin mimi --example update_bench
+cargo build --release --quiet --features mulpir --bin mimi --example update_bench
 MIMI=$PWD/target/release/mimi
 LOAD=$PWD/target/release/examples/update_bench
 export PATH=$PATH:/usr/sbin

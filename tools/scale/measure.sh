@@ -20,7 +20,7 @@ MAPPINGS=${MAPPINGS:-200000}
 OUT=${OUT:-tools/scale/measured.json}
 DNSPERF=${DNSPERF:-dnsperf}
 TARGET=${CARGO_TARGET_DIR:-target}
-cargo build --release --quiet --bin mimi --example scale_costs
+cargo build --release --quiet --features mulpir --bin mimi --example scale_costs
 MIMI=$(realpath "$TARGET/release/mimi")
 dir=$(mktemp -d)
 pids=()

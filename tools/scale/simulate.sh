@@ -30,7 +30,7 @@ OUT=$(realpath -m "${OUT:-tools/scale/simulated.json}")
 MEASURED=$(realpath "${MEASURED:-tools/scale/measured.json}")
 REPO=$PWD
 TARGET=${CARGO_TARGET_DIR:-target}
-cargo build --release --quiet --bin mimi --example scale_sim
+cargo build --release --quiet --features mulpir --bin mimi --example scale_sim
 MIMI=$(realpath "$TARGET/release/mimi")
 SIM=$(realpath "$TARGET/release/examples/scale_sim")
 for t in dig python3; do command -v $t >/dev/null || { echo "simulate.sh: needs $t" >&2; exit 1; }; done

@@ -441,6 +441,38 @@ impl std::fmt::Debug for RespireUpdate {
 }
 
 impl RespireServer {
+    /// Answers one query (single or batch kind) over one version of the databases.
+    fn answer_in(
+        &self,
+        db: &Databases,
+        key: &RespireKey,
+        query: &[u8],
+    ) -> Result<Vec<u8>, PirError> {
+        const WHAT: &str = "Respire query";
+        let (kind, payload) = kind_and_payload(query, WHAT)?;
+        match kind {
+            KIND_QUERY => self.params.answer(key, &db.whole, payload),
+            KIND_BATCH_QUERY => {
+                let batch = self.batch.as_ref().ok_or_else(|| {
+                    PirError::malformed(WHAT, "a batch query; this database takes single queries")
+                })?;
+                let mut r = Reader::new(payload, WHAT);
+                let bucket = usize::from(r.u16("bucket")?);
+                let bucket_db = db.buckets.get(bucket).ok_or_else(|| {
+                    PirError::malformed(
+                        WHAT,
+                        format!("bucket {bucket} of {}", batch.layout.buckets()),
+                    )
+                })?;
+                batch.params.answer(key, bucket_db, r.rest())
+            }
+            other => Err(PirError::malformed(
+                WHAT,
+                format!("message kind {other}, expected {KIND_QUERY} or {KIND_BATCH_QUERY}"),
+            )),
+        }
+    }
+
     /// The `2^ν1 × 2^ν2` shape of the database (benchmarks, logs).
     pub fn dimensions(&self) -> (usize, usize, usize) {
         let q = &self.params.query;
@@ -517,30 +549,17 @@ impl PirServer for RespireServer {
     }
 
     fn answer(&self, key: &RespireKey, query: &[u8]) -> Result<Vec<u8>, PirError> {
-        const WHAT: &str = "Respire query";
-        let (kind, payload) = kind_and_payload(query, WHAT)?;
+        self.answer_in(&self.db.load().value, key, query)
+    }
+
+    /// Every query of the batch reads the same version of the database, so the answers to
+    /// one lookup's queries never mix the records before and after an update.
+    fn answer_batch(&self, items: &[(&RespireKey, &[u8])]) -> Vec<Result<Vec<u8>, PirError>> {
         let db = self.db.load();
-        match kind {
-            KIND_QUERY => self.params.answer(key, &db.value.whole, payload),
-            KIND_BATCH_QUERY => {
-                let batch = self.batch.as_ref().ok_or_else(|| {
-                    PirError::malformed(WHAT, "a batch query; this database takes single queries")
-                })?;
-                let mut r = Reader::new(payload, WHAT);
-                let bucket = usize::from(r.u16("bucket")?);
-                let bucket_db = db.value.buckets.get(bucket).ok_or_else(|| {
-                    PirError::malformed(
-                        WHAT,
-                        format!("bucket {bucket} of {}", batch.layout.buckets()),
-                    )
-                })?;
-                batch.params.answer(key, bucket_db, r.rest())
-            }
-            other => Err(PirError::malformed(
-                WHAT,
-                format!("message kind {other}, expected {KIND_QUERY} or {KIND_BATCH_QUERY}"),
-            )),
-        }
+        items
+            .iter()
+            .map(|(key, query)| self.answer_in(&db.value, key, query))
+            .collect()
     }
 
     fn prepare_update(
