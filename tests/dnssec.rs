@@ -5,7 +5,24 @@
 //! both (so they really checked). The zone carries a classic NSEC chain only because both
 //! tools demand one; the DP serves compact denial instead (docs/dnssec.md).
 
+mod common;
+
+use std::net::SocketAddr;
 use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::{Record as HRecord, RecordType};
+use hickory_proto::serialize::binary::BinEncodable;
+use mimi_discovery::dnssec::denial::parse_nsec;
+use mimi_discovery::dnssec::key::parse_dnskey;
+use mimi_discovery::dnssec::sign::verify_rrset;
+use mimi_discovery::dnssec::{TYPE_DS, TYPE_NXNAME};
+use mimi_discovery::dp::DpServer;
+use mimi_discovery::record::{Context, TYPE_SSI};
+use mimi_discovery::zone::{RData, Record, WriteStyle, ZoneFile};
+use tokio::net::UdpSocket;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
@@ -13,6 +30,11 @@ use mimi_discovery::dnssec::denial::type_bitmap;
 use mimi_discovery::dnssec::sign::{sign_rrset, RrsigFields, SignatureWindow};
 use mimi_discovery::dnssec::{DnssecKey, FLAGS_CSK, TYPE_DNSKEY, TYPE_NSEC, TYPE_RRSIG};
 use mimi_discovery::name::Name;
+
+const CONFIG_EXTRA: &str = "";
+const BLOCK: u8 = 80;
+const RESOLVER_TIMEOUT: Duration = Duration::from_millis(500);
+const RESOLVER_RETRIES: u32 = 0;
 
 /// True when `tool` runs; otherwise a loud SKIP (a failure under CI, which installs it).
 fn have(tool: &str) -> bool {
@@ -30,10 +52,6 @@ fn have(tool: &str) -> bool {
         eprintln!("SKIP: {tool} is not installed; this interop check did not run");
     }
     ok
-}
-
-fn name(s: &str) -> Name {
-    Name::parse(s, None).unwrap()
 }
 
 /// RFC 4034 section 3.2's time form, YYYYMMDDHHmmSS in UTC.
@@ -74,7 +92,7 @@ struct Set {
 
 fn generic(rtype: u16, owner: &str, rdata: Vec<u8>) -> Set {
     Set {
-        owner: name(owner),
+        owner: n(owner),
         rtype,
         records: vec![(format!("\\# {} {}", rdata.len(), hex(&rdata)), rdata)],
     }
@@ -85,18 +103,18 @@ fn generic(rtype: u16, owner: &str, rdata: Vec<u8>) -> Set {
 fn signed_zone(key: &DnssecKey, window: SignatureWindow) -> String {
     let apex = "e164.example.";
     let soa_rdata = {
-        let mut r = name("ns1.e164.example.").as_wire().to_vec();
-        r.extend_from_slice(name("hostmaster.e164.example.").as_wire());
+        let mut r = n("ns1.e164.example.").as_wire().to_vec();
+        r.extend_from_slice(n("hostmaster.e164.example.").as_wire());
         for v in [2026120601u32, 3600, 600, 86400, 300] {
             r.extend_from_slice(&v.to_be_bytes());
         }
         r
     };
-    let ns = name("ns1.e164.example.");
+    let ns = n("ns1.e164.example.");
     let dnskey = key.dnskey_rdata();
     let mut sets = vec![
         Set {
-            owner: name(apex),
+            owner: n(apex),
             rtype: 6,
             records: vec![(
                 "ns1.e164.example. hostmaster.e164.example. 2026120601 3600 600 86400 300".into(),
@@ -104,12 +122,12 @@ fn signed_zone(key: &DnssecKey, window: SignatureWindow) -> String {
             )],
         },
         Set {
-            owner: name(apex),
+            owner: n(apex),
             rtype: 2,
             records: vec![("ns1.e164.example.".into(), ns.as_wire().to_vec())],
         },
         Set {
-            owner: name(apex),
+            owner: n(apex),
             rtype: TYPE_DNSKEY,
             records: vec![(
                 format!("{FLAGS_CSK} 3 15 {}", B64.encode(&dnskey[4..])),
@@ -200,7 +218,7 @@ fn ldns_and_knot_accept_our_signatures_and_refuse_a_changed_one() {
     if present.is_empty() {
         return;
     }
-    let key = DnssecKey::generate(name("e164.example."), FLAGS_CSK);
+    let key = DnssecKey::generate(n("e164.example."), FLAGS_CSK);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -249,4 +267,345 @@ fn ldns_and_knot_accept_our_signatures_and_refuse_a_changed_one() {
         assert!(!ok, "{tool} accepted a changed signature:\n{out}");
         eprintln!("{tool}: accepts the signed zone, refuses the changed signature");
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// A live signed DP: `mimi dp serve` with `dnssec_key` on two zones, parent and child.
+
+const PARENT: &str = "e164.mimi.arpa.";
+const CHILD: &str = "5.5.5.1.e164.mimi.arpa.";
+/// A delegation the DP does not serve and has no DS for (an unsigned child).
+const UNSIGNED_CUT: &str = "6.6.6.1.e164.mimi.arpa.";
+const ALICE: &str = "+44 20 7946 0001";
+const BOB: &str = "+1 555 111 2222";
+
+struct Signed {
+    _dir: tempfile::TempDir,
+    server: DpServer,
+    addr: SocketAddr,
+    parent: DnssecKey,
+    child: DnssecKey,
+}
+
+async fn start_signed(t: u8) -> Signed {
+    let keys = Keys::new();
+    let dir = tempfile::tempdir().unwrap();
+    let parent_key = DnssecKey::generate(n(PARENT), FLAGS_CSK);
+    let child_key = DnssecKey::generate(n(CHILD), FLAGS_CSK);
+    let ns = |zone: &str| (n(&format!("ns1.{zone}")), ip(t, 1));
+    let mut parent = ZoneFile::new_zone(n(PARENT), &[ns(PARENT)], 3600, 1);
+    parent.set_delegation(&n(CHILD), &[ns(CHILD)], 3600);
+    parent.set_delegation(&n(UNSIGNED_CUT), &[ns(UNSIGNED_CUT)], 3600);
+    parent.records.push(Record {
+        name: n(CHILD),
+        ttl: 3600,
+        data: RData::Unknown {
+            rtype: TYPE_DS,
+            data: child_key.ds_rdata().into_boxed_slice(),
+        },
+        line: 0,
+    });
+    let alice = owner(ALICE);
+    parent.put_ssi(
+        alice.clone(),
+        600,
+        mapping(&keys.chat, &alice, "alice", Context::Any, 10),
+    );
+    let mut child = ZoneFile::new_zone(n(CHILD), &[ns(CHILD)], 3600, 1);
+    let bob = owner(BOB);
+    child.put_ssi(
+        bob.clone(),
+        600,
+        mapping(&keys.talk, &bob, "bob", Context::Any, 10),
+    );
+    parent
+        .save(&dir.path().join("parent.zone"), WriteStyle::Native)
+        .unwrap();
+    child
+        .save(&dir.path().join("child.zone"), WriteStyle::Native)
+        .unwrap();
+    parent_key
+        .save_new(&dir.path().join("parent.dnssec"))
+        .unwrap();
+    child_key
+        .save_new(&dir.path().join("child.dnssec"))
+        .unwrap();
+    std::fs::write(dir.path().join("trust.toml"), keys.trust_toml()).unwrap();
+    let port = std::net::UdpSocket::bind((ip(t, 1), 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = SocketAddr::new(ip(t, 1), port);
+    let config = dir.path().join("dp.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = [\"{addr}\"]\ntrust = \"trust.toml\"\n\
+             [[zone]]\norigin = \"{PARENT}\"\nfile = \"parent.zone\"\ndnssec_key = \"parent.dnssec\"\n\
+             [[zone]]\norigin = \"{CHILD}\"\nfile = \"child.zone\"\ndnssec_key = \"child.dnssec\"\n"
+        ),
+    )
+    .unwrap();
+    let server = DpServer::start(&config).await.unwrap();
+    Signed {
+        _dir: dir,
+        server,
+        addr,
+        parent: parent_key,
+        child: child_key,
+    }
+}
+
+/// One UDP question, with EDNS (1232 bytes), DO and CO as asked.
+async fn ask(
+    addr: SocketAddr,
+    qname: &str,
+    rtype: RecordType,
+    dnssec: bool,
+    compact: bool,
+) -> Message {
+    let mut m = Message::new(rand::random(), MessageType::Query, OpCode::Query);
+    m.add_query(Query::query(hn(qname), rtype));
+    let mut edns = Edns::new();
+    edns.set_max_payload(4096).set_dnssec_ok(dnssec);
+    if compact {
+        edns.flags_mut().z |= 0x4000;
+    }
+    m.set_edns(edns);
+    let sock = UdpSocket::bind((addr.ip(), 0)).await.unwrap();
+    sock.send_to(&m.to_bytes().unwrap(), addr).await.unwrap();
+    let mut buf = vec![0u8; 65535];
+    let (len, _) = tokio::time::timeout(Duration::from_secs(3), sock.recv_from(&mut buf))
+        .await
+        .expect("an answer")
+        .unwrap();
+    Message::from_vec(&buf[..len]).unwrap()
+}
+
+fn rdata_of(r: &HRecord) -> Vec<u8> {
+    mimi_discovery::zone::update::canonical_rdata(r).unwrap()
+}
+
+fn typed(records: &[HRecord], rtype: u16) -> Vec<&HRecord> {
+    records
+        .iter()
+        .filter(|r| u16::from(r.record_type()) == rtype)
+        .collect()
+}
+
+/// Checks that `section` holds the `rtype` set at `owner` and an RRSIG over it by `key`.
+fn assert_signed(section: &[HRecord], owner: &str, rtype: u16, key: &DnssecKey) {
+    let set: Vec<&HRecord> = typed(section, rtype)
+        .into_iter()
+        .filter(|r| r.name == hn(owner))
+        .collect();
+    assert!(!set.is_empty(), "no type {rtype} at {owner}: {section:?}");
+    let rrsig = typed(section, TYPE_RRSIG)
+        .into_iter()
+        .filter(|r| r.name == hn(owner))
+        .map(|r| RrsigFields::parse(&rdata_of(r)).unwrap())
+        .find(|f| f.type_covered == rtype)
+        .unwrap_or_else(|| panic!("no RRSIG over type {rtype} at {owner}: {section:?}"));
+    let rdatas: Vec<Vec<u8>> = set.iter().map(|r| rdata_of(r)).collect();
+    let refs: Vec<&[u8]> = rdatas.iter().map(Vec::as_slice).collect();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as u32;
+    verify_rrset(
+        &key.public_key(),
+        key.key_tag(),
+        &n(owner),
+        rtype,
+        &refs,
+        &rrsig,
+        now,
+    )
+    .unwrap_or_else(|e| panic!("{owner} type {rtype}: {e}"));
+    assert_eq!(rrsig.signer, key.zone);
+}
+
+/// The compact NSEC in `section`: owned by `qname`, next `\000.qname`, its types.
+fn compact_types(section: &[HRecord], qname: &str, key: &DnssecKey) -> Vec<u16> {
+    let nsecs = typed(section, TYPE_NSEC);
+    assert_eq!(nsecs.len(), 1, "one NSEC: {section:?}");
+    assert_eq!(
+        nsecs[0].name,
+        hn(qname),
+        "the NSEC names only the name asked"
+    );
+    let (next, types) = parse_nsec(&rdata_of(nsecs[0])).unwrap();
+    assert_eq!(next.to_string(), format!("\\000.{qname}"));
+    assert_signed(section, qname, TYPE_NSEC, key);
+    types
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_zone_answers_with_signatures_and_compact_denial() {
+    bounded(async {
+        let s = start_signed(1).await;
+        let (p, c) = (&s.parent, &s.child);
+        let alice = owner(ALICE).to_string();
+        let bob = owner(BOB).to_string();
+        let ssi = RecordType::Unknown(TYPE_SSI);
+
+        // Positive answers carry the RRSIG only when DO is set.
+        let r = ask(s.addr, &alice, ssi, true, false).await;
+        assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+        assert_signed(&r.answers, &alice, TYPE_SSI, p);
+        assert!(r.edns.as_ref().unwrap().flags().dnssec_ok, "DO is echoed");
+        let plain = ask(s.addr, &alice, ssi, false, false).await;
+        assert!(typed(&plain.answers, TYPE_RRSIG).is_empty());
+        assert_eq!(plain.answers.len(), 1);
+
+        // The apex DNSKEY set is self-signed; the child's is signed by the child.
+        let r = ask(s.addr, PARENT, RecordType::DNSKEY, true, false).await;
+        assert_signed(&r.answers, PARENT, TYPE_DNSKEY, p);
+        let (flags, public) = parse_dnskey(&rdata_of(typed(&r.answers, TYPE_DNSKEY)[0])).unwrap();
+        assert_eq!((flags, public), (FLAGS_CSK, p.public_key()));
+        let r = ask(s.addr, &bob, ssi, true, false).await;
+        assert_signed(&r.answers, &bob, TYPE_SSI, c);
+
+        // The child's DS comes from the parent, signed by the parent.
+        let r = ask(s.addr, CHILD, RecordType::DS, true, false).await;
+        assert!(r.metadata.authoritative);
+        assert_signed(&r.answers, CHILD, TYPE_DS, p);
+        assert_eq!(rdata_of(typed(&r.answers, TYPE_DS)[0]), c.ds_rdata());
+
+        // A name that does not exist: NOERROR with SOA and one NSEC for the name
+        // (RFC 9824), NXDOMAIN only when CO was set.
+        let nx = format!("9.{alice}");
+        let r = ask(s.addr, &nx, ssi, true, false).await;
+        assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+        assert!(r.answers.is_empty());
+        assert_signed(&r.authorities, PARENT, 6, p);
+        assert_eq!(
+            compact_types(&r.authorities, &nx, p),
+            vec![TYPE_RRSIG, TYPE_NSEC, TYPE_NXNAME]
+        );
+        let r = ask(s.addr, &nx, ssi, true, true).await;
+        assert_eq!(r.metadata.response_code, ResponseCode::NXDomain);
+        assert_ne!(
+            r.edns.as_ref().unwrap().flags().z & 0x4000,
+            0,
+            "CO is echoed"
+        );
+        let r = ask(s.addr, &nx, ssi, false, false).await;
+        assert_eq!(
+            r.metadata.response_code,
+            ResponseCode::NXDomain,
+            "without DO, as ever"
+        );
+
+        // No data at a name that exists; an empty non-terminal.
+        let r = ask(s.addr, &alice, RecordType::TXT, true, false).await;
+        assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+        assert_eq!(
+            compact_types(&r.authorities, &alice, p),
+            vec![TYPE_RRSIG, TYPE_NSEC, TYPE_SSI]
+        );
+        let ent = alice.split_once('.').unwrap().1.to_string();
+        let r = ask(s.addr, &ent, ssi, true, false).await;
+        assert_eq!(
+            compact_types(&r.authorities, &ent, p),
+            vec![TYPE_RRSIG, TYPE_NSEC]
+        );
+
+        // A referral to an unsigned child proves there is no DS with an NSEC at the cut.
+        let below = format!("1.2.{UNSIGNED_CUT}");
+        let r = ask(s.addr, &below, ssi, true, false).await;
+        assert!(!r.metadata.authoritative);
+        assert_eq!(typed(&r.authorities, 2).len(), 1, "NS: {r:?}");
+        assert_eq!(
+            compact_types(&r.authorities, UNSIGNED_CUT, p),
+            vec![2, TYPE_RRSIG, TYPE_NSEC]
+        );
+
+        // NXNAME is a meta-type: FORMERR.
+        let r = ask(
+            s.addr,
+            &alice,
+            RecordType::Unknown(TYPE_NXNAME),
+            true,
+            false,
+        )
+        .await;
+        assert_eq!(r.metadata.response_code, ResponseCode::FormErr);
+        s.server.shutdown().await;
+    })
+    .await;
+}
+
+/// delv (BIND's validator) with the parent's DS as the only trust anchor validates a
+/// mapping in the parent, one in the child through the DS chain, and a compact denial;
+/// with another key's DS as the anchor it validates nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delv_validates_the_signed_tree_from_the_parents_ds() {
+    if !have("delv") {
+        return;
+    }
+    bounded(async {
+        let s = start_signed(2).await;
+        let anchors = |key: &DnssecKey| {
+            let ds = key.ds_rdata();
+            format!(
+                "trust-anchors {{\n  {PARENT} static-ds {} 15 2 \"{}\";\n}};\n",
+                key.key_tag(),
+                hex(&ds[4..])
+            )
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("good.conf");
+        std::fs::write(&good, anchors(&s.parent)).unwrap();
+        let wrong = dir.path().join("wrong.conf");
+        std::fs::write(&wrong, anchors(&DnssecKey::generate(n(PARENT), FLAGS_CSK))).unwrap();
+        let delv = |anchor: &std::path::Path, qname: String, qtype: &str| {
+            let (addr, anchor) = (s.addr, anchor.to_path_buf());
+            let qtype = qtype.to_string();
+            async move {
+                tokio::task::spawn_blocking(move || {
+                    run(
+                        "delv",
+                        &[
+                            &format!("@{}", addr.ip()),
+                            "-p",
+                            &addr.port().to_string(),
+                            "-a",
+                            &anchor.display().to_string(),
+                            &format!("+root={PARENT}"),
+                            &qname,
+                            &qtype,
+                        ],
+                    )
+                })
+                .await
+                .unwrap()
+            }
+        };
+        let alice = owner(ALICE).to_string();
+        let bob = owner(BOB).to_string();
+        for (qname, qtype, want) in [
+            (alice.clone(), "TYPE65280", "; fully validated"),
+            (bob.clone(), "TYPE65280", "; fully validated"),
+            (PARENT.to_string(), "DNSKEY", "; fully validated"),
+            (
+                format!("9.{alice}"),
+                "TYPE65280",
+                "; negative response, fully validated",
+            ),
+            (alice.clone(), "TXT", "; negative response, fully validated"),
+        ] {
+            let (_, out) = delv(&good, qname.clone(), qtype).await;
+            assert!(out.contains(want), "delv {qname} {qtype}:\n{out}");
+            eprintln!("delv {qname} {qtype}: {want}");
+        }
+        let (_, out) = delv(&wrong, alice.clone(), "TYPE65280").await;
+        assert!(
+            !out.contains("fully validated"),
+            "a wrong anchor validated:\n{out}"
+        );
+        s.server.shutdown().await;
+    })
+    .await;
 }

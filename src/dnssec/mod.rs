@@ -7,15 +7,18 @@
 //!   their verification.
 //! - [`denial`]: compact denial of existence (RFC 9824): one NSEC per answer, made for the
 //!   name asked, so no chain of NSEC records lets anyone walk the zone.
+//! - [`signer`]: a served zone's key and signature lifetime.
 
 pub mod denial;
 pub mod key;
 pub mod sign;
+pub mod signer;
 
 use thiserror::Error;
 
 pub use key::DnssecKey;
 pub use sign::{RrsigFields, SignatureWindow};
+pub use signer::ZoneSigner;
 
 /// Ed25519 (RFC 8080), the only algorithm this tree signs with.
 pub const ALG_ED25519: u8 = 15;

@@ -10,6 +10,9 @@ use hickory_proto::rr::{Record, RecordType};
 
 use super::handler::Stats;
 use super::zones::ServedZone;
+use crate::dnssec::denial::compact_nsec;
+use crate::dnssec::{ZoneSigner, TYPE_NSEC, TYPE_NXNAME, TYPE_RRSIG};
+use crate::name::Name;
 use crate::zone::{Lookup, Node, Prebuilt, RRset};
 
 const TYPE_ANY: u16 = 255;
@@ -17,11 +20,11 @@ const TYPE_DS: u16 = 43;
 
 /// The kind of answer a query gets.
 pub(super) enum Outcome<'z> {
-    /// The RRset asked for (for ANY, the node's first one: RFC 8482).
+    /// The RRset asked for (for ANY, the node's first one: RFC 8482); also the DS set at a
+    /// delegation point, which belongs to the parent side (RFC 4035 section 3.1.4.1).
     Records(&'z RRset),
-    /// The name exists without the asked type; also DS at a delegation point, which
-    /// belongs to the parent side (RFC 4035 section 3.1.4.1) and without DNSSEC data is an
-    /// authoritative NODATA rather than a referral.
+    /// The name exists without the asked type; also DS at a delegation point without one,
+    /// an authoritative NODATA rather than a referral.
     NoData,
     /// The name is at or below a delegation point (its node).
     Referral(&'z Node),
@@ -42,7 +45,9 @@ impl<'z> Outcome<'z> {
                 };
                 set.map_or(Outcome::NoData, Outcome::Records)
             }
-            Lookup::Referral { cut, .. } if qtype == TYPE_DS && cut == qname => Outcome::NoData,
+            Lookup::Referral { cut, node } if qtype == TYPE_DS && cut == qname => node
+                .rrset(TYPE_DS)
+                .map_or(Outcome::NoData, Outcome::Records),
             Lookup::Referral { node, .. } => Outcome::Referral(node),
             Lookup::NxDomain => Outcome::NxDomain,
             Lookup::OutOfZone => Outcome::Refused,
@@ -96,5 +101,88 @@ impl<'z> Outcome<'z> {
             }
             Outcome::Refused => Default::default(),
         }
+    }
+}
+
+/// An RRSIG record over `owner`'s set, with the set's TTL.
+fn rrsig_record(owner: &Name, ttl: u32, rrsig: &[u8]) -> Record {
+    opaque_record(owner, ttl, TYPE_RRSIG, rrsig)
+}
+
+fn opaque_record(owner: &Name, ttl: u32, rtype: u16, rdata: &[u8]) -> Record {
+    use hickory_proto::rr::rdata::NULL;
+    Record::from_rdata(
+        owner.to_hickory(),
+        ttl,
+        hickory_proto::rr::RData::Unknown {
+            code: RecordType::from(rtype),
+            rdata: NULL::with(rdata.to_vec()),
+        },
+    )
+}
+
+impl Outcome<'_> {
+    /// The sections for a DO query to a signed zone: each RRset with its RRSIG; a denial
+    /// with the SOA, its RRSIG and one compact NSEC for the name asked (RFC 9824), signed
+    /// now; a referral with the child's DS and its RRSIG, or an NSEC at the cut proving
+    /// there is none. The caller turns NXDOMAIN into NOERROR unless the asker set CO.
+    pub(super) fn signed_records(
+        &self,
+        zone: &ServedZone,
+        signer: &ZoneSigner,
+        qname: &[u8],
+        now: u64,
+    ) -> [Vec<Record>; 3] {
+        let [mut answers, mut authority, additional] = self.records(zone);
+        let store = &zone.store;
+        let name = Name::from_wire_trusted(qname);
+        let negative_ttl = zone.negative_soa.ttl;
+        // One NSEC denying `owner` the types it lacks, signed now.
+        let nsec = |owner: &Name, types: &[u16], out: &mut Vec<Record>| {
+            let rdata = compact_nsec(owner, types);
+            let sig = signer.sign(owner, TYPE_NSEC, negative_ttl, &[&rdata], now);
+            out.push(opaque_record(owner, negative_ttl, TYPE_NSEC, &rdata));
+            out.push(rrsig_record(owner, negative_ttl, &sig));
+        };
+        match self {
+            Outcome::Records(set) => {
+                if let Some(sig) = &set.rrsig {
+                    answers.push(rrsig_record(&name, set.ttl, sig));
+                }
+            }
+            Outcome::NoData | Outcome::NxDomain => {
+                if let Some(sig) = store
+                    .apex()
+                    .rrset(u16::from(RecordType::SOA))
+                    .and_then(|s| s.rrsig.as_ref())
+                {
+                    authority.push(rrsig_record(store.origin(), negative_ttl, sig));
+                }
+                let types: Vec<u16> = match (self, store.node(qname)) {
+                    (Outcome::NoData, Some(node)) => node.rrsets.iter().map(|s| s.rtype).collect(),
+                    _ => vec![TYPE_NXNAME],
+                };
+                nsec(&name, &types, &mut authority);
+            }
+            Outcome::Referral(node) => {
+                if let Lookup::Referral { cut, .. } = store.lookup(qname) {
+                    let cut = Name::from_wire_trusted(cut);
+                    match node.rrset(TYPE_DS) {
+                        Some(ds) => {
+                            authority.extend(ds.records());
+                            if let Some(sig) = &ds.rrsig {
+                                authority.push(rrsig_record(&cut, ds.ttl, sig));
+                            }
+                        }
+                        None => {
+                            let types: Vec<u16> = node.rrsets.iter().map(|s| s.rtype).collect();
+                            nsec(&cut, &types, &mut authority);
+                        }
+                    }
+                }
+            }
+            Outcome::Refused => {}
+        }
+        [answers, authority, additional]
     }
 }

@@ -22,6 +22,8 @@ pub struct ZoneConfig {
     pub file: PathBuf,
     /// Line of the config where the zone is declared, for messages.
     pub line: usize,
+    /// The zone's DNSSEC signer (`dnssec_key`, docs/dnssec.md); None: served unsigned.
+    pub dnssec: Option<std::sync::Arc<crate::dnssec::ZoneSigner>>,
 }
 
 /// `[zone_directory]`: a directory of zone files, `<origin>.zone` each (docs/dp.md).
@@ -253,6 +255,8 @@ struct Raw {
     access: RawAccess,
     #[serde(default, rename = "client")]
     clients: Vec<RawClient>,
+    #[serde(default)]
+    dnssec: RawDnssec,
 }
 
 /// A number of lookups a day, or "unlimited".
@@ -356,6 +360,14 @@ fn yes() -> bool {
 struct RawZone {
     origin: Spanned<String>,
     file: Spanned<String>,
+    dnssec_key: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDnssec {
+    signature_lifetime_days: Option<Spanned<u32>>,
+    refresh_days: Option<Spanned<u32>>,
 }
 
 #[derive(Deserialize)]
@@ -426,6 +438,29 @@ impl DpConfig {
             }
             listen.push(addr);
         }
+        let days = |v: &Option<Spanned<u32>>, default: u32, what: &str| match v {
+            None => Ok(default),
+            Some(d) if (1..=365).contains(d.get_ref()) => Ok(d.get_ref() * 86400),
+            Some(d) => Err(at(d.span(), format!("dnssec.{what} must be 1 to 365"))),
+        };
+        let lifetime = days(
+            &raw.dnssec.signature_lifetime_days,
+            crate::dnssec::signer::DEFAULT_LIFETIME,
+            "signature_lifetime_days",
+        )?;
+        let refresh = days(
+            &raw.dnssec.refresh_days,
+            crate::dnssec::signer::DEFAULT_REFRESH,
+            "refresh_days",
+        )?;
+        if let Some(r) = &raw.dnssec.refresh_days {
+            if refresh >= lifetime {
+                return Err(at(
+                    r.span(),
+                    "dnssec.refresh_days must be less than signature_lifetime_days".into(),
+                ));
+            }
+        }
         let mut zones: Vec<ZoneConfig> = Vec::new();
         for z in &raw.zones {
             let origin = name(&z.origin, "zone origin")?;
@@ -435,10 +470,27 @@ impl DpConfig {
                     format!("zone {origin} is configured twice"),
                 ));
             }
+            let dnssec = match &z.dnssec_key {
+                Some(path) => {
+                    let key = crate::dnssec::DnssecKey::load(&dir.join(path.get_ref()))
+                        .map_err(|e| at(path.span(), format!("dnssec_key: {e}")))?;
+                    if key.zone != origin {
+                        return Err(at(
+                            path.span(),
+                            format!("dnssec_key is a key of {}, not of {origin}", key.zone),
+                        ));
+                    }
+                    Some(std::sync::Arc::new(crate::dnssec::ZoneSigner::new(
+                        key, lifetime, refresh,
+                    )))
+                }
+                None => None,
+            };
             zones.push(ZoneConfig {
                 origin,
                 file: dir.join(z.file.get_ref()),
                 line: line_of(text, z.origin.span().start),
+                dnssec,
             });
         }
         let zone_directory = match &raw.zone_directory {

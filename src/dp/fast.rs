@@ -19,8 +19,9 @@ use crate::net::plain;
 
 const TYPE_IXFR: u16 = 251;
 const TYPE_AXFR: u16 = 252;
-/// Query types with an exchange of their own in the general path.
-const GENERAL_TYPES: [u16; 5] = [
+/// Query types with an exchange of their own in the general path (NXNAME: FORMERR).
+const GENERAL_TYPES: [u16; 6] = [
+    crate::dnssec::TYPE_NXNAME,
     TYPE_IXFR,
     TYPE_AXFR,
     crate::changes::TYPE_CHANGES,
@@ -47,10 +48,14 @@ impl DpHandler {
         let qname = &lower[..q.qname_len];
         let shared = &self.shared;
         let zones = shared.zones.load();
-        let zone = zones.find(qname);
+        let zone = zones.find_for(qname, q.qtype);
         let outcome = zone
             .as_deref()
             .map_or(Outcome::Refused, |z| Outcome::of(z, qname, q.qtype));
+        // A signed zone's answers with DNSSEC records are made by the general path.
+        if q.dnssec_ok && zone.as_deref().is_some_and(|z| z.store.signer().is_some()) {
+            return false;
+        }
         let sections = match (&outcome, zone.as_deref()) {
             (Outcome::Refused, _) => None,
             (o, Some(z)) => match o.prebuilt(z) {
@@ -73,7 +78,9 @@ impl DpHandler {
                 return false;
             }
         }
-        if !q.finish(out, shared.udp_payload, udp) {
+        // RFC 3225: the DO bit is copied into the response.
+        let flags = if q.dnssec_ok { plain::EDNS_DO } else { 0 };
+        if !q.finish(out, shared.udp_payload, udp, flags) {
             return false;
         }
         let access = shared.access.load();

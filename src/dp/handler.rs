@@ -16,6 +16,7 @@ use super::access::{Access, Client};
 use super::answer::Outcome;
 use super::config::Net;
 use super::zones::ZoneSet;
+use crate::dnssec::denial::EDNS_FLAG_CO as EDNS_CO;
 use crate::name::MAX_WIRE_LEN;
 use crate::signed::WireError;
 use crate::tsig::{TsigKey, Verified};
@@ -434,6 +435,9 @@ impl RequestHandler for DpHandler {
             Some(req) => {
                 let size = req.max_payload().clamp(512, shared.udp_payload.max(512));
                 response_edns.set_max_payload(size).set_version(0);
+                // RFC 3225: DO is copied; RFC 9824 section 5.1: so is CO, understood here.
+                response_edns.set_dnssec_ok(req.flags().dnssec_ok);
+                response_edns.flags_mut().z = req.flags().z & EDNS_CO;
                 if req.version() > 0 {
                     return self
                         .send(
@@ -569,6 +573,17 @@ impl RequestHandler for DpHandler {
                 }
             };
         }
+        if u16::from(qtype) == crate::dnssec::TYPE_NXNAME {
+            // RFC 9824 section 3.3: a meta-type, never asked for.
+            return self
+                .send(
+                    request,
+                    edns,
+                    Sections::error(ResponseCode::FormErr),
+                    handle,
+                )
+                .await;
+        }
         if u16::from(qtype) == crate::changes::TYPE_CHANGES {
             return self.changes(request, edns, &zones, qname, handle).await;
         }
@@ -612,17 +627,31 @@ impl RequestHandler for DpHandler {
                 .send_error(request, edns, &refused, signing, handle)
                 .await;
         }
-        let zone = zones.find(qname);
+        let zone = zones.find_for(qname, u16::from(qtype));
         let outcome = zone.as_deref().map_or(Outcome::Refused, |z| {
             Outcome::of(z, qname, u16::from(qtype))
         });
         outcome.count(&shared.stats);
-        let [answers, authority, additional] = zone
+        let req_flags = request.edns.as_ref().map(|e| *e.flags());
+        let dnssec_ok = req_flags.is_some_and(|f| f.dnssec_ok);
+        let compact_ok = req_flags.is_some_and(|f| f.z & EDNS_CO != 0);
+        // A signed zone answers DO queries with its signatures and compact denial.
+        let signer = zone
             .as_deref()
-            .map(|z| outcome.records(z))
-            .unwrap_or_default();
+            .and_then(|z| z.store.signer())
+            .filter(|_| dnssec_ok);
+        let [answers, authority, additional] = match (zone.as_deref(), signer) {
+            (Some(z), Some(s)) => outcome.signed_records(z, s, qname, crate::sys::unix_now()),
+            (Some(z), None) => outcome.records(z),
+            (None, _) => Default::default(),
+        };
+        // RFC 9824: NXDOMAIN with a compact denial only for askers that set CO.
+        let rcode = match outcome.rcode() {
+            ResponseCode::NXDomain if signer.is_some() && !compact_ok => ResponseCode::NoError,
+            r => r,
+        };
         let sections = Sections {
-            rcode: outcome.rcode(),
+            rcode,
             authoritative: outcome.authoritative(),
             answers: &answers,
             authority: &authority,

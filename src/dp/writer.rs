@@ -30,6 +30,10 @@ use crate::zone::release::Releases;
 use crate::zone::update::{next_serial, record_from_wire, serial_newer};
 use crate::zone::{Changeset, Diff, Lookup, RData, Record, ZoneFile, ZoneStore};
 
+/// How often a signed zone looks for signatures within their refresh margin (days): often
+/// enough that none expires unrefreshed even with a refresh margin of one day.
+const RESIGN_CHECK: Duration = Duration::from_secs(3600);
+
 /// Jobs taken per batch at most: bounds the time one group commit holds answers back.
 const MAX_BATCH: usize = 256;
 /// Jobs waiting per zone at most; a full queue answers SERVFAIL at once.
@@ -222,6 +226,8 @@ struct State {
     releases_path: PathBuf,
     changes_since_flush: usize,
     last_flush: Instant,
+    /// When a signed zone's signatures are next checked for expiry.
+    next_resign: Instant,
     ctx: WriterContext,
     notify: Arc<Notify>,
     pir_tx: Option<mpsc::UnboundedSender<PirChange>>,
@@ -388,6 +394,14 @@ fn open_zone(
             }
         }
     }
+    if let Some(signer) = &zc.dnssec {
+        // Signed once whole here; every later version signs only what it changes.
+        let started = Instant::now();
+        current = current
+            .sign_with(signer.clone(), now())
+            .map_err(|e| format!("{file}: signing: {e}"))?;
+        info!(zone = %origin, key_tag = signer.key().key_tag(), ms = started.elapsed().as_millis() as u64, "zone signed (DNSSEC)");
+    }
     let mut expiry = Expiry::default();
     for r in current.zone_records().filter(|_| !ctx.keep_expired) {
         if let Some(t) = retire_at(&r.name, &r.data, &watermarks) {
@@ -430,6 +444,7 @@ fn open_zone(
         releases_path,
         changes_since_flush: 0,
         last_flush: Instant::now(),
+        next_resign: Instant::now() + RESIGN_CHECK,
         ctx,
         notify: Arc::new(Notify::new()),
         pir_tx: None,
@@ -558,6 +573,11 @@ async fn run(mut state: State, mut rx: mpsc::Receiver<Job>) {
             }
             _ = tokio::time::sleep(flush_in), if state.changes_since_flush > 0 && rewrite.is_none() => {
                 rewrite = Some(start_rewrite(&state));
+            }
+            _ = tokio::time::sleep(state.next_resign.saturating_duration_since(Instant::now())),
+                if state.current.store.signer().is_some() => {
+                let Some(s) = blocking(state, resign).await else { return };
+                state = s;
             }
         }
         if rewrite.is_none() && state.changes_since_flush >= state.ctx.journal.flush_changes {
@@ -1107,6 +1127,28 @@ fn operator_changeset(
             .collect(),
     );
     Ok((Changeset { remove, add }, released))
+}
+
+/// Makes again the signatures near expiry (DNSSEC). Records do not change, so there is no
+/// diff, serial or journal entry: the new version only replaces signatures.
+fn resign(mut state: State) -> State {
+    state.next_resign = Instant::now() + RESIGN_CHECK;
+    match state.current.store.resigned(now()) {
+        Ok(Some(store)) => {
+            info!(zone = %state.origin, "signatures refreshed");
+            let served = Arc::new(ServedZone::new(
+                store,
+                state.current.rejected,
+                state.current.pir.clone(),
+                state.current.history.clone(),
+            ));
+            state.current = served.clone();
+            publish(&state.ctx.shared, served);
+        }
+        Ok(None) => {}
+        Err(e) => warn!(zone = %state.origin, "signatures not refreshed: {e}"),
+    }
+    state
 }
 
 /// Removes what has retired by now: one changeset, through the journal like any change.

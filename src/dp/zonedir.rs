@@ -50,6 +50,7 @@ pub fn listing(dir: &Path) -> std::io::Result<Vec<ZoneConfig>> {
                 origin,
                 file: path,
                 line: 0,
+                dnssec: None,
             }),
             Err(e) => warn!(
                 "{}: not a zone file name <origin>.zone: {e}",
@@ -161,6 +162,7 @@ impl ZoneDir {
                         origin: origin.clone(),
                         file,
                         line: 0,
+                        dnssec: None,
                     };
                     set_journal_aside(&writer::journal_path(&zc, &config.journal));
                 }

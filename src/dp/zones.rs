@@ -91,8 +91,9 @@ impl ServedZone {
 pub const PIRCFG_TTL: u32 = 60;
 
 /// Record types the server derives itself: never journaled, diffed against a file,
-/// transferred or written to the zone file.
-pub const DERIVED_TYPES: &[u16] = &[TYPE_PIRCFG];
+/// transferred or written to the zone file. DNSKEY comes from the zone's key
+/// (`dnssec_key`), not from the file.
+pub const DERIVED_TYPES: &[u16] = &[TYPE_PIRCFG, crate::dnssec::TYPE_DNSKEY];
 
 /// One identifier of the private-lookup database: OPRF input (the owner name) and its SSI
 /// records in wire form.
@@ -219,6 +220,20 @@ impl ZoneSet {
             }
             rest = rest.get(1 + len..)?;
         }
+    }
+
+    /// The zone that answers `qtype` at `qname`: the closest enclosing one, except that a
+    /// DS set at a zone's apex belongs to the parent (RFC 4035 section 3.1.4.1), so when
+    /// the parent is served here too it answers.
+    pub fn find_for(&self, qname: &[u8], qtype: u16) -> Option<Arc<ServedZone>> {
+        let zone = self.find(qname)?;
+        if qtype == crate::dnssec::TYPE_DS && zone.store.origin().as_wire() == qname {
+            let parent = qname.get(1 + usize::from(*qname.first()?)..)?;
+            if let Some(p) = self.find(parent) {
+                return Some(p);
+            }
+        }
+        Some(zone)
     }
 
     fn has_origin_length(&self, len: usize) -> bool {

@@ -8,6 +8,8 @@
 use crate::name::MAX_WIRE_LEN;
 
 const TYPE_OPT: u16 = 41;
+/// The DO bit of the EDNS flags.
+pub const EDNS_DO: u16 = 0x8000;
 /// EDNS options hickory parses into types of its own: NSID, DAU, DHU, N3U, client subnet.
 const PARSED_OPTIONS: [u16; 5] = [3, 5, 6, 7, 8];
 
@@ -24,6 +26,9 @@ pub struct Plain<'a> {
     pub qtype: u16,
     /// The EDNS payload size offered, when the query has an OPT record.
     pub payload: Option<u16>,
+    /// The EDNS DO bit (RFC 3225): the asker wants DNSSEC records. The only EDNS flag a
+    /// plain query may carry (CO and the rest go to the general path).
+    pub dnssec_ok: bool,
     /// The whole query.
     query: &'a [u8],
 }
@@ -67,12 +72,18 @@ pub fn read<'a>(q: &'a [u8], lower: &mut [u8; MAX_WIRE_LEN]) -> Option<Plain<'a>
     i += 4;
     let question = &q[12..i];
     let mut payload = None;
+    let mut dnssec_ok = false;
     if be16(q, 10) == 1 {
-        // The OPT record: root owner, type 41, version 0, no extended RCODE.
+        // The OPT record: root owner, type 41, version 0, no extended RCODE, no flag but DO.
         let opt = q.get(i..i + 11)?;
         if opt[0] != 0 || be16(opt, 1) != TYPE_OPT || opt[5] != 0 || opt[6] != 0 {
             return None;
         }
+        let flags = be16(opt, 7);
+        if flags & !EDNS_DO != 0 {
+            return None;
+        }
+        dnssec_ok = flags & EDNS_DO != 0;
         payload = Some(be16(opt, 3));
         let rdlen = usize::from(be16(opt, 9));
         i += 11;
@@ -99,6 +110,7 @@ pub fn read<'a>(q: &'a [u8], lower: &mut [u8; MAX_WIRE_LEN]) -> Option<Plain<'a>
         qname_len: n,
         qtype,
         payload,
+        dnssec_ok,
         query: q,
     })
 }
@@ -129,14 +141,16 @@ impl Plain<'_> {
     }
 
     /// Appends the OPT record when the query had one (root owner, our payload size, no
-    /// extended RCODE, version 0, no flags, no options); false when the response then does
-    /// not fit the UDP size the query allows (512 bytes without EDNS).
-    pub fn finish(&self, out: &mut Vec<u8>, ours: u16, udp: bool) -> bool {
+    /// extended RCODE, version 0, the EDNS `flags` given, no options); false when the
+    /// response then does not fit the UDP size the query allows (512 bytes without EDNS).
+    pub fn finish(&self, out: &mut Vec<u8>, ours: u16, udp: bool, flags: u16) -> bool {
         let payload = self.payload(ours);
         if let Some(p) = payload {
             out.extend_from_slice(&[0, 0, 41]);
             out.extend_from_slice(&p.to_be_bytes());
-            out.extend_from_slice(&[0; 6]);
+            out.extend_from_slice(&[0, 0]);
+            out.extend_from_slice(&flags.to_be_bytes());
+            out.extend_from_slice(&[0, 0]);
         }
         !udp || out.len() <= usize::from(payload.unwrap_or(512))
     }

@@ -188,7 +188,7 @@ impl ResolverHandler {
         // As `Resolver::lookup_name` gives the time left on a hit: whole seconds, down.
         let left = u32::try_from(left.as_secs()).unwrap_or(u32::MAX);
         q.begin(out, false, true, wire.rcode(), wire.counts());
-        if !wire.write(out, left) || !q.finish(out, UDP_PAYLOAD, udp) {
+        if !wire.write(out, left) || !q.finish(out, UDP_PAYLOAD, udp, 0) {
             return false;
         }
         let stats = &resolver.stats;

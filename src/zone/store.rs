@@ -26,6 +26,7 @@ use super::index::NodeIndex;
 use super::prebuilt::{Prebuilt, PrebuiltError};
 use super::rdata::{RData, Soa, TYPE_A, TYPE_AAAA, TYPE_NS};
 use super::Record;
+use crate::dnssec::{ZoneSigner, TYPE_DNSKEY, TYPE_DS};
 use crate::name::Name;
 
 /// All records of one type at one owner, with one TTL (RFC 2181 section 5.2).
@@ -38,6 +39,9 @@ pub struct RRset {
     /// The response sections for a query of this owner and type: the records, and for NS
     /// the addresses of in-zone name servers (RFC 1035 section 3.3.11).
     pub answer: Prebuilt,
+    /// The RRSIG RDATA over the set, in a signed zone (none for a delegation's NS and for
+    /// glue, which the parent does not sign).
+    pub rrsig: Option<Box<[u8]>>,
 }
 
 impl RRset {
@@ -53,6 +57,7 @@ impl RRset {
             rtype,
             ttl,
             answer: Prebuilt::encode(owner, rtype, records, &[], additional)?,
+            rrsig: None,
         })
     }
 
@@ -133,7 +138,13 @@ pub struct ZoneStore {
     /// records rebuilds): with few of them, a lookup checks them and then probes the name
     /// alone instead of every ancestor.
     pub(super) cuts: Arc<[Box<[u8]>]>,
+    /// In a signed zone, what signs each set made or changed in this version and the ones
+    /// made from it ([`ZoneStore::sign_with`]).
+    pub(super) signer: Option<Arc<ZoneSigner>>,
 }
+
+/// New RRSIG RDATA for the sets of one node, by type.
+type Signatures = Vec<(u16, Box<[u8]>)>;
 
 /// Up to this many cuts, `lookup` compares the name with each cut rather than probing
 /// the name's ancestors.
@@ -267,7 +278,171 @@ impl ZoneStore {
             nodes: index,
             records: count,
             cuts: cuts.into(),
+            signer: None,
         })
+    }
+
+    /// This zone signed by `signer` (DNSSEC, docs/dnssec.md): the signer's DNSKEY set at
+    /// the apex, an RRSIG on every authoritative set, and every version made from this one
+    /// signs the sets it changes at commit. Signing is spread over the cores; the zone's
+    /// records are not otherwise touched.
+    pub fn sign_with(
+        mut self,
+        signer: Arc<ZoneSigner>,
+        now: u64,
+    ) -> Result<ZoneStore, PrebuiltError> {
+        use rayon::prelude::*;
+        let apex: Box<[u8]> = self.origin.as_wire().into();
+        let dnskey = Record {
+            name: self.origin.clone(),
+            ttl: self.soa_ttl,
+            data: RData::Unknown {
+                rtype: TYPE_DNSKEY,
+                data: signer.key().dnskey_rdata().into_boxed_slice(),
+            },
+            line: 0,
+        }
+        .to_wire_record();
+        if let Some(node) = self.nodes.get_mut(&apex) {
+            node.rrsets.retain(|s| s.rtype != TYPE_DNSKEY);
+            node.rrsets.push(RRset::new(
+                &apex,
+                TYPE_DNSKEY,
+                self.soa_ttl,
+                &[dnskey],
+                &[],
+            )?);
+        }
+        self.signer = Some(signer.clone());
+        // Signatures made in parallel from the read-only index, then stored.
+        let owners: Vec<Box<[u8]>> = self.nodes.iter().map(|(o, _)| o.into()).collect();
+        let signed: Vec<(Box<[u8]>, Signatures)> = owners
+            .into_par_iter()
+            .map(|owner| {
+                let sigs = self.signatures_at(&owner, &signer, now, |_| true)?;
+                Ok((owner, sigs))
+            })
+            .collect::<Result<_, PrebuiltError>>()?;
+        for (owner, sigs) in signed {
+            self.store_signatures(&owner, sigs);
+        }
+        Ok(self)
+    }
+
+    /// Signs the sets at `owner` that have no signature (those a change just made).
+    pub(super) fn sign_node(&mut self, owner: &[u8], now: u64) -> Result<(), PrebuiltError> {
+        let Some(signer) = self.signer.clone() else {
+            return Ok(());
+        };
+        let sigs = self.signatures_at(owner, &signer, now, |s| s.rrsig.is_none())?;
+        self.store_signatures(owner, sigs);
+        Ok(())
+    }
+
+    /// A version with every signature that is near its expiry (or by another key) made
+    /// again; None when there is none. Scans the whole zone: the DP calls it at intervals
+    /// far shorter than the signature lifetime (`dp::writer`).
+    pub fn resigned(&self, now: u64) -> Result<Option<ZoneStore>, PrebuiltError> {
+        let Some(signer) = self.signer.clone() else {
+            return Ok(None);
+        };
+        let stale: Vec<Box<[u8]>> = self
+            .nodes
+            .iter()
+            .filter(|(_, node)| {
+                node.rrsets.iter().any(|s| {
+                    s.rrsig
+                        .as_deref()
+                        .is_some_and(|sig| signer.is_stale(sig, now))
+                })
+            })
+            .map(|(owner, _)| owner.into())
+            .collect();
+        if stale.is_empty() {
+            return Ok(None);
+        }
+        let mut next = self.clone();
+        for owner in &stale {
+            if let Some(node) = next.nodes.get_mut(owner) {
+                for set in node.rrsets.iter_mut() {
+                    set.rrsig = None;
+                }
+            }
+            next.sign_node(owner, now)?;
+        }
+        Ok(Some(next))
+    }
+
+    /// The signer, in a signed zone.
+    pub fn signer(&self) -> Option<&Arc<ZoneSigner>> {
+        self.signer.as_ref()
+    }
+
+    /// New RRSIGs for the sets at `owner` that `pick` selects and the zone signs there.
+    fn signatures_at(
+        &self,
+        owner: &[u8],
+        signer: &ZoneSigner,
+        now: u64,
+        pick: impl Fn(&RRset) -> bool,
+    ) -> Result<Signatures, PrebuiltError> {
+        let Some(node) = self.nodes.get(owner) else {
+            return Ok(Vec::new());
+        };
+        if node.rrsets.is_empty() || self.below_cut(owner) {
+            return Ok(Vec::new());
+        }
+        let name = Name::from_wire_trusted(owner);
+        let mut out = Vec::new();
+        for set in node.rrsets.iter().filter(|s| pick(s)) {
+            // At a delegation the parent signs only its DS (RFC 4035 section 2.2).
+            if node.is_cut && set.rtype != TYPE_DS {
+                continue;
+            }
+            let records = set.records();
+            let rdatas: Vec<Vec<u8>> = records
+                .iter()
+                .map(|r| {
+                    super::update::canonical_rdata(r).ok_or_else(|| PrebuiltError::Encode {
+                        owner: name.to_string(),
+                        reason: format!("type {} RDATA has no canonical form", set.rtype),
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+            let refs: Vec<&[u8]> = rdatas.iter().map(Vec::as_slice).collect();
+            out.push((
+                set.rtype,
+                signer.sign(&name, set.rtype, set.ttl, &refs, now),
+            ));
+        }
+        Ok(out)
+    }
+
+    fn store_signatures(&mut self, owner: &[u8], sigs: Signatures) {
+        if sigs.is_empty() {
+            return;
+        }
+        if let Some(node) = self.nodes.get_mut(owner) {
+            for (rtype, sig) in sigs {
+                if let Some(set) = node.rrsets.iter_mut().find(|s| s.rtype == rtype) {
+                    set.rrsig = Some(sig);
+                }
+            }
+        }
+    }
+
+    /// True when a proper ancestor of `owner` below the apex is a delegation point: the
+    /// name is glue or occluded, not this zone's data.
+    fn below_cut(&self, owner: &[u8]) -> bool {
+        let origin_len = self.origin.as_wire().len();
+        let mut name = owner;
+        while name.len() > origin_len {
+            name = &name[1 + name[0] as usize..];
+            if name.len() > origin_len && self.nodes.get(name).is_some_and(|n| n.is_cut) {
+                return true;
+            }
+        }
+        false
     }
 
     /// This version again in fresh allocations, sharing nothing with it. Made once a

@@ -110,15 +110,8 @@ pub fn serial_newer(a: u32, b: u32) -> bool {
 /// journal. Every stored record came from a zone record, so this only fails on a type the
 /// zone layer cannot hold, which it then skips.
 pub fn record_from_wire(r: &WireRecord) -> Option<Record> {
-    use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
     let name = Name::from_hickory(&r.name).ok()?;
-    let mut rdata = Vec::with_capacity(64);
-    {
-        // Canonical form: no name compression inside the RDATA (SOA's two names).
-        let mut encoder = BinEncoder::new(&mut rdata);
-        encoder.set_canonical_form(true);
-        r.data.emit(&mut encoder).ok()?;
-    }
+    let rdata = canonical_rdata(r)?;
     let data = RData::from_wire(u16::from(r.record_type()), &rdata).ok()?;
     Some(Record {
         name,
@@ -126,6 +119,20 @@ pub fn record_from_wire(r: &WireRecord) -> Option<Record> {
         data,
         line: 0,
     })
+}
+
+/// The record's RDATA in canonical form (RFC 4034 section 6.2): no name compression inside
+/// it (SOA's and NS's names; the store's names are lowercase already). What a DNSSEC
+/// signature covers.
+pub fn canonical_rdata(r: &WireRecord) -> Option<Vec<u8>> {
+    use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
+    let mut rdata = Vec::with_capacity(64);
+    {
+        let mut encoder = BinEncoder::new(&mut rdata);
+        encoder.set_canonical_form(true);
+        r.data.emit(&mut encoder).ok()?;
+    }
+    Some(rdata)
 }
 
 /// The identity of a record in a set: owner, type and RDATA (the TTL is an attribute).
@@ -269,12 +276,23 @@ impl ZoneStore {
             // Cuts and glue depend on NS records and in-zone addresses anywhere in the
             // zone: index the new content afresh (rare: delegations change seldom).
             let records: Vec<Record> = next.zone_records().collect();
+            let signer = next.signer.clone();
             next = ZoneStore::build(origin.clone(), records).map_err(|message| {
                 UpdateError::Structure {
                     origin: origin.clone(),
                     message,
                 }
             })?;
+            if let Some(signer) = signer {
+                next = next.sign_with(signer, crate::sys::unix_now())?;
+            }
+        } else if next.signer.is_some() {
+            // The sets the changes made, and the SOA: each signed once here, at commit.
+            let now = crate::sys::unix_now();
+            next.sign_node(origin.as_wire(), now)?;
+            for owner in changes.owners() {
+                next.sign_node(owner.as_wire(), now)?;
+            }
         }
         Ok((next, diff))
     }
@@ -473,6 +491,134 @@ mod tests {
 
     const A: &str = "2.2.2.2.1.1.1.5.5.5.1.e164.mimi.arpa.";
     const B: &str = "3.3.3.3.1.1.1.5.5.5.1.e164.mimi.arpa.";
+
+    /// Every authoritative set of a signed version verifies with the zone key; glue and
+    /// the delegation's NS carry none.
+    fn assert_all_signed(z: &ZoneStore, key: &crate::dnssec::DnssecKey) {
+        use crate::dnssec::sign::{verify_rrset, RrsigFields};
+        let now = crate::sys::unix_now() as u32;
+        for (owner, node) in z.nodes.iter() {
+            let name = Name::from_wire_trusted(owner);
+            let delegated = node.is_cut || name.to_string().contains(".7.7.5.5.5.1.");
+            for set in &node.rrsets {
+                let Some(sig) = &set.rrsig else {
+                    assert!(delegated, "{name} type {} is unsigned", set.rtype);
+                    continue;
+                };
+                assert!(!delegated || set.rtype == crate::dnssec::TYPE_DS, "{name}");
+                let rdatas: Vec<Vec<u8>> = set
+                    .records()
+                    .iter()
+                    .map(|r| canonical_rdata(r).unwrap())
+                    .collect();
+                let refs: Vec<&[u8]> = rdatas.iter().map(Vec::as_slice).collect();
+                let f = RrsigFields::parse(sig).unwrap();
+                verify_rrset(
+                    &key.public_key(),
+                    key.key_tag(),
+                    &name,
+                    set.rtype,
+                    &refs,
+                    &f,
+                    now,
+                )
+                .unwrap_or_else(|e| panic!("{e}"));
+            }
+        }
+    }
+
+    #[test]
+    fn a_signed_zone_signs_at_commit_what_changed_and_only_that() {
+        use crate::dnssec::{DnssecKey, ZoneSigner, FLAGS_CSK};
+        let key = DnssecKey::generate("5.5.5.1.e164.mimi.arpa.".parse().unwrap(), FLAGS_CSK);
+        let signer = std::sync::Arc::new(ZoneSigner::new(
+            DnssecKey::from_toml_str(&key.to_toml(), "k").unwrap(),
+            86400,
+            3600,
+        ));
+        let v1 = zone().sign_with(signer, crate::sys::unix_now()).unwrap();
+        assert!(v1.apex().rrset(crate::dnssec::TYPE_DNSKEY).is_some());
+        assert_all_signed(&v1, &key);
+        let sig_of = |z: &ZoneStore, name: &str, rtype: u16| {
+            z.node(&w(name))
+                .and_then(|n| n.rrset(rtype))
+                .and_then(|s| s.rrsig.clone())
+        };
+        let ns1 = "ns1.5.5.5.1.e164.mimi.arpa.";
+        // A change: the new set and the SOA are signed anew, the rest kept as they were.
+        let cs = Changeset {
+            remove: vec![],
+            add: vec![txt(B, "b", 60), txt(A, "a2", 3600)],
+        };
+        let (v2, _) = v1.apply(&cs, bumped(&v1), 3600).unwrap();
+        assert_all_signed(&v2, &key);
+        assert_ne!(sig_of(&v1, A, 16), sig_of(&v2, A, 16));
+        assert_ne!(
+            sig_of(&v1, "5.5.5.1.e164.mimi.arpa.", 6),
+            sig_of(&v2, "5.5.5.1.e164.mimi.arpa.", 6)
+        );
+        assert_eq!(
+            sig_of(&v1, ns1, 1),
+            sig_of(&v2, ns1, 1),
+            "untouched: not signed again"
+        );
+        // A delegation rebuilds the index: everything is signed again, glue and the cut's
+        // NS are not, a DS at the cut is.
+        let child = "7.7.5.5.5.1.e164.mimi.arpa.";
+        let ns = |target: &str| Record {
+            name: child.parse().unwrap(),
+            ttl: 3600,
+            data: RData::Ns(target.parse().unwrap()),
+            line: 0,
+        };
+        let glue = Record {
+            name: "ns.7.7.5.5.5.1.e164.mimi.arpa.".parse().unwrap(),
+            ttl: 3600,
+            data: RData::A(std::net::Ipv4Addr::new(192, 0, 2, 1)),
+            line: 0,
+        };
+        let ds = Record {
+            name: child.parse().unwrap(),
+            ttl: 3600,
+            data: RData::Unknown {
+                rtype: crate::dnssec::TYPE_DS,
+                data: vec![1u8; 36].into_boxed_slice(),
+            },
+            line: 0,
+        };
+        let cs = Changeset {
+            remove: vec![],
+            add: vec![ns("ns.7.7.5.5.5.1.e164.mimi.arpa."), glue, ds],
+        };
+        let (v3, _) = v2.apply(&cs, bumped(&v2), 3600).unwrap();
+        assert_all_signed(&v3, &key);
+        assert!(sig_of(&v3, child, crate::dnssec::TYPE_DS).is_some());
+        assert!(sig_of(&v3, child, 2).is_none());
+        assert!(sig_of(&v3, "ns.7.7.5.5.5.1.e164.mimi.arpa.", 1).is_none());
+        // Signatures near expiry are made again, and only those.
+        let later = crate::sys::unix_now() + 86400 - 1800;
+        assert!(v3.resigned(crate::sys::unix_now()).unwrap().is_none());
+        let v4 = v3.resigned(later).unwrap().expect("stale signatures");
+        assert_ne!(sig_of(&v3, ns1, 1), sig_of(&v4, ns1, 1));
+        let expiring = |z: &ZoneStore| {
+            let sig = sig_of(z, ns1, 1).unwrap();
+            crate::dnssec::RrsigFields::parse(&sig)
+                .unwrap()
+                .window
+                .expiration
+        };
+        assert!(u64::from(expiring(&v4)) > later + 86400 - 3600);
+        assert!(
+            sig_of(&v4, child, 2).is_none(),
+            "the cut's NS stays unsigned"
+        );
+        // An unsigned zone stays unsigned.
+        let (plain, _) = zone().apply(&cs, bumped(&v2), 3600).unwrap();
+        assert!(plain
+            .nodes
+            .values()
+            .all(|n| n.rrsets.iter().all(|s| s.rrsig.is_none())));
+    }
 
     #[test]
     fn add_and_remove_make_new_versions_and_leave_the_old_one() {

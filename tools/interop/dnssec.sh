@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# DNSSEC (docs/dnssec.md) against validators this project did not write.
+#
+# The demo's number chain e164.mimi.arpa. -> 1.e164.mimi.arpa. -> 5.5.5.1.e164.mimi.arpa.
+# (zones/), each zone with its own Ed25519 key (`mimi key dnssec generate`), the parents
+# holding their children's DS records (`mimi key dnssec ds`), all three served signed by one
+# `mimi dp serve` (`dnssec_key` per zone). Then:
+#   - Unbound as a validating resolver (validator + iterator) with e164.mimi.arpa.'s DS as its
+#     only trust anchor answers a demo mapping with AD set, and a number that does not exist
+#     (compact denial, RFC 9824) with AD set;
+#   - the same Unbound in front of a DP whose e164.mimi.arpa. is signed by another key than the
+#     anchor names (a forged zone) answers SERVFAIL;
+#   - delv (BIND's validator) with the same anchor: "fully validated" for the mapping, the
+#     DNSKEY set and the denial; kdig +dnssec shows the compact NSEC; a query with the CO
+#     flag gets NXDOMAIN, dig without it NOERROR.
+#
+# Usage: tools/interop/dnssec.sh   (needs unbound, dnsutils (dig, delv), knot-dnsutils (kdig),
+#        python3; .ci/run installs them; KEEP=1 keeps the temporary directory)
+# The DPs listen on 127.0.0.95 (signed as anchored) and 127.0.0.96 (signed by another key),
+# Unbound on 127.0.0.97 and 127.0.0.98, each at a free port.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+. tools/lib.sh
+interop_start dnssec.sh
+UNBOUND=$(sbin unbound)
+need "unbound, dnsutils, knot-dnsutils, python3" dig delv kdig python3 "$UNBOUND"
+
+GOOD=127.0.0.95 FORGED=127.0.0.96 UG=127.0.0.97 UF=127.0.0.98
+P=$(free_port $GOOD $FORGED)
+ZONES=("e164.zone e164.mimi.arpa." "1.e164.zone 1.e164.mimi.arpa." "5.5.5.1.e164.zone 5.5.5.1.e164.mimi.arpa.")
+
+# ds_generic KEYFILE: the DS line of `mimi key dnssec ds` as RFC 3597 generic data, the form
+# zone files take for types mimi has no presentation format of its own for.
+ds_generic() {
+  "$MIMI" key dnssec ds "$1" | awk '$3 == "DS" {
+    printf "%s 3600 IN TYPE43 \\# 36 %04x%02x%02x%s\n", $1, $4, $5, $6, $7 }'
+}
+
+# sign_tree DIR: keys for the three zones in DIR, copies of the zone files with the
+# children's DS added, and a DP config serving them signed at ADDR (second argument).
+sign_tree() {
+  local d=$1 addr=$2 z file origin
+  mkdir -p "$d"
+  for z in "${ZONES[@]}"; do
+    read -r file origin <<<"$z"
+    "$MIMI" key dnssec generate --zone "$origin" --out "$d/$file.dnssec" >/dev/null
+    cp "zones/$file" "$d/$file"
+  done
+  ds_generic "$d/1.e164.zone.dnssec" >>"$d/e164.zone"
+  ds_generic "$d/5.5.5.1.e164.zone.dnssec" >>"$d/1.e164.zone"
+  {
+    printf 'listen = ["%s:%s"]\ntrust = "%s"\n' "$addr" "$P" "$PWD/zones/trust.toml"
+    for z in "${ZONES[@]}"; do
+      read -r file origin <<<"$z"
+      printf '[[zone]]\norigin = "%s"\nfile = "%s"\ndnssec_key = "%s"\n' "$origin" "$d/$file" "$d/$file.dnssec"
+    done
+  } >"$d/dp.toml"
+  NO_COLOR=1 MIMI_LOG=warn "$MIMI" dp serve --config "$d/dp.toml" >"$d/dp.log" 2>&1 &
+  pids+=($!)
+  wait_dns "$addr" "$P" e164.mimi.arpa. $! "$d/dp.log"
+}
+
+sign_tree "$W/good" $GOOD
+sign_tree "$W/forged" $FORGED
+# The anchor: the real e164.mimi.arpa. key's DS, in Unbound's and delv's forms.
+read -r _ _ _ TAG ALG DT DIGEST < <("$MIMI" key dnssec ds "$W/good/e164.zone.dnssec" | grep ' DS ')
+echo "dnssec.sh: three zones signed on $GOOD:$P (anchor DS $TAG $ALG $DT), the same with other keys on $FORGED:$P"
+
+# --- Unbound, validating ----------------------------------------------------------------
+start_unbound() { # ADDR PORT DP NAME (not in a subshell: its pid joins `pids`)
+  local port=$2 conf=$W/unbound-$4.conf z origin
+  set -- "$1" "$3" "$4"
+  : >"$W/root.hints"
+  {
+    unbound_server_conf "$W" "$1" "$port" | sed 's/module-config: "iterator"/module-config: "validator iterator"/; s#pidfile: .*#pidfile: "'"$W/unbound-$3.pid"'"#'
+    printf '  trust-anchor: "e164.mimi.arpa. DS %s %s %s %s"\n' "$TAG" "$ALG" "$DT" "$DIGEST"
+    echo '  val-log-level: 2'
+    for z in "${ZONES[@]}"; do
+      read -r _ origin <<<"$z"
+      printf 'stub-zone:\n  name: "%s"\n  stub-addr: %s@%s\n' "$origin" "$2" "$P"
+    done
+  } >"$conf"
+  "$(sbin unbound-checkconf)" "$conf" >"$W/checkconf-$3.log" 2>&1 ||
+    { show <"$W/checkconf-$3.log" >&2; die "unbound-checkconf rejects $conf"; }
+  "$UNBOUND" -d -c "$conf" >"$W/unbound-$3.log" 2>&1 &
+  pids+=($!)
+  wait_dns "$1" "$port" e164.mimi.arpa. $! "$W/unbound-$3.log"
+}
+UGP=$(free_port $UG) UFP=$(free_port $UF)
+start_unbound $UG "$UGP" $GOOD good
+start_unbound $UF "$UFP" $FORGED forged
+
+ALICE=2.2.2.2.1.1.1.5.5.5.1.e164.mimi.arpa.
+NX=0.0.0.0.1.1.1.5.5.5.1.e164.mimi.arpa.
+flags_of() { sed -n 's/.*;; flags: \([a-z ]*\);.*/\1/p' <<<"$1"; }
+status_of() { sed -n 's/.*status: \([A-Z]*\),.*/\1/p' <<<"$1"; }
+
+out=$(dig @$UG -p "$UGP" +dnssec +time=5 +tries=1 "$ALICE" TYPE65280)
+check_eq "Unbound (anchored): the mapping is NOERROR" NOERROR "$(status_of "$out")"
+check "Unbound (anchored): AD set on the mapping" grep -qw ad <<<"$(flags_of "$out")"
+check "Unbound (anchored): the answer carries the RRSIG" grep -q "RRSIG.*TYPE65280 15" <<<"$out"
+out=$(dig @$UG -p "$UGP" +dnssec +time=5 +tries=1 "$NX" TYPE65280)
+check "Unbound (anchored): a number not in the zone is denied with AD set ($(status_of "$out"))" \
+  grep -qw ad <<<"$(flags_of "$out")"
+out=$(dig @$UF -p "$UFP" +dnssec +time=5 +tries=1 "$ALICE" TYPE65280)
+check_eq "Unbound: the zone signed by another key is SERVFAIL" SERVFAIL "$(status_of "$out")"
+grep -q "validation failure" "$W/unbound-forged.log" && ok "Unbound logs the validation failure" ||
+  bad "no validation failure in Unbound's log"
+
+# --- delv and kdig --------------------------------------------------------------------
+printf 'trust-anchors {\n  e164.mimi.arpa. static-ds %s %s %s "%s";\n};\n' "$TAG" "$ALG" "$DT" "$DIGEST" >"$W/anchors.conf"
+delv_says() { delv @"$1" -p "$P" -a "$W/anchors.conf" +root=e164.mimi.arpa. "$2" "$3" 2>&1 || true; }
+check "delv: the mapping is fully validated" grep -q "; fully validated" <<<"$(delv_says $GOOD "$ALICE" TYPE65280)"
+check "delv: e164.mimi.arpa. DNSKEY is fully validated" grep -q "; fully validated" <<<"$(delv_says $GOOD e164.mimi.arpa. DNSKEY)"
+check "delv: the compact denial is fully validated" grep -q "negative response, fully validated" <<<"$(delv_says $GOOD "$NX" TYPE65280)"
+check "delv: the forged zone does not validate" bash -c '! grep -q "fully validated" <<<"$1"' _ "$(delv_says $FORGED "$ALICE" TYPE65280)"
+out=$(kdig @$GOOD -p "$P" +dnssec "$NX" TYPE65280)
+check "kdig +dnssec: one compact NSEC owned by the name asked, next \\000.name" \
+  grep -qiE "^$NX\s.*NSEC\s+\\\\000\.$NX.*NXNAME|^$NX\s.*NSEC\s+\\\\000\.$NX.*TYPE128" <<<"$out"
+# dig 9.18 will not set the CO bit (+ednsflags drops it): one query by hand, DO and CO set.
+co_rcode() {
+  python3 - "$@" <<'PY'
+import socket, struct, sys
+addr, port, qname = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+q = struct.pack(">HHHHHH", 0x4d49, 0, 1, 0, 0, 1)
+q += b"".join(bytes([len(l)]) + l.encode() for l in qname.rstrip(".").split(".")) + b"\0"
+q += struct.pack(">HH", 65280, 1) + b"\0" + struct.pack(">HHBBHH", 41, 1232, 0, 0, 0xC000, 0)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(3); s.sendto(q, (addr, port))
+r = s.recv(65535)
+print({0: "NOERROR", 3: "NXDOMAIN"}.get(r[3] & 15, r[3] & 15))
+PY
+}
+check_eq "a query with DO and CO set: NXDOMAIN (RFC 9824)" NXDOMAIN "$(co_rcode $GOOD "$P" "$NX")"
+out=$(dig @$GOOD -p "$P" +dnssec "$NX" TYPE65280)
+check_eq "dig without CO: NOERROR (RFC 9824)" NOERROR "$(status_of "$out")"
+
+interop_end
