@@ -373,6 +373,15 @@ impl ZoneStore {
         Ok(Some(next))
     }
 
+    /// Bytes of RRSIG RDATA held (the memory signing adds, besides allocation overhead).
+    pub fn signature_bytes(&self) -> usize {
+        self.nodes
+            .values()
+            .flat_map(|n| n.rrsets.iter())
+            .filter_map(|s| s.rrsig.as_ref().map(|r| r.len()))
+            .sum()
+    }
+
     /// The signer, in a signed zone.
     pub fn signer(&self) -> Option<&Arc<ZoneSigner>> {
         self.signer.as_ref()
