@@ -47,7 +47,9 @@ fn commits(base: &ZoneStore, origin: &Name, n: usize) -> Vec<f64> {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let path = args.get(1).expect("usage: dnssec_bench ZONE_FILE [COMMITS]");
+    let path = args
+        .get(1)
+        .expect("usage: dnssec_bench ZONE_FILE [COMMITS]");
     let n: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(2000);
     let zone = ZoneFile::load(std::path::Path::new(path)).expect("zone file");
     let origin = zone.origin.clone();
@@ -62,10 +64,7 @@ fn main() {
         .expect("clock")
         .as_secs();
     let started = Instant::now();
-    let signed = unsigned
-        .clone()
-        .sign_with(signer, now)
-        .expect("signing");
+    let signed = unsigned.clone().sign_with(signer, now).expect("signing");
     let sign_all = started.elapsed().as_secs_f64();
     let sets = signed.record_count();
     let signature_bytes = signed.signature_bytes();

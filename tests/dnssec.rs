@@ -20,7 +20,9 @@ use mimi_discovery::dnssec::key::parse_dnskey;
 use mimi_discovery::dnssec::sign::verify_rrset;
 use mimi_discovery::dnssec::{TYPE_DS, TYPE_NXNAME};
 use mimi_discovery::dp::DpServer;
+use mimi_discovery::publish::{publish, SignedMapping};
 use mimi_discovery::record::{Context, TYPE_SSI};
+use mimi_discovery::tsig::{KeyFileFormat, TsigKey};
 use mimi_discovery::zone::{RData, Record, WriteStyle, ZoneFile};
 use tokio::net::UdpSocket;
 
@@ -285,6 +287,9 @@ struct Signed {
     addr: SocketAddr,
     parent: DnssecKey,
     child: DnssecKey,
+    /// Publishes talk.example's mappings by DNS UPDATE (`[[update]]`).
+    tsig: TsigKey,
+    keys: Keys,
 }
 
 async fn start_signed(t: u8) -> Signed {
@@ -331,6 +336,9 @@ async fn start_signed(t: u8) -> Signed {
         .save_new(&dir.path().join("child.dnssec"))
         .unwrap();
     std::fs::write(dir.path().join("trust.toml"), keys.trust_toml()).unwrap();
+    let tsig = TsigKey::generate(n("talk-key."));
+    tsig.save_new(dir.path().join("talk.tsig"), KeyFileFormat::Bind)
+        .unwrap();
     let port = std::net::UdpSocket::bind((ip(t, 1), 0))
         .unwrap()
         .local_addr()
@@ -343,7 +351,8 @@ async fn start_signed(t: u8) -> Signed {
         format!(
             "listen = [\"{addr}\"]\ntrust = \"trust.toml\"\n\
              [[zone]]\norigin = \"{PARENT}\"\nfile = \"parent.zone\"\ndnssec_key = \"parent.dnssec\"\n\
-             [[zone]]\norigin = \"{CHILD}\"\nfile = \"child.zone\"\ndnssec_key = \"child.dnssec\"\n"
+             [[zone]]\norigin = \"{CHILD}\"\nfile = \"child.zone\"\ndnssec_key = \"child.dnssec\"\n\
+             [[update]]\nprovider = \"talk.example.\"\ntsig = \"talk.tsig\"\n"
         ),
     )
     .unwrap();
@@ -354,6 +363,8 @@ async fn start_signed(t: u8) -> Signed {
         addr,
         parent: parent_key,
         child: child_key,
+        tsig,
+        keys,
     }
 }
 
@@ -605,6 +616,79 @@ async fn delv_validates_the_signed_tree_from_the_parents_ds() {
             !out.contains("fully validated"),
             "a wrong anchor validated:\n{out}"
         );
+        s.server.shutdown().await;
+    })
+    .await;
+}
+
+/// A mapping published by DNS UPDATE into a signed zone is served signed at once: its set
+/// and the new SOA verify with the zone key, the untouched mapping keeps verifying, and
+/// delv validates the new one through the DS chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_published_mapping_is_signed_at_commit() {
+    bounded(async {
+        let s = start_signed(3).await;
+        let new = owner("+1 555 111 4444");
+        let bob = owner(BOB).to_string();
+        let ssi = RecordType::Unknown(TYPE_SSI);
+        let before = ask(s.addr, CHILD, RecordType::SOA, true, false).await;
+        publish(
+            s.addr,
+            &n(CHILD),
+            &s.tsig,
+            &[SignedMapping {
+                owner: new.clone(),
+                ttl: 60,
+                ssi: mapping(&s.keys.talk, &new, "carol", Context::Any, 10),
+            }],
+        )
+        .await
+        .unwrap();
+        let r = ask(s.addr, &new.to_string(), ssi, true, false).await;
+        assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+        assert_signed(&r.answers, &new.to_string(), TYPE_SSI, &s.child);
+        let after = ask(s.addr, CHILD, RecordType::SOA, true, false).await;
+        assert_signed(&after.answers, CHILD, 6, &s.child);
+        assert_ne!(
+            rdata_of(typed(&before.answers, 6)[0]),
+            rdata_of(typed(&after.answers, 6)[0]),
+            "a new serial"
+        );
+        let r = ask(s.addr, &bob, ssi, true, false).await;
+        assert_signed(&r.answers, &bob, TYPE_SSI, &s.child);
+        if have("delv") {
+            let ds = s.parent.ds_rdata();
+            let dir = tempfile::tempdir().unwrap();
+            let anchors = dir.path().join("a.conf");
+            std::fs::write(
+                &anchors,
+                format!(
+                    "trust-anchors {{\n  {PARENT} static-ds {} 15 2 \"{}\";\n}};\n",
+                    s.parent.key_tag(),
+                    hex(&ds[4..])
+                ),
+            )
+            .unwrap();
+            let (addr, qname) = (s.addr, new.to_string());
+            let (_, out) = tokio::task::spawn_blocking(move || {
+                run(
+                    "delv",
+                    &[
+                        &format!("@{}", addr.ip()),
+                        "-p",
+                        &addr.port().to_string(),
+                        "-a",
+                        &anchors.display().to_string(),
+                        &format!("+root={PARENT}"),
+                        &qname,
+                        "TYPE65280",
+                    ],
+                )
+            })
+            .await
+            .unwrap();
+            assert!(out.contains("; fully validated"), "{out}");
+        }
         s.server.shutdown().await;
     })
     .await;
