@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 
+use crate::dnssec::{DnssecKey, FLAGS_CSK};
 use crate::dp::{DpError, DpServer};
 use crate::name::Name;
 use crate::record::{Context, ProviderKey, TrustStore};
@@ -19,6 +20,17 @@ use crate::zone::{RData, WriteStyle, ZoneFile};
 
 /// One DP of the demo tree: zone file, origin, and the loopback addresses serving it
 /// (the glue in zones/*.zone).
+/// The zones served signed (DNSSEC), the first the trust anchor of the others.
+const SIGNED_ZONES: [&str; 3] = [
+    "e164.mimi.arpa.",
+    "1.e164.mimi.arpa.",
+    "5.5.5.1.e164.mimi.arpa.",
+];
+
+fn dnssec_key_path(work: &Path, origin: &str) -> PathBuf {
+    work.join(format!("{origin}dnssec"))
+}
+
 const TREE: &[(&str, &str, &[&str])] = &[
     ("root.zone", "mimi.arpa.", &["127.53.0.1"]),
     ("e164.zone", "e164.mimi.arpa.", &["127.53.0.2"]),
@@ -174,9 +186,42 @@ async fn start_tree(
     let sub = work.join("resolver-sub.tsig");
     TsigKey::generate(Name::parse(DEMO_SUB_TSIG, None)?)
         .save_new(&sub, crate::tsig::KeyFileFormat::Bind)?;
+    // The number chain is served signed (DNSSEC), a key per zone; each parent holds its
+    // child's DS.
+    let mut dnssec_keys = Vec::new();
+    for origin in SIGNED_ZONES {
+        let key = DnssecKey::generate(Name::parse(origin, None)?, FLAGS_CSK);
+        let path = dnssec_key_path(work, origin);
+        key.save_new(&path)?;
+        dnssec_keys.push((path, key));
+    }
     for (file, origin, addrs) in TREE {
         let source = zones.join(file);
         let mut z = ZoneFile::load(&source).with_context(|| source.display().to_string())?;
+        for (_, key) in &dnssec_keys {
+            // The DS goes to the closest enclosing zone of the tree.
+            let parent = TREE
+                .iter()
+                .filter_map(|(_, o, _)| Name::parse(o, None).ok())
+                .filter(|o| *o != key.zone && key.zone.is_subdomain_of(o))
+                .max_by_key(|o| o.as_wire().len());
+            if parent.as_ref() == Some(&z.origin) {
+                z.records.push(crate::zone::Record {
+                    name: key.zone.clone(),
+                    ttl: 3600,
+                    data: RData::Unknown {
+                        rtype: crate::dnssec::TYPE_DS,
+                        data: key.ds_rdata().into_boxed_slice(),
+                    },
+                    line: 0,
+                });
+            }
+        }
+        let dnssec = dnssec_keys
+            .iter()
+            .find(|(_, k)| k.zone == z.origin)
+            .map(|(path, _)| format!("dnssec_key = {:?}\n", path.display().to_string()))
+            .unwrap_or_default();
         let mut extra = String::new();
         if *file == CARRIER {
             add_bad_records(&mut z, apex)?;
@@ -230,7 +275,7 @@ async fn start_tree(
             std::fs::write(
                 &config,
                 format!(
-                    "listen = [{}]\ntrust = {:?}\n{extra}{subscriber}{dot}[[zone]]\norigin = \"{origin}\"\nfile = {:?}\n[pir]\nscheme = \"{scheme}\"\n{batch}threads = 1\n",
+                    "listen = [{}]\ntrust = {:?}\n{extra}{subscriber}{dot}[[zone]]\norigin = \"{origin}\"\nfile = {:?}\n{dnssec}[pir]\nscheme = \"{scheme}\"\n{batch}threads = 1\n",
                     listen[i],
                     trust.display().to_string(),
                     zone_path.display().to_string()
@@ -432,6 +477,7 @@ async fn demo(zones: &Path, apex: &Name) -> anyhow::Result<u8> {
     resolver.cache().clear();
     failures += lookup_row(&resolver, "access: others", "+1 555 111 3333", None).await?;
     failures += dot_row(zones, port, &tls, apex, &servers).await?;
+    failures += dnssec_rows(&work, port, apex).await?;
     // Live: the number is unknown (and cached so); chat.example publishes a mapping by
     // DNS UPDATE to the carrier's DP; the DP's NOTIFY makes the resolver drop its cached
     // "not discoverable", so the claim is found within a second, publicly and privately.
@@ -864,6 +910,168 @@ async fn signed_query(
     let reply = Message::from_vec(&buf[..n])?;
     let ede = crate::ede::of_reply(&reply).map(|(c, _)| c);
     Ok((reply.metadata.response_code, ede))
+}
+
+/// The RRset `owner`/`rtype` of a DO answer's `section` with the RRSIGs over it.
+fn signed_set(
+    section: &[hickory_proto::rr::Record],
+    owner: &Name,
+    rtype: u16,
+) -> crate::dnssec::validate::SignedSet {
+    let at =
+        |r: &&hickory_proto::rr::Record| Name::from_hickory(&r.name).is_ok_and(|n| n == *owner);
+    let rdata =
+        |r: &hickory_proto::rr::Record| crate::zone::update::canonical_rdata(r).unwrap_or_default();
+    crate::dnssec::validate::SignedSet {
+        owner: owner.clone(),
+        rtype,
+        rdatas: section
+            .iter()
+            .filter(at)
+            .filter(|r| u16::from(r.record_type()) == rtype)
+            .map(rdata)
+            .collect(),
+        rrsigs: section
+            .iter()
+            .filter(at)
+            .filter(|r| u16::from(r.record_type()) == crate::dnssec::TYPE_RRSIG)
+            .map(rdata)
+            .collect(),
+    }
+}
+
+/// DNSSEC: the number chain is signed. From e164.mimi.arpa.'s DS as the only trust anchor,
+/// the chain of trust is followed (`dnssec::validate`) down to a mapping in the carrier's
+/// zone and to a compact denial of an absent number, asking each zone's DP with DO set; the
+/// mapping with one byte changed must be bogus.
+async fn dnssec_rows(work: &Path, port: u16, apex: &Name) -> anyhow::Result<u32> {
+    use crate::dnssec::validate::{anchor, ZoneKeys};
+    use crate::dnssec::{TYPE_DNSKEY, TYPE_DS, TYPE_NSEC};
+    use crate::record::TYPE_SSI;
+    use crate::resolver::transport::exchange_dnssec;
+    let started = std::time::Instant::now();
+    let wait = Duration::from_secs(2);
+    let dp = |a: &str| -> anyhow::Result<std::net::SocketAddr> {
+        Ok(std::net::SocketAddr::new(a.parse()?, port))
+    };
+    let zones: Vec<Name> = SIGNED_ZONES
+        .iter()
+        .map(|z| Name::parse(z, None))
+        .collect::<Result<_, _>>()?;
+    let servers = [dp("127.53.0.2")?, dp("127.53.0.3")?, dp(CARRIER_DP)?];
+    let now = crate::sys::unix_now() as u32;
+    let anchor_ds = DnssecKey::load(&dnssec_key_path(work, SIGNED_ZONES[0]))?.ds_rdata();
+    let ask = |server, name: &Name, rtype| {
+        let name = name.clone();
+        async move { exchange_dnssec(server, &name, rtype, wait).await }
+    };
+    let mut failures = 0;
+    let chain: anyhow::Result<ZoneKeys> = async {
+        let r = ask(servers[0], &zones[0], TYPE_DNSKEY).await?;
+        let mut keys = anchor(
+            &signed_set(&r.answers, &zones[0], TYPE_DNSKEY),
+            &[anchor_ds],
+            now,
+        )?;
+        for i in 1..zones.len() {
+            let r = ask(servers[i - 1], &zones[i], TYPE_DS).await?;
+            let ds = keys.child_ds(&signed_set(&r.answers, &zones[i], TYPE_DS), now)?;
+            let r = ask(servers[i], &zones[i], TYPE_DNSKEY).await?;
+            keys = ZoneKeys::prove(&signed_set(&r.answers, &zones[i], TYPE_DNSKEY), &ds, now)?;
+        }
+        Ok(keys)
+    }
+    .await;
+    let by = format!("{CARRIER_DP}:{port}");
+    let ms = || started.elapsed().as_secs_f64() * 1e3;
+    let keys = match chain {
+        Ok(k) => k,
+        Err(e) => {
+            status_row("dnssec: chain", "", "bogus", &e.to_string(), &by, ms());
+            return Ok(1);
+        }
+    };
+    let alice = Sii::parse("+1 555 111 2222", None)?.owner_name(apex)?;
+    let r = ask(servers[2], &alice, TYPE_SSI).await?;
+    let answer = signed_set(&r.answers, &alice, TYPE_SSI);
+    match keys.verify(&answer, now) {
+        Ok(()) if !answer.rdatas.is_empty() => status_row(
+            "dnssec: mapping",
+            "+1 (555) 111-2222",
+            "validated",
+            &format!(
+                "{} SSI records, from e164's DS via 1.e164 and 5.5.5.1",
+                answer.rdatas.len()
+            ),
+            &by,
+            ms(),
+        ),
+        other => {
+            failures += 1;
+            status_row(
+                "dnssec: mapping",
+                "+1 (555) 111-2222",
+                "bogus",
+                &format!("{other:?}"),
+                &by,
+                ms(),
+            );
+        }
+    }
+    let absent = Sii::parse("+1 555 111 0000", None)?.owner_name(apex)?;
+    let r = ask(servers[2], &absent, TYPE_SSI).await?;
+    match keys.denial(
+        &absent,
+        TYPE_SSI,
+        &signed_set(&r.authorities, &absent, TYPE_NSEC),
+        now,
+    ) {
+        Ok(true) => status_row(
+            "dnssec: absent",
+            "+1 555 111 0000",
+            "denial valid",
+            "compact denial (RFC 9824): one signed NSEC for this name only",
+            &by,
+            ms(),
+        ),
+        other => {
+            failures += 1;
+            status_row(
+                "dnssec: absent",
+                "+1 555 111 0000",
+                "not proved",
+                &format!("{other:?}"),
+                &by,
+                ms(),
+            );
+        }
+    }
+    let mut tampered = answer;
+    if let Some(byte) = tampered.rdatas.first_mut().and_then(|r| r.last_mut()) {
+        *byte ^= 1;
+    }
+    match keys.verify(&tampered, now) {
+        Err(e) => status_row(
+            "dnssec: tampered",
+            "+1 (555) 111-2222",
+            "bogus",
+            &e.to_string(),
+            "(one byte changed)",
+            ms(),
+        ),
+        Ok(()) => {
+            failures += 1;
+            status_row(
+                "dnssec: tampered",
+                "+1 (555) 111-2222",
+                "accepted!",
+                "a changed record validated",
+                "",
+                ms(),
+            );
+        }
+    }
+    Ok(failures)
 }
 
 /// The carrier's operator releases `RELEASED_SII` by DNS UPDATE (its TSIG key).

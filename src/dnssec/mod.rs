@@ -8,11 +8,13 @@
 //! - [`denial`]: compact denial of existence (RFC 9824): one NSEC per answer, made for the
 //!   name asked, so no chain of NSEC records lets anyone walk the zone.
 //! - [`signer`]: a served zone's key and signature lifetime.
+//! - [`validate`]: a chain of trust from an anchor DS down to an answer or a denial.
 
 pub mod denial;
 pub mod key;
 pub mod sign;
 pub mod signer;
+pub mod validate;
 
 use thiserror::Error;
 

@@ -54,14 +54,19 @@ pub enum ExchangeError {
     Tsig(TsigError),
 }
 
-fn build_query(qname: &Name, qtype: u16, recursion: bool) -> Result<(u16, Vec<u8>), ExchangeError> {
+fn build_query(
+    qname: &Name,
+    qtype: u16,
+    recursion: bool,
+    dnssec: bool,
+) -> Result<(u16, Vec<u8>), ExchangeError> {
     let id: u16 = rand::random();
     let mut msg = Message::query();
     msg.metadata.id = id;
     msg.metadata.recursion_desired = recursion;
     msg.add_query(Query::query(qname.to_hickory(), RecordType::from(qtype)));
     let mut edns = Edns::new();
-    edns.set_max_payload(UDP_PAYLOAD);
+    edns.set_max_payload(UDP_PAYLOAD).set_dnssec_ok(dnssec);
     msg.set_edns(edns);
     let bytes = msg
         .to_vec()
@@ -107,9 +112,23 @@ pub async fn exchange_with(
     wait: Duration,
     recursion: bool,
 ) -> Result<(Message, bool), ExchangeError> {
-    let (id, query) = build_query(qname, qtype, recursion)?;
+    let (id, query) = build_query(qname, qtype, recursion, false)?;
     let (reply, _, tcp) = udp_then_tcp(server, &query, id, qname, qtype, wait).await?;
     Ok((reply, tcp))
+}
+
+/// As `exchange`, with the DO bit set: a signed zone answers with its RRSIGs and denials
+/// (docs/dnssec.md).
+pub async fn exchange_dnssec(
+    server: SocketAddr,
+    qname: &Name,
+    qtype: u16,
+    wait: Duration,
+) -> Result<Message, ExchangeError> {
+    let (id, query) = build_query(qname, qtype, false, true)?;
+    Ok(udp_then_tcp(server, &query, id, qname, qtype, wait)
+        .await?
+        .0)
 }
 
 /// The reply to `query` (whose ID is `id`), its bytes, and whether TCP was needed.
@@ -200,7 +219,7 @@ pub async fn tls_exchange(
     let io = |e: std::io::Error| ExchangeError::Io(e.to_string());
     let name = rustls::pki_types::ServerName::try_from(server_name.to_string())
         .map_err(|e| ExchangeError::Io(format!("TLS server name {server_name:?}: {e}")))?;
-    let (id, query) = build_query(qname, qtype, false)?;
+    let (id, query) = build_query(qname, qtype, false, false)?;
     let exchange = async {
         let tcp = TcpStream::connect(server).await.map_err(io)?;
         let _ = tcp.set_nodelay(true);
@@ -303,7 +322,7 @@ impl Upstream {
         qtype: u16,
         wait: Duration,
     ) -> Result<(Message, bool), ExchangeError> {
-        let (id, mut query) = build_query(qname, qtype, false)?;
+        let (id, mut query) = build_query(qname, qtype, false, false)?;
         let mac = self.sign(&mut query)?;
         let (reply, bytes, stream) = if self.uses_tls() {
             let bytes = self.request_once(ip, &query, wait).await?;
@@ -554,7 +573,7 @@ mod tests {
     fn queries_carry_a_tsig_that_verifies_and_tampered_answers_are_refused() {
         let (upstream, key) = signing();
         let qname: Name = "x.mimi.arpa.".parse().unwrap();
-        let (_, mut query) = build_query(&qname, 65280, false).unwrap();
+        let (_, mut query) = build_query(&qname, 65280, false, false).unwrap();
         let mac = upstream.sign(&mut query).unwrap().expect("signed");
         let now = crate::sys::unix_now();
         let verified = crate::tsig::verify_request(&query, std::slice::from_ref(&key), now)
@@ -588,7 +607,7 @@ mod tests {
     fn without_a_key_nothing_is_signed() {
         let upstream = Upstream::plain(53);
         let qname: Name = "x.mimi.arpa.".parse().unwrap();
-        let (_, mut query) = build_query(&qname, 65280, false).unwrap();
+        let (_, mut query) = build_query(&qname, 65280, false, false).unwrap();
         let before = query.clone();
         assert!(upstream.sign(&mut query).unwrap().is_none());
         assert_eq!(query, before);
