@@ -1059,21 +1059,14 @@ impl ProviderKey {
     }
 
     pub fn load(path: impl AsRef<Path>) -> Result<ProviderKey, KeyError> {
-        let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| KeyError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        ProviderKey::from_toml_str(&text, &path.display().to_string())
+        load_key_file(path.as_ref(), ProviderKey::from_toml_str)
     }
 
     /// Parses key-file text; `source` names it in errors.
     pub fn from_toml_str(text: &str, source: &str) -> Result<ProviderKey, KeyError> {
         let file: KeyFileToml = toml::from_str(text).map_err(|e| syntax_error(text, source, e))?;
-        let invalid = |span: std::ops::Range<usize>, message: String| KeyError::Invalid {
-            file: source.to_string(),
-            line: Some(line_of(text, span.start)),
-            message,
+        let invalid = |span: std::ops::Range<usize>, message: String| {
+            invalid_at(text, source, span.start, message)
         };
         let provider: Name = file.provider.get_ref().parse().map_err(|e| {
             invalid(
@@ -1146,6 +1139,28 @@ pub(crate) fn syntax_error(text: &str, source: &str, e: toml::de::Error) -> KeyE
     }
 }
 
+/// Reads a key or trust file and parses its text with `parse` (text, and the path to name
+/// in errors).
+pub(crate) fn load_key_file<T>(
+    path: &Path,
+    parse: impl FnOnce(&str, &str) -> Result<T, KeyError>,
+) -> Result<T, KeyError> {
+    let text = std::fs::read_to_string(path).map_err(|source| KeyError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(&text, &path.display().to_string())
+}
+
+/// A field of a key or trust file that is wrong, at the line of byte `offset` of `text`.
+pub(crate) fn invalid_at(text: &str, source: &str, offset: usize, message: String) -> KeyError {
+    KeyError::Invalid {
+        file: source.to_string(),
+        line: Some(line_of(text, offset)),
+        message,
+    }
+}
+
 pub(crate) fn line_of(text: &str, offset: usize) -> usize {
     let end = offset.min(text.len());
     text.as_bytes()[..end]
@@ -1203,22 +1218,15 @@ impl TrustStore {
     }
 
     pub fn load(path: impl AsRef<Path>) -> Result<TrustStore, KeyError> {
-        let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| KeyError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        TrustStore::from_toml_str(&text, &path.display().to_string())
+        load_key_file(path.as_ref(), TrustStore::from_toml_str)
     }
 
     /// Parses trust-file text; `source` names it in errors. Repeated domains merge.
     pub fn from_toml_str(text: &str, source: &str) -> Result<TrustStore, KeyError> {
         let file: TrustFileToml =
             toml::from_str(text).map_err(|e| syntax_error(text, source, e))?;
-        let invalid = |span: std::ops::Range<usize>, message: String| KeyError::Invalid {
-            file: source.to_string(),
-            line: Some(line_of(text, span.start)),
-            message,
+        let invalid = |span: std::ops::Range<usize>, message: String| {
+            invalid_at(text, source, span.start, message)
         };
         let mut store = TrustStore::new();
         for entry in file.provider {

@@ -234,12 +234,7 @@ impl TsigKey {
 
     /// Reads every key of a key file (a keyring for a server).
     pub fn load_all(path: impl AsRef<Path>) -> Result<Vec<TsigKey>, KeyError> {
-        let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| KeyError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        TsigKey::parse_file_text(&text, &path.display().to_string())
+        crate::record::load_key_file(path.as_ref(), TsigKey::parse_file_text)
     }
 
     /// Parses key-file text in either format; `source` names it in errors.

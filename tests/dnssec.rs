@@ -452,6 +452,50 @@ fn compact_types(section: &[HRecord], qname: &str, key: &DnssecKey) -> Vec<u16> 
     types
 }
 
+/// delv's anchors file (in `dir`, made if missing) naming `key`'s DS for the parent zone.
+fn anchors_file(dir: &std::path::Path, key: &DnssecKey) -> std::path::PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join("anchors.conf");
+    let ds = key.ds_rdata();
+    std::fs::write(
+        &path,
+        format!(
+            "trust-anchors {{\n  {PARENT} static-ds {} 15 2 \"{}\";\n}};\n",
+            key.key_tag(),
+            hex(&ds[4..])
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// `delv` at `addr` with the anchors file, for `qname` and `qtype`: (success, output).
+async fn delv(
+    addr: SocketAddr,
+    anchors: &std::path::Path,
+    qname: String,
+    qtype: &str,
+) -> (bool, String) {
+    let (anchors, qtype) = (anchors.to_path_buf(), qtype.to_string());
+    tokio::task::spawn_blocking(move || {
+        run(
+            "delv",
+            &[
+                &format!("@{}", addr.ip()),
+                "-p",
+                &addr.port().to_string(),
+                "-a",
+                &anchors.display().to_string(),
+                &format!("+root={PARENT}"),
+                &qname,
+                &qtype,
+            ],
+        )
+    })
+    .await
+    .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signed_zone_answers_with_signatures_and_compact_denial() {
     bounded(async {
@@ -558,42 +602,10 @@ async fn delv_validates_the_signed_tree_from_the_parents_ds() {
     }
     bounded(async {
         let s = start_signed(2).await;
-        let anchors = |key: &DnssecKey| {
-            let ds = key.ds_rdata();
-            format!(
-                "trust-anchors {{\n  {PARENT} static-ds {} 15 2 \"{}\";\n}};\n",
-                key.key_tag(),
-                hex(&ds[4..])
-            )
-        };
         let dir = tempfile::tempdir().unwrap();
-        let good = dir.path().join("good.conf");
-        std::fs::write(&good, anchors(&s.parent)).unwrap();
-        let wrong = dir.path().join("wrong.conf");
-        std::fs::write(&wrong, anchors(&DnssecKey::generate(n(PARENT), FLAGS_CSK))).unwrap();
-        let delv = |anchor: &std::path::Path, qname: String, qtype: &str| {
-            let (addr, anchor) = (s.addr, anchor.to_path_buf());
-            let qtype = qtype.to_string();
-            async move {
-                tokio::task::spawn_blocking(move || {
-                    run(
-                        "delv",
-                        &[
-                            &format!("@{}", addr.ip()),
-                            "-p",
-                            &addr.port().to_string(),
-                            "-a",
-                            &anchor.display().to_string(),
-                            &format!("+root={PARENT}"),
-                            &qname,
-                            &qtype,
-                        ],
-                    )
-                })
-                .await
-                .unwrap()
-            }
-        };
+        let good = anchors_file(dir.path(), &s.parent);
+        let other = DnssecKey::generate(n(PARENT), FLAGS_CSK);
+        let wrong = anchors_file(&dir.path().join("w"), &other);
         let alice = owner(ALICE).to_string();
         let bob = owner(BOB).to_string();
         for (qname, qtype, want) in [
@@ -607,11 +619,11 @@ async fn delv_validates_the_signed_tree_from_the_parents_ds() {
             ),
             (alice.clone(), "TXT", "; negative response, fully validated"),
         ] {
-            let (_, out) = delv(&good, qname.clone(), qtype).await;
+            let (_, out) = delv(s.addr, &good, qname.clone(), qtype).await;
             assert!(out.contains(want), "delv {qname} {qtype}:\n{out}");
             eprintln!("delv {qname} {qtype}: {want}");
         }
-        let (_, out) = delv(&wrong, alice.clone(), "TYPE65280").await;
+        let (_, out) = delv(s.addr, &wrong, alice.clone(), "TYPE65280").await;
         assert!(
             !out.contains("fully validated"),
             "a wrong anchor validated:\n{out}"
@@ -657,36 +669,9 @@ async fn a_published_mapping_is_signed_at_commit() {
         let r = ask(s.addr, &bob, ssi, true, false).await;
         assert_signed(&r.answers, &bob, TYPE_SSI, &s.child);
         if have("delv") {
-            let ds = s.parent.ds_rdata();
             let dir = tempfile::tempdir().unwrap();
-            let anchors = dir.path().join("a.conf");
-            std::fs::write(
-                &anchors,
-                format!(
-                    "trust-anchors {{\n  {PARENT} static-ds {} 15 2 \"{}\";\n}};\n",
-                    s.parent.key_tag(),
-                    hex(&ds[4..])
-                ),
-            )
-            .unwrap();
-            let (addr, qname) = (s.addr, new.to_string());
-            let (_, out) = tokio::task::spawn_blocking(move || {
-                run(
-                    "delv",
-                    &[
-                        &format!("@{}", addr.ip()),
-                        "-p",
-                        &addr.port().to_string(),
-                        "-a",
-                        &anchors.display().to_string(),
-                        &format!("+root={PARENT}"),
-                        &qname,
-                        "TYPE65280",
-                    ],
-                )
-            })
-            .await
-            .unwrap();
+            let anchors = anchors_file(dir.path(), &s.parent);
+            let (_, out) = delv(s.addr, &anchors, new.to_string(), "TYPE65280").await;
             assert!(out.contains("; fully validated"), "{out}");
         }
         s.server.shutdown().await;

@@ -15,7 +15,9 @@ use toml::Spanned;
 
 use super::{ALG_ED25519, DIGEST_SHA256, FLAGS_CSK, FLAGS_ZSK};
 use crate::name::Name;
-use crate::record::{line_of, syntax_error, toml_string, write_secret_file_new, KeyError};
+use crate::record::{
+    invalid_at, line_of, load_key_file, syntax_error, toml_string, write_secret_file_new, KeyError,
+};
 
 /// DNSKEY protocol field: always 3 (RFC 4034 section 2.1.2).
 const PROTOCOL: u8 = 3;
@@ -117,20 +119,14 @@ impl DnssecKey {
     }
 
     pub fn load(path: &Path) -> Result<DnssecKey, KeyError> {
-        let text = std::fs::read_to_string(path).map_err(|source| KeyError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        DnssecKey::from_toml_str(&text, &path.display().to_string())
+        load_key_file(path, DnssecKey::from_toml_str)
     }
 
     /// Parses key-file text; `source` names it in errors (with the line).
     pub fn from_toml_str(text: &str, source: &str) -> Result<DnssecKey, KeyError> {
         let file: KeyFileToml = toml::from_str(text).map_err(|e| syntax_error(text, source, e))?;
-        let invalid = |span: std::ops::Range<usize>, message: String| KeyError::Invalid {
-            file: source.to_string(),
-            line: Some(line_of(text, span.start)),
-            message,
+        let invalid = |span: std::ops::Range<usize>, message: String| {
+            invalid_at(text, source, span.start, message)
         };
         let zone: Name = file.zone.get_ref().parse().map_err(|e| {
             invalid(

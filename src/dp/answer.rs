@@ -13,6 +13,7 @@ use super::zones::ServedZone;
 use crate::dnssec::denial::compact_nsec;
 use crate::dnssec::{ZoneSigner, TYPE_NSEC, TYPE_NXNAME, TYPE_RRSIG};
 use crate::name::Name;
+use crate::zone::store::opaque_record;
 use crate::zone::{Lookup, Node, Prebuilt, RRset};
 
 const TYPE_ANY: u16 = 255;
@@ -107,18 +108,6 @@ impl<'z> Outcome<'z> {
 /// An RRSIG record over `owner`'s set, with the set's TTL.
 fn rrsig_record(owner: &Name, ttl: u32, rrsig: &[u8]) -> Record {
     opaque_record(owner, ttl, TYPE_RRSIG, rrsig)
-}
-
-fn opaque_record(owner: &Name, ttl: u32, rtype: u16, rdata: &[u8]) -> Record {
-    use hickory_proto::rr::rdata::NULL;
-    Record::from_rdata(
-        owner.to_hickory(),
-        ttl,
-        hickory_proto::rr::RData::Unknown {
-            code: RecordType::from(rtype),
-            rdata: NULL::with(rdata.to_vec()),
-        },
-    )
 }
 
 impl Outcome<'_> {

@@ -52,12 +52,16 @@ impl DpHandler {
         let outcome = zone
             .as_deref()
             .map_or(Outcome::Refused, |z| Outcome::of(z, qname, q.qtype));
-        // A signed zone's answers with DNSSEC records are made by the general path.
-        if q.dnssec_ok && zone.as_deref().is_some_and(|z| z.store.signer().is_some()) {
-            return false;
-        }
+        // DO to a signed zone: records come with their RRSIG, prebuilt at commit; denials
+        // and referrals are signed per answer by the general path.
+        let signed = q.dnssec_ok && zone.as_deref().is_some_and(|z| z.store.signer().is_some());
         let sections = match (&outcome, zone.as_deref()) {
             (Outcome::Refused, _) => None,
+            (Outcome::Records(set), Some(_)) if signed => match &set.signed_answer {
+                Some(p) => Some(p),
+                None => return false,
+            },
+            (_, Some(_)) if signed => return false,
             (o, Some(z)) => match o.prebuilt(z) {
                 Some(p) => Some(p),
                 None => return false,

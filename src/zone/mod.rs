@@ -13,7 +13,7 @@ mod parse;
 pub mod prebuilt;
 mod rdata;
 pub mod release;
-mod store;
+pub mod store;
 pub mod update;
 mod write;
 

@@ -503,6 +503,34 @@ mod tests {
         );
     }
 
+    /// The DS line `mimi key dnssec ds` prints goes into a parent's zone file as it is; a
+    /// bad one names its line.
+    #[test]
+    fn ds_presentation_is_read_and_bad_ones_are_named() {
+        let key =
+            crate::dnssec::DnssecKey::generate("c.x.".parse().unwrap(), crate::dnssec::FLAGS_CSK);
+        let ds = key.ds_rdata();
+        let line = format!(
+            "c.x. IN DS {} 15 2 {} {}",
+            key.key_tag(),
+            hex::encode_upper(&ds[4..20]),
+            hex::encode(&ds[20..])
+        );
+        let p = parse(&format!("$ORIGIN x.\n$TTL 5\n{line}\n"));
+        assert!(p.errors.is_empty(), "{:?}", p.errors);
+        assert_eq!(
+            p.records[0].data,
+            RData::Unknown {
+                rtype: crate::dnssec::TYPE_DS,
+                data: ds.into_boxed_slice()
+            }
+        );
+        let p = parse("$ORIGIN x.\n$TTL 5\nc DS 1 15 2 abcd\nd DS 1 15\ne DS 70000 15 2 ab\n");
+        let lines: Vec<usize> = p.errors.iter().map(|e| e.line).collect();
+        assert_eq!(lines, vec![3, 4, 5], "{:?}", p.errors);
+        assert!(p.errors[0].message.contains("32 octets"), "{:?}", p.errors);
+    }
+
     #[test]
     fn generic_known_type_is_decoded() {
         let p = parse("$ORIGIN x.\n$TTL 5\na TYPE1 \\# 4 7f000001\n");

@@ -275,6 +275,12 @@ impl RData {
             TYPE_APKEY => RData::ApKey(Box::new(
                 ApKey::parse_presentation(fields).map_err(|e| e.to_string())?,
             )),
+            // The line `mimi key dnssec ds` prints (RFC 4034 section 5.3); kept as opaque
+            // RDATA, as every type the zone layer does not interpret.
+            crate::dnssec::TYPE_DS => RData::Unknown {
+                rtype,
+                data: parse_ds(fields)?.into_boxed_slice(),
+            },
             _ => {
                 return Err(format!(
                     "no presentation form known for {}: write it as {} \\# <length> <hex>",
@@ -333,6 +339,38 @@ impl RData {
             }
         }
     }
+}
+
+/// DS RDATA from `key-tag algorithm digest-type digest-hex...` (the digest may be split
+/// into several words).
+fn parse_ds(fields: &[&str]) -> Result<Vec<u8>, String> {
+    let [tag, alg, digest_type, digest @ ..] = fields else {
+        return Err("DS needs a key tag, an algorithm, a digest type and a digest".into());
+    };
+    if digest.is_empty() {
+        return Err("DS needs a key tag, an algorithm, a digest type and a digest".into());
+    }
+    let tag: u16 = tag
+        .parse()
+        .map_err(|_| format!("DS key tag {tag:?} is not a number from 0 to 65535"))?;
+    let alg: u8 = alg
+        .parse()
+        .map_err(|_| format!("DS algorithm {alg:?} is not a number from 0 to 255"))?;
+    let digest_type: u8 = digest_type
+        .parse()
+        .map_err(|_| format!("DS digest type {digest_type:?} is not a number from 0 to 255"))?;
+    let digest = hex::decode(digest.concat()).map_err(|e| format!("DS digest is not hex: {e}"))?;
+    if digest_type == crate::dnssec::DIGEST_SHA256 && digest.len() != 32 {
+        return Err(format!(
+            "a SHA-256 DS digest is 32 octets, not {}",
+            digest.len()
+        ));
+    }
+    let mut out = Vec::with_capacity(4 + digest.len());
+    out.extend_from_slice(&tag.to_be_bytes());
+    out.extend_from_slice(&[alg, digest_type]);
+    out.extend_from_slice(&digest);
+    Ok(out)
 }
 
 /// Mnemonic of a type, or `TYPEnnn`.

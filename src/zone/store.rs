@@ -26,7 +26,7 @@ use super::index::NodeIndex;
 use super::prebuilt::{Prebuilt, PrebuiltError};
 use super::rdata::{RData, Soa, TYPE_A, TYPE_AAAA, TYPE_NS};
 use super::Record;
-use crate::dnssec::{ZoneSigner, TYPE_DNSKEY, TYPE_DS};
+use crate::dnssec::{ZoneSigner, TYPE_DNSKEY, TYPE_DS, TYPE_RRSIG};
 use crate::name::Name;
 
 /// All records of one type at one owner, with one TTL (RFC 2181 section 5.2).
@@ -42,6 +42,9 @@ pub struct RRset {
     /// The RRSIG RDATA over the set, in a signed zone (none for a delegation's NS and for
     /// glue, which the parent does not sign).
     pub rrsig: Option<Box<[u8]>>,
+    /// With `rrsig`: the answer to a DO query, the records and their RRSIG, prebuilt as
+    /// `answer` is, for the fast path.
+    pub signed_answer: Option<Prebuilt>,
 }
 
 impl RRset {
@@ -58,6 +61,7 @@ impl RRset {
             ttl,
             answer: Prebuilt::encode(owner, rtype, records, &[], additional)?,
             rrsig: None,
+            signed_answer: None,
         })
     }
 
@@ -143,8 +147,34 @@ pub struct ZoneStore {
     pub(super) signer: Option<Arc<ZoneSigner>>,
 }
 
-/// New RRSIG RDATA for the sets of one node, by type.
-type Signatures = Vec<(u16, Box<[u8]>)>;
+/// New RRSIG RDATA for the sets of one node, by type, with the signed answer.
+type Signatures = Vec<(u16, Box<[u8]>, Prebuilt)>;
+
+/// A record of a type the zone layer keeps opaque (RRSIG, NSEC), for answers.
+pub fn opaque_record(owner: &Name, ttl: u32, rtype: u16, rdata: &[u8]) -> WireRecord {
+    use hickory_proto::rr::rdata::NULL;
+    WireRecord::from_rdata(
+        owner.to_hickory(),
+        ttl,
+        hickory_proto::rr::RData::Unknown {
+            code: hickory_proto::rr::RecordType::from(rtype),
+            rdata: NULL::with(rdata.to_vec()),
+        },
+    )
+}
+
+/// The answer to a DO query for `set`: its sections with the RRSIG after the records.
+fn signed_answer(owner: &Name, set: &RRset, rrsig: &[u8]) -> Result<Prebuilt, PrebuiltError> {
+    let [mut answers, authority, additional] = set.answer.decode()?;
+    answers.push(opaque_record(owner, set.ttl, TYPE_RRSIG, rrsig));
+    Prebuilt::encode(
+        owner.as_wire(),
+        set.rtype,
+        &answers,
+        &authority,
+        &additional,
+    )
+}
 
 /// Up to this many cuts, `lookup` compares the name with each cut rather than probing
 /// the name's ancestors.
@@ -366,6 +396,7 @@ impl ZoneStore {
             if let Some(node) = next.nodes.get_mut(owner) {
                 for set in node.rrsets.iter_mut() {
                     set.rrsig = None;
+                    set.signed_answer = None;
                 }
             }
             next.sign_node(owner, now)?;
@@ -419,10 +450,9 @@ impl ZoneStore {
                 })
                 .collect::<Result<_, _>>()?;
             let refs: Vec<&[u8]> = rdatas.iter().map(Vec::as_slice).collect();
-            out.push((
-                set.rtype,
-                signer.sign(&name, set.rtype, set.ttl, &refs, now),
-            ));
+            let rrsig = signer.sign(&name, set.rtype, set.ttl, &refs, now);
+            let answer = signed_answer(&name, set, &rrsig)?;
+            out.push((set.rtype, rrsig, answer));
         }
         Ok(out)
     }
@@ -432,9 +462,10 @@ impl ZoneStore {
             return;
         }
         if let Some(node) = self.nodes.get_mut(owner) {
-            for (rtype, sig) in sigs {
+            for (rtype, sig, answer) in sigs {
                 if let Some(set) = node.rrsets.iter_mut().find(|s| s.rtype == rtype) {
                     set.rrsig = Some(sig);
+                    set.signed_answer = Some(answer);
                 }
             }
         }

@@ -29,12 +29,8 @@ GOOD=127.0.0.95 FORGED=127.0.0.96 UG=127.0.0.97 UF=127.0.0.98
 P=$(free_port $GOOD $FORGED)
 ZONES=("e164.zone e164.mimi.arpa." "1.e164.zone 1.e164.mimi.arpa." "5.5.5.1.e164.zone 5.5.5.1.e164.mimi.arpa.")
 
-# ds_generic KEYFILE: the DS line of `mimi key dnssec ds` as RFC 3597 generic data, the form
-# zone files take for types mimi has no presentation format of its own for.
-ds_generic() {
-  "$MIMI" key dnssec ds "$1" | awk '$3 == "DS" {
-    printf "%s 3600 IN TYPE43 \\# 36 %04x%02x%02x%s\n", $1, $4, $5, $6, $7 }'
-}
+# ds_line KEYFILE: the DS line `mimi key dnssec ds` prints, as the parent's zone file takes it.
+ds_line() { "$MIMI" key dnssec ds "$1" | grep ' DS '; }
 
 # sign_tree DIR: keys for the three zones in DIR, copies of the zone files with the
 # children's DS added, and a DP config serving them signed at ADDR (second argument).
@@ -46,8 +42,8 @@ sign_tree() {
     "$MIMI" key dnssec generate --zone "$origin" --out "$d/$file.dnssec" >/dev/null
     cp "zones/$file" "$d/$file"
   done
-  ds_generic "$d/1.e164.zone.dnssec" >>"$d/e164.zone"
-  ds_generic "$d/5.5.5.1.e164.zone.dnssec" >>"$d/1.e164.zone"
+  ds_line "$d/1.e164.zone.dnssec" >>"$d/e164.zone"
+  ds_line "$d/5.5.5.1.e164.zone.dnssec" >>"$d/1.e164.zone"
   {
     printf 'listen = ["%s:%s"]\ntrust = "%s"\n' "$addr" "$P" "$PWD/zones/trust.toml"
     for z in "${ZONES[@]}"; do
