@@ -1105,15 +1105,7 @@ impl ProviderKey {
         };
         if let Some(public) = &file.public_key {
             let derived = B64.encode(key.verifying_key().as_bytes());
-            if public.get_ref().trim() != derived {
-                return Err(KeyError::Mismatch {
-                    file: source.to_string(),
-                    line: Some(line_of(text, public.span().start)),
-                    field: "public_key",
-                    stored: public.get_ref().clone(),
-                    derived,
-                });
-            }
+            check_stored(text, source, "public_key", public, derived)?;
         }
         if let Some(id) = &file.key_id {
             let derived = hex::encode(key.key_id());
@@ -1150,6 +1142,26 @@ pub(crate) fn load_key_file<T>(
         source,
     })?;
     parse(&text, &path.display().to_string())
+}
+
+/// Refuses a stored field (a public key, say) that differs from what the secret gives.
+pub(crate) fn check_stored(
+    text: &str,
+    source: &str,
+    field: &'static str,
+    stored: &Spanned<String>,
+    derived: String,
+) -> Result<(), KeyError> {
+    if stored.get_ref().trim() == derived {
+        return Ok(());
+    }
+    Err(KeyError::Mismatch {
+        file: source.to_string(),
+        line: Some(line_of(text, stored.span().start)),
+        field,
+        stored: stored.get_ref().clone(),
+        derived,
+    })
 }
 
 /// A field of a key or trust file that is wrong, at the line of byte `offset` of `text`.

@@ -16,7 +16,8 @@ use toml::Spanned;
 use super::{ALG_ED25519, DIGEST_SHA256, FLAGS_CSK, FLAGS_ZSK};
 use crate::name::Name;
 use crate::record::{
-    invalid_at, line_of, load_key_file, syntax_error, toml_string, write_secret_file_new, KeyError,
+    check_stored, invalid_at, line_of, load_key_file, syntax_error, toml_string,
+    write_secret_file_new, KeyError,
 };
 
 /// DNSKEY protocol field: always 3 (RFC 4034 section 2.1.2).
@@ -163,15 +164,7 @@ impl DnssecKey {
         let key = DnssecKey::from_secret(zone, flags, secret);
         if let Some(public) = &file.public_key {
             let derived = B64.encode(key.public_key().as_bytes());
-            if public.get_ref().trim() != derived {
-                return Err(KeyError::Mismatch {
-                    file: source.to_string(),
-                    line: Some(line_of(text, public.span().start)),
-                    field: "public_key",
-                    stored: public.get_ref().clone(),
-                    derived,
-                });
-            }
+            check_stored(text, source, "public_key", public, derived)?;
         }
         if let Some(tag) = &file.key_tag {
             if *tag.get_ref() != key.key_tag() {
