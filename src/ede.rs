@@ -5,6 +5,8 @@
 
 /// RFC 8914 "Other Error".
 pub const OTHER: u16 = 0;
+/// RFC 8914 "DNSSEC Bogus".
+pub const DNSSEC_BOGUS: u16 = 6;
 /// RFC 8914 "Prohibited".
 pub const PROHIBITED: u16 = 18;
 /// RFC 8914 "Not Authoritative".

@@ -560,12 +560,18 @@ async fn a_signed_zone_answers_with_signatures_and_compact_denial() {
             compact_types(&r.authorities, &alice, p),
             vec![TYPE_RRSIG, TYPE_NSEC, TYPE_SSI]
         );
-        let ent = alice.split_once('.').unwrap().1.to_string();
-        let r = ask(s.addr, &ent, ssi, true, false).await;
-        assert_eq!(
-            compact_types(&r.authorities, &ent, p),
-            vec![TYPE_RRSIG, TYPE_NSEC]
-        );
+        // Empty non-terminals right above a name and near the apex: they exist, so no
+        // NXNAME.
+        let near = format!("4.{PARENT}");
+        for ent in [alice.split_once('.').unwrap().1, near.as_str()] {
+            let r = ask(s.addr, ent, ssi, true, false).await;
+            assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+            assert_eq!(
+                compact_types(&r.authorities, ent, p),
+                vec![TYPE_RRSIG, TYPE_NSEC],
+                "{ent}"
+            );
+        }
 
         // A referral to an unsigned child proves there is no DS with an NSEC at the cut.
         let below = format!("1.2.{UNSIGNED_CUT}");
@@ -675,6 +681,339 @@ async fn a_published_mapping_is_signed_at_commit() {
             assert!(out.contains("; fully validated"), "{out}");
         }
         s.server.shutdown().await;
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------
+// The validating resolver
+
+/// What a relay in front of a DP does to its replies.
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Tamper {
+    Pass,
+    /// Drops the RRSIGs over SSI records.
+    StripSsiRrsig,
+    /// Changes one byte of each SSI record.
+    ChangeSsi,
+    /// Drops the DS set (and its RRSIGs) from referrals.
+    StripDs,
+    /// Turns an answer with SSI records into an NXDOMAIN without proof.
+    Deny,
+}
+
+impl Tamper {
+    const ALL: [Tamper; 5] = [
+        Tamper::Pass,
+        Tamper::StripSsiRrsig,
+        Tamper::ChangeSsi,
+        Tamper::StripDs,
+        Tamper::Deny,
+    ];
+}
+
+/// A UDP relay that applies the shared `mode` to every reply it passes on.
+fn relay(
+    listen: SocketAddr,
+    upstream: SocketAddr,
+    mode: std::sync::Arc<std::sync::atomic::AtomicU8>,
+) {
+    let sock = std::sync::Arc::new(std::net::UdpSocket::bind(listen).unwrap());
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 65535];
+        while let Ok((len, from)) = sock.recv_from(&mut buf) {
+            let up = std::net::UdpSocket::bind((upstream.ip(), 0)).unwrap();
+            up.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+            up.send_to(&buf[..len], upstream).unwrap();
+            let mut reply = vec![0u8; 65535];
+            let Ok(n) = up.recv(&mut reply) else { continue };
+            let mode = Tamper::ALL[usize::from(mode.load(std::sync::atomic::Ordering::Relaxed))];
+            let out = tamper(&reply[..n], mode);
+            let _ = sock.send_to(&out, from);
+        }
+    });
+}
+
+fn tamper(reply: &[u8], mode: Tamper) -> Vec<u8> {
+    use hickory_proto::rr::rdata::NULL;
+    use hickory_proto::rr::RData as HRData;
+    let mut m = Message::from_vec(reply).unwrap();
+    let covers = |r: &HRecord, t: u16| {
+        u16::from(r.record_type()) == TYPE_RRSIG && rdata_of(r)[..2] == t.to_be_bytes()
+    };
+    let is_ssi = |r: &HRecord| u16::from(r.record_type()) == TYPE_SSI;
+    match mode {
+        Tamper::StripSsiRrsig => m.answers.retain(|r| !covers(r, TYPE_SSI)),
+        Tamper::ChangeSsi => {
+            for r in m.answers.iter_mut().filter(|r| is_ssi(r)) {
+                let mut bytes = rdata_of(r);
+                let last = bytes.len() - 1;
+                bytes[last] ^= 1;
+                r.data = HRData::Unknown {
+                    code: RecordType::from(TYPE_SSI),
+                    rdata: NULL::with(bytes),
+                };
+            }
+        }
+        Tamper::StripDs => m
+            .authorities
+            .retain(|r| u16::from(r.record_type()) != TYPE_DS && !covers(r, TYPE_DS)),
+        Tamper::Deny if m.answers.iter().any(is_ssi) => {
+            m.answers.clear();
+            m.metadata.response_code = ResponseCode::NXDomain;
+        }
+        Tamper::Deny | Tamper::Pass => {}
+    }
+    m.to_bytes().unwrap()
+}
+
+struct SignedTree {
+    tree: Tree,
+    root: ZoneFile,
+    root_key: DnssecKey,
+    keys: Keys,
+    mode: std::sync::Arc<std::sync::atomic::AtomicU8>,
+    _key_dir: tempfile::TempDir,
+}
+
+impl SignedTree {
+    fn set(&self, t: Tamper) {
+        self.mode
+            .store(t as u8, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// A resolver anchored on `anchor` (the apex DS, or None: no validation) with an empty
+    /// trust file; its root is the relay in front of the apex's DP.
+    fn resolver(&self, anchor: Option<Vec<u8>>) -> mimi_discovery::resolver::Resolver {
+        let mut c = self.tree.config();
+        c.roots = vec![ip(self.tree.t, 5)];
+        c.dnssec = anchor.map(|ds| mimi_discovery::resolver::secure::TrustAnchor {
+            zone: apex(),
+            ds: vec![ds],
+        });
+        mimi_discovery::resolver::Resolver::new(c, mimi_discovery::record::TrustStore::new())
+    }
+}
+
+const EMAIL: &str = "hugh@example.com";
+
+/// The apex (DP .1, signed, with chat.example.'s APKEY and e164's DS) delegating e164 to
+/// .2 (signed, BOB's mapping by chat) and email to .4 (unsigned, EMAIL's mapping by chat).
+/// Relays: .5 in front of the apex, .3 in front of e164 (the apex's glue for it).
+async fn signed_tree(t: u8) -> SignedTree {
+    let keys = Keys::new();
+    let key_dir = tempfile::tempdir().unwrap();
+    let block = "e164.mimi.arpa.";
+    let (mut root, zone) = root_and_block(t, block, &keys, BOB, 600);
+    root.set_delegation(&n(block), &[(n(&format!("ns1.{block}")), ip(t, 3))], 3600);
+    root.set_delegation(
+        &n("email.mimi.arpa."),
+        &[(n("ns1.email.mimi.arpa."), ip(t, 4))],
+        3600,
+    );
+    let root_key = DnssecKey::generate(apex(), FLAGS_CSK);
+    let block_key = DnssecKey::generate(n(block), FLAGS_CSK);
+    root.records.push(Record {
+        name: n(block),
+        ttl: 3600,
+        data: RData::Unknown {
+            rtype: TYPE_DS,
+            data: block_key.ds_rdata().into_boxed_slice(),
+        },
+        line: 0,
+    });
+    let now = mimi_discovery::sys::unix_now();
+    root.records.push(Record {
+        name: mimi_discovery::resolver::apkey_owner(&keys.chat.provider, &apex()).unwrap(),
+        ttl: 60,
+        data: RData::ApKey(Box::new(mimi_discovery::record::ApKey::new(
+            &keys.chat.verifying_key(),
+            now - 86400,
+            now + 86400 * 365,
+        ))),
+        line: 0,
+    });
+    let email_zone = n("email.mimi.arpa.");
+    let mut email = ZoneFile::new_zone(
+        email_zone.clone(),
+        &[(n("ns1.email.mimi.arpa."), ip(t, 4))],
+        3600,
+        1,
+    );
+    let hugh = sii(EMAIL).owner_name(&apex()).unwrap();
+    email.put_ssi(
+        hugh.clone(),
+        600,
+        mapping(&keys.chat, &hugh, "hugh", Context::Any, 10),
+    );
+    let mut specs = vec![
+        spec(root.clone(), &[1]),
+        spec(zone, &[2]),
+        spec(email, &[4]),
+    ];
+    for (s, key, file) in [
+        (0, &root_key, "root.dnssec"),
+        (1, &block_key, "e164.dnssec"),
+    ] {
+        let path = key_dir.path().join(file);
+        key.save_new(&path).unwrap();
+        specs[s].config_extra = format!("dnssec_key = {:?}\n", path.display().to_string());
+    }
+    // The DPs check what they serve against the trust file; the resolvers have none.
+    let tree = Tree::start(t, &keys.trust_toml(), specs).await;
+    let mode = std::sync::Arc::new(std::sync::atomic::AtomicU8::new(Tamper::Pass as u8));
+    relay(
+        SocketAddr::new(ip(t, 5), tree.port),
+        tree.addr(1),
+        mode.clone(),
+    );
+    relay(
+        SocketAddr::new(ip(t, 3), tree.port),
+        tree.addr(2),
+        mode.clone(),
+    );
+    SignedTree {
+        tree,
+        root,
+        root_key,
+        keys,
+        mode,
+        _key_dir: key_dir,
+    }
+}
+
+fn found(r: &mimi_discovery::resolver::LookupResult) -> Vec<String> {
+    match &r.outcome {
+        mimi_discovery::resolver::Outcome::Found(m) => {
+            m.iter().map(|m| m.ssi.uri.clone()).collect()
+        }
+        other => panic!("not found: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_validating_resolver_takes_provider_keys_from_the_tree_and_drops_revoked_ones() {
+    use mimi_discovery::resolver::{NotFound, Outcome, ResolveError};
+    bounded(async {
+        let s = signed_tree(4).await;
+        let anchor = Some(s.root_key.ds_rdata());
+        let r = s.resolver(anchor.clone());
+        // The trust file is empty: chat.example.'s key comes from its APKEY record.
+        let bob = r.lookup(&sii(BOB), None).await.unwrap();
+        assert_eq!(found(&bob), vec![uri(&s.keys.chat, "alice")]);
+        // Without validation the tree vouches for nothing.
+        let plain = s.resolver(None).lookup(&sii(BOB), None).await.unwrap_err();
+        assert!(matches!(plain, ResolveError::AllRejected { .. }), "{plain}");
+        assert!(plain.to_string().contains("untrusted provider"), "{plain}");
+        // A compact denial and a NODATA (the zone's apex has no SSI) validate.
+        let absent = r.lookup(&sii("+1 555 111 0000"), None).await.unwrap();
+        assert!(
+            matches!(
+                absent.outcome,
+                Outcome::NotDiscoverable(NotFound::NoSuchName)
+            ),
+            "{:?}",
+            absent.outcome
+        );
+        let nodata = r.lookup_name(&n("e164.mimi.arpa."), None).await.unwrap();
+        assert!(
+            matches!(
+                nodata.outcome,
+                Outcome::NotDiscoverable(NotFound::NoMappings)
+            ),
+            "{:?}",
+            nodata.outcome
+        );
+        // The email zone is unsigned (its referral proves it has no DS): its answer is
+        // used, but APKEY keys vouch only for validated answers, so the empty trust file
+        // leaves the mapping unaccepted.
+        let e = r.lookup(&sii(EMAIL), None).await.unwrap_err();
+        assert!(e.to_string().contains("untrusted provider"), "{e}");
+        // Anchored on another key, nothing validates, and the error names the step.
+        let other = DnssecKey::generate(apex(), FLAGS_CSK);
+        let e = s
+            .resolver(Some(other.ds_rdata()))
+            .lookup(&sii(BOB), None)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, ResolveError::Bogus { .. }), "{e}");
+        assert!(
+            e.to_string()
+                .contains("no DNSKEY of mimi.arpa. matches its DS set"),
+            "{e}"
+        );
+        // The APKEY is removed from the apex: once the cache is flushed, chat.example.'s
+        // mappings are no longer accepted.
+        let mut root = s.root.clone();
+        root.records
+            .retain(|rec| !matches!(rec.data, RData::ApKey(_)));
+        root.save(&s.tree.files[0], WriteStyle::Native).unwrap();
+        s.tree.server(1).reload().await.unwrap();
+        let cached = r.lookup(&sii(BOB), None).await.unwrap();
+        assert!(cached.from_cache);
+        r.flush();
+        let e = r.lookup(&sii(BOB), None).await.unwrap_err();
+        assert!(
+            e.to_string().contains("untrusted provider chat.example."),
+            "{e}"
+        );
+        s.tree.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bogus_answers_are_errors_naming_the_failing_step() {
+    use mimi_discovery::resolver::ResolveError;
+    bounded(async {
+        let s = signed_tree(5).await;
+        let r = s.resolver(Some(s.root_key.ds_rdata()));
+        assert_eq!(found(&r.lookup(&sii(BOB), None).await.unwrap()).len(), 1);
+        for (mode, step) in [
+            (Tamper::StripSsiRrsig, "has no RRSIG by e164.mimi.arpa."),
+            (Tamper::ChangeSsi, "does not verify"),
+            (Tamper::StripDs, "neither a signed DS set nor a signed NSEC"),
+            (Tamper::Deny, "no NSEC owned by the name or covering it"),
+        ] {
+            r.flush();
+            s.set(mode);
+            let e = r.lookup(&sii(BOB), None).await.unwrap_err();
+            assert!(matches!(e, ResolveError::Bogus { .. }), "{e}");
+            assert!(e.to_string().contains(step), "{step}: {e}");
+        }
+        // `mimi resolver serve` answers a bogus lookup SERVFAIL with EDE 6, DNSSEC Bogus.
+        let r = std::sync::Arc::new(r);
+        let (mut listener, bound) =
+            mimi_discovery::resolver::server::listen(r.clone(), &[SocketAddr::new(ip(5, 53), 0)])
+                .await
+                .unwrap();
+        let reply = ask(
+            bound[0],
+            &owner(BOB).to_string(),
+            RecordType::Unknown(TYPE_SSI),
+            false,
+            false,
+        )
+        .await;
+        assert_eq!(reply.metadata.response_code, ResponseCode::ServFail);
+        let (code, text) = mimi_discovery::ede::of_reply(&reply).expect("an extended error");
+        assert_eq!(code, 6, "{text}");
+        assert!(text.contains("bogus"), "{text}");
+        s.set(Tamper::Pass);
+        r.flush();
+        let reply = ask(
+            bound[0],
+            &owner(BOB).to_string(),
+            RecordType::Unknown(TYPE_SSI),
+            false,
+            false,
+        )
+        .await;
+        assert_eq!(reply.metadata.response_code, ResponseCode::NoError);
+        assert_eq!(reply.answers.len(), 1);
+        let _ = listener.shutdown_gracefully().await;
+        s.tree.shutdown().await;
     })
     .await;
 }

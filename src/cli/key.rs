@@ -139,7 +139,7 @@ pub fn run(cmd: KeyCommand, _apex: &Name) -> anyhow::Result<u8> {
         }
         KeyCommand::Dnssec(DnssecCommand::Ds { file }) => {
             let key = DnssecKey::load(&file)?;
-            print!("{}", dnssec_records_text(&key));
+            print!("{}", key.records_text());
             Ok(0)
         }
         KeyCommand::Public { file } => {
@@ -151,19 +151,4 @@ pub fn run(cmd: KeyCommand, _apex: &Name) -> anyhow::Result<u8> {
             Ok(0)
         }
     }
-}
-
-/// The key's DNSKEY and DS as zone-file lines (presentation format of RFC 4034 sections 2.2
-/// and 5.3).
-fn dnssec_records_text(key: &DnssecKey) -> String {
-    let dnskey = key.dnskey_rdata();
-    let ds = key.ds_rdata();
-    format!(
-        "{zone} IN DNSKEY {flags} 3 15 {public}\n{zone} IN DS {tag} 15 2 {digest}\n",
-        zone = key.zone,
-        flags = key.flags,
-        public = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &dnskey[4..]),
-        tag = key.key_tag(),
-        digest = hex::encode_upper(&ds[4..]),
-    )
 }

@@ -96,6 +96,23 @@ impl DnssecKey {
     }
 
     /// The key file's text.
+    /// The key's DNSKEY and DS as zone-file lines (presentation format of RFC 4034
+    /// sections 2.2 and 5.3): what `mimi key dnssec ds` prints, for the parent's zone file
+    /// and a resolver's `trust_anchor`.
+    pub fn records_text(&self) -> String {
+        use base64::Engine as _;
+        let dnskey = self.dnskey_rdata();
+        let ds = self.ds_rdata();
+        format!(
+            "{zone} IN DNSKEY {flags} 3 15 {public}\n{zone} IN DS {tag} 15 2 {digest}\n",
+            zone = self.zone,
+            flags = self.flags,
+            public = base64::engine::general_purpose::STANDARD.encode(&dnskey[4..]),
+            tag = self.key_tag(),
+            digest = hex::encode_upper(&ds[4..]),
+        )
+    }
+
     pub fn to_toml(&self) -> String {
         format!(
             "# SECRET: DNSSEC signing key of a MIMI discovery zone (Ed25519, algorithm 15).\n\

@@ -48,6 +48,8 @@ pub enum Bogus {
         qtype: u16,
         reason: String,
     },
+    #[error("the referral to {cut} carries neither a signed DS set nor a signed NSEC proving there is none")]
+    UnprovedDelegation { cut: String },
 }
 
 /// A zone's keys, proved from its parent's DS set (or the trust anchor).
@@ -139,14 +141,16 @@ impl ZoneKeys {
         Ok(ds.rdatas.clone())
     }
 
-    /// Checks a compact denial (RFC 9824) of `qtype` at `qname`: the NSEC set `nsec`
-    /// signed by this zone, owned by `qname`, not listing `qtype`. Returns true when it
-    /// says the name does not exist at all (NXNAME), false for no data of that type.
+    /// Checks a denial of `qtype` at `qname` from the NSEC sets of a negative answer (each
+    /// verified here). Either an NSEC owned by `qname` that does not list `qtype` (NODATA,
+    /// or with NXNAME RFC 9824's compact NXDOMAIN), or, as RFC 4035 section 5.4 has it, an
+    /// NSEC covering `qname` and one covering the wildcard at its closest encloser.
+    /// Returns true when the name does not exist at all.
     pub fn denial(
         &self,
         qname: &Name,
         qtype: u16,
-        nsec: &SignedSet,
+        nsecs: &[SignedSet],
         now: u32,
     ) -> Result<bool, Bogus> {
         let bad = |reason: String| Bogus::BadDenial {
@@ -154,21 +158,112 @@ impl ZoneKeys {
             qtype,
             reason,
         };
-        if nsec.rtype != TYPE_NSEC || &nsec.owner != qname {
+        if let Some(own) = nsecs.iter().find(|s| &s.owner == qname) {
+            let types = self.nsec_types(own, now, &bad)?.1;
+            if types.contains(&qtype) || types.contains(&5) {
+                return Err(bad(format!("the NSEC lists type {qtype} (or CNAME)")));
+            }
+            return Ok(types.contains(&TYPE_NXNAME));
+        }
+        // Classic NSEC: the name lies in a gap, and so does the wildcard that could have
+        // made it; or the gap ends below the name, which then exists as an empty
+        // non-terminal without data (RFC 4035 section 3.1.3.2).
+        let mut encloser: Option<Name> = None;
+        for set in nsecs {
+            let (next, _) = self.nsec_types(set, now, &bad)?;
+            if covers(&set.owner, &next, qname) {
+                if next.is_subdomain_of(qname) {
+                    return Ok(false);
+                }
+                // The closest encloser: the longest ancestor of the name that the gap's
+                // ends descend from.
+                encloser = qname
+                    .suffixes()
+                    .skip(1)
+                    .map(Name::from_wire_trusted)
+                    .find(|a| set.owner.is_subdomain_of(a) || next.is_subdomain_of(a));
+            }
+        }
+        let Some(encloser) = encloser else {
+            return Err(bad("no NSEC owned by the name or covering it".into()));
+        };
+        let wildcard = Name::from_labels([&b"*"[..]], &encloser)
+            .map_err(|e| bad(format!("wildcard of {encloser}: {e}")))?;
+        for set in nsecs {
+            let (next, _) = self.nsec_types(set, now, &bad)?;
+            if covers(&set.owner, &next, &wildcard) {
+                return Ok(true);
+            }
+        }
+        Err(bad(format!("no NSEC denies the wildcard {wildcard}")))
+    }
+
+    /// A verified NSEC set's next name and types.
+    fn nsec_types(
+        &self,
+        nsec: &SignedSet,
+        now: u32,
+        bad: &dyn Fn(String) -> Bogus,
+    ) -> Result<(Name, Vec<u16>), Bogus> {
+        if nsec.rtype != TYPE_NSEC {
+            return Err(bad(format!("type {} where an NSEC was due", nsec.rtype)));
+        }
+        if !nsec.owner.is_subdomain_of(&self.zone) {
             return Err(bad(format!(
-                "an NSEC owned by {}, not by the name",
-                nsec.owner
+                "an NSEC owned by {}, outside {}",
+                nsec.owner, self.zone
             )));
         }
         self.verify(nsec, now)?;
         let [rdata] = nsec.rdatas.as_slice() else {
-            return Err(bad(format!("{} NSEC records", nsec.rdatas.len())));
+            return Err(bad(format!(
+                "{} NSEC records at {}",
+                nsec.rdatas.len(),
+                nsec.owner
+            )));
         };
-        let (_, types) = parse_nsec(rdata).map_err(|e| bad(e.to_string()))?;
-        if types.contains(&qtype) || types.contains(&5) {
-            return Err(bad(format!("the NSEC lists type {qtype} (or CNAME)")));
+        parse_nsec(rdata).map_err(|e| bad(e.to_string()))
+    }
+
+    /// What a referral from this zone to `cut` proves about the child: its DS set
+    /// (validated; Some), or that it has none, by a signed NSEC at the cut that lists NS
+    /// but neither DS nor SOA (RFC 6840 section 4.4; None: the child is insecure).
+    pub fn delegation(
+        &self,
+        cut: &Name,
+        ds: Option<&SignedSet>,
+        nsec: Option<&SignedSet>,
+        now: u32,
+    ) -> Result<Option<Vec<Vec<u8>>>, Bogus> {
+        if let Some(ds) = ds.filter(|d| !d.rdatas.is_empty()) {
+            return self.child_ds(ds, now).map(Some);
         }
-        Ok(types.contains(&TYPE_NXNAME))
+        let unproved = || Bogus::UnprovedDelegation {
+            cut: cut.to_string(),
+        };
+        let nsec = nsec.filter(|n| &n.owner == cut).ok_or_else(unproved)?;
+        let bad = |reason: String| Bogus::BadDenial {
+            qname: cut.to_string(),
+            qtype: TYPE_DS,
+            reason,
+        };
+        let (_, types) = self.nsec_types(nsec, now, &bad)?;
+        if types.contains(&TYPE_DS) || types.contains(&6) || !types.contains(&2) {
+            return Err(bad(
+                "the NSEC at the cut does not show a delegation without DS".into(),
+            ));
+        }
+        Ok(None)
+    }
+}
+
+/// True when the NSEC gap (`owner`, `next`) holds `name` strictly inside it, in canonical
+/// order; the last NSEC of a zone wraps around to the apex.
+fn covers(owner: &Name, next: &Name, name: &Name) -> bool {
+    if owner < next {
+        owner < name && name < next
+    } else {
+        owner < name || name < next
     }
 }
 
@@ -330,7 +425,9 @@ mod tests {
             TYPE_NSEC,
             vec![compact_nsec(&qname, &[TYPE_NXNAME])],
         );
-        assert!(keys.denial(&qname, 65280, &nx, NOW).unwrap());
+        assert!(keys
+            .denial(&qname, 65280, std::slice::from_ref(&nx), NOW)
+            .unwrap());
         let owner = n("2.1.e164.mimi.arpa.");
         let nodata = signed(
             &c.child,
@@ -338,15 +435,95 @@ mod tests {
             TYPE_NSEC,
             vec![compact_nsec(&owner, &[65280])],
         );
-        assert!(!keys.denial(&owner, 16, &nodata, NOW).unwrap());
+        assert!(!keys
+            .denial(&owner, 16, std::slice::from_ref(&nodata), NOW)
+            .unwrap());
         // Denying a type the name has, or for another name, is bogus.
         assert!(matches!(
-            keys.denial(&owner, 65280, &nodata, NOW),
+            keys.denial(&owner, 65280, std::slice::from_ref(&nodata), NOW),
             Err(Bogus::BadDenial { .. })
         ));
         assert!(matches!(
-            keys.denial(&qname, 65280, &nodata, NOW),
+            keys.denial(&qname, 65280, std::slice::from_ref(&nodata), NOW),
             Err(Bogus::BadDenial { .. })
         ));
+    }
+
+    #[test]
+    fn a_classic_nsec_chain_denies_a_name_and_its_wildcard() {
+        use crate::dnssec::denial::type_bitmap;
+        let c = chain();
+        let keys = ZoneKeys::prove(&c.child_dnskey, &[c.child.ds_rdata()], NOW).unwrap();
+        let nsec = |owner: &str, next: &str, types: &[u16]| {
+            let mut rdata = n(next).as_wire().to_vec();
+            rdata.extend(type_bitmap(types));
+            signed(&c.child, owner, TYPE_NSEC, vec![rdata])
+        };
+        let apex = nsec(
+            "1.e164.mimi.arpa.",
+            "2.1.e164.mimi.arpa.",
+            &[2, 6, 46, 47, 48],
+        );
+        let last = nsec("2.1.e164.mimi.arpa.", "1.e164.mimi.arpa.", &[46, 47, 65280]);
+        let absent = n("5.1.e164.mimi.arpa.");
+        // The last NSEC wraps to the apex and covers the name; the apex's covers *.1.e164.
+        assert!(keys
+            .denial(&absent, 65280, &[last.clone(), apex.clone()], NOW)
+            .unwrap());
+        let e = keys
+            .denial(&absent, 65280, std::slice::from_ref(&last), NOW)
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("wildcard *.1.e164.mimi.arpa."),
+            "{e}"
+        );
+        // A gap that ends below the name: an empty non-terminal, no data.
+        let ent = n("2.1.e164.mimi.arpa.");
+        let to_child = nsec(
+            "1.e164.mimi.arpa.",
+            "3.2.1.e164.mimi.arpa.",
+            &[2, 6, 46, 47, 48],
+        );
+        assert!(!keys
+            .denial(&ent, 2, std::slice::from_ref(&to_child), NOW)
+            .unwrap());
+        // An NSEC signed by another key proves nothing.
+        let mut forged = last.clone();
+        forged.rdatas[0][0] ^= 1;
+        assert!(matches!(
+            keys.denial(&absent, 65280, &[forged, apex], NOW),
+            Err(Bogus::BadSignature { .. })
+        ));
+    }
+
+    #[test]
+    fn a_referral_proves_the_childs_ds_or_that_it_has_none() {
+        let c = chain();
+        let top = anchor(&c.parent_dnskey, &[c.parent.ds_rdata()], NOW).unwrap();
+        let cut = n("1.e164.mimi.arpa.");
+        assert_eq!(
+            top.delegation(&cut, Some(&c.ds), None, NOW).unwrap(),
+            Some(vec![c.child.ds_rdata()])
+        );
+        let no_ds = signed(
+            &c.parent,
+            "1.e164.mimi.arpa.",
+            TYPE_NSEC,
+            vec![crate::dnssec::denial::compact_nsec(&cut, &[2])],
+        );
+        assert_eq!(top.delegation(&cut, None, Some(&no_ds), NOW).unwrap(), None);
+        // Neither: a stripped referral is bogus, not insecure.
+        assert!(matches!(
+            top.delegation(&cut, None, None, NOW),
+            Err(Bogus::UnprovedDelegation { .. })
+        ));
+        // An NSEC from the child's apex (it lists SOA) does not prove the parent's side.
+        let apex_nsec = signed(
+            &c.parent,
+            "1.e164.mimi.arpa.",
+            TYPE_NSEC,
+            vec![crate::dnssec::denial::compact_nsec(&cut, &[2, 6])],
+        );
+        assert!(top.delegation(&cut, None, Some(&apex_nsec), NOW).is_err());
     }
 }

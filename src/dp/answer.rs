@@ -149,6 +149,8 @@ impl Outcome<'_> {
                 }
                 let types: Vec<u16> = match (self, store.node(qname)) {
                     (Outcome::NoData, Some(node)) => node.rrsets.iter().map(|s| s.rtype).collect(),
+                    // An empty non-terminal: no types, yet it exists (no NXNAME).
+                    (Outcome::NoData, None) => Vec::new(),
                     _ => vec![TYPE_NXNAME],
                 };
                 nsec(&name, &types, &mut authority);

@@ -15,6 +15,7 @@ use lru::LruCache;
 
 use hickory_proto::rr::Record;
 
+use super::secure::Security;
 use super::wire::WireAnswer;
 use super::{Mapping, Rejection};
 use crate::changes::PrefixSet;
@@ -82,6 +83,14 @@ pub enum Entry {
     InZone(Name),
     /// Every delegation of a zone (the child list of its PIRCFG record).
     Children(Arc<[Name]>),
+    /// What DNSSEC proved of a zone (its keys, its DS set, or that it is insecure).
+    Security(Security),
+    /// An app provider's keys from its APKEY records in a validated tree (empty: it has
+    /// none, or they expired), and the zone that served them.
+    ProviderKeys {
+        keys: Arc<[ed25519_dalek::VerifyingKey]>,
+        zone: Name,
+    },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -91,6 +100,8 @@ enum Kind {
     Addresses = 3,
     InZone = 4,
     Children = 5,
+    Security = 6,
+    ProviderKeys = 7,
 }
 
 /// Wire name followed by the kind byte: a plain byte string, so lookups borrow a key
@@ -284,6 +295,42 @@ impl Cache {
         );
     }
 
+    /// What DNSSEC proved of `zone`, while fresh.
+    pub fn security(&self, zone: &Name, now: Instant) -> Option<Security> {
+        match self.get(zone, Kind::Security, now) {
+            Some(Hit::Fresh(Entry::Security(s), _)) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn put_security(&self, zone: &Name, security: Security, ttl: Duration, now: Instant) {
+        self.put(zone, Kind::Security, Entry::Security(security), ttl, now);
+    }
+
+    /// The keys of the provider whose APKEY owner name is `owner`, while fresh.
+    pub fn provider_keys(
+        &self,
+        owner: &Name,
+        now: Instant,
+    ) -> Option<Arc<[ed25519_dalek::VerifyingKey]>> {
+        match self.get(owner, Kind::ProviderKeys, now) {
+            Some(Hit::Fresh(Entry::ProviderKeys { keys, .. }, _)) => Some(keys),
+            _ => None,
+        }
+    }
+
+    pub fn put_provider_keys(
+        &self,
+        owner: &Name,
+        keys: Arc<[ed25519_dalek::VerifyingKey]>,
+        zone: Name,
+        ttl: Duration,
+        now: Instant,
+    ) {
+        let entry = Entry::ProviderKeys { keys, zone };
+        self.put(owner, Kind::ProviderKeys, entry, ttl, now);
+    }
+
     pub fn len(&self) -> usize {
         self.lock().len()
     }
@@ -316,8 +363,15 @@ impl Cache {
                 }
                 match &slot.entry {
                     Entry::Answer(a) => a.zone == *zone,
-                    Entry::Negative { zone: z, .. } | Entry::InZone(z) => z == zone,
+                    Entry::Negative { zone: z, .. }
+                    | Entry::InZone(z)
+                    | Entry::ProviderKeys { zone: z, .. } => z == zone,
                     Entry::Children(_) => false,
+                    // A zone's keys may have rolled; its children's DS sets may have changed.
+                    Entry::Security(_) => key
+                        .split_last()
+                        .map(|(_, wire)| Name::from_wire_trusted(wire))
+                        .is_some_and(|n| n.is_subdomain_of(zone)),
                     Entry::Delegation(_) | Entry::Addresses(_) => key
                         .split_last()
                         .map(|(_, wire)| Name::from_wire_trusted(wire))

@@ -106,6 +106,9 @@ pub struct ResolverConfig {
     pub upstream: UpstreamConfig,
     /// Encrypted replicas to keep (`[replica]`, DESIGN 11); None: private lookups use PIR.
     pub replica: Option<super::replica::ReplicaSettings>,
+    /// The apex's trust anchor (`[dnssec] trust_anchor`): answers are validated from it
+    /// and APKEY records of the validated tree are trusted keys. None: no validation.
+    pub dnssec: Option<super::secure::TrustAnchor>,
 }
 
 /// `[upstream]`, with its files already read, so a bad one is reported at its line.
@@ -155,6 +158,7 @@ impl ResolverConfig {
             subscriptions: Vec::new(),
             upstream: UpstreamConfig::default(),
             replica: None,
+            dnssec: None,
         }
     }
 
@@ -346,6 +350,25 @@ impl ResolverConfig {
         if let Some(r) = &raw.replica {
             config.replica = Some(r.settings(dir, &at)?);
         }
+        if let Some(d) = &raw.dnssec {
+            let mut ds = Vec::new();
+            for line in d.trust_anchor.get_ref() {
+                ds.push(
+                    super::secure::TrustAnchor::parse_line(line.get_ref(), &config.apex)
+                        .map_err(|m| at(line.span(), format!("dnssec.trust_anchor: {m}")))?,
+                );
+            }
+            if ds.is_empty() {
+                return Err(at(
+                    d.trust_anchor.span(),
+                    "dnssec.trust_anchor needs at least one DS or DNSKEY line".into(),
+                ));
+            }
+            config.dnssec = Some(super::secure::TrustAnchor {
+                zone: config.apex.clone(),
+                ds,
+            });
+        }
         Ok(config)
     }
 }
@@ -509,6 +532,13 @@ struct Raw {
     subscriptions: Vec<RawSubscription>,
     upstream: Option<RawUpstream>,
     replica: Option<RawReplica>,
+    dnssec: Option<RawDnssec>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDnssec {
+    trust_anchor: Spanned<Vec<Spanned<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -607,6 +637,44 @@ mod tests {
             e.starts_with("r.toml:4:") && e.contains("udp_threads"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn the_trust_anchor_takes_a_ds_or_dnskey_line_of_the_apex() {
+        let key = crate::dnssec::DnssecKey::generate(
+            Name::parse("mimi.arpa.", None).unwrap(),
+            crate::dnssec::FLAGS_CSK,
+        );
+        let lines = key.records_text();
+        let mut lines = lines.lines();
+        let (dnskey, ds) = (lines.next().unwrap(), lines.next().unwrap());
+        let base = "roots = [\"127.0.0.1\"]\ntrust = \"t\"\n[dnssec]\n";
+        for line in [ds, dnskey] {
+            let c = ResolverConfig::parse(
+                &format!("{base}trust_anchor = [{line:?}]\n"),
+                Path::new("r.toml"),
+            )
+            .unwrap();
+            assert_eq!(c.dnssec.unwrap().ds, vec![key.ds_rdata()], "{line}");
+        }
+        for (line, why) in [
+            ("e164.mimi.arpa. IN DS 1 15 2 00", "tree apex"),
+            ("mimi.arpa. IN DS 1 15 2 0011", "32 octets"),
+            ("mimi.arpa. IN A 127.0.0.1", "DS or DNSKEY"),
+            ("mimi.arpa. DNSKEY 257 3 13 AAAA", "only 3 15"),
+        ] {
+            let e = ResolverConfig::parse(
+                &format!("{base}trust_anchor = [\n  {line:?}]\n"),
+                Path::new("r.toml"),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(e.starts_with("r.toml:5:") && e.contains(why), "{line}: {e}");
+        }
+        let e = ResolverConfig::parse(&format!("{base}trust_anchor = []\n"), Path::new("r.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("r.toml:4:"), "{e}");
     }
 
     #[test]

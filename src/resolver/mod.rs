@@ -14,6 +14,7 @@ pub mod invalidate;
 pub mod minimise;
 pub mod private;
 pub mod replica;
+pub mod secure;
 pub mod server;
 pub mod transport;
 pub mod wire;
@@ -32,8 +33,13 @@ use tracing::{debug, warn};
 
 use self::cache::{Answer, Cache, Delegation, Entry, Hit, Negative};
 pub use self::config::ResolverConfig;
+use self::secure::Security;
+use crate::dnssec::validate::{Bogus, ZoneKeys};
+use crate::dnssec::{TYPE_DNSKEY, TYPE_DS};
 use crate::name::Name;
-use crate::record::{verify_against, Context, KeyError, Ssi, TrustStore, TYPE_SSI};
+use crate::record::{
+    verify_against, ApKey, Context, KeyError, Ssi, TrustStore, TYPE_APKEY, TYPE_SSI,
+};
 use crate::sii::{Sii, SiiError};
 
 const TYPE_NS: u16 = 2;
@@ -136,6 +142,18 @@ pub enum ResolveError {
     EpochChanged { zone: Name },
     #[error("no address for any name server of {zone}: {detail}")]
     NoServerAddress { zone: Name, detail: String },
+    #[error("DNSSEC: the answer from zone {zone} is bogus: {step}")]
+    Bogus { zone: Name, step: Bogus },
+}
+
+impl ResolveError {
+    /// The RFC 8914 extended error a DNS answer for this failure carries, if any.
+    pub fn extended_error(&self) -> Option<u16> {
+        match self {
+            ResolveError::Bogus { .. } => Some(crate::ede::DNSSEC_BOGUS),
+            _ => None,
+        }
+    }
 }
 
 /// Counters for the resolver as a whole.
@@ -159,6 +177,8 @@ enum Resolved {
         records: Vec<Record>,
         zone: Name,
         server: SocketAddr,
+        /// Validated from the trust anchor (DNSSEC).
+        secure: bool,
     },
     Negative {
         kind: Negative,
@@ -190,7 +210,7 @@ enum Reply {
 
 /// What one question to one server came to.
 enum Attempt {
-    Reply(Reply, SocketAddr),
+    Reply(Reply, Box<Message>, SocketAddr),
     /// Worth another try (`limits.retries`).
     TimedOut,
     /// Not worth another try: a bad answer, a refused datagram.
@@ -437,8 +457,24 @@ impl Resolver {
                 records,
                 zone,
                 server,
+                secure,
             } => {
-                let (mappings, rejected) = self.verify(owner, &records);
+                // Keys from the tree vouch only for answers the tree itself vouched for.
+                let tree = if secure {
+                    let left = deadline.saturating_sub(started.elapsed());
+                    tokio::time::timeout(left, self.fetch_tree_keys(&records, &mut walk))
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(ResolveError::Deadline {
+                                owner: owner.clone(),
+                                after: deadline,
+                            })
+                        })?;
+                    self.tree_keys(&records)
+                } else {
+                    None
+                };
+                let (mappings, rejected) = self.verify(owner, &records, tree.as_ref());
                 if mappings.is_empty() && !rejected.is_empty() {
                     return Err(ResolveError::AllRejected {
                         owner: owner.clone(),
@@ -521,7 +557,12 @@ impl Resolver {
                     a.rejected.as_ref().clone(),
                 )
             }
-            Entry::Delegation(_) | Entry::Addresses(_) | Entry::InZone(_) | Entry::Children(_) => (
+            Entry::Delegation(_)
+            | Entry::Addresses(_)
+            | Entry::InZone(_)
+            | Entry::Children(_)
+            | Entry::Security(_)
+            | Entry::ProviderKeys { .. } => (
                 Outcome::NotDiscoverable(NotFound::NoMappings),
                 None,
                 None,
@@ -543,10 +584,17 @@ impl Resolver {
         }
     }
 
-    /// Verifies SSI records at `owner` under this resolver's trust store ([`accept`]);
-    /// each mapping's TTL is capped as the cache caps it.
-    fn verify(&self, owner: &Name, records: &[Record]) -> (Vec<Mapping>, Vec<Rejection>) {
-        let (mut mappings, rejected) = accept(owner, records, &self.trust, unix_now());
+    /// Verifies SSI records at `owner` under this resolver's trust store, or `tree` (the
+    /// trust store with keys from the tree) when given ([`accept`]); each mapping's TTL is
+    /// capped as the cache caps it.
+    fn verify(
+        &self,
+        owner: &Name,
+        records: &[Record],
+        tree: Option<&TrustStore>,
+    ) -> (Vec<Mapping>, Vec<Rejection>) {
+        let trust = tree.unwrap_or(&self.trust);
+        let (mut mappings, rejected) = accept(owner, records, trust, unix_now());
         self.stats
             .rejected_records
             .fetch_add(rejected.len() as u64, Relaxed);
@@ -564,7 +612,9 @@ impl Resolver {
         })
     }
 
-    /// Resolves (`target`, `qtype`) iteratively from the closest known zone cut.
+    /// Resolves (`target`, `qtype`) iteratively from the closest known zone cut. With a
+    /// trust anchor, every reply from a secure zone is validated before it is used
+    /// ([`secure`]), and the answer says whether it was.
     fn iterate<'a>(
         &'a self,
         target: &'a Name,
@@ -579,9 +629,14 @@ impl Resolver {
                     apex: apex.clone(),
                 });
             }
+            // A DS set is the parent's: its walk starts above the name.
+            let start = match qtype {
+                TYPE_DS => target.parent().unwrap_or_else(|| target.clone()),
+                _ => target.clone(),
+            };
             let mut zone = self
                 .cache
-                .closest_delegation(target, Instant::now())
+                .closest_delegation(&start, Instant::now())
                 .filter(|d| d.zone.is_subdomain_of(apex))
                 .unwrap_or_else(|| self.root_delegation());
             let target_labels = target.label_count();
@@ -596,19 +651,40 @@ impl Resolver {
                 let final_step = labels_now == target_labels;
                 // RFC 9156: intermediate steps ask for NS, which also finds zone cuts.
                 let qt = if final_step { qtype } else { TYPE_NS };
-                let (reply, server) = self.ask_zone(&zone, &qname, qt, walk).await?;
+                let keys = self.zone_keys(&zone, walk).await?;
+                let (mut reply, server, message) = self.ask_zone(&zone, &qname, qt, walk).await?;
+                if let Some(keys) = &keys {
+                    // A server of this zone that also serves a zone below it answered from
+                    // there: go on in that zone, whose keys its parent proves.
+                    if let Some(below) =
+                        secure::answered_from_below(&message, &zone.zone, &qname, qt)
+                    {
+                        walk.referral(&self.config.limits)?;
+                        zone = Arc::new(Delegation {
+                            zone: below.clone(),
+                            servers: zone.servers.clone(),
+                        });
+                        known = below.label_count();
+                        continue;
+                    }
+                    reply = self.check_reply(keys, reply, &message, &qname, qt, final_step)?;
+                }
                 match reply {
                     Reply::Answer(records) if final_step => {
                         return Ok(Resolved::Records {
                             records,
                             zone: zone.zone.clone(),
                             server,
+                            secure: keys.is_some(),
                         })
                     }
                     Reply::Answer(_) => {
                         // An authoritative NS answer below the current zone: a cut served
                         // by the same servers. Continue there.
                         walk.referral(&self.config.limits)?;
+                        if keys.is_none() {
+                            self.put_insecure(&qname, Duration::from_secs(60));
+                        }
                         zone = Arc::new(Delegation {
                             zone: qname.clone(),
                             servers: zone.servers.clone(),
@@ -621,6 +697,15 @@ impl Resolver {
                         let ttl =
                             Duration::from_secs(u64::from(ttl)).min(self.config.cache.max_ttl);
                         self.cache.put_delegation(d.clone(), ttl, Instant::now());
+                        match &keys {
+                            Some(keys) => {
+                                let child =
+                                    secure::check_referral(keys, &message, &cut, unix_now32())
+                                        .map_err(|step| bogus(&zone.zone, step))?;
+                                self.cache.put_security(&cut, child, ttl, Instant::now());
+                            }
+                            None => self.put_insecure(&cut, ttl),
+                        }
                         known = cut.label_count();
                         zone = Arc::new(d);
                     }
@@ -657,6 +742,231 @@ impl Resolver {
                 }
             }
         })
+    }
+
+    /// Validates a reply from a secure zone (`keys`): an answer's RRSIGs, a denial's SOA
+    /// and NSEC records (a compact NXNAME denial becomes NXDOMAIN), and, for a referral,
+    /// that the DS set or its absence is proved (checked where the referral is followed).
+    fn check_reply(
+        &self,
+        keys: &ZoneKeys,
+        reply: Reply,
+        message: &Message,
+        qname: &Name,
+        qtype: u16,
+        final_step: bool,
+    ) -> Result<Reply, ResolveError> {
+        let now = unix_now32();
+        let bogus = |step| bogus(&keys.zone, step);
+        match reply {
+            Reply::Answer(records) => {
+                // An NS answer on the way down comes from the zone below, which proves
+                // itself when the walk gets there.
+                if final_step {
+                    secure::check_answer(keys, message, qname, qtype, now).map_err(bogus)?;
+                }
+                Ok(Reply::Answer(records))
+            }
+            Reply::NoData { ttl, soa } => {
+                match secure::check_denial(keys, message, qname, qtype, now).map_err(bogus)? {
+                    true => Ok(Reply::NxDomain { ttl, soa }),
+                    false => Ok(Reply::NoData { ttl, soa }),
+                }
+            }
+            Reply::NxDomain { ttl, soa } => {
+                secure::check_denial(keys, message, qname, qtype, now).map_err(bogus)?;
+                Ok(Reply::NxDomain { ttl, soa })
+            }
+            r @ Reply::Referral { .. } => Ok(r),
+        }
+    }
+
+    /// Remembers that `zone` is insecure (below an insecure zone), so no walk asks for its
+    /// DS set.
+    fn put_insecure(&self, zone: &Name, ttl: Duration) {
+        if self.config.dnssec.is_some() {
+            self.cache
+                .put_security(zone, Security::Insecure, ttl, Instant::now());
+        }
+    }
+
+    /// The keys of `zone` when it is secure, None when it is insecure or nothing is
+    /// validated: from the cache, else proved now - its DS set from the trust anchor, a
+    /// referral, or a walk to its parent; then its DNSKEY set from its servers.
+    fn zone_keys<'a>(
+        &'a self,
+        zone: &'a Delegation,
+        walk: &'a mut Walk,
+    ) -> BoxFuture<'a, Result<Option<Arc<ZoneKeys>>, ResolveError>> {
+        Box::pin(async move {
+            let Some(anchor) = &self.config.dnssec else {
+                return Ok(None);
+            };
+            let security = match self.cache.security(&zone.zone, Instant::now()) {
+                Some(s) => s,
+                None if zone.zone == anchor.zone => Security::Ds(anchor.ds.clone().into()),
+                None => self.find_ds(&zone.zone, walk).await?,
+            };
+            let ds = match security {
+                Security::Secure(keys) => return Ok(Some(keys)),
+                Security::Insecure => return Ok(None),
+                Security::Ds(ds) => ds,
+            };
+            let (_, _, message) = self.ask_zone(zone, &zone.zone, TYPE_DNSKEY, walk).await?;
+            let set = secure::set_of(&message.answers, &zone.zone, TYPE_DNSKEY);
+            let keys = Arc::new(
+                ZoneKeys::prove(&set, &ds, unix_now32()).map_err(|s| bogus(&zone.zone, s))?,
+            );
+            let ttl = message
+                .answers
+                .iter()
+                .filter(|r| u16::from(r.record_type()) == TYPE_DNSKEY)
+                .map(|r| r.ttl)
+                .min()
+                .unwrap_or(0);
+            let ttl = Duration::from_secs(u64::from(ttl)).min(self.config.cache.max_ttl);
+            self.cache.put_security(
+                &zone.zone,
+                Security::Secure(keys.clone()),
+                ttl,
+                Instant::now(),
+            );
+            Ok(Some(keys))
+        })
+    }
+
+    /// What the parent of `zone` says of its DS set, when no referral told the walk:
+    /// a validated DS set, or insecure (proved absent, or an insecure parent).
+    async fn find_ds(&self, zone: &Name, walk: &mut Walk) -> Result<Security, ResolveError> {
+        let (security, ttl, cap) = match self.iterate(zone, TYPE_DS, walk).await? {
+            Resolved::Records {
+                records,
+                secure: true,
+                ..
+            } => (
+                Security::Ds(
+                    records
+                        .iter()
+                        .filter_map(crate::zone::update::canonical_rdata)
+                        .collect(),
+                ),
+                records.iter().map(|r| r.ttl).min().unwrap_or(0),
+                self.config.cache.max_ttl,
+            ),
+            Resolved::Records { records, .. } => (
+                Security::Insecure,
+                records.iter().map(|r| r.ttl).min().unwrap_or(0),
+                self.config.cache.max_ttl,
+            ),
+            Resolved::Negative { ttl, .. } => {
+                (Security::Insecure, ttl, self.config.cache.max_negative_ttl)
+            }
+        };
+        let ttl = Duration::from_secs(u64::from(ttl)).min(cap);
+        self.cache
+            .put_security(zone, security.clone(), ttl, Instant::now());
+        Ok(security)
+    }
+
+    /// The providers of the SSI records in `records` that the trust file does not list.
+    fn unlisted_providers(&self, records: &[Record]) -> Vec<Name> {
+        let mut providers: Vec<Name> = Vec::new();
+        for r in records {
+            if let HRData::Unknown { rdata, .. } = &r.data {
+                if let Ok(ssi) = Ssi::from_wire(&rdata.anything) {
+                    if !self.trust.is_trusted(&ssi.provider) && !providers.contains(&ssi.provider) {
+                        providers.push(ssi.provider);
+                    }
+                }
+            }
+        }
+        providers
+    }
+
+    /// With a trust anchor, fetches (into the cache) the APKEY sets of the providers of
+    /// `records` that the trust file does not list and the cache does not hold.
+    async fn fetch_tree_keys(
+        &self,
+        records: &[Record],
+        walk: &mut Walk,
+    ) -> Result<(), ResolveError> {
+        if self.config.dnssec.is_none() {
+            return Ok(());
+        }
+        for provider in self.unlisted_providers(records) {
+            let Some(owner) = apkey_owner(&provider, &self.config.apex) else {
+                continue;
+            };
+            if self.cache.provider_keys(&owner, Instant::now()).is_none() {
+                self.fetch_provider_keys(&owner, walk).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// With a validated tree, the trust store for `records`: the trust file, plus for each
+    /// provider it does not list the keys of its APKEY records under `ap.<apex>` that the
+    /// cache holds. None when the trust file alone applies (no validation, or every
+    /// provider listed).
+    fn tree_keys(&self, records: &[Record]) -> Option<TrustStore> {
+        self.config.dnssec.as_ref()?;
+        let providers = self.unlisted_providers(records);
+        if providers.is_empty() {
+            return None;
+        }
+        let mut store = self.trust.clone();
+        for provider in providers {
+            let keys = apkey_owner(&provider, &self.config.apex)
+                .and_then(|owner| self.cache.provider_keys(&owner, Instant::now()));
+            for key in keys.iter().flat_map(|k| k.iter()) {
+                store.add(provider.clone(), *key);
+            }
+        }
+        Some(store)
+    }
+
+    /// The keys of the APKEY set at `owner`, when it validates and each key is within its
+    /// validity window now; none otherwise. Cached either way.
+    async fn fetch_provider_keys(
+        &self,
+        owner: &Name,
+        walk: &mut Walk,
+    ) -> Result<Arc<[ed25519_dalek::VerifyingKey]>, ResolveError> {
+        let now = unix_now();
+        let (keys, zone, ttl) = match self.iterate(owner, TYPE_APKEY, walk).await? {
+            Resolved::Records {
+                records,
+                zone,
+                secure,
+                ..
+            } => {
+                let ttl = records.iter().map(|r| r.ttl).min().unwrap_or(0);
+                let keys: Vec<_> = records
+                    .iter()
+                    .filter(|_| secure)
+                    .filter_map(|r| match &r.data {
+                        HRData::Unknown { rdata, .. } => ApKey::from_wire(&rdata.anything).ok(),
+                        _ => None,
+                    })
+                    .filter(|k| k.not_before <= now && now <= k.not_after)
+                    .filter_map(|k| k.verifying_key().ok())
+                    .collect();
+                if !secure {
+                    warn!(%owner, "APKEY records from an insecure zone are not trusted");
+                }
+                let ttl = Duration::from_secs(u64::from(ttl)).min(self.config.cache.max_ttl);
+                (keys, zone, ttl)
+            }
+            Resolved::Negative { ttl, zone, .. } => (
+                Vec::new(),
+                zone,
+                Duration::from_secs(u64::from(ttl)).min(self.config.cache.max_negative_ttl),
+            ),
+        };
+        let keys: Arc<[ed25519_dalek::VerifyingKey]> = keys.into();
+        self.cache
+            .put_provider_keys(owner, keys.clone(), zone, ttl, Instant::now());
+        Ok(keys)
     }
 
     /// The labels of the walk's next question to the servers of `zone`, when `known`
@@ -709,7 +1019,7 @@ impl Resolver {
         qname: &Name,
         qtype: u16,
         walk: &mut Walk,
-    ) -> Result<(Reply, SocketAddr), ResolveError> {
+    ) -> Result<(Reply, SocketAddr, Box<Message>), ResolveError> {
         let now = Instant::now();
         let mut failures = Failures::default();
         let mut ips: Vec<IpAddr> = Vec::new();
@@ -757,7 +1067,7 @@ impl Resolver {
                 .ask_server(zone, ip, qname, qtype, walk, &mut failures)
                 .await?
             {
-                Attempt::Reply(reply, server) => return Ok((reply, server)),
+                Attempt::Reply(reply, message, server) => return Ok((reply, server, message)),
                 Attempt::TimedOut => timed_out.push(ip),
                 Attempt::Failed => {}
             }
@@ -770,7 +1080,7 @@ impl Resolver {
                     .ask_server(zone, ip, qname, qtype, walk, &mut failures)
                     .await?
                 {
-                    Attempt::Reply(reply, server) => return Ok((reply, server)),
+                    Attempt::Reply(reply, message, server) => return Ok((reply, server, message)),
                     Attempt::TimedOut => timed_out.push(ip),
                     Attempt::Failed => {}
                 }
@@ -801,13 +1111,19 @@ impl Resolver {
         debug!(%server, %qname, qtype, "query");
         match self
             .upstream
-            .exchange(ip, qname, qtype, limits.timeout)
+            .exchange(
+                ip,
+                qname,
+                qtype,
+                limits.timeout,
+                self.config.dnssec.is_some(),
+            )
             .await
         {
             Ok((reply, _stream)) => {
                 self.servers.answered(&zone.zone, ip);
                 match classify(&reply, &zone.zone, qname, qtype) {
-                    Ok(r) => Ok(Attempt::Reply(r, server)),
+                    Ok(r) => Ok(Attempt::Reply(r, Box::new(reply), server)),
                     Err(why) => {
                         failures.bad.push(format!("{server}: {why}"));
                         Ok(Attempt::Failed)
@@ -903,6 +1219,24 @@ impl Resolver {
         }
         Ok((out, ttl))
     }
+}
+
+fn bogus(zone: &Name, step: Bogus) -> ResolveError {
+    ResolveError::Bogus {
+        zone: zone.clone(),
+        step,
+    }
+}
+
+/// Now as RRSIG times count it (RFC 4034 section 3.1.5: serial arithmetic on 32 bits).
+fn unix_now32() -> u32 {
+    unix_now() as u32
+}
+
+/// Where an app provider's APKEY records live: `<provider>.ap.<apex>`.
+pub fn apkey_owner(provider: &Name, apex: &Name) -> Option<Name> {
+    let ap = Name::from_labels([&b"ap"[..]], apex).ok()?;
+    Name::from_labels(provider.labels(), &ap).ok()
 }
 
 /// The last `labels` labels of `name`.

@@ -46,9 +46,8 @@ impl RequestHandler for ResolverHandler {
                 .map_or(512, |e| e.max_payload().clamp(512, UDP_PAYLOAD)),
         );
         let mut builder = MessageResponseBuilder::from_message_request(request);
-        if request.edns.is_some() {
-            builder.edns(&edns);
-        }
+        // An extended error for a failed lookup (RFC 8914), from the error's kind.
+        let mut extended: Option<(u16, String)> = None;
         let mut answers: Vec<Record> = Vec::new();
         let mut authority: Vec<Record> = Vec::new();
         metadata.response_code = match request.queries.queries() {
@@ -67,6 +66,7 @@ impl RequestHandler for ResolverHandler {
                         Err(super::ResolveError::OutsideTree { .. }) => ResponseCode::Refused,
                         Err(e) => {
                             warn!(%owner, "lookup failed: {e}");
+                            extended = e.extended_error().map(|code| (code, e.to_string()));
                             ResponseCode::ServFail
                         }
                     },
@@ -75,6 +75,13 @@ impl RequestHandler for ResolverHandler {
             [_] => ResponseCode::Refused,
             _ => ResponseCode::FormErr,
         };
+        let edns = match &extended {
+            Some((code, text)) => crate::signed::with_ede(Some(&edns), *code, text),
+            None => edns,
+        };
+        if request.edns.is_some() {
+            builder.edns(&edns);
+        }
         debug!(src = %request.src(), rcode = %metadata.response_code, answers = answers.len(), "resolver query");
         let response = builder.build(
             metadata,

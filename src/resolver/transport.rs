@@ -314,15 +314,17 @@ impl Upstream {
 
     /// One iterative query (RD clear) to the server at `ip`: over TLS when configured,
     /// else UDP then TCP on truncation; signed and checked under the TSIG key if any.
-    /// Returns the reply and whether it came over a stream.
+    /// With `dnssec`, the DO bit is set. Returns the reply and whether it came over a
+    /// stream.
     pub async fn exchange(
         &self,
         ip: IpAddr,
         qname: &Name,
         qtype: u16,
         wait: Duration,
+        dnssec: bool,
     ) -> Result<(Message, bool), ExchangeError> {
-        let (id, mut query) = build_query(qname, qtype, false, false)?;
+        let (id, mut query) = build_query(qname, qtype, false, dnssec)?;
         let mac = self.sign(&mut query)?;
         let (reply, bytes, stream) = if self.uses_tls() {
             let bytes = self.request_once(ip, &query, wait).await?;

@@ -343,7 +343,7 @@ impl RData {
 
 /// DS RDATA from `key-tag algorithm digest-type digest-hex...` (the digest may be split
 /// into several words).
-fn parse_ds(fields: &[&str]) -> Result<Vec<u8>, String> {
+pub(crate) fn parse_ds(fields: &[&str]) -> Result<Vec<u8>, String> {
     let [tag, alg, digest_type, digest @ ..] = fields else {
         return Err("DS needs a key tag, an algorithm, a digest type and a digest".into());
     };

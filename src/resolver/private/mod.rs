@@ -360,7 +360,10 @@ impl Resolver {
                 )
             })
             .collect();
-        let (mappings, rejected) = self.verify(&owner, &records);
+        // Keys from the tree only as cached: fetching one here would tell the tree's root
+        // which provider's mapping this private lookup found.
+        let tree = self.tree_keys(&records);
+        let (mappings, rejected) = self.verify(&owner, &records, tree.as_ref());
         if mappings.is_empty() && !rejected.is_empty() {
             return Err(ResolveError::AllRejected { owner, rejected });
         }
@@ -421,14 +424,16 @@ impl Resolver {
                     let cfg_name =
                         carrier::pir_name(&zone.zone).map_err(|e| private_error(&zone.zone, e))?;
                     let cfg = match self.ask_zone(&zone, &cfg_name, TYPE_PIRCFG, walk).await? {
-                        (super::Reply::Answer(records), _) => records.iter().find_map(|r| match &r
-                            .data
-                        {
-                            HRData::Unknown { rdata, .. } => PirCfgRecord::decode(&rdata.anything)
-                                .ok()
-                                .map(|c| (c, r.ttl)),
-                            _ => None,
-                        }),
+                        (super::Reply::Answer(records), _, _) => {
+                            records.iter().find_map(|r| match &r.data {
+                                HRData::Unknown { rdata, .. } => {
+                                    PirCfgRecord::decode(&rdata.anything)
+                                        .ok()
+                                        .map(|c| (c, r.ttl))
+                                }
+                                _ => None,
+                            })
+                        }
                         _ => None,
                     };
                     // The child list tells public walks where the zone's cuts are, so they
@@ -461,10 +466,10 @@ impl Resolver {
                 None => {
                     walk.referral(&self.config.limits)?;
                     let s = match self.ask_zone(&zone, &step_name, TYPE_NS, walk).await? {
-                        (super::Reply::Referral { cut, ns, glue, .. }, _) => {
+                        (super::Reply::Referral { cut, ns, glue, .. }, _, _) => {
                             Step::Referral(Arc::new(Delegation::from_referral(cut, ns, &glue)))
                         }
-                        (super::Reply::NxDomain { .. }, _) => Step::NoSuchName,
+                        (super::Reply::NxDomain { .. }, _, _) => Step::NoSuchName,
                         _ => Step::Other,
                     };
                     memo.steps.insert(step_name, s.clone());
