@@ -1017,3 +1017,268 @@ async fn bogus_answers_are_errors_naming_the_failing_step() {
     })
     .await;
 }
+
+/// `mimi key dnssec rollover`'s steps, each after the TTLs it names (one second here), on
+/// e164.mimi.arpa. while chat.example publishes a mapping every 50 ms: lookups through a
+/// validating resolver that keeps its cache, and through fresh ones, of a standing mapping
+/// and of the newest published, all validate from the apex's DS at every moment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollover_under_a_stream_of_updates_keeps_every_lookup_valid() {
+    use mimi_discovery::resolver::{Outcome, Resolver};
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
+    use std::sync::{Arc, Mutex};
+    bounded(async {
+        let t = 6;
+        let ttl = 1;
+        let keys = Keys::new();
+        let dir = tempfile::tempdir().unwrap();
+        let block = n("e164.mimi.arpa.");
+        let ns_block = n("ns1.e164.mimi.arpa.");
+        let mut root = ZoneFile::new_zone(apex(), &[(n("ns1.mimi.arpa."), ip(t, 1))], ttl, 1);
+        root.set_delegation(&block, &[(ns_block.clone(), ip(t, 2))], ttl);
+        let mut zone = ZoneFile::new_zone(block.clone(), &[(ns_block, ip(t, 2))], ttl, 1);
+        let bob = owner(BOB);
+        zone.put_ssi(
+            bob.clone(),
+            ttl,
+            mapping(&keys.chat, &bob, "bob", Context::Any, 10),
+        );
+        let now = mimi_discovery::sys::unix_now();
+        root.records.push(Record {
+            name: mimi_discovery::resolver::apkey_owner(&keys.chat.provider, &apex()).unwrap(),
+            ttl,
+            data: RData::ApKey(Box::new(mimi_discovery::record::ApKey::new(
+                &keys.chat.verifying_key(),
+                now - 86400,
+                now + 86400,
+            ))),
+            line: 0,
+        });
+        let ds = |k: &DnssecKey| Record {
+            name: block.clone(),
+            ttl,
+            data: RData::Unknown {
+                rtype: TYPE_DS,
+                data: k.ds_rdata().into_boxed_slice(),
+            },
+            line: 0,
+        };
+        let path = |f: &str| dir.path().join(f).display().to_string();
+        let root_key = DnssecKey::generate(apex(), FLAGS_CSK);
+        root_key
+            .save_new(std::path::Path::new(&path("root.dnssec")))
+            .unwrap();
+        let old = DnssecKey::generate(block.clone(), FLAGS_CSK);
+        old.save_new(std::path::Path::new(&path("old.dnssec")))
+            .unwrap();
+        let (code, _, err) = mimi(
+            dir.path(),
+            &[
+                "key",
+                "dnssec",
+                "rollover",
+                &path("old.dnssec"),
+                "--out",
+                &path("new.dnssec"),
+            ],
+        )
+        .await;
+        assert_eq!(code, 0, "{err}");
+        let new = DnssecKey::load(std::path::Path::new(&path("new.dnssec"))).unwrap();
+        assert_eq!((new.zone.clone(), new.flags), (block.clone(), old.flags));
+        root.records.push(ds(&old));
+        let tsig = TsigKey::generate(n("chat-key."));
+        tsig.save_new(dir.path().join("chat.tsig"), KeyFileFormat::Bind)
+            .unwrap();
+        let mut specs = vec![spec(root.clone(), &[1]), spec(zone, &[2])];
+        specs[0].config_extra = format!(
+            "dnssec_key = {:?}\n[access]\nanonymous_lookups_per_day = \"unlimited\"\n",
+            path("root.dnssec")
+        );
+        // Thousands of lookups from one address: past the anonymous quota.
+        let update = format!(
+            "[[update]]\nprovider = \"chat.example.\"\ntsig = {:?}\n[access]\nanonymous_lookups_per_day = \"unlimited\"\n",
+            path("chat.tsig")
+        );
+        let keys_at = |key: &str, publish: &[&str]| {
+            let publish: Vec<String> = publish.iter().map(|p| format!("{:?}", path(p))).collect();
+            format!(
+                "dnssec_key = {:?}\ndnssec_publish = [{}]\n{update}",
+                path(key),
+                publish.join(", ")
+            )
+        };
+        specs[1].config_extra = keys_at("old.dnssec", &[]);
+        let tree = Tree::start(t, &keys.trust_toml(), specs).await;
+
+        let resolver = |tree: &Tree| {
+            let mut c = tree.config();
+            c.dnssec = Some(mimi_discovery::resolver::secure::TrustAnchor {
+                zone: apex(),
+                ds: vec![root_key.ds_rdata()],
+            });
+            Resolver::new(c, mimi_discovery::record::TrustStore::new())
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let newest: Arc<Mutex<Option<Name>>> = Arc::default();
+        let lookups = Arc::new(AtomicU32::new(0));
+        let failures: Arc<Mutex<Vec<String>>> = Arc::default();
+        // The stream of updates.
+        let updater = {
+            let (stop, newest, addr) = (stop.clone(), newest.clone(), tree.addr(2));
+            let (chat, tsig, block) = (
+                mimi_discovery::record::ProviderKey::from_toml_str(&keys.chat.to_toml(), "chat")
+                    .unwrap(),
+                tsig.clone(),
+                block.clone(),
+            );
+            tokio::spawn(async move {
+                let mut published = 0u32;
+                while !stop.load(Relaxed) {
+                    let o = owner(&format!("+1 555 200 {:04}", published));
+                    publish(
+                        addr,
+                        &block,
+                        &tsig,
+                        &[SignedMapping {
+                            owner: o.clone(),
+                            ttl: 1,
+                            ssi: mapping(&chat, &o, "new", Context::Any, 10),
+                        }],
+                    )
+                    .await
+                    .expect("an update during the rollover");
+                    *newest.lock().unwrap() = Some(o);
+                    published += 1;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                published
+            })
+        };
+        // The lookups: one resolver keeping its cache, and a fresh one each time.
+        let looker = {
+            let kept = resolver(&tree);
+            let fresh = tree.config();
+            let bob = bob.clone();
+            let (stop, newest, lookups, failures, anchor) = (
+                stop.clone(),
+                newest.clone(),
+                lookups.clone(),
+                failures.clone(),
+                root_key.ds_rdata(),
+            );
+            tokio::spawn(async move {
+                while !stop.load(Relaxed) {
+                    let mut c = fresh.clone();
+                    c.dnssec = Some(mimi_discovery::resolver::secure::TrustAnchor {
+                        zone: apex(),
+                        ds: vec![anchor.clone()],
+                    });
+                    let once = Resolver::new(c, mimi_discovery::record::TrustStore::new());
+                    let latest = newest.lock().unwrap().clone();
+                    let mut asks = vec![(&kept, bob.clone()), (&once, bob.clone())];
+                    if let Some(o) = latest {
+                        asks.push((&kept, o.clone()));
+                        asks.push((&once, o));
+                    }
+                    for (r, o) in asks {
+                        lookups.fetch_add(1, Relaxed);
+                        match r.lookup_name(&o, None).await {
+                            Ok(res) if matches!(res.outcome, Outcome::Found(_)) => {}
+                            Ok(res) => failures
+                                .lock()
+                                .unwrap()
+                                .push(format!("{o}: {:?}", res.outcome)),
+                            Err(e) => failures.lock().unwrap().push(format!("{o}: {e}")),
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+        };
+        // The steps, each after the TTLs (1 s) with a margin.
+        let settle = || tokio::time::sleep(Duration::from_millis(2500));
+        let dp_config = tree.config_file(2);
+        let set_keys = |extra: String| {
+            let text = std::fs::read_to_string(&dp_config).unwrap();
+            let at = text.find("dnssec_key").unwrap();
+            std::fs::write(&dp_config, format!("{}{extra}", &text[..at])).unwrap();
+        };
+        let set_ds = |with: &[&DnssecKey]| {
+            let mut r = root.clone();
+            r.records.extend(with.iter().map(|k| ds(k)));
+            r.save(&tree.files[0], WriteStyle::Native).unwrap();
+        };
+        settle().await;
+        // 1. Publish the next key.
+        set_keys(keys_at("old.dnssec", &["new.dnssec"]));
+        assert!(tree.server(2).reload().await.unwrap().is_empty());
+        let r = ask(
+            tree.addr(2),
+            "e164.mimi.arpa.",
+            RecordType::DNSKEY,
+            true,
+            false,
+        )
+        .await;
+        assert_eq!(typed(&r.answers, TYPE_DNSKEY).len(), 2);
+        assert_signed(&r.answers, "e164.mimi.arpa.", TYPE_DNSKEY, &old);
+        settle().await;
+        // 2. Both DS at the parent.
+        set_ds(&[&old, &new]);
+        assert!(tree.server(1).reload().await.unwrap().is_empty());
+        settle().await;
+        // 3. Sign with the next key.
+        set_keys(keys_at("new.dnssec", &["old.dnssec"]));
+        assert!(tree.server(2).reload().await.unwrap().is_empty());
+        let r = ask(
+            tree.addr(2),
+            &bob.to_string(),
+            RecordType::Unknown(TYPE_SSI),
+            true,
+            false,
+        )
+        .await;
+        assert_signed(&r.answers, &bob.to_string(), TYPE_SSI, &new);
+        settle().await;
+        // 4. The old DS goes.
+        set_ds(&[&new]);
+        assert!(tree.server(1).reload().await.unwrap().is_empty());
+        settle().await;
+        // 5. The old key goes.
+        set_keys(keys_at("new.dnssec", &[]));
+        assert!(tree.server(2).reload().await.unwrap().is_empty());
+        let r = ask(
+            tree.addr(2),
+            "e164.mimi.arpa.",
+            RecordType::DNSKEY,
+            true,
+            false,
+        )
+        .await;
+        assert_eq!(typed(&r.answers, TYPE_DNSKEY).len(), 1);
+        assert_signed(&r.answers, "e164.mimi.arpa.", TYPE_DNSKEY, &new);
+        settle().await;
+        stop.store(true, Relaxed);
+        let published = updater.await.unwrap();
+        looker.await.unwrap();
+        let failures = failures.lock().unwrap().clone();
+        let lookups = lookups.load(Relaxed);
+        eprintln!(
+            "rollover: {published} updates, {lookups} lookups, {} failed",
+            failures.len()
+        );
+        assert!(
+            published > 50 && lookups > 100,
+            "{published} updates, {lookups} lookups"
+        );
+        assert!(
+            failures.is_empty(),
+            "{} of {lookups} lookups failed: {:?}",
+            failures.len(),
+            &failures[..failures.len().min(5)]
+        );
+        tree.shutdown().await;
+    })
+    .await;
+}

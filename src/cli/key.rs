@@ -46,6 +46,15 @@ pub enum DnssecCommand {
     },
     /// Print the key's DNSKEY and the DS record its parent publishes (zone-file lines).
     Ds { file: PathBuf },
+    /// Start a key rollover: make the next key of the current key's zone (same role) and
+    /// print the steps that take the zone to it without leaving validators a broken chain.
+    Rollover {
+        /// The key the zone is signed with now (its `dnssec_key`).
+        current: PathBuf,
+        /// Where the next key goes (file mode 0600; never overwrites).
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -137,6 +146,14 @@ pub fn run(cmd: KeyCommand, _apex: &Name) -> anyhow::Result<u8> {
             println!("the parent's DS: mimi key dnssec ds {}", out.display());
             Ok(0)
         }
+        KeyCommand::Dnssec(DnssecCommand::Rollover { current, out }) => {
+            let old = DnssecKey::load(&current)?;
+            let new = DnssecKey::generate(old.zone.clone(), old.flags);
+            new.save_new(&out)
+                .with_context(|| format!("cannot write DNSSEC key file {}", out.display()))?;
+            print!("{}", rollover_plan(&old, &current, &new, &out));
+            Ok(0)
+        }
         KeyCommand::Dnssec(DnssecCommand::Ds { file }) => {
             let key = DnssecKey::load(&file)?;
             print!("{}", key.records_text());
@@ -151,4 +168,50 @@ pub fn run(cmd: KeyCommand, _apex: &Name) -> anyhow::Result<u8> {
             Ok(0)
         }
     }
+}
+
+/// The steps of a rollover from `old` to `new` (docs/dnssec.md, "Rollover"): publish the
+/// next key, add its DS, switch signing, remove the old DS, then the old key, each after
+/// the TTLs that let every cache move on.
+fn rollover_plan(
+    old: &DnssecKey,
+    old_path: &std::path::Path,
+    new: &DnssecKey,
+    new_path: &std::path::Path,
+) -> String {
+    let ds = |k: &DnssecKey| {
+        k.records_text()
+            .lines()
+            .find(|l| l.contains(" DS "))
+            .unwrap_or_default()
+            .to_string()
+    };
+    format!(
+        "next key of {zone}: key tag {new_tag}, written to {new_file} (mode 0600)\n\
+         \n\
+         Roll {zone} from key {old_tag} to key {new_tag}; after each step, wait as said before the next:\n\
+         1. Publish the next key. In the DP config, under this zone's [[zone]]:\n\
+         \x20     dnssec_key = {old_file:?}\n\
+         \x20     dnssec_publish = [{new_file:?}]\n\
+         \x20  then reload the DP (SIGHUP). Wait the DNSKEY TTL (the zone's SOA TTL).\n\
+         2. Add the next key's DS at the parent, beside the current one:\n\
+         \x20     {new_ds}\n\
+         \x20  Wait until every server of the parent serves it, then the parent's DS TTL.\n\
+         3. Sign with the next key:\n\
+         \x20     dnssec_key = {new_file:?}\n\
+         \x20     dnssec_publish = [{old_file:?}]\n\
+         \x20  then reload every server of the zone.\n\
+         4. Remove the old key's DS at the parent:\n\
+         \x20     {old_ds}\n\
+         \x20  Wait the parent's DS TTL and the longest TTL in the zone (answers signed by\n\
+         \x20  the old key that caches still hold need it published).\n\
+         5. Retire the old key: drop dnssec_publish, reload. {old_file} may then be deleted.\n",
+        zone = old.zone,
+        old_tag = old.key_tag(),
+        new_tag = new.key_tag(),
+        old_file = old_path.display().to_string(),
+        new_file = new_path.display().to_string(),
+        new_ds = ds(new),
+        old_ds = ds(old),
+    )
 }

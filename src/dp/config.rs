@@ -361,6 +361,8 @@ struct RawZone {
     origin: Spanned<String>,
     file: Spanned<String>,
     dnssec_key: Option<Spanned<String>>,
+    /// Keys in the DNSKEY set that do not sign (a rollover's next or previous key).
+    dnssec_publish: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -470,21 +472,46 @@ impl DpConfig {
                     format!("zone {origin} is configured twice"),
                 ));
             }
-            let dnssec = match &z.dnssec_key {
-                Some(path) => {
-                    let key = crate::dnssec::DnssecKey::load(&dir.join(path.get_ref()))
-                        .map_err(|e| at(path.span(), format!("dnssec_key: {e}")))?;
-                    if key.zone != origin {
-                        return Err(at(
-                            path.span(),
-                            format!("dnssec_key is a key of {}, not of {origin}", key.zone),
-                        ));
-                    }
-                    Some(std::sync::Arc::new(crate::dnssec::ZoneSigner::new(
-                        key, lifetime, refresh,
-                    )))
+            let zone_key = |path: &Spanned<String>, what: &str| {
+                let key = crate::dnssec::DnssecKey::load(&dir.join(path.get_ref()))
+                    .map_err(|e| at(path.span(), format!("{what}: {e}")))?;
+                if key.zone != origin {
+                    return Err(at(
+                        path.span(),
+                        format!("{what} is a key of {}, not of {origin}", key.zone),
+                    ));
                 }
-                None => None,
+                Ok(key)
+            };
+            let dnssec = match (&z.dnssec_key, &z.dnssec_publish) {
+                (Some(path), publish) => {
+                    let key = zone_key(path, "dnssec_key")?;
+                    let mut published: Vec<crate::dnssec::DnssecKey> = Vec::new();
+                    for p in publish.iter().flat_map(|p| p.get_ref()) {
+                        let k = zone_key(p, "dnssec_publish")?;
+                        let same =
+                            |o: &crate::dnssec::DnssecKey| o.dnskey_rdata() == k.dnskey_rdata();
+                        if same(&key) || published.iter().any(same) {
+                            return Err(at(
+                                p.span(),
+                                format!("dnssec_publish: key {} is listed twice", k.key_tag()),
+                            ));
+                        }
+                        published.push(k);
+                    }
+                    Some(std::sync::Arc::new(
+                        crate::dnssec::ZoneSigner::with_published(
+                            key, published, lifetime, refresh,
+                        ),
+                    ))
+                }
+                (None, Some(p)) => {
+                    return Err(at(
+                        p.span(),
+                        "dnssec_publish needs dnssec_key (the key that signs)".into(),
+                    ))
+                }
+                (None, None) => None,
             };
             zones.push(ZoneConfig {
                 origin,
@@ -932,6 +959,51 @@ mod tests {
 
     fn parse(text: &str) -> Result<DpConfig, ConfigError> {
         DpConfig::parse(text, Path::new("/etc/mimi/dp.toml"))
+    }
+
+    #[test]
+    fn rollover_keys_are_checked_at_their_line() {
+        use crate::dnssec::{DnssecKey, FLAGS_CSK};
+        let dir = tempfile::tempdir().unwrap();
+        let zone = Name::parse("e164.mimi.arpa.", None).unwrap();
+        for (file, origin) in [("a", &zone), ("b", &zone), ("other", &Name::root())] {
+            DnssecKey::generate(origin.clone(), FLAGS_CSK)
+                .save_new(&dir.path().join(file))
+                .unwrap();
+        }
+        let config = |keys: &str| {
+            DpConfig::parse(
+                &format!("listen = [\"127.0.0.1\"]\ntrust = \"t\"\n[[zone]]\norigin = \"e164.mimi.arpa.\"\nfile = \"z\"\n{keys}"),
+                &dir.path().join("dp.toml"),
+            )
+        };
+        let c = config("dnssec_key = \"a\"\ndnssec_publish = [\"b\"]\n").unwrap();
+        let signer = c.zones[0].dnssec.as_ref().unwrap();
+        assert_eq!(signer.dnskey_rdatas().len(), 2);
+        for (keys, line, why) in [
+            (
+                "dnssec_key = \"a\"\ndnssec_publish = [\"a\"]\n",
+                7,
+                "listed twice",
+            ),
+            (
+                "dnssec_key = \"a\"\ndnssec_publish = [\"b\", \"b\"]\n",
+                7,
+                "listed twice",
+            ),
+            (
+                "dnssec_key = \"a\"\ndnssec_publish = [\"other\"]\n",
+                7,
+                "not of e164.mimi.arpa.",
+            ),
+            ("dnssec_publish = [\"b\"]\n", 6, "needs dnssec_key"),
+        ] {
+            let e = config(keys).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("dp.toml:{line}:")) && e.contains(why),
+                "{keys}: {e}"
+            );
+        }
     }
 
     #[test]

@@ -458,7 +458,7 @@ async fn reload(
         let existing = shared.writers_lock().get(&zc.origin).cloned();
         let result = match existing {
             Some(w) => w
-                .reload(checked)
+                .reload(checked, zc.dnssec.clone())
                 .await
                 .map(|_| ())
                 .map_err(|e| e.to_string()),

@@ -94,6 +94,8 @@ enum Job {
         records: Vec<Record>,
         rejected: usize,
         releases: Releases,
+        /// The zone's DNSSEC keys as the config now names them (None: not signed there).
+        signer: Option<Arc<crate::dnssec::ZoneSigner>>,
         reply: oneshot::Sender<Result<u32, WriteError>>,
     },
     /// A new private-lookup epoch was built: serve it.
@@ -147,13 +149,20 @@ impl WriterHandle {
         rx.await.map_err(|_| WriteError::Unavailable)?
     }
 
-    pub async fn reload(&self, checked: zones::CheckedZone) -> Result<u32, WriteError> {
+    /// Applies what changed in the re-read zone file, and a change of the zone's DNSSEC
+    /// keys (`signer`, a rollover step): the zone is then signed again whole.
+    pub async fn reload(
+        &self,
+        checked: zones::CheckedZone,
+        signer: Option<Arc<crate::dnssec::ZoneSigner>>,
+    ) -> Result<u32, WriteError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Job::Reload {
                 records: checked.records,
                 rejected: checked.rejected,
                 releases: checked.releases,
+                signer,
                 reply,
             })
             .await
@@ -786,6 +795,8 @@ fn commit_batch(mut state: State, jobs: Vec<Job>) -> State {
     let mut reloaded = None;
     let mut new_pir = None;
     let mut swapped = Vec::new();
+    // A version with no new records to publish all the same (new keys, a new epoch).
+    let mut republish = false;
     for job in jobs {
         match job {
             Job::Update {
@@ -816,10 +827,12 @@ fn commit_batch(mut state: State, jobs: Vec<Job>) -> State {
                 records,
                 rejected,
                 releases,
+                signer,
                 reply,
             } => {
                 // The markers file as the operator left it (read with the zone file).
                 state.releases = releases;
+                republish |= rekey(&state.origin, &mut work.store, signer);
                 // What the operator changed in the file since it was read or written,
                 // applied to the current version (which may hold newer updates).
                 let file = match ZoneStore::build(state.origin.clone(), records.clone()) {
@@ -871,23 +884,28 @@ fn commit_batch(mut state: State, jobs: Vec<Job>) -> State {
             Job::Stop(_) | Job::Discard(_) => {}
         }
     }
+    let mut pir = state.current.pir.clone();
     if let Some(p) = new_pir {
         match zones::with_pircfg(&work.store, &p) {
             Ok(s) => {
                 work.store = s;
                 info!(zone = %state.origin, "serving the new private-lookup epoch");
-                let served = ServedZone::new(
-                    work.store.clone(),
-                    state.current.rejected,
-                    Some(p),
-                    state.current.history.clone(),
-                );
-                state.current = Arc::new(served);
-                if work.diffs.is_empty() {
-                    publish(&state.ctx.shared, state.current.clone());
-                }
+                pir = Some(p);
+                republish = true;
             }
             Err(e) => warn!(zone = %state.origin, "new private-lookup epoch not served: {e}"),
+        }
+    }
+    if republish {
+        let served = ServedZone::new(
+            work.store.clone(),
+            state.current.rejected,
+            pir,
+            state.current.history.clone(),
+        );
+        state.current = Arc::new(served);
+        if work.diffs.is_empty() {
+            publish(&state.ctx.shared, state.current.clone());
         }
     }
     let state = finish(state, work, replies, reloaded);
@@ -1127,6 +1145,38 @@ fn operator_changeset(
             .collect(),
     );
     Ok((Changeset { remove, add }, released))
+}
+
+/// Signs `store` again whole when the config names other DNSSEC keys for it than it is
+/// signed with (a rollover step); true when it did. Serving a signed zone unsigned needs a
+/// restart: its signatures stay until then.
+fn rekey(
+    origin: &Name,
+    store: &mut ZoneStore,
+    signer: Option<Arc<crate::dnssec::ZoneSigner>>,
+) -> bool {
+    match (store.signer(), signer) {
+        (Some(current), Some(next)) if current.same_keys(&next) => false,
+        (_, Some(next)) => {
+            let tag = next.key().key_tag();
+            match store.clone().sign_with(next, now()) {
+                Ok(signed) => {
+                    *store = signed;
+                    info!(zone = %origin, key_tag = tag, "DNSSEC keys changed: zone signed again");
+                    true
+                }
+                Err(e) => {
+                    warn!(zone = %origin, "DNSSEC keys not changed: {e}");
+                    false
+                }
+            }
+        }
+        (Some(_), None) => {
+            warn!(zone = %origin, "dnssec_key removed: the zone stays signed until a restart");
+            false
+        }
+        (None, None) => false,
+    }
 }
 
 /// Makes again the signatures near expiry (DNSSEC). Records do not change, so there is no

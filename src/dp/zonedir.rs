@@ -126,7 +126,7 @@ impl ZoneDir {
             };
             let existing = shared.writers_lock().get(&zc.origin).cloned();
             let result = match existing {
-                Some(w) if running => w.reload(checked).await.map(|_| ()).map_err(|e| e.to_string()),
+                Some(w) if running => w.reload(checked, zc.dnssec.clone()).await.map(|_| ()).map_err(|e| e.to_string()),
                 _ => writer::start_zone(zc.clone(), checked, ctx.clone())
                     .await
                     .map(|h| {

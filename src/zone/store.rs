@@ -315,7 +315,8 @@ impl ZoneStore {
     /// This zone signed by `signer` (DNSSEC, docs/dnssec.md): the signer's DNSKEY set at
     /// the apex, an RRSIG on every authoritative set, and every version made from this one
     /// signs the sets it changes at commit. Signing is spread over the cores; the zone's
-    /// records are not otherwise touched.
+    /// records are not otherwise touched. A signed zone given another signer (a rollover
+    /// step) is signed again whole with it.
     pub fn sign_with(
         mut self,
         signer: Arc<ZoneSigner>,
@@ -323,25 +324,26 @@ impl ZoneStore {
     ) -> Result<ZoneStore, PrebuiltError> {
         use rayon::prelude::*;
         let apex: Box<[u8]> = self.origin.as_wire().into();
-        let dnskey = Record {
-            name: self.origin.clone(),
-            ttl: self.soa_ttl,
-            data: RData::Unknown {
-                rtype: TYPE_DNSKEY,
-                data: signer.key().dnskey_rdata().into_boxed_slice(),
-            },
-            line: 0,
-        }
-        .to_wire_record();
+        let dnskeys: Vec<_> = signer
+            .dnskey_rdatas()
+            .into_iter()
+            .map(|rdata| {
+                Record {
+                    name: self.origin.clone(),
+                    ttl: self.soa_ttl,
+                    data: RData::Unknown {
+                        rtype: TYPE_DNSKEY,
+                        data: rdata.into_boxed_slice(),
+                    },
+                    line: 0,
+                }
+                .to_wire_record()
+            })
+            .collect();
         if let Some(node) = self.nodes.get_mut(&apex) {
             node.rrsets.retain(|s| s.rtype != TYPE_DNSKEY);
-            node.rrsets.push(RRset::new(
-                &apex,
-                TYPE_DNSKEY,
-                self.soa_ttl,
-                &[dnskey],
-                &[],
-            )?);
+            node.rrsets
+                .push(RRset::new(&apex, TYPE_DNSKEY, self.soa_ttl, &dnskeys, &[])?);
         }
         self.signer = Some(signer.clone());
         // Signatures made in parallel from the read-only index, then stored.
