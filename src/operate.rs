@@ -67,6 +67,33 @@ pub fn delegation_update(owner: &Name, ns: &[(Name, IpAddr)], ttl: u32) -> Vec<W
     out
 }
 
+/// The update section that adds the DS records `add` and deletes `remove` (each the
+/// child's name and the DS RDATA): RFC 2136 "add to an RRset" and "delete an RR from an
+/// RRset" (class NONE), as `nsupdate` sends them.
+pub fn ds_update(add: &[(Name, Vec<u8>)], remove: &[(Name, Vec<u8>)], ttl: u32) -> Vec<WireRecord> {
+    use hickory_proto::rr::rdata::NULL;
+    let ds = |owner: &Name, rdata: &[u8], ttl: u32| {
+        WireRecord::from_rdata(
+            owner.to_hickory(),
+            ttl,
+            HRData::Unknown {
+                code: RecordType::DS,
+                rdata: NULL::with(rdata.to_vec()),
+            },
+        )
+    };
+    let mut out: Vec<WireRecord> = remove
+        .iter()
+        .map(|(owner, rdata)| {
+            let mut r = ds(owner, rdata, 0);
+            r.dns_class = DNSClass::NONE;
+            r
+        })
+        .collect();
+    out.extend(add.iter().map(|(owner, rdata)| ds(owner, rdata, ttl)));
+    out
+}
+
 /// The update section that takes the delegation of `owner` back: delete its NS RRset.
 pub fn undelegation_update(owner: &Name) -> Vec<WireRecord> {
     let mut r = WireRecord::update0(owner.to_hickory(), 0, RecordType::NS);

@@ -1091,9 +1091,14 @@ async fn a_rollover_under_a_stream_of_updates_keeps_every_lookup_valid() {
         tsig.save_new(dir.path().join("chat.tsig"), KeyFileFormat::Bind)
             .unwrap();
         let mut specs = vec![spec(root.clone(), &[1]), spec(zone, &[2])];
+        // The apex's operator changes DS records by DNS UPDATE (`mimi zone ds`).
+        let op = TsigKey::generate(n("apex-operator."));
+        op.save_new(dir.path().join("op.tsig"), KeyFileFormat::Bind)
+            .unwrap();
         specs[0].config_extra = format!(
-            "dnssec_key = {:?}\n[access]\nanonymous_lookups_per_day = \"unlimited\"\n",
-            path("root.dnssec")
+            "dnssec_key = {:?}\n[[operator]]\ntsig = {:?}\n[access]\nanonymous_lookups_per_day = \"unlimited\"\n",
+            path("root.dnssec"),
+            path("op.tsig")
         );
         // Thousands of lookups from one address: past the anonymous quota.
         let update = format!(
@@ -1204,10 +1209,29 @@ async fn a_rollover_under_a_stream_of_updates_keeps_every_lookup_valid() {
             let at = text.find("dnssec_key").unwrap();
             std::fs::write(&dp_config, format!("{}{extra}", &text[..at])).unwrap();
         };
-        let set_ds = |with: &[&DnssecKey]| {
-            let mut r = root.clone();
-            r.records.extend(with.iter().map(|k| ds(k)));
-            r.save(&tree.files[0], WriteStyle::Native).unwrap();
+        // The DS set changes through the apex's write path: the operator's UPDATE.
+        let ds_line = |k: &DnssecKey| {
+            k.records_text()
+                .lines()
+                .find(|l| l.contains(" DS "))
+                .unwrap()
+                .to_string()
+        };
+        let zone_ds = |args: Vec<String>| {
+            let mut all: Vec<String> = [
+                "zone", "ds", "--dp", &tree.addr(1).to_string(), "--zone", "mimi.arpa.", "--tsig",
+                &path("op.tsig"), "--ttl", "1",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            all.extend(args);
+            let dir = dir.path().to_path_buf();
+            async move {
+                let args: Vec<&str> = all.iter().map(String::as_str).collect();
+                let (code, out, err) = mimi(&dir, &args).await;
+                assert_eq!(code, 0, "{out}{err}");
+            }
         };
         settle().await;
         // 1. Publish the next key.
@@ -1225,8 +1249,10 @@ async fn a_rollover_under_a_stream_of_updates_keeps_every_lookup_valid() {
         assert_signed(&r.answers, "e164.mimi.arpa.", TYPE_DNSKEY, &old);
         settle().await;
         // 2. Both DS at the parent.
-        set_ds(&[&old, &new]);
-        assert!(tree.server(1).reload().await.unwrap().is_empty());
+        zone_ds(vec!["--add".into(), ds_line(&new)]).await;
+        let r = ask(tree.addr(1), "e164.mimi.arpa.", RecordType::DS, true, false).await;
+        assert_eq!(typed(&r.answers, TYPE_DS).len(), 2);
+        assert_signed(&r.answers, "e164.mimi.arpa.", TYPE_DS, &root_key);
         settle().await;
         // 3. Sign with the next key.
         set_keys(keys_at("new.dnssec", &["old.dnssec"]));
@@ -1242,8 +1268,27 @@ async fn a_rollover_under_a_stream_of_updates_keeps_every_lookup_valid() {
         assert_signed(&r.answers, &bob.to_string(), TYPE_SSI, &new);
         settle().await;
         // 4. The old DS goes.
-        set_ds(&[&new]);
-        assert!(tree.server(1).reload().await.unwrap().is_empty());
+        zone_ds(vec!["--remove".into(), ds_line(&old)]).await;
+        let r = ask(tree.addr(1), "e164.mimi.arpa.", RecordType::DS, true, false).await;
+        assert_eq!(rdata_of(typed(&r.answers, TYPE_DS)[0]), new.ds_rdata());
+        assert_signed(&r.answers, "e164.mimi.arpa.", TYPE_DS, &root_key);
+        // A DS only belongs at a delegation; removing one that is not there is refused.
+        let (code, _, err) = mimi(
+            dir.path(),
+            &["zone", "ds", "--dp", &tree.addr(1).to_string(), "--zone", "mimi.arpa.", "--tsig", &path("op.tsig"),
+              "--add", &ds_line(&DnssecKey::generate(n("x.mimi.arpa."), FLAGS_CSK))],
+        )
+        .await;
+        assert_eq!(code, 1, "{err}");
+        assert!(err.contains("not delegated"), "{err}");
+        let (code, _, err) = mimi(
+            dir.path(),
+            &["zone", "ds", "--dp", &tree.addr(1).to_string(), "--zone", "mimi.arpa.", "--tsig", &path("op.tsig"),
+              "--remove", &ds_line(&old)],
+        )
+        .await;
+        assert_eq!(code, 1, "{err}");
+        assert!(err.contains("no such DS"), "{err}");
         settle().await;
         // 5. The old key goes.
         set_keys(keys_at("new.dnssec", &[]));

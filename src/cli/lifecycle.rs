@@ -97,6 +97,58 @@ pub struct PortInArgs {
     pub region: Option<String>,
 }
 
+#[derive(Args, Debug)]
+pub struct DsArgs {
+    #[command(flatten)]
+    pub live: Live,
+    /// A DS line to publish (`CHILD [TTL] IN DS tag 15 2 hex`); repeat.
+    #[arg(long)]
+    pub add: Vec<String>,
+    /// A DS line to withdraw; repeat.
+    #[arg(long)]
+    pub remove: Vec<String>,
+    #[arg(long, default_value_t = DEFAULT_TTL)]
+    pub ttl: u32,
+}
+
+/// `mimi zone ds`: one operator UPDATE adding and deleting DS records at the parent.
+pub fn ds(args: DsArgs) -> anyhow::Result<u8> {
+    if args.live.dp.is_none() {
+        bail!("mimi zone ds needs --dp, --zone and --tsig (the parent's DP and operator key)");
+    }
+    let parse = |line: &String, flag: &str| -> anyhow::Result<(Name, Vec<u8>)> {
+        match crate::zone::parse_key_line(line) {
+            Ok((owner, crate::dnssec::TYPE_DS, rdata)) => Ok((owner, rdata)),
+            Ok(_) => bail!("{flag} {line:?}: a DS line is needed (mimi key dnssec ds prints it)"),
+            Err(e) => bail!("{flag} {line:?}: {e}"),
+        }
+    };
+    let add = args
+        .add
+        .iter()
+        .map(|l| parse(l, "--add"))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let remove = args
+        .remove
+        .iter()
+        .map(|l| parse(l, "--remove"))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if add.is_empty() && remove.is_empty() {
+        bail!("nothing to do: give --add or --remove");
+    }
+    let mut dp = operator(&args.live)?;
+    if !send(&mut dp, &operate::ds_update(&add, &remove, args.ttl))? {
+        return Ok(EXIT_NEGATIVE);
+    }
+    println!(
+        "{} DS record(s) added and {} removed at {}",
+        add.len(),
+        remove.len(),
+        args.live.dp.as_deref().unwrap_or_default()
+    );
+    Ok(0)
+}
+
 fn owner_of(sii: &str, region: Option<&str>, apex: &Name) -> anyhow::Result<Name> {
     Sii::parse(sii, region)
         .and_then(|s| s.owner_name(apex))

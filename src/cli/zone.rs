@@ -127,6 +127,9 @@ pub enum ZoneCommand {
     PortOut(super::lifecycle::PortOutArgs),
     /// Port a number in: a zone for the number from the donor's hand-over file.
     PortIn(super::lifecycle::PortInArgs),
+    /// Add and remove a child zone's DS records at a live parent DP (the operator's DNS
+    /// UPDATE): the DS lines `mimi key dnssec ds` prints; one UPDATE, signed at commit.
+    Ds(super::lifecycle::DsArgs),
     /// Publish an app provider's public key as an APKEY record at <provider>.ap.<apex>.
     PublishKey {
         file: PathBuf,
@@ -285,6 +288,7 @@ pub fn run(cmd: ZoneCommand, apex: &Name) -> anyhow::Result<u8> {
         ZoneCommand::Release(args) => super::lifecycle::release(args, apex),
         ZoneCommand::PortOut(args) => super::lifecycle::port_out(args, apex),
         ZoneCommand::PortIn(args) => super::lifecycle::port_in(args, apex),
+        ZoneCommand::Ds(args) => super::lifecycle::ds(args),
         ZoneCommand::Export { file, generic, out } => {
             let zone = ZoneFile::load(&file)?;
             let style = if generic {

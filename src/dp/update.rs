@@ -277,7 +277,8 @@ impl DpHandler {
 
     /// An operator's UPDATE (docs/lifecycle.md): "delete all RRsets of a name" releases
     /// the identifier; NS records at a name (with glue below it) delegate it, porting the
-    /// number out; "delete the NS RRset" takes a delegation back.
+    /// number out; "delete the NS RRset" takes a delegation back; DS records at a
+    /// delegation are added and deleted (a child's keys, docs/dnssec.md).
     async fn apply_operator(&self, request: &Request, now: u64) -> Result<u32, UpdateError> {
         use super::writer::OperatorOp;
         let (origin, writer, updates) = self.update_target(request)?;
@@ -300,6 +301,24 @@ impl DpHandler {
                     ops.push(OperatorOp::Release(owner));
                 }
                 (DNSClass::ANY, RecordType::NS) => ops.push(OperatorOp::Undelegate(owner)),
+                (DNSClass::ANY, RecordType::DS) => {
+                    ops.push(OperatorOp::RemoveDs { owner, rdata: None })
+                }
+                (DNSClass::NONE, RecordType::DS) => {
+                    let rdata = crate::zone::update::canonical_rdata(r).ok_or_else(|| {
+                        UpdateError::FormErr(format!("{owner} DS: unreadable record"))
+                    })?;
+                    ops.push(OperatorOp::RemoveDs {
+                        owner,
+                        rdata: Some(rdata),
+                    });
+                }
+                (DNSClass::IN, RecordType::DS) => {
+                    let record = crate::zone::update::record_from_wire(r).ok_or_else(|| {
+                        UpdateError::FormErr(format!("{owner} DS: unreadable record"))
+                    })?;
+                    ops.push(OperatorOp::AddDs(record));
+                }
                 (DNSClass::IN, RecordType::NS | RecordType::A | RecordType::AAAA) => {
                     let record = crate::zone::update::record_from_wire(r).ok_or_else(|| {
                         UpdateError::FormErr(format!("{owner} {rtype}: unreadable record"))
@@ -320,7 +339,7 @@ impl DpHandler {
                 }
                 _ => {
                     return Err(UpdateError::NotSupported(format!(
-                        "{owner} {rtype} class {}: the operator may release an identifier (delete all RRsets of its name), delegate a name (add NS records and glue) or take a delegation back (delete its NS RRset)",
+                        "{owner} {rtype} class {}: the operator may release an identifier (delete all RRsets of its name), delegate a name (add NS records and glue), take a delegation back (delete its NS RRset), or add and delete DS records at a delegation",
                         r.dns_class
                     )))
                 }

@@ -74,6 +74,10 @@ pub enum OperatorOp {
     Delegate { owner: Name, records: Vec<Record> },
     /// Take a delegation back: the NS records at the name and the glue below it go.
     Undelegate(Name),
+    /// Publish a DS record at a delegation (the child's key, DNSSEC).
+    AddDs(Record),
+    /// Withdraw the DS record at `owner` with this RDATA, or every DS there (None).
+    RemoveDs { owner: Name, rdata: Option<Vec<u8>> },
 }
 
 enum Job {
@@ -1114,6 +1118,35 @@ fn operator_changeset(
                     remove(&mut cs, r);
                 }
                 cs.add.extend(records.iter().cloned());
+            }
+            OperatorOp::AddDs(record) => {
+                let owner = &record.name;
+                below_apex(owner, "DS at")?;
+                let delegated_now = ops
+                    .iter()
+                    .any(|o| matches!(o, OperatorOp::Delegate { owner: d, .. } if d == owner));
+                if !delegated_now && !store.node(owner.as_wire()).is_some_and(|n| n.is_cut) {
+                    return Err(WriteError::Refused(format!(
+                        "DS at {owner}: the name is not delegated (a DS belongs at a zone cut)"
+                    )));
+                }
+                cs.add.push(record.clone());
+            }
+            OperatorOp::RemoveDs { owner, rdata } => {
+                below_apex(owner, "DS at")?;
+                let existing: Vec<Record> = records_at_and_below(store, owner)
+                    .into_iter()
+                    .filter(|r| r.name == *owner && r.data.rtype() == crate::dnssec::TYPE_DS)
+                    .filter(|r| rdata.as_ref().is_none_or(|d| r.data.to_wire() == *d))
+                    .collect();
+                if existing.is_empty() && rdata.is_some() {
+                    return Err(WriteError::Refused(format!(
+                        "DS at {owner}: no such DS record to remove"
+                    )));
+                }
+                for r in existing {
+                    remove(&mut cs, r);
+                }
             }
             OperatorOp::Undelegate(owner) => {
                 below_apex(owner, "undelegation of")?;

@@ -27,43 +27,16 @@ impl TrustAnchor {
     /// (`<apex> [TTL] [IN] DS tag 15 2 hex`), or the DNSKEY line (`DNSKEY flags 3 15
     /// base64`), held as its DS. Returns the DS RDATA.
     pub fn parse_line(line: &str, apex: &Name) -> Result<Vec<u8>, String> {
-        let mut words = line.split_whitespace();
-        let owner = words.next().ok_or("an empty trust anchor")?;
-        let owner =
-            Name::parse(owner, Some(&Name::root())).map_err(|e| format!("owner {owner:?}: {e}"))?;
+        let (owner, rtype, rdata) = crate::zone::parse_key_line(line)?;
         if owner != *apex {
             return Err(format!(
                 "the anchor is for {owner}; it must be for the tree apex {apex}"
             ));
         }
-        let rest: Vec<&str> = words
-            .skip_while(|w| w.bytes().all(|b| b.is_ascii_digit()) || w.eq_ignore_ascii_case("IN"))
-            .collect();
-        match rest.split_first() {
-            Some((t, fields)) if t.eq_ignore_ascii_case("DS") => crate::zone::parse_ds(fields),
-            Some((t, [flags, protocol, algorithm, key @ ..]))
-                if t.eq_ignore_ascii_case("DNSKEY") =>
-            {
-                use base64::Engine as _;
-                let flags: u16 = flags
-                    .parse()
-                    .map_err(|_| format!("DNSKEY flags {flags:?} are not a number"))?;
-                if *protocol != "3" || *algorithm != "15" {
-                    return Err(format!(
-                        "DNSKEY protocol {protocol} algorithm {algorithm}: only 3 15 (Ed25519) is supported"
-                    ));
-                }
-                let key = base64::engine::general_purpose::STANDARD
-                    .decode(key.concat())
-                    .map_err(|e| format!("DNSKEY key is not base64: {e}"))?;
-                let key: [u8; 32] = key.try_into().map_err(|k: Vec<u8>| {
-                    format!("an Ed25519 DNSKEY holds 32 octets, not {}", k.len())
-                })?;
-                let rdata = crate::dnssec::key::dnskey_rdata(flags, &key);
-                Ok(crate::dnssec::key::ds_rdata(apex, &rdata))
-            }
-            _ => Err("expected a DS or DNSKEY record after the owner".into()),
-        }
+        Ok(match rtype {
+            TYPE_DS => rdata,
+            _ => crate::dnssec::key::ds_rdata(apex, &rdata),
+        })
     }
 }
 

@@ -26,7 +26,7 @@ use crate::name::Name;
 pub use check::{check, check_sii_owner, Problem, Report, Severity};
 pub use parse::{parse_str, parse_ttl};
 pub use prebuilt::{Prebuilt, PrebuiltError};
-pub(crate) use rdata::parse_ds;
+pub use rdata::parse_key_line;
 pub use rdata::{RData, Soa};
 pub use store::{Lookup, Node, RRset, ZoneStore};
 pub use update::{Changeset, Diff};

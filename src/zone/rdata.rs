@@ -341,9 +341,47 @@ impl RData {
     }
 }
 
+/// A DS or DNSKEY line as `mimi key dnssec ds` prints it (`OWNER [TTL] [IN] DS tag alg
+/// digest-type hex`, or `... DNSKEY flags 3 15 base64`, Ed25519 only): its owner, type and
+/// RDATA. What a child hands its parent, and a resolver's trust anchor.
+pub fn parse_key_line(line: &str) -> Result<(Name, u16, Vec<u8>), String> {
+    let mut words = line.split_whitespace();
+    let owner = words.next().ok_or("an empty line")?;
+    let owner =
+        Name::parse(owner, Some(&Name::root())).map_err(|e| format!("owner {owner:?}: {e}"))?;
+    let rest: Vec<&str> = words
+        .skip_while(|w| w.bytes().all(|b| b.is_ascii_digit()) || w.eq_ignore_ascii_case("IN"))
+        .collect();
+    match rest.split_first() {
+        Some((t, fields)) if t.eq_ignore_ascii_case("DS") => {
+            Ok((owner, crate::dnssec::TYPE_DS, parse_ds(fields)?))
+        }
+        Some((t, [flags, protocol, algorithm, key @ ..])) if t.eq_ignore_ascii_case("DNSKEY") => {
+            use base64::Engine as _;
+            let flags: u16 = flags
+                .parse()
+                .map_err(|_| format!("DNSKEY flags {flags:?} are not a number"))?;
+            if *protocol != "3" || *algorithm != "15" {
+                return Err(format!(
+                    "DNSKEY protocol {protocol} algorithm {algorithm}: only 3 15 (Ed25519) is supported"
+                ));
+            }
+            let key = base64::engine::general_purpose::STANDARD
+                .decode(key.concat())
+                .map_err(|e| format!("DNSKEY key is not base64: {e}"))?;
+            let key: [u8; 32] = key.try_into().map_err(|k: Vec<u8>| {
+                format!("an Ed25519 DNSKEY holds 32 octets, not {}", k.len())
+            })?;
+            let rdata = crate::dnssec::key::dnskey_rdata(flags, &key);
+            Ok((owner, crate::dnssec::TYPE_DNSKEY, rdata))
+        }
+        _ => Err("expected a DS or DNSKEY record after the owner".into()),
+    }
+}
+
 /// DS RDATA from `key-tag algorithm digest-type digest-hex...` (the digest may be split
 /// into several words).
-pub(crate) fn parse_ds(fields: &[&str]) -> Result<Vec<u8>, String> {
+fn parse_ds(fields: &[&str]) -> Result<Vec<u8>, String> {
     let [tag, alg, digest_type, digest @ ..] = fields else {
         return Err("DS needs a key tag, an algorithm, a digest type and a digest".into());
     };
