@@ -100,6 +100,14 @@ pub enum ZoneCommand {
         file: PathBuf,
         #[arg(long)]
         generic: bool,
+        /// Sign the export with this zone key (DNSKEY, an RRSIG on every set and a classic
+        /// NSEC chain) for DNS servers that cannot sign (docs/dnssec.md "Export"); the chain
+        /// lets anyone who queries them list the zone's names.
+        #[arg(long)]
+        dnssec: Option<PathBuf>,
+        /// Days the export's signatures are valid, with --dnssec.
+        #[arg(long, default_value_t = 14, requires = "dnssec")]
+        lifetime_days: u32,
         /// Write to this file (atomically) instead of standard output.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -289,8 +297,21 @@ pub fn run(cmd: ZoneCommand, apex: &Name) -> anyhow::Result<u8> {
         ZoneCommand::PortOut(args) => super::lifecycle::port_out(args, apex),
         ZoneCommand::PortIn(args) => super::lifecycle::port_in(args, apex),
         ZoneCommand::Ds(args) => super::lifecycle::ds(args),
-        ZoneCommand::Export { file, generic, out } => {
-            let zone = ZoneFile::load(&file)?;
+        ZoneCommand::Export {
+            file,
+            generic,
+            dnssec,
+            lifetime_days,
+            out,
+        } => {
+            let mut zone = ZoneFile::load(&file)?;
+            if let Some(key) = dnssec {
+                let key = crate::dnssec::DnssecKey::load(&key)?;
+                if !(1..=365).contains(&lifetime_days) {
+                    anyhow::bail!("--lifetime-days must be 1 to 365");
+                }
+                presign_zone(&mut zone, &key, lifetime_days * 86400)?;
+            }
             let style = if generic {
                 WriteStyle::Generic
             } else {
@@ -708,4 +729,67 @@ fn progress_bar(len: u64) -> indicatif::ProgressBar {
         bar.set_style(style);
     }
     bar
+}
+
+/// Adds to `zone` what `dnssec::presign` makes for it with `key`, after dropping any
+/// DNSSEC records it held (DS records are the parent's data and stay).
+fn presign_zone(
+    zone: &mut ZoneFile,
+    key: &crate::dnssec::DnssecKey,
+    lifetime: u32,
+) -> anyhow::Result<()> {
+    use crate::dnssec::presign::{presign, Set};
+    use crate::dnssec::{SignatureWindow, TYPE_DNSKEY, TYPE_NSEC, TYPE_RRSIG};
+    if key.zone != zone.origin {
+        anyhow::bail!("the key is for {}, the zone is {}", key.zone, zone.origin);
+    }
+    zone.records
+        .retain(|r| ![TYPE_DNSKEY, TYPE_NSEC, TYPE_RRSIG].contains(&r.data.rtype()));
+    let (soa_ttl, minimum) = zone
+        .records
+        .iter()
+        .find_map(|r| match &r.data {
+            RData::Soa(soa) if r.name == zone.origin => Some((r.ttl, soa.minimum)),
+            _ => None,
+        })
+        .context("the zone has no SOA at its origin")?;
+    let mut sets: std::collections::BTreeMap<(Name, u16), Set> = Default::default();
+    for r in &zone.records {
+        let rdata = r.data.to_wire();
+        let s = sets
+            .entry((r.name.clone(), r.data.rtype()))
+            .or_insert_with(|| Set {
+                owner: r.name.clone(),
+                rtype: r.data.rtype(),
+                ttl: r.ttl,
+                rdatas: Vec::new(),
+            });
+        s.ttl = s.ttl.min(r.ttl);
+        if !s.rdatas.contains(&rdata) {
+            s.rdatas.push(rdata);
+        }
+    }
+    let sets: Vec<Set> = sets.into_values().collect();
+    let window = SignatureWindow::starting(super::now(), lifetime);
+    for s in presign(
+        &zone.origin,
+        &sets,
+        key,
+        soa_ttl,
+        soa_ttl.min(minimum),
+        window,
+    ) {
+        for rdata in s.rdatas {
+            zone.records.push(crate::zone::Record {
+                name: s.owner.clone(),
+                ttl: s.ttl,
+                data: RData::Unknown {
+                    rtype: s.rtype,
+                    data: rdata.into_boxed_slice(),
+                },
+                line: 0,
+            });
+        }
+    }
+    Ok(())
 }

@@ -9,9 +9,11 @@
 //!   name asked, so no chain of NSEC records lets anyone walk the zone.
 //! - [`signer`]: a served zone's key and signature lifetime.
 //! - [`validate`]: a chain of trust from an anchor DS down to an answer or a denial.
+//! - [`presign`]: a zone signed whole with a classic NSEC chain, for other servers.
 
 pub mod denial;
 pub mod key;
+pub mod presign;
 pub mod sign;
 pub mod signer;
 pub mod validate;

@@ -13,6 +13,9 @@
 #   - delv (BIND's validator) with the same anchor: "fully validated" for the mapping, the
 #     DNSKEY set, an APKEY and the denial; kdig +dnssec shows the compact NSEC; a query with
 #     the CO flag gets NXDOMAIN, dig without it NOERROR;
+#   - the carrier zone exported signed (`mimi zone export --dnssec`: DNSKEY, RRSIGs and a
+#     classic NSEC chain) is served by Knot as it is, and the same validating Unbound, asking
+#     Knot for that zone, answers a mapping and an absent number (Knot's NSEC chain) with AD;
 #   - mimi's own validating resolver (`mimi lookup` with `[dnssec] trust_anchor` and an empty
 #     trust file) under an apex signed by Knot (its own KSK and ZSK, an NSEC chain), holding
 #     the e164 DS and the APKEY records but work.example.'s: a mapping validates through
@@ -24,7 +27,7 @@
 # Usage: tools/interop/dnssec.sh   (needs unbound, dnsutils (dig, delv), knot-dnsutils (kdig),
 #        knot, python3; .ci/run installs them; KEEP=1 keeps the temporary directory)
 # The DPs listen on 127.0.0.95 (signed as anchored) and 127.0.0.96 (signed by other keys),
-# Unbound on 127.0.0.97 and 127.0.0.98, Knot on 127.0.0.94, each at a free port.
+# Unbound on 127.0.0.97, 127.0.0.98 and 127.0.0.93, Knot on 127.0.0.94, each at a free port.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . tools/lib.sh
@@ -72,8 +75,8 @@ read -r _ _ _ TAG ALG DT DIGEST < <("$MIMI" key dnssec ds "$W/good/root.zone.dns
 echo "dnssec.sh: four zones signed on $GOOD:$P (anchor DS $TAG $ALG $DT), the same with other keys on $FORGED:$P"
 
 # --- Unbound, validating ----------------------------------------------------------------
-start_unbound() { # ADDR PORT DP NAME (not in a subshell: its pid joins `pids`)
-  local port=$2 conf=$W/unbound-$4.conf z origin
+start_unbound() { # ADDR PORT DP NAME [CARRIER_SERVER] (not in a subshell: its pid joins `pids`)
+  local port=$2 conf=$W/unbound-$4.conf carrier=${5:-$3} z origin
   set -- "$1" "$3" "$4"
   : >"$W/root.hints"
   {
@@ -82,7 +85,9 @@ start_unbound() { # ADDR PORT DP NAME (not in a subshell: its pid joins `pids`)
     echo '  val-log-level: 2'
     for z in "${ZONES[@]}"; do
       read -r _ origin <<<"$z"
-      printf 'stub-zone:\n  name: "%s"\n  stub-addr: %s@%s\n' "$origin" "$2" "$P"
+      server=$2
+      [ "$origin" = 5.5.5.1.e164.mimi.arpa. ] && server=$carrier
+      printf 'stub-zone:\n  name: "%s"\n  stub-addr: %s@%s\n' "$origin" "$server" "$P"
     done
   } >"$conf"
   "$(sbin unbound-checkconf)" "$conf" >"$W/checkconf-$3.log" 2>&1 ||
@@ -147,6 +152,9 @@ mkdir -p "$W/knot"
 "$MIMI" zone export --generic zones/root.zone | grep -v '^work\.example\.ap' |
   sed "s/127\.53\.0\.2\$/$GOOD/" >"$W/knot/root.zone"
 ds_line "$W/good/e164.zone.dnssec" >>"$W/knot/root.zone"
+# The carrier zone signed ahead of time with its key, for Knot to serve as it is.
+"$MIMI" zone export --generic --dnssec "$W/good/5.5.5.1.e164.zone.dnssec" zones/5.5.5.1.e164.zone \
+  --out "$W/knot/carrier.zone"
 cat >"$W/knot/knot.conf" <<EOF
 server:
     listen: $KNOT@$P
@@ -168,6 +176,10 @@ zone:
     journal-content: changes
     dnssec-signing: on
     dnssec-policy: ed
+  - domain: 5.5.5.1.e164.mimi.arpa.
+    file: "$W/knot/carrier.zone"
+    zonefile-sync: -1
+    journal-content: none
 log:
   - target: stderr
     any: warning
@@ -180,6 +192,20 @@ for _ in $(seq 1 150); do
 done
 KSK=$(kdig @$KNOT -p "$P" +short mimi.arpa. DNSKEY | grep '^257 ' | head -n1)
 [ -n "$KSK" ] || { show <"$W/knot/knot.log" >&2; die "Knot did not sign mimi.arpa."; }
+for _ in $(seq 1 50); do
+  kdig @$KNOT -p "$P" +time=1 +retry=0 5.5.5.1.e164.mimi.arpa. SOA 2>/dev/null | grep -q "status: NOERROR" && break
+  sleep 0.2
+done
+UK=127.0.0.93 UKP=$(free_port 127.0.0.93)
+start_unbound $UK "$UKP" $GOOD knot $KNOT
+out=$(dig @$UK -p "$UKP" +dnssec +time=5 +tries=1 "$ALICE" TYPE65280)
+check "Unbound through Knot serving the exported signed carrier zone: the mapping has AD" \
+  grep -qw ad <<<"$(flags_of "$out")"
+out=$(dig @$UK -p "$UKP" +dnssec +time=5 +tries=1 "$NX" TYPE65280)
+check "Unbound through Knot: an absent number is denied by the export's NSEC chain with AD ($(status_of "$out"))" \
+  bash -c 'grep -qw ad <<<"$1" && [ "$2" = NXDOMAIN ]' _ "$(flags_of "$out")" "$(status_of "$out")"
+# (NXDOMAIN shows the answer came from Knot: the DP answers NOERROR with a compact denial.)
+check "kdig: Knot serves the export's NSEC chain for the absent number" grep -q "NSEC" <<<"$(kdig @$KNOT -p "$P" +dnssec "$NX" TYPE65280)"
 check "Knot signs the apex with an NSEC chain" grep -q "NSEC" <<<"$(kdig @$KNOT -p "$P" +dnssec nothing.mimi.arpa. TYPE65280)"
 : >"$W/empty-trust.toml"
 resolver_conf() { # ANCHOR_LINE
