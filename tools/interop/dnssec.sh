@@ -16,6 +16,7 @@
 #   - the carrier zone exported signed (`mimi zone export --dnssec`: DNSKEY, RRSIGs and a
 #     classic NSEC chain) is served by Knot as it is, and the same validating Unbound, asking
 #     Knot for that zone, answers a mapping and an absent number (Knot's NSEC chain) with AD;
+#     the same with NSD serving the export;
 #   - mimi's own validating resolver (`mimi lookup` with `[dnssec] trust_anchor` and an empty
 #     trust file) under an apex signed by Knot (its own KSK and ZSK, an NSEC chain), holding
 #     the e164 DS and the APKEY records but work.example.'s: a mapping validates through
@@ -27,17 +28,18 @@
 # Usage: tools/interop/dnssec.sh   (needs unbound, dnsutils (dig, delv), knot-dnsutils (kdig),
 #        knot, python3; .ci/run installs them; KEEP=1 keeps the temporary directory)
 # The DPs listen on 127.0.0.95 (signed as anchored) and 127.0.0.96 (signed by other keys),
-# Unbound on 127.0.0.97, 127.0.0.98 and 127.0.0.93, Knot on 127.0.0.94, each at a free port.
+# Unbound on 127.0.0.97, 127.0.0.98, 127.0.0.93 and 127.0.0.91, Knot on 127.0.0.94, NSD on
+# 127.0.0.92, each at a free port.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . tools/lib.sh
 interop_start dnssec.sh
 UNBOUND=$(sbin unbound)
-KNOTD=$(sbin knotd)
-need "unbound, dnsutils, knot-dnsutils, knot, python3" dig delv kdig python3 "$UNBOUND" "$KNOTD"
+KNOTD=$(sbin knotd) NSD=$(sbin nsd)
+need "unbound, dnsutils, knot-dnsutils, knot, nsd, python3" dig delv kdig python3 "$UNBOUND" "$KNOTD" "$NSD"
 
-GOOD=127.0.0.95 FORGED=127.0.0.96 UG=127.0.0.97 UF=127.0.0.98 KNOT=127.0.0.94
-P=$(free_port $GOOD $FORGED $KNOT)
+GOOD=127.0.0.95 FORGED=127.0.0.96 UG=127.0.0.97 UF=127.0.0.98 KNOT=127.0.0.94 NSDA=127.0.0.92
+P=$(free_port $GOOD $FORGED $KNOT $NSDA)
 ZONES=("root.zone mimi.arpa." "e164.zone e164.mimi.arpa." "1.e164.zone 1.e164.mimi.arpa." "5.5.5.1.e164.zone 5.5.5.1.e164.mimi.arpa.")
 
 # ds_line KEYFILE: the DS line `mimi key dnssec ds` prints, as the parent's zone file takes it.
@@ -206,6 +208,38 @@ check "Unbound through Knot: an absent number is denied by the export's NSEC cha
   bash -c 'grep -qw ad <<<"$1" && [ "$2" = NXDOMAIN ]' _ "$(flags_of "$out")" "$(status_of "$out")"
 # (NXDOMAIN shows the answer came from Knot: the DP answers NOERROR with a compact denial.)
 check "kdig: Knot serves the export's NSEC chain for the absent number" grep -q "NSEC" <<<"$(kdig @$KNOT -p "$P" +dnssec "$NX" TYPE65280)"
+# NSD serving the same export as it is.
+mkdir -p "$W/nsd"
+cp "$W/knot/carrier.zone" "$W/nsd/carrier.zone"
+cat >"$W/nsd/nsd.conf" <<EOF
+server:
+    ip-address: $NSDA@$P
+    server-count: 1
+    reuseport: no
+    username: ""
+    chroot: ""
+    zonesdir: "$W/nsd"
+    database: ""
+    zonelistfile: "$W/nsd/zone.list"
+    xfrdfile: "$W/nsd/xfrd.state"
+    pidfile: "$W/nsd/nsd.pid"
+remote-control:
+    control-enable: no
+zone:
+    name: "5.5.5.1.e164.mimi.arpa."
+    zonefile: "carrier.zone"
+EOF
+"$NSD" -d -c "$W/nsd/nsd.conf" >"$W/nsd/nsd.log" 2>&1 &
+pids+=($!)
+wait_dns $NSDA "$P" 5.5.5.1.e164.mimi.arpa. $! "$W/nsd/nsd.log"
+UN=127.0.0.91 UNP=$(free_port 127.0.0.91)
+start_unbound $UN "$UNP" $GOOD nsd $NSDA
+out=$(dig @$UN -p "$UNP" +dnssec +time=5 +tries=1 "$ALICE" TYPE65280)
+check "Unbound through NSD serving the exported signed carrier zone: the mapping has AD" \
+  grep -qw ad <<<"$(flags_of "$out")"
+out=$(dig @$UN -p "$UNP" +dnssec +time=5 +tries=1 "$NX" TYPE65280)
+check "Unbound through NSD: an absent number is denied by the export's NSEC chain with AD ($(status_of "$out"))" \
+  bash -c 'grep -qw ad <<<"$1" && [ "$2" = NXDOMAIN ]' _ "$(flags_of "$out")" "$(status_of "$out")"
 check "Knot signs the apex with an NSEC chain" grep -q "NSEC" <<<"$(kdig @$KNOT -p "$P" +dnssec nothing.mimi.arpa. TYPE65280)"
 : >"$W/empty-trust.toml"
 resolver_conf() { # ANCHOR_LINE
