@@ -678,12 +678,15 @@ impl Resolver {
                             secure: keys.is_some(),
                         })
                     }
-                    Reply::Answer(_) => {
+                    Reply::Answer(records) => {
                         // An authoritative NS answer below the current zone: a cut served
                         // by the same servers. Continue there.
                         walk.referral(&self.config.limits)?;
                         if keys.is_none() {
-                            self.put_insecure(&qname, Duration::from_secs(60));
+                            let ttl = records.iter().map(|r| r.ttl).min().unwrap_or(0);
+                            let ttl =
+                                Duration::from_secs(u64::from(ttl)).min(self.config.cache.max_ttl);
+                            self.put_insecure(&qname, ttl);
                         }
                         zone = Arc::new(Delegation {
                             zone: qname.clone(),
