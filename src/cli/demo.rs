@@ -315,15 +315,15 @@ struct Row {
     context: Option<Context>,
 }
 
-pub fn run(zones: Option<PathBuf>, apex: &Name) -> anyhow::Result<u8> {
+pub fn run(zones: Option<PathBuf>, apex: &Name, serve: bool) -> anyhow::Result<u8> {
     let zones = zones_dir(zones)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(demo(&zones, apex))
+    runtime.block_on(demo(&zones, apex, serve))
 }
 
-async fn demo(zones: &Path, apex: &Name) -> anyhow::Result<u8> {
+async fn demo(zones: &Path, apex: &Name, serve: bool) -> anyhow::Result<u8> {
     let work = tempfile_dir()?;
     // Every DP of a deployment listens on one port; find one free on all the addresses.
     let mut attempt = 0;
@@ -530,17 +530,156 @@ async fn demo(zones: &Path, apex: &Name) -> anyhow::Result<u8> {
         )
         .await?;
     }
+    let _ = listener.shutdown_gracefully().await;
+    println!();
+    let served = match (failures, serve) {
+        (0, true) => {
+            serve_until_stopped(zones, &work, port, &tls, apex, resolver, &mut servers).await
+        }
+        _ => Ok(()),
+    };
     for (_, s) in servers {
         s.shutdown().await;
     }
-    let _ = listener.shutdown_gracefully().await;
     let _ = std::fs::remove_dir_all(&work);
-    println!();
     if failures > 0 {
         bail!("{failures} demo lookup(s) did not give the expected result");
     }
-    println!("All lookups behaved as expected. Try one yourself: mimi lookup --help");
+    served?;
+    if !serve {
+        println!("All lookups behaved as expected. Try one yourself: mimi demo --serve");
+    }
     Ok(0)
+}
+
+/// `mimi demo --serve`: the tree as the checks left it (the carrier's first DP back up),
+/// the resolver answering over DNS and DNS over TLS at `RESOLVER_ADDR`, a resolver config
+/// and the demo CA in the work directory; prints commands to try, and returns on Ctrl-C
+/// or SIGTERM.
+async fn serve_until_stopped(
+    zones: &Path,
+    work: &Path,
+    port: u16,
+    tls: &DemoTls,
+    apex: &Name,
+    resolver: Arc<Resolver>,
+    servers: &mut Vec<(String, DpServer)>,
+) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    if !servers.iter().any(|(a, _)| a == CARRIER_DP) {
+        let config = work.join(format!("{}0.toml", "5.5.5.1.e164.mimi.arpa."));
+        servers.push((CARRIER_DP.to_string(), DpServer::start(&config).await?));
+    }
+    resolver.flush();
+    let dns = std::net::SocketAddr::new(RESOLVER_ADDR.parse()?, port);
+    let (mut plain, _) = crate::resolver::server::listen(resolver.clone(), &[dns])
+        .await
+        .with_context(|| format!("the resolver's DNS listener on {dns}"))?;
+    let now = crate::sys::unix_now();
+    let cert = crate::tls::issue(&tls.ca, &[RESOLVER_ADDR.to_string()], now - 60, now + 86400)?;
+    let (cert_path, key_path, ca_path) = (
+        work.join("resolver-dot.pem"),
+        work.join("resolver-dot.key"),
+        work.join("ca.pem"),
+    );
+    std::fs::write(&cert_path, &cert.cert_pem)?;
+    std::fs::write(&key_path, &cert.key_pem)?;
+    std::fs::write(&ca_path, &tls.ca.cert_pem)?;
+    let dot = std::net::SocketAddr::new(RESOLVER_ADDR.parse()?, tls.port);
+    let settings = crate::config::TlsSettings {
+        listen: vec![dot],
+        cert: cert_path,
+        key: key_path,
+    };
+    let (dot_tasks, _) = crate::resolver::server::listen_tls(
+        crate::resolver::server::ResolverHandler(resolver.clone()),
+        &settings,
+        crate::net::Limits::default(),
+    )
+    .await
+    .with_context(|| format!("the resolver's DNS-over-TLS listener on {dot}"))?;
+    // A resolver config for `mimi lookup --config`: the same tree, validated from the
+    // apex's DS (DNSSEC), mappings checked against the demo's trust file.
+    let zones = std::fs::canonicalize(zones)?;
+    let anchor = DnssecKey::load(&dnssec_key_path(work, SIGNED_ZONES[0]))?;
+    let ds_line = anchor
+        .records_text()
+        .lines()
+        .find(|l| l.contains(" DS "))
+        .unwrap_or_default()
+        .to_string();
+    let config = work.join("resolver.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "# The demo tree's resolver (mimi demo --serve); docs/resolver.md.\napex = \"{apex}\"\nroots = [\"127.53.0.1\"]\nport = {port}\ntrust = {:?}\nlisten = [\"{dns}\"]\n[dnssec]\ntrust_anchor = [{ds_line:?}]\n",
+            zones.join("trust.toml").display().to_string()
+        ),
+    )?;
+    // +1 555 111 2222 was released by the checks; bob's number still has its mappings.
+    let bob = "+1 555 111 3333";
+    let owner = Sii::parse(bob, None)?.owner_name(apex)?;
+    let new = "+1 555 111 8888";
+    let chat_tsig = work.join("chat.tsig");
+    let chat_key = zones.join("keys/chat.example.key");
+    let carrier = "5.5.5.1.e164.mimi.arpa.";
+    println!("The demo tree stays up. Commands to try (each as printed):");
+    let commands = [
+        (
+            "a lookup, resolved here from the root servers, validated (DNSSEC) and verified",
+            format!("mimi lookup \"{bob}\" --config {}", config.display()),
+        ),
+        (
+            "the same through the demo's resolver over DNS",
+            format!("mimi lookup \"{bob}\" --server {dns}"),
+        ),
+        (
+            "the resolver answers dig with verified mappings only",
+            format!("dig @{RESOLVER_ADDR} -p {port} +norec {owner} TYPE65280"),
+        ),
+        (
+            "and over DNS over TLS (the demo CA)",
+            format!(
+                "kdig @{RESOLVER_ADDR} -p {} +tls-ca={} +tls-hostname={RESOLVER_ADDR} {owner} TYPE65280",
+                tls.port,
+                ca_path.display()
+            ),
+        ),
+        (
+            "the carrier's DP itself, signed (DNSSEC)",
+            format!("kdig @{CARRIER_DP} -p {port} +dnssec {owner} TYPE65280"),
+        ),
+        (
+            "publish a mapping as chat.example (DNS UPDATE, TSIG) to both carrier DPs",
+            format!(
+                "for dp in {CARRIER_DP} 127.53.0.14; do mimi publish --dp $dp:{port} --zone {carrier} --tsig {} --key {} --sii \"{new}\" --ssi mimi://chat.example/u/you || exit 1; done",
+                chat_tsig.display(),
+                chat_key.display()
+            ),
+        ),
+        (
+            "and find it",
+            format!("mimi lookup \"{new}\" --config {}", config.display()),
+        ),
+    ];
+    for (what, command) in &commands {
+        println!("  # {what}");
+        println!("  $ {command}");
+    }
+    println!("Stop it with Ctrl-C.");
+    use std::io::Write as _;
+    std::io::stdout().flush()?;
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    println!("Stopping the demo tree.");
+    for t in dot_tasks {
+        t.abort();
+    }
+    let _ = plain.shutdown_gracefully().await;
+    Ok(())
 }
 
 /// Publishes a mapping for `LIVE_SII` (or, `withdrawn`, its tombstone) as chat.example by

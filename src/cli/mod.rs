@@ -73,6 +73,10 @@ pub enum Command {
         /// Directory with the demo zones (default: ./zones, then the source tree's).
         #[arg(long)]
         zones: Option<std::path::PathBuf>,
+        /// After the checks, keep the tree and a resolver (DNS and DNS over TLS) running and
+        /// print commands to try against them, until Ctrl-C.
+        #[arg(long)]
+        serve: bool,
     },
 }
 
@@ -155,7 +159,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Lookup(args) => lookup::run(args, &apex),
         Command::Publish(args) => publish::publish(args, &apex),
         Command::Withdraw(args) => publish::withdraw(args, &apex),
-        Command::Demo { zones } => demo::run(zones, &apex),
+        Command::Demo { zones, serve } => demo::run(zones, &apex, serve),
     }
 }
 
