@@ -72,6 +72,24 @@ impl RawTls {
     }
 }
 
+/// `[metrics]` of a server's config: where Prometheus scrapes it (src/metrics.rs).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMetrics {
+    pub listen: Spanned<String>,
+}
+
+impl RawMetrics {
+    /// The address to serve `/metrics` on (port 9153 when none is given).
+    pub(crate) fn listen(
+        &self,
+        at: &dyn Fn(std::ops::Range<usize>, String) -> ConfigError,
+    ) -> Result<SocketAddr, ConfigError> {
+        parse_listen(self.listen.get_ref(), crate::metrics::DEFAULT_PORT)
+            .map_err(|m| at(self.listen.span(), format!("metrics.listen: {m}")))
+    }
+}
+
 /// Default DNS port when a listen address has none.
 pub const DNS_PORT: u16 = 53;
 

@@ -6,6 +6,7 @@ pub mod dnssec;
 pub mod dp;
 pub mod ede;
 pub mod fuzzing;
+pub mod metrics;
 pub mod name;
 pub mod net;
 pub mod operate;

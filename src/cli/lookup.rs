@@ -431,6 +431,14 @@ pub fn serve(config: PathBuf) -> anyhow::Result<u8> {
             }
             tls_tasks = tasks;
         }
+        if let Some(listen) = resolver.config().metrics {
+            let source: Arc<dyn crate::metrics::Source> = resolver.clone();
+            let (task, bound) = crate::metrics::serve(listen, source)
+                .await
+                .with_context(|| format!("metrics.listen {listen}"))?;
+            tracing::info!("metrics on http://{bound}/metrics");
+            tls_tasks.push(task);
+        }
         // Learn each subscribed zone's serial, so NOTIFYs bring short CHANGES lists.
         crate::resolver::invalidate::start(&resolver).await;
         // Replicas: the configured zones now, the rest as lookups find them; deltas on

@@ -105,6 +105,8 @@ pub struct DpConfig {
     pub zones: Vec<ZoneConfig>,
     /// DNS over TLS (`[tls]`); None when not offered.
     pub tls: Option<TlsSettings>,
+    /// Where Prometheus scrapes `/metrics` (`[metrics] listen`); None: no endpoint.
+    pub metrics: Option<SocketAddr>,
     /// More zones, one file each, added and removed while serving (`[zone_directory]`).
     pub zone_directory: Option<ZoneDirectory>,
     /// Who may transfer zones (AXFR/IXFR).
@@ -234,6 +236,7 @@ struct Raw {
     zones: Vec<RawZone>,
     zone_directory: Option<RawZoneDirectory>,
     tls: Option<RawTls>,
+    metrics: Option<crate::config::RawMetrics>,
     #[serde(default)]
     axfr: RawAxfr,
     #[serde(default)]
@@ -831,6 +834,7 @@ impl DpConfig {
             zones,
             zone_directory,
             tls: raw.tls.as_ref().map(|t| t.settings(dir, &at)).transpose()?,
+            metrics: raw.metrics.as_ref().map(|m| m.listen(&at)).transpose()?,
             axfr_allow,
             axfr_keys: raw
                 .axfr
@@ -1004,6 +1008,27 @@ mod tests {
                 "{keys}: {e}"
             );
         }
+    }
+
+    #[test]
+    fn metrics_listen_takes_an_address_and_names_a_bad_one() {
+        let base =
+            "listen = [\"127.0.0.1\"]\ntrust = \"t\"\n[[zone]]\norigin = \"a.\"\nfile = \"a.zone\"\n[metrics]\n";
+        let c = parse(&format!("{base}listen = \"127.0.0.1\"\n")).unwrap();
+        assert_eq!(c.metrics, Some("127.0.0.1:9153".parse().unwrap()));
+        let c = parse(&format!("{base}listen = \"[::1]:9100\"\n")).unwrap();
+        assert_eq!(c.metrics, Some("[::1]:9100".parse().unwrap()));
+        let e = parse(&format!("{base}listen = \"nowhere\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("dp.toml:7:") && e.contains("metrics.listen"),
+            "{e}"
+        );
+        assert!(parse(base.trim_end_matches("[metrics]\n"))
+            .unwrap()
+            .metrics
+            .is_none());
     }
 
     #[test]

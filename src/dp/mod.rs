@@ -13,6 +13,7 @@ mod expiry;
 mod fast;
 pub mod handler;
 mod marks;
+mod metrics;
 mod notify;
 pub mod private;
 pub mod ratelimit;
@@ -73,6 +74,8 @@ pub struct DpServer {
     pub addrs: Vec<SocketAddr>,
     /// The DNS-over-TLS addresses actually bound.
     pub tls_addrs: Vec<SocketAddr>,
+    /// Where `/metrics` is served (`[metrics] listen`), as bound.
+    pub metrics_addr: Option<SocketAddr>,
     udp: Vec<UdpServer>,
     tcp: Vec<JoinHandle<()>>,
     /// The config as last loaded, for the zone directory's scans.
@@ -230,6 +233,19 @@ impl DpServer {
                 tls_addrs.push(bound);
             }
         }
+        let mut metrics_addr = None;
+        if let Some(listen) = config.metrics {
+            let source: Arc<dyn crate::metrics::Source> = shared.clone();
+            let (task, bound) = crate::metrics::serve(listen, source)
+                .await
+                .map_err(|source| DpError::Bind {
+                    addr: listen,
+                    source,
+                })?;
+            info!("metrics on http://{bound}/metrics");
+            tcp.push(task);
+            metrics_addr = Some(bound);
+        }
         let config = Arc::new(ArcSwap::from_pointee(config));
         let zonedir = Arc::new(tokio::sync::Mutex::new(dir));
         let scanner = config.load().zone_directory.as_ref().map(|_| {
@@ -245,6 +261,7 @@ impl DpServer {
             shared,
             addrs,
             tls_addrs,
+            metrics_addr,
             udp,
             tcp,
             config,

@@ -205,6 +205,11 @@ pub struct ZoneSet {
 }
 
 impl ZoneSet {
+    /// Every zone served, as it stands now (for metrics and status).
+    pub fn served(&self) -> Vec<Arc<ServedZone>> {
+        self.zones.values().map(|z| z.load_full()).collect()
+    }
+
     /// The most specific zone containing `qname` (lowercase wire form).
     pub fn find(&self, qname: &[u8]) -> Option<Arc<ServedZone>> {
         let mut rest = qname;

@@ -109,6 +109,8 @@ pub struct ResolverConfig {
     /// The apex's trust anchor (`[dnssec] trust_anchor`): answers are validated from it
     /// and APKEY records of the validated tree are trusted keys. None: no validation.
     pub dnssec: Option<super::secure::TrustAnchor>,
+    /// Where Prometheus scrapes `/metrics` (`[metrics] listen`, `mimi resolver serve`).
+    pub metrics: Option<SocketAddr>,
 }
 
 /// `[upstream]`, with its files already read, so a bad one is reported at its line.
@@ -159,6 +161,7 @@ impl ResolverConfig {
             upstream: UpstreamConfig::default(),
             replica: None,
             dnssec: None,
+            metrics: None,
         }
     }
 
@@ -350,6 +353,7 @@ impl ResolverConfig {
         if let Some(r) = &raw.replica {
             config.replica = Some(r.settings(dir, &at)?);
         }
+        config.metrics = raw.metrics.as_ref().map(|m| m.listen(&at)).transpose()?;
         if let Some(d) = &raw.dnssec {
             let mut ds = Vec::new();
             for line in d.trust_anchor.get_ref() {
@@ -533,6 +537,7 @@ struct Raw {
     upstream: Option<RawUpstream>,
     replica: Option<RawReplica>,
     dnssec: Option<RawDnssec>,
+    metrics: Option<crate::config::RawMetrics>,
 }
 
 #[derive(Deserialize)]

@@ -11,6 +11,7 @@ pub mod cache;
 pub mod config;
 pub mod infra;
 pub mod invalidate;
+pub mod metrics;
 pub mod minimise;
 pub mod private;
 pub mod replica;

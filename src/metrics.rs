@@ -1,0 +1,256 @@
+//! Metrics for Prometheus (`[metrics] listen` of the DP and the resolver; docs/operations.md):
+//! the OpenMetrics text format, written by `prometheus-client` from the servers' own
+//! counters at each scrape, over a small HTTP/1.1 endpoint (`GET /metrics`). A server
+//! implements [`Source`]; nothing is counted twice and the hot paths keep their plain
+//! atomic counters.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+use tracing::debug;
+
+/// The media type of what `/metrics` answers.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The port `[metrics] listen` takes when it names none.
+pub const DEFAULT_PORT: u16 = 9153;
+/// The longest request head read, and how long a client may take to send it.
+const MAX_REQUEST: usize = 8192;
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What a server shows at each scrape.
+pub trait Source: Send + Sync + 'static {
+    fn collect(&self, scrape: &mut Scrape<'_>) -> fmt::Result;
+}
+
+/// One scrape being written: each call writes one metric family.
+pub struct Scrape<'a> {
+    encoder: DescriptorEncoder<'a>,
+}
+
+impl Scrape<'_> {
+    /// A counter (exposed as `NAME_total`).
+    pub fn counter(&mut self, name: &str, help: &str, value: u64) -> fmt::Result {
+        let c = ConstCounter::new(value);
+        let e = self
+            .encoder
+            .encode_descriptor(name, help, None, c.metric_type())?;
+        c.encode(e)
+    }
+
+    pub fn gauge(&mut self, name: &str, help: &str, value: i64) -> fmt::Result {
+        let g = ConstGauge::new(value);
+        let e = self
+            .encoder
+            .encode_descriptor(name, help, None, g.metric_type())?;
+        g.encode(e)
+    }
+
+    /// A counter family with one label, a value per label value.
+    pub fn counters<V: AsRef<str>>(
+        &mut self,
+        name: &str,
+        help: &str,
+        label: &str,
+        values: &[(V, u64)],
+    ) -> fmt::Result {
+        let mut family = self.encoder.encode_descriptor(
+            name,
+            help,
+            None,
+            ConstCounter::new(0u64).metric_type(),
+        )?;
+        for (v, n) in values {
+            let labels = [(label, v.as_ref())];
+            ConstCounter::new(*n).encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+
+    /// A gauge family with one label, a value per label value.
+    pub fn gauges<V: AsRef<str>>(
+        &mut self,
+        name: &str,
+        help: &str,
+        label: &str,
+        values: &[(V, i64)],
+    ) -> fmt::Result {
+        let mut family = self.encoder.encode_descriptor(
+            name,
+            help,
+            None,
+            ConstGauge::new(0i64).metric_type(),
+        )?;
+        for (v, n) in values {
+            let labels = [(label, v.as_ref())];
+            ConstGauge::new(*n).encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}
+
+/// Adapts a [`Source`] to prometheus-client's collector.
+struct Collect(Arc<dyn Source>);
+
+impl fmt::Debug for Collect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("mimi metrics source")
+    }
+}
+
+impl Collector for Collect {
+    fn encode(&self, encoder: DescriptorEncoder<'_>) -> fmt::Result {
+        self.0.collect(&mut Scrape { encoder })
+    }
+}
+
+/// The text of one scrape of `source`.
+pub fn render(source: &Arc<dyn Source>) -> Result<String, fmt::Error> {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(Collect(source.clone())));
+    let mut out = String::with_capacity(4096);
+    prometheus_client::encoding::text::encode(&mut out, &registry)?;
+    Ok(out)
+}
+
+/// Serves `GET /metrics` on `listen` until the returned task is aborted; returns it and
+/// the bound address (port 0 becomes a real one).
+pub async fn serve(
+    listen: SocketAddr,
+    source: Arc<dyn Source>,
+) -> std::io::Result<(JoinHandle<()>, SocketAddr)> {
+    let listener = TcpListener::bind(listen).await?;
+    let bound = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, peer)) = listener.accept().await else {
+                continue;
+            };
+            let source = source.clone();
+            tokio::spawn(async move {
+                if let Err(e) = answer(stream, &source).await {
+                    debug!(%peer, "metrics request: {e}");
+                }
+            });
+        }
+    });
+    Ok((task, bound))
+}
+
+/// Reads one request head and answers it; the connection then closes.
+async fn answer(mut stream: TcpStream, source: &Arc<dyn Source>) -> std::io::Result<()> {
+    let mut head = vec![0u8; MAX_REQUEST];
+    let mut len = 0;
+    let complete = loop {
+        let n = match tokio::time::timeout(REQUEST_TIMEOUT, stream.read(&mut head[len..])).await {
+            Ok(r) => r?,
+            Err(_) => return Ok(()),
+        };
+        if n == 0 {
+            return Ok(());
+        }
+        len += n;
+        if head[..len].windows(4).any(|w| w == b"\r\n\r\n") {
+            break true;
+        }
+        if len == head.len() {
+            break false;
+        }
+    };
+    let (status, content_type, body) = if !complete {
+        (
+            "431 Request Header Fields Too Large",
+            "text/plain",
+            "request too large\n".into(),
+        )
+    } else {
+        respond(&head[..len], source)
+    };
+    let reply = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(reply.as_bytes()).await?;
+    stream.write_all(body.as_bytes()).await?;
+    stream.shutdown().await
+}
+
+/// Status, content type and body for a request head.
+fn respond(head: &[u8], source: &Arc<dyn Source>) -> (&'static str, &'static str, String) {
+    let line = head.split(|&b| b == b'\r').next().unwrap_or_default();
+    let line = String::from_utf8_lossy(line);
+    let mut words = line.split(' ');
+    let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+    let path = target.split('?').next().unwrap_or("");
+    match (method, path) {
+        ("GET", "/metrics") => match render(source) {
+            Ok(text) => ("200 OK", CONTENT_TYPE, text),
+            Err(_) => (
+                "500 Internal Server Error",
+                "text/plain",
+                "the metrics could not be written\n".into(),
+            ),
+        },
+        ("GET", _) => (
+            "404 Not Found",
+            "text/plain",
+            "metrics are at /metrics\n".into(),
+        ),
+        _ => (
+            "405 Method Not Allowed",
+            "text/plain",
+            "only GET /metrics is served\n".into(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Fixed;
+
+    impl Source for Fixed {
+        fn collect(&self, s: &mut Scrape<'_>) -> fmt::Result {
+            s.counter("mimi_test_events", "Events.", 7)?;
+            s.gauges("mimi_test_size", "Sizes.", "zone", &[("a.example.", 3)])
+        }
+    }
+
+    #[test]
+    fn scrapes_are_openmetrics_and_other_requests_are_refused() {
+        let source: Arc<dyn Source> = Arc::new(Fixed);
+        let (status, ctype, body) = respond(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", &source);
+        assert_eq!((status, ctype), ("200 OK", CONTENT_TYPE));
+        assert!(
+            body.contains("# TYPE mimi_test_events counter\nmimi_test_events_total 7\n"),
+            "{body}"
+        );
+        assert!(
+            body.contains("mimi_test_size{zone=\"a.example.\"} 3\n"),
+            "{body}"
+        );
+        assert!(body.ends_with("# EOF\n"), "{body}");
+        assert_eq!(
+            respond(b"GET / HTTP/1.1\r\n\r\n", &source).0,
+            "404 Not Found"
+        );
+        assert_eq!(
+            respond(b"POST /metrics HTTP/1.1\r\n\r\n", &source).0,
+            "405 Method Not Allowed"
+        );
+        assert_eq!(
+            respond(b"\xff\xfe\r\n\r\n", &source).0,
+            "405 Method Not Allowed"
+        );
+    }
+}
