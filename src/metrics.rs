@@ -19,8 +19,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tracing::debug;
 
-/// The media type of what `/metrics` answers.
+/// The media type of `/metrics` for a client that accepts OpenMetrics (Prometheus does).
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The media type for other clients (curl, `promtool check metrics`): Prometheus text 0.0.4.
+pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// The port `[metrics] listen` takes when it names none.
 pub const DEFAULT_PORT: u16 = 9153;
 /// The longest request head read, and how long a client may take to send it.
@@ -122,6 +124,39 @@ pub fn render(source: &Arc<dyn Source>) -> Result<String, fmt::Error> {
     Ok(out)
 }
 
+/// The same scrape in the Prometheus text format 0.0.4, for clients that do not accept
+/// OpenMetrics: a counter family takes its samples' `_total` name in its HELP and TYPE
+/// lines, and there is no `# EOF`. Everything else is the same text.
+pub fn to_text_004(openmetrics: &str) -> String {
+    let mut counters: Vec<&str> = Vec::new();
+    for line in openmetrics.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            if let Some(name) = rest.strip_suffix(" counter") {
+                counters.push(name);
+            }
+        }
+    }
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|p| {
+            let rest = line.strip_prefix(p)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(&name)
+                .then(|| format!("{p}{name}_total {tail}"))
+        });
+        match renamed {
+            Some(l) => out.push_str(&l),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
 /// Serves `GET /metrics` on `listen` until the returned task is aborted; returns it and
 /// the bound address (port 0 becomes a real one).
 pub async fn serve(
@@ -191,9 +226,14 @@ fn respond(head: &[u8], source: &Arc<dyn Source>) -> (&'static str, &'static str
     let mut words = line.split(' ');
     let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
     let path = target.split('?').next().unwrap_or("");
+    let openmetrics = String::from_utf8_lossy(head)
+        .to_ascii_lowercase()
+        .lines()
+        .any(|l| l.starts_with("accept:") && l.contains("application/openmetrics-text"));
     match (method, path) {
         ("GET", "/metrics") => match render(source) {
-            Ok(text) => ("200 OK", CONTENT_TYPE, text),
+            Ok(text) if openmetrics => ("200 OK", CONTENT_TYPE, text),
+            Ok(text) => ("200 OK", TEXT_CONTENT_TYPE, to_text_004(&text)),
             Err(_) => (
                 "500 Internal Server Error",
                 "text/plain",
@@ -229,7 +269,10 @@ mod tests {
     #[test]
     fn scrapes_are_openmetrics_and_other_requests_are_refused() {
         let source: Arc<dyn Source> = Arc::new(Fixed);
-        let (status, ctype, body) = respond(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", &source);
+        let (status, ctype, body) = respond(
+            b"GET /metrics HTTP/1.1\r\nHost: x\r\nAccept: application/openmetrics-text;version=1.0.0\r\n\r\n",
+            &source,
+        );
         assert_eq!((status, ctype), ("200 OK", CONTENT_TYPE));
         assert!(
             body.contains("# TYPE mimi_test_events counter\nmimi_test_events_total 7\n"),
@@ -240,6 +283,15 @@ mod tests {
             "{body}"
         );
         assert!(body.ends_with("# EOF\n"), "{body}");
+        // Without OpenMetrics in Accept: the text format, counters named with `_total`.
+        let (_, ctype, text) = respond(b"GET /metrics HTTP/1.1\r\n\r\n", &source);
+        assert_eq!(ctype, TEXT_CONTENT_TYPE);
+        assert!(
+            text.contains("# HELP mimi_test_events_total Events.\n# TYPE mimi_test_events_total counter\nmimi_test_events_total 7\n"),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE mimi_test_size gauge\n"), "{text}");
+        assert!(!text.contains("# EOF"), "{text}");
         assert_eq!(
             respond(b"GET / HTTP/1.1\r\n\r\n", &source).0,
             "404 Not Found"
