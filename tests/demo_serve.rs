@@ -4,6 +4,10 @@
 //! that finds it); SIGTERM stops it with exit 0. The demo uses its own 127.53.0.x
 //! addresses at a free port.
 
+mod external;
+
+use external::have;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -17,23 +21,6 @@ impl Drop for Demo {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn have(tool: &str) -> bool {
-    let ok = Command::new(tool)
-        .arg("-v")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if !ok {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{tool} is missing under CI, which installs it"
-        );
-        eprintln!("SKIP: {tool} is not installed; the printed {tool} command did not run");
-    }
-    ok
 }
 
 #[test]

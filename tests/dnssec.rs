@@ -8,12 +8,14 @@
 //!   through a tampering relay, and a key rollover under a stream of updates.
 
 mod common;
+mod external;
 
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
+use external::have;
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Record as HRecord, RecordType};
 use hickory_proto::serialize::binary::BinEncodable;
@@ -36,24 +38,6 @@ const CONFIG_EXTRA: &str = "";
 const BLOCK: u8 = 80;
 const RESOLVER_TIMEOUT: Duration = Duration::from_millis(500);
 const RESOLVER_RETRIES: u32 = 0;
-
-/// True when `tool` runs; otherwise a loud SKIP (a failure under CI, which installs it).
-fn have(tool: &str) -> bool {
-    let ok = Command::new(tool)
-        .arg("-v")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if !ok {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{tool} is missing under CI, which installs it"
-        );
-        eprintln!("SKIP: {tool} is not installed; this interop check did not run");
-    }
-    ok
-}
 
 /// RFC 4034 section 3.2's time form, YYYYMMDDHHmmSS in UTC.
 fn run(tool: &str, args: &[&str]) -> (bool, String) {

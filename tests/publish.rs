@@ -9,6 +9,10 @@
 //! the DP's tests once its UPDATE side lands; `publish::publish(server, zone, tsig,
 //! records)` is the call to make there.
 
+mod external;
+
+use external::have;
+
 use std::collections::HashMap;
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
@@ -39,20 +43,6 @@ fn now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs()
-}
-
-/// True when `tool` runs; otherwise prints a loud SKIP line.
-fn have(tool: &str) -> bool {
-    let ok = Command::new(tool)
-        .arg("-v")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if !ok {
-        eprintln!("SKIP: {tool} is not installed; this interop check did not run");
-    }
-    ok
 }
 
 fn text(o: &Output) -> String {
