@@ -4,17 +4,19 @@
 #     Prometheus text format, for clients that do not ask for OpenMetrics);
 #   - a real Prometheus server (Debian package prometheus), started here with both as scrape
 #     targets, scrapes them (OpenMetrics); a query to its HTTP API shows the DP's query
-#     counter rising by at least the queries of a short dig loop, and the resolver's lookups.
+#     counter rising by at least the queries of a short dig loop, and the resolver's lookups;
+#   - `systemd-analyze verify` accepts the service units in dist/.
 #
 # Usage: tools/interop/metrics.sh   (needs prometheus (promtool, prometheus), dnsutils (dig),
-#        python3; .ci/run installs them; KEEP=1 keeps the temporary directory)
+#        systemd (systemd-analyze), python3; .ci/run installs them; KEEP=1 keeps the temporary
+#        directory)
 # The DP listens on 127.0.0.89, the resolver on 127.0.0.88, Prometheus on 127.0.0.87, each at
 # a free port.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . tools/lib.sh
 interop_start metrics.sh
-need "prometheus, dnsutils, python3" promtool prometheus dig python3
+need "prometheus, dnsutils, systemd, python3" promtool prometheus dig systemd-analyze python3
 
 DP=127.0.0.89 RES=127.0.0.88 PROM=127.0.0.87
 P=$(free_port $DP) DPM=$(free_port $DP) RP=$(free_port $RES) RM=$(free_port $RES) PP=$(free_port $PROM)
@@ -100,4 +102,12 @@ for _ in $(seq 100); do
 done
 check "Prometheus shows the resolver's lookup (mimi_resolver_lookups_total = ${lookups:-none})" \
   python3 -c "import sys; sys.exit(0 if float(sys.argv[1] or 0) >= 1 else 1)" "$lookups"
+# The service units (dist/), with the binary path of this build: systemd-analyze verify
+# accepts them, without a warning.
+mkdir -p "$W/units"
+for unit in dist/mimi-dp.service dist/mimi-resolver.service; do
+  sed "s#/usr/bin/mimi#$MIMI#g" "$unit" >"$W/units/$(basename "$unit")"
+  out=$(systemd-analyze verify "$W/units/$(basename "$unit")" 2>&1) && rc=0 || rc=$?
+  check "systemd-analyze verify accepts $unit${out:+: $out}" test "$rc" = 0 -a -z "$out"
+done
 interop_end
