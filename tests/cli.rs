@@ -1605,3 +1605,47 @@ fn key_dnssec_generate_and_ds_print_the_parents_records() {
         "{err}"
     );
 }
+
+/// `mimi man` writes a page per command, each a roff page naming its command; `mimi
+/// completions` prints scripts that name every top-level command, and bash's loads.
+#[test]
+fn manual_pages_and_completions_come_from_the_cli_definition() {
+    let dir = tmp();
+    let out = ok(dir.path(), &["man", "--out", "man"]);
+    assert!(out.contains("manual pages written"), "{out}");
+    for (page, needle) in [
+        ("mimi.1", "mimi"),
+        ("mimi-dp-serve.1", "SIGHUP"),
+        ("mimi-key-dnssec-rollover.1", "rollover"),
+        ("mimi-zone-ds.1", "\\-\\-add"),
+    ] {
+        let text = read(dir.path(), &format!("man/{page}"));
+        assert!(
+            text.starts_with(".ie") || text.contains(".TH"),
+            "{page}:\n{text}"
+        );
+        assert!(text.contains(needle), "{page} lacks {needle}");
+    }
+    assert_no_temp_files(&dir.path().join("man"));
+    for shell in ["bash", "zsh", "fish"] {
+        let script = ok(dir.path(), &["completions", shell]);
+        for command in ["lookup", "publish", "dp", "resolver", "zone", "demo"] {
+            assert!(
+                script.contains(command),
+                "{shell} completion lacks {command}"
+            );
+        }
+    }
+    let bash = ok(dir.path(), &["completions", "bash"]);
+    fs::write(dir.path().join("mimi.bash"), &bash).unwrap();
+    if let Ok(o) = Command::new("bash")
+        .args(["-c", "source ./mimi.bash && complete -p mimi"])
+        .current_dir(dir.path())
+        .output()
+    {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(String::from_utf8_lossy(&o.stdout).contains("_mimi"));
+    }
+    let (_, err) = fails(dir.path(), &["completions", "tcsh"], 2);
+    assert!(err.contains("tcsh"), "{err}");
+}

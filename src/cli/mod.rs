@@ -78,6 +78,17 @@ pub enum Command {
         #[arg(long)]
         serve: bool,
     },
+    /// Write the manual pages (mimi.1, mimi-dp-serve.1, ...) into a directory.
+    Man {
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
+    /// Print the shell completion script for SHELL (source it, or install it where the
+    /// shell looks: /usr/share/bash-completion/completions/mimi, ...).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -160,6 +171,20 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Publish(args) => publish::publish(args, &apex),
         Command::Withdraw(args) => publish::withdraw(args, &apex),
         Command::Demo { zones, serve } => demo::run(zones, &apex, serve),
+        Command::Man { out } => man(&out),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            use std::io::Write as _;
+            // Into memory first: the generator panics on a write error (a closed pipe).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "mimi", &mut script);
+            let mut out = std::io::stdout().lock();
+            match out.write_all(&script).and_then(|()| out.flush()) {
+                Ok(()) => Ok(0),
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(0),
+                Err(e) => Err(e.into()),
+            }
+        }
     }
 }
 
@@ -243,4 +268,37 @@ pub fn parse_ns(arg: &str) -> anyhow::Result<(Name, std::net::IpAddr)> {
         .parse()
         .map_err(|_| anyhow::anyhow!("--ns {arg:?}: {ip:?} is not an IP address"))?;
     Ok((name, ip))
+}
+
+/// `mimi man --out DIR`: a page per command and subcommand (hidden ones left out), each
+/// written to a temporary name and renamed into place.
+fn man(out: &std::path::Path) -> anyhow::Result<u8> {
+    use anyhow::Context as _;
+    use clap::CommandFactory;
+    fn pages(
+        cmd: &clap::Command,
+        out: &std::path::Path,
+        written: &mut usize,
+    ) -> anyhow::Result<()> {
+        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+            pages(sub, out, written)?;
+        }
+        let page = clap_mangen::Man::new(cmd.clone())
+            .section("1")
+            .manual("mimi-discovery");
+        let mut text = Vec::new();
+        page.render(&mut text)?;
+        let path = out.join(page.get_filename());
+        crate::zone::write_file_atomic(&path, &text)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        *written += 1;
+        Ok(())
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let mut cmd = Cli::command().disable_help_subcommand(true);
+    cmd.build();
+    let mut written = 0;
+    pages(&cmd, out, &mut written)?;
+    println!("{written} manual pages written to {}", out.display());
+    Ok(0)
 }
