@@ -72,6 +72,20 @@ impl RawTls {
     }
 }
 
+/// `[control]` of a server's config: the Unix socket `mimi ctl` talks to (src/control.rs).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawControl {
+    pub socket: Spanned<String>,
+}
+
+impl RawControl {
+    /// The socket's path, relative to the config's directory `dir`.
+    pub(crate) fn socket(&self, dir: &Path) -> PathBuf {
+        dir.join(self.socket.get_ref())
+    }
+}
+
 /// `[metrics]` of a server's config: where Prometheus scrapes it (src/metrics.rs).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -2,6 +2,7 @@
 pub mod changes;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod dnssec;
 pub mod dp;
 pub mod ede;

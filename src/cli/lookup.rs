@@ -453,9 +453,35 @@ pub fn serve(config: PathBuf) -> anyhow::Result<u8> {
         use tokio::signal::unix::{signal, SignalKind};
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
+        // `mimi ctl`'s commands come through the same loop as the signals.
+        let socket = resolver.config().control.clone();
+        let (mut jobs, control_task) = match &socket {
+            Some(path) => {
+                let (jobs, task) = crate::control::listen(path)?;
+                tracing::info!(socket = %path.display(), "control socket (mimi ctl)");
+                (Some(jobs), Some(task))
+            }
+            None => (None, None),
+        };
+        loop {
+            tokio::select! {
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+                Some(job) = crate::control::next_job(&mut jobs) => {
+                    tracing::info!(command = %job.request.command, "control");
+                    let stop = job.request.command == "stop";
+                    let _ = job.reply.send(resolver.control(&job.request));
+                    if stop {
+                        break;
+                    }
+                }
+            }
+        }
+        if let Some(task) = control_task {
+            task.abort();
+        }
+        if let Some(path) = &socket {
+            let _ = std::fs::remove_file(path);
         }
         let r = &resolver.replicas.stats;
         tracing::info!(

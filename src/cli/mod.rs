@@ -1,6 +1,7 @@
 //! The `mimi` command line: argument parsing and the edge where errors become messages
 //! and exit codes.
 
+mod ctl;
 mod demo;
 mod key;
 mod lifecycle;
@@ -78,6 +79,8 @@ pub enum Command {
         #[arg(long)]
         serve: bool,
     },
+    /// Steer a running DP or resolver through its control socket ([control] socket).
+    Ctl(ctl::CtlArgs),
     /// Write the manual pages (mimi.1, mimi-dp-serve.1, ...) into a directory.
     Man {
         #[arg(long)]
@@ -172,6 +175,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Withdraw(args) => publish::withdraw(args, &apex),
         Command::Demo { zones, serve } => demo::run(zones, &apex, serve),
         Command::Man { out } => man(&out),
+        Command::Ctl(args) => ctl::run(args),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             use std::io::Write as _;

@@ -107,6 +107,8 @@ pub struct DpConfig {
     pub tls: Option<TlsSettings>,
     /// Where Prometheus scrapes `/metrics` (`[metrics] listen`); None: no endpoint.
     pub metrics: Option<SocketAddr>,
+    /// The control socket of `mimi ctl` (`[control] socket`); None: signals only.
+    pub control: Option<PathBuf>,
     /// More zones, one file each, added and removed while serving (`[zone_directory]`).
     pub zone_directory: Option<ZoneDirectory>,
     /// Who may transfer zones (AXFR/IXFR).
@@ -237,6 +239,7 @@ struct Raw {
     zone_directory: Option<RawZoneDirectory>,
     tls: Option<RawTls>,
     metrics: Option<crate::config::RawMetrics>,
+    control: Option<crate::config::RawControl>,
     #[serde(default)]
     axfr: RawAxfr,
     #[serde(default)]
@@ -835,6 +838,7 @@ impl DpConfig {
             zone_directory,
             tls: raw.tls.as_ref().map(|t| t.settings(dir, &at)).transpose()?,
             metrics: raw.metrics.as_ref().map(|m| m.listen(&at)).transpose()?,
+            control: raw.control.as_ref().map(|c| c.socket(dir)),
             axfr_allow,
             axfr_keys: raw
                 .axfr

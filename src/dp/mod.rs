@@ -9,6 +9,7 @@ pub mod access;
 mod answer;
 mod changes;
 pub mod config;
+mod control;
 mod expiry;
 mod fast;
 pub mod handler;
@@ -58,6 +59,8 @@ pub enum DpError {
     Tls(#[from] crate::tls::TlsError),
     #[error(transparent)]
     Access(#[from] Box<access::AccessError>),
+    #[error(transparent)]
+    Control(#[from] crate::control::ControlError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -356,6 +359,16 @@ impl DpServer {
         let mut usr1 = sig(SignalKind::user_defined1())?;
         let mut term = sig(SignalKind::terminate())?;
         let mut int = sig(SignalKind::interrupt())?;
+        // `mimi ctl`'s commands come through the same loop as the signals.
+        let socket = self.config.load().control.clone();
+        let (mut jobs, control_task) = match &socket {
+            Some(path) => {
+                let (jobs, task) = crate::control::listen(path)?;
+                info!(socket = %path.display(), "control socket (mimi ctl)");
+                (Some(jobs), Some(task))
+            }
+            None => (None, None),
+        };
         loop {
             tokio::select! {
                 _ = hup.recv() => {
@@ -365,7 +378,22 @@ impl DpServer {
                 _ = usr1.recv() => self.log_counters("counters"),
                 _ = term.recv() => break,
                 _ = int.recv() => break,
+                Some(job) = crate::control::next_job(&mut jobs) => {
+                    info!(command = %job.request.command, "control");
+                    let stop = job.request.command == "stop";
+                    let reply = self.control(&job.request).await;
+                    let _ = job.reply.send(reply);
+                    if stop {
+                        break;
+                    }
+                }
             }
+        }
+        if let Some(task) = control_task {
+            task.abort();
+        }
+        if let Some(path) = &socket {
+            let _ = std::fs::remove_file(path);
         }
         self.log_counters("shutting down; counters");
         self.shutdown().await;

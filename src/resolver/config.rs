@@ -111,6 +111,8 @@ pub struct ResolverConfig {
     pub dnssec: Option<super::secure::TrustAnchor>,
     /// Where Prometheus scrapes `/metrics` (`[metrics] listen`, `mimi resolver serve`).
     pub metrics: Option<SocketAddr>,
+    /// The control socket of `mimi ctl` (`[control] socket`, `mimi resolver serve`).
+    pub control: Option<PathBuf>,
 }
 
 /// `[upstream]`, with its files already read, so a bad one is reported at its line.
@@ -162,6 +164,7 @@ impl ResolverConfig {
             replica: None,
             dnssec: None,
             metrics: None,
+            control: None,
         }
     }
 
@@ -354,6 +357,7 @@ impl ResolverConfig {
             config.replica = Some(r.settings(dir, &at)?);
         }
         config.metrics = raw.metrics.as_ref().map(|m| m.listen(&at)).transpose()?;
+        config.control = raw.control.as_ref().map(|c| c.socket(dir));
         if let Some(d) = &raw.dnssec {
             let mut ds = Vec::new();
             for line in d.trust_anchor.get_ref() {
@@ -538,6 +542,7 @@ struct Raw {
     replica: Option<RawReplica>,
     dnssec: Option<RawDnssec>,
     metrics: Option<crate::config::RawMetrics>,
+    control: Option<crate::config::RawControl>,
 }
 
 #[derive(Deserialize)]

@@ -9,6 +9,7 @@
 
 pub mod cache;
 pub mod config;
+pub mod control;
 pub mod infra;
 pub mod invalidate;
 pub mod metrics;
