@@ -64,7 +64,7 @@ fn demo_serve_keeps_the_tree_up_and_its_printed_commands_work() {
         }
     }
     assert!(output.contains("All lookups behaved") || output.contains("The demo tree stays up"));
-    assert!(commands.len() >= 7, "{output}");
+    assert!(commands.len() >= 11, "{output}");
     let path = format!(
         "{}:{}",
         bin_dir.display(),
@@ -73,7 +73,7 @@ fn demo_serve_keeps_the_tree_up_and_its_printed_commands_work() {
     let mut ran = 0;
     for command in &commands {
         let tool = command.split_whitespace().next().unwrap();
-        if (tool == "dig" || tool == "kdig") && !have(tool) {
+        if matches!(tool, "dig" | "kdig" | "curl") && !have(tool) {
             continue;
         }
         let out = Command::new("sh")
@@ -95,7 +95,14 @@ fn demo_serve_keeps_the_tree_up_and_its_printed_commands_work() {
             "mimi" if command.contains("lookup") => {
                 assert!(text.contains("chat.example/u/bob"), "{command}:\n{text}")
             }
+            "mimi" if command.contains("zone-status") => {
+                assert!(text.contains("serial"), "{command}:\n{text}")
+            }
+            "mimi" if command.contains(" stats") => {
+                assert!(text.contains("lookups="), "{command}:\n{text}")
+            }
             "dig" | "kdig" => assert!(text.contains("NOERROR"), "{command}:\n{text}"),
+            "curl" => assert!(text.starts_with("mimi_"), "{command}:\n{text}"),
             _ => {}
         }
         eprintln!("ok: {command}");

@@ -616,6 +616,24 @@ async fn serve_until_stopped(
             zones.join("trust.toml").display().to_string()
         ),
     )?;
+    // Metrics of the resolver and of the carrier's first DP, and a control socket each.
+    let carrier_at = servers
+        .iter()
+        .position(|(a, _)| a == CARRIER_DP)
+        .context("the carrier's first DP")?;
+    let resolver_source: Arc<dyn crate::metrics::Source> = resolver.clone();
+    let (resolver_metrics_task, resolver_metrics) = crate::metrics::serve(
+        std::net::SocketAddr::new(RESOLVER_ADDR.parse()?, 0),
+        resolver_source,
+    )
+    .await?;
+    let dp_source: Arc<dyn crate::metrics::Source> = servers[carrier_at].1.shared().clone();
+    let (dp_metrics_task, dp_metrics) =
+        crate::metrics::serve(std::net::SocketAddr::new(CARRIER_DP.parse()?, 0), dp_source).await?;
+    let (resolver_sock, carrier_sock) = (work.join("resolver.sock"), work.join("carrier.sock"));
+    let (resolver_jobs, resolver_ctl) = crate::control::listen(&resolver_sock)?;
+    let (carrier_jobs, carrier_ctl) = crate::control::listen(&carrier_sock)?;
+    let (mut resolver_jobs, mut carrier_jobs) = (Some(resolver_jobs), Some(carrier_jobs));
     // +1 555 111 2222 was released by the checks; bob's number still has its mappings.
     let bob = "+1 555 111 3333";
     let owner = Sii::parse(bob, None)?.owner_name(apex)?;
@@ -661,21 +679,64 @@ async fn serve_until_stopped(
             "and find it",
             format!("mimi lookup \"{new}\" --config {}", config.display()),
         ),
+        (
+            "the carrier DP's control socket: its zone now",
+            format!(
+                "mimi ctl --socket {} zone-status {carrier}",
+                carrier_sock.display()
+            ),
+        ),
+        (
+            "the resolver's counters",
+            format!("mimi ctl --socket {} stats", resolver_sock.display()),
+        ),
+        (
+            "the metrics Prometheus would scrape: the carrier DP's and the resolver's",
+            format!("curl -s http://{dp_metrics}/metrics | grep '^mimi_dp_queries_total'"),
+        ),
+        (
+            "",
+            format!("curl -s http://{resolver_metrics}/metrics | grep '^mimi_resolver_lookups_total'"),
+        ),
     ];
     for (what, command) in &commands {
-        println!("  # {what}");
+        if !what.is_empty() {
+            println!("  # {what}");
+        }
         println!("  $ {command}");
     }
-    println!("Stop it with Ctrl-C.");
+    println!("Stop it with Ctrl-C (or mimi ctl ... stop).");
     use std::io::Write as _;
     std::io::stdout().flush()?;
     let mut term = signal(SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+            Some(job) = crate::control::next_job(&mut resolver_jobs) => {
+                let stop = job.request.command == "stop";
+                let _ = job.reply.send(resolver.control(&job.request));
+                if stop {
+                    break;
+                }
+            }
+            Some(job) = crate::control::next_job(&mut carrier_jobs) => {
+                let stop = job.request.command == "stop";
+                let reply = servers[carrier_at].1.control(&job.request).await;
+                let _ = job.reply.send(reply);
+                if stop {
+                    break;
+                }
+            }
+        }
     }
     println!("Stopping the demo tree.");
-    for t in dot_tasks {
+    for t in dot_tasks.into_iter().chain([
+        resolver_metrics_task,
+        dp_metrics_task,
+        resolver_ctl,
+        carrier_ctl,
+    ]) {
         t.abort();
     }
     let _ = plain.shutdown_gracefully().await;

@@ -12,7 +12,7 @@ const COMMANDS: &str = "status, reload [ZONE], zone-status ZONE, stats, stop";
 
 impl DpServer {
     /// The reply to one control request; `stop` is answered here and acted on by the loop.
-    pub(super) async fn control(&self, request: &Request) -> Reply {
+    pub async fn control(&self, request: &Request) -> Reply {
         match (request.command.as_str(), request.zone.as_deref()) {
             ("status", _) => self.status(),
             ("reload", None) => match self.reload().await {
