@@ -141,12 +141,40 @@ async fn serve_one(stream: UnixStream, jobs: mpsc::Sender<Job>) -> std::io::Resu
     write.shutdown().await
 }
 
-/// The next request for a server's loop, when it has a control socket; never otherwise
-/// (so the loop's `select!` can always include it).
-pub async fn next_job(jobs: &mut Option<mpsc::Receiver<Job>>) -> Option<Job> {
-    match jobs {
-        Some(rx) => rx.recv().await,
-        None => std::future::pending().await,
+/// A server's control socket, when its config names one: the requests for its loop, and
+/// the socket removed when the server stops.
+pub struct Control {
+    open: Option<(mpsc::Receiver<Job>, JoinHandle<()>, PathBuf)>,
+}
+
+impl Control {
+    /// Listens on `path`, if any ([`listen`]).
+    pub fn open(path: Option<&Path>) -> Result<Control, ControlError> {
+        let open = match path {
+            Some(path) => {
+                let (jobs, task) = listen(path)?;
+                tracing::info!(socket = %path.display(), "control socket (mimi ctl)");
+                Some((jobs, task, path.to_path_buf()))
+            }
+            None => None,
+        };
+        Ok(Control { open })
+    }
+
+    /// The next request; without a socket, never (so a loop's `select!` can always ask).
+    pub async fn next(&mut self) -> Option<Job> {
+        match &mut self.open {
+            Some((jobs, _, _)) => jobs.recv().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Stops listening and removes the socket.
+    pub fn close(self) {
+        if let Some((_, task, path)) = self.open {
+            task.abort();
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 

@@ -631,9 +631,8 @@ async fn serve_until_stopped(
     let (dp_metrics_task, dp_metrics) =
         crate::metrics::serve(std::net::SocketAddr::new(CARRIER_DP.parse()?, 0), dp_source).await?;
     let (resolver_sock, carrier_sock) = (work.join("resolver.sock"), work.join("carrier.sock"));
-    let (resolver_jobs, resolver_ctl) = crate::control::listen(&resolver_sock)?;
-    let (carrier_jobs, carrier_ctl) = crate::control::listen(&carrier_sock)?;
-    let (mut resolver_jobs, mut carrier_jobs) = (Some(resolver_jobs), Some(carrier_jobs));
+    let mut resolver_ctl = crate::control::Control::open(Some(&resolver_sock))?;
+    let mut carrier_ctl = crate::control::Control::open(Some(&carrier_sock))?;
     // +1 555 111 2222 was released by the checks; bob's number still has its mappings.
     let bob = "+1 555 111 3333";
     let owner = Sii::parse(bob, None)?.owner_name(apex)?;
@@ -713,14 +712,14 @@ async fn serve_until_stopped(
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
             _ = term.recv() => break,
-            Some(job) = crate::control::next_job(&mut resolver_jobs) => {
+            Some(job) = resolver_ctl.next() => {
                 let stop = job.request.command == "stop";
                 let _ = job.reply.send(resolver.control(&job.request));
                 if stop {
                     break;
                 }
             }
-            Some(job) = crate::control::next_job(&mut carrier_jobs) => {
+            Some(job) = carrier_ctl.next() => {
                 let stop = job.request.command == "stop";
                 let reply = servers[carrier_at].1.control(&job.request).await;
                 let _ = job.reply.send(reply);
@@ -731,14 +730,14 @@ async fn serve_until_stopped(
         }
     }
     println!("Stopping the demo tree.");
-    for t in dot_tasks.into_iter().chain([
-        resolver_metrics_task,
-        dp_metrics_task,
-        resolver_ctl,
-        carrier_ctl,
-    ]) {
+    for t in dot_tasks
+        .into_iter()
+        .chain([resolver_metrics_task, dp_metrics_task])
+    {
         t.abort();
     }
+    resolver_ctl.close();
+    carrier_ctl.close();
     let _ = plain.shutdown_gracefully().await;
     Ok(())
 }

@@ -454,20 +454,12 @@ pub fn serve(config: PathBuf) -> anyhow::Result<u8> {
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         // `mimi ctl`'s commands come through the same loop as the signals.
-        let socket = resolver.config().control.clone();
-        let (mut jobs, control_task) = match &socket {
-            Some(path) => {
-                let (jobs, task) = crate::control::listen(path)?;
-                tracing::info!(socket = %path.display(), "control socket (mimi ctl)");
-                (Some(jobs), Some(task))
-            }
-            None => (None, None),
-        };
+        let mut control = crate::control::Control::open(resolver.config().control.as_deref())?;
         loop {
             tokio::select! {
                 _ = term.recv() => break,
                 _ = int.recv() => break,
-                Some(job) = crate::control::next_job(&mut jobs) => {
+                Some(job) = control.next() => {
                     tracing::info!(command = %job.request.command, "control");
                     let stop = job.request.command == "stop";
                     let _ = job.reply.send(resolver.control(&job.request));
@@ -477,12 +469,7 @@ pub fn serve(config: PathBuf) -> anyhow::Result<u8> {
                 }
             }
         }
-        if let Some(task) = control_task {
-            task.abort();
-        }
-        if let Some(path) = &socket {
-            let _ = std::fs::remove_file(path);
-        }
+        control.close();
         let r = &resolver.replicas.stats;
         tracing::info!(
             "replicas: full_runs={} delta_runs={} bytes_received={} lookups={} failures={}",

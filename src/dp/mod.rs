@@ -360,15 +360,7 @@ impl DpServer {
         let mut term = sig(SignalKind::terminate())?;
         let mut int = sig(SignalKind::interrupt())?;
         // `mimi ctl`'s commands come through the same loop as the signals.
-        let socket = self.config.load().control.clone();
-        let (mut jobs, control_task) = match &socket {
-            Some(path) => {
-                let (jobs, task) = crate::control::listen(path)?;
-                info!(socket = %path.display(), "control socket (mimi ctl)");
-                (Some(jobs), Some(task))
-            }
-            None => (None, None),
-        };
+        let mut control = crate::control::Control::open(self.config.load().control.as_deref())?;
         loop {
             tokio::select! {
                 _ = hup.recv() => {
@@ -378,7 +370,7 @@ impl DpServer {
                 _ = usr1.recv() => self.log_counters("counters"),
                 _ = term.recv() => break,
                 _ = int.recv() => break,
-                Some(job) = crate::control::next_job(&mut jobs) => {
+                Some(job) = control.next() => {
                     info!(command = %job.request.command, "control");
                     let stop = job.request.command == "stop";
                     let reply = self.control(&job.request).await;
@@ -389,12 +381,7 @@ impl DpServer {
                 }
             }
         }
-        if let Some(task) = control_task {
-            task.abort();
-        }
-        if let Some(path) = &socket {
-            let _ = std::fs::remove_file(path);
-        }
+        control.close();
         self.log_counters("shutting down; counters");
         self.shutdown().await;
         Ok(())
