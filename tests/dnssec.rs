@@ -1070,13 +1070,7 @@ async fn a_rollover_under_a_stream_of_updates_keeps_every_lookup_valid() {
             std::fs::write(&dp_config, format!("{}{extra}", &text[..at])).unwrap();
         };
         // The DS set changes through the apex's write path: the operator's UPDATE.
-        let ds_line = |k: &DnssecKey| {
-            k.records_text()
-                .lines()
-                .find(|l| l.contains(" DS "))
-                .unwrap()
-                .to_string()
-        };
+        let ds_line = DnssecKey::ds_line;
         let zone_ds = |args: Vec<String>| {
             let mut all: Vec<String> = [
                 "zone", "ds", "--dp", &tree.addr(1).to_string(), "--zone", "mimi.arpa.", "--tsig",

@@ -602,12 +602,7 @@ async fn serve_until_stopped(
     // apex's DS (DNSSEC), mappings checked against the demo's trust file.
     let zones = std::fs::canonicalize(zones)?;
     let anchor = DnssecKey::load(&dnssec_key_path(work, SIGNED_ZONES[0]))?;
-    let ds_line = anchor
-        .records_text()
-        .lines()
-        .find(|l| l.contains(" DS "))
-        .unwrap_or_default()
-        .to_string();
+    let ds_line = anchor.ds_line();
     let config = work.join("resolver.toml");
     std::fs::write(
         &config,

@@ -179,13 +179,7 @@ fn rollover_plan(
     new: &DnssecKey,
     new_path: &std::path::Path,
 ) -> String {
-    let ds = |k: &DnssecKey| {
-        k.records_text()
-            .lines()
-            .find(|l| l.contains(" DS "))
-            .unwrap_or_default()
-            .to_string()
-    };
+    let ds = DnssecKey::ds_line;
     format!(
         "next key of {zone}: key tag {new_tag}, written to {new_file} (mode 0600)\n\
          \n\

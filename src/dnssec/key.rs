@@ -102,14 +102,24 @@ impl DnssecKey {
     pub fn records_text(&self) -> String {
         use base64::Engine as _;
         let dnskey = self.dnskey_rdata();
-        let ds = self.ds_rdata();
         format!(
-            "{zone} IN DNSKEY {flags} 3 15 {public}\n{zone} IN DS {tag} 15 2 {digest}\n",
+            "{zone} IN DNSKEY {flags} 3 15 {public}\n{ds}\n",
             zone = self.zone,
             flags = self.flags,
             public = base64::engine::general_purpose::STANDARD.encode(&dnskey[4..]),
-            tag = self.key_tag(),
-            digest = hex::encode_upper(&ds[4..]),
+            ds = self.ds_line(),
+        )
+    }
+
+    /// The DS line alone: what the parent publishes (`mimi zone ds --add`) and a resolver's
+    /// `trust_anchor` takes.
+    pub fn ds_line(&self) -> String {
+        let ds = self.ds_rdata();
+        format!(
+            "{} IN DS {} 15 2 {}",
+            self.zone,
+            self.key_tag(),
+            hex::encode_upper(&ds[4..])
         )
     }
 

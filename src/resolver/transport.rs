@@ -117,20 +117,6 @@ pub async fn exchange_with(
     Ok((reply, tcp))
 }
 
-/// As `exchange`, with the DO bit set: a signed zone answers with its RRSIGs and denials
-/// (docs/dnssec.md).
-pub async fn exchange_dnssec(
-    server: SocketAddr,
-    qname: &Name,
-    qtype: u16,
-    wait: Duration,
-) -> Result<Message, ExchangeError> {
-    let (id, query) = build_query(qname, qtype, false, true)?;
-    Ok(udp_then_tcp(server, &query, id, qname, qtype, wait)
-        .await?
-        .0)
-}
-
 /// The reply to `query` (whose ID is `id`), its bytes, and whether TCP was needed.
 async fn udp_then_tcp(
     server: SocketAddr,
