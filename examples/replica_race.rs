@@ -23,7 +23,7 @@ use anyhow::{Context as _, Result};
 use clap::Parser;
 use mimi_discovery::publish::Publisher;
 use mimi_discovery::record::{ProviderKey, TrustStore};
-use mimi_discovery::resolver::replica::ReplicaSettings;
+use mimi_discovery::resolver::replica::{ReplicaError, ReplicaSettings};
 use mimi_discovery::resolver::{Resolver, ResolverConfig};
 use mimi_discovery::sii::Sii;
 use mimi_discovery::tsig::TsigKey;
@@ -39,8 +39,8 @@ struct Args {
     ap_tsig: PathBuf,
     #[arg(long)]
     work: PathBuf,
-    /// Rounds of changes; the additions must leave the table room (a table at load 0.9 that
-    /// fills up makes the DP start a new epoch, which ends the run).
+    /// Rounds of changes; the additions should leave the table room (a table that fills up
+    /// makes the DP start a new epoch, which ends the rounds early).
     #[arg(long, default_value_t = 10)]
     rounds: usize,
     /// Additions and replacements per round.
@@ -133,6 +133,8 @@ async fn main() -> Result<()> {
             .with_timeout(Duration::from_secs(60));
     let mut rng = rand::thread_rng();
     let mut next_add = 0u64;
+    let mut epoch_changed = false;
+    let mut rounds_done = 0;
     for round in 0..args.rounds {
         for i in 0..args.changes {
             // An addition (a free number, taken in order) and a replacement of a present one.
@@ -156,10 +158,19 @@ async fn main() -> Result<()> {
             Ok(()) => cached.refresh_replica(&zone, Some(serial)).await,
             Err(e) => Err(e),
         };
-        if let Err(e) = refreshed {
-            eprintln!("round {round}: {e}; stopping");
-            break;
+        match refreshed {
+            Ok(()) => {}
+            // The additions filled the table: the DP built a new epoch, and the replicas
+            // must download it whole. The rounds so far were checked; the final check reads
+            // the new epoch's replicas.
+            Err(e @ ReplicaError::EpochChanged { .. }) => {
+                eprintln!("round {round}: {e}; stopping the rounds");
+                epoch_changed = true;
+                break;
+            }
+            Err(e) => return Err(e).context(format!("round {round}: refreshing the replicas")),
         }
+        rounds_done += 1;
         eprintln!(
             "{t:8.3} s round {round}: deltas of {} buckets applied by {:.3} s",
             nocache.replicas.stats.buckets_received.load(Relaxed) - b0,
@@ -168,7 +179,18 @@ async fn main() -> Result<()> {
     }
     stop.store(true, Relaxed);
     for r in readers {
-        r.await?;
+        // A reader may be in the middle of a batch by PIR (after an epoch change, until
+        // the replica is downloaded again): it is not waited for.
+        r.abort();
+        if let Err(e) = r.await {
+            if !e.is_cancelled() {
+                return Err(e.into());
+            }
+        }
+    }
+    if epoch_changed {
+        nocache.replicate(&zone).await?;
+        cached.replicate(&zone).await?;
     }
     // After the last delta, every answer must be the zone's current one.
     let truth = truth.lock().unwrap().clone();
@@ -189,7 +211,7 @@ async fn main() -> Result<()> {
     println!(
         "{} lookups during {} rounds of changes and deltas: {} present identifiers answered absent; {} wrong answers after the last delta",
         lookups.load(Relaxed),
-        args.rounds,
+        rounds_done,
         absent.load(Relaxed),
         stale
     );

@@ -28,7 +28,10 @@ BIN=$(realpath "$TARGET/release/examples/replica_race")
 scratch_start replica-race.sh
 d=$W
 RA=127.0.0.161 MA=127.0.0.162
-N=$(python3 -c "print(int(0.9 * 2 ** $LOG_SLOTS))")
+# Load 0.85 at the start and about 0.89 after the default rounds: a cuckoo table near 0.94
+# sometimes cannot place an addition, and the DP then builds a new epoch (the run copes, but
+# ends its rounds there).
+N=$(python3 -c "print(int(0.85 * 2 ** $LOG_SLOTS))")
 cd "$d"
 ORIGIN=$(carrier_zone . 555 "$N" $MA)
 "$MIMI" zone new mimi.arpa. --out root.zone --ns ns1.mimi.arpa.=$RA >/dev/null
@@ -76,5 +79,6 @@ NO_COLOR=1 MIMI_LOG=warn "$MIMI" dp serve --config dp.toml 2>dp.log &
 DPID=$!
 pids+=("$DPID")
 wait_pircfg $MA "$PORT" "$ORIGIN" "$DPID" dp.log
-"$BIN" --port "$PORT" --root $RA --dp $MA --dp-pid "$DPID" --trust trust.toml --ap-tsig ap.tsig \
+# Bounded: a run that stalls fails here rather than holding CI.
+timeout --kill-after=10 "${RACE_TIMEOUT:-600}" "$BIN" --port "$PORT" --root $RA --dp $MA --dp-pid "$DPID" --trust trust.toml --ap-tsig ap.tsig \
   --update-tsig chat.tsig --key chat.key --mappings "$N" --work "$d" "$@"

@@ -180,6 +180,10 @@ pub(super) async fn upload(
                 }
             }
             Ok(_) => return Err(private_error(&zone, "unexpected response to a key upload")),
+            // The DP moved on since PIRCFG was read: the caller reads it again.
+            Err(r) if r.code == Some(crate::ede::WRONG_EPOCH) => {
+                return Err(ResolveError::EpochChanged { zone })
+            }
             Err(r) => {
                 return Err(private_error(
                     &zone,
