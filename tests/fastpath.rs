@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
+use hickory_server::net::xfer::Protocol;
 use mimi_discovery::dp::{DpHandler, DpServer};
 use mimi_discovery::net::StreamHandler;
 use mimi_discovery::zone::ZoneFile;
@@ -118,7 +119,7 @@ async fn compare(handler: &DpHandler, queries: &[Vec<u8>]) -> usize {
     let mut fast = Vec::new();
     let mut answered = 0;
     for q in queries {
-        if !handler.answer_fast(q, src, false, &mut fast) {
+        if !handler.answer_fast(q, src, Protocol::Tcp, &mut fast) {
             continue;
         }
         answered += 1;
@@ -217,7 +218,12 @@ async fn fast_and_general_paths_give_the_same_bytes() {
         16,
         None,
     );
-    assert!(handler.answer_fast(&q, "127.78.0.9:53".parse().unwrap(), true, &mut out));
+    assert!(handler.answer_fast(
+        &q,
+        "127.78.0.9:53".parse().unwrap(),
+        Protocol::Udp,
+        &mut out
+    ));
     assert_eq!(&out[6..8], &[0, 1], "the added TXT record is served");
     dp.shutdown().await;
 }
@@ -247,22 +253,22 @@ async fn oversized_udp_answers_and_other_queries_go_to_the_general_path() {
     // About 850 bytes: more than 512 without EDNS, fits in 1232 with it.
     let name = wire("big.t.mimi.arpa.");
     let plain = query(&mut rng, &name, 16, None);
-    assert!(handler.answer_fast(&plain, src, false, &mut out));
+    assert!(handler.answer_fast(&plain, src, Protocol::Tcp, &mut out));
     assert!(out.len() > 512, "{}", out.len());
-    assert!(!handler.answer_fast(&plain, src, true, &mut out));
+    assert!(!handler.answer_fast(&plain, src, Protocol::Udp, &mut out));
     let with_edns = query(&mut rng, &name, 16, Some((1232, false)));
-    assert!(handler.answer_fast(&with_edns, src, true, &mut out));
+    assert!(handler.answer_fast(&with_edns, src, Protocol::Udp, &mut out));
     let small_edns = query(&mut rng, &name, 16, Some((600, false)));
-    assert!(!handler.answer_fast(&small_edns, src, true, &mut out));
+    assert!(!handler.answer_fast(&small_edns, src, Protocol::Udp, &mut out));
     // An UPDATE, a transfer, a response: not for this path.
     let mut update = plain.clone();
     update[2] = 5 << 3;
-    assert!(!handler.answer_fast(&update, src, false, &mut out));
+    assert!(!handler.answer_fast(&update, src, Protocol::Tcp, &mut out));
     let axfr = query(&mut rng, &wire("t.mimi.arpa."), 252, None);
-    assert!(!handler.answer_fast(&axfr, src, false, &mut out));
+    assert!(!handler.answer_fast(&axfr, src, Protocol::Tcp, &mut out));
     let mut response = plain.clone();
     response[2] |= 0x80;
-    assert!(!handler.answer_fast(&response, src, false, &mut out));
+    assert!(!handler.answer_fast(&response, src, Protocol::Tcp, &mut out));
     dp.shutdown().await;
 }
 
@@ -300,7 +306,12 @@ async fn signed_zones_answer_do_queries_for_records_alike_on_both_paths() {
     let mut out = Vec::new();
     for z in &zones {
         let q = query(&mut rng, z.origin.as_wire(), 48, Some((4096, false)));
-        assert!(handler.answer_fast(&q, "127.78.0.9:5300".parse().unwrap(), false, &mut out));
+        assert!(handler.answer_fast(
+            &q,
+            "127.78.0.9:5300".parse().unwrap(),
+            Protocol::Tcp,
+            &mut out
+        ));
         assert_eq!(
             u16::from_be_bytes([out[6], out[7]]),
             2,

@@ -11,6 +11,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hickory_server::net::xfer::Protocol;
 use mimi_discovery::name::Name;
 use mimi_discovery::net::StreamHandler;
 use mimi_discovery::record::{self, Context, ProviderKey, TYPE_SSI};
@@ -149,7 +150,12 @@ async fn general(handler: &ResolverHandler, query: &[u8]) -> Vec<u8> {
 fn fast(handler: &ResolverHandler, query: &[u8], udp: bool) -> Option<Vec<u8>> {
     let mut out = Vec::new();
     handler
-        .answer_fast(query, SRC.parse().unwrap(), udp, &mut out)
+        .answer_fast(
+            query,
+            SRC.parse().unwrap(),
+            if udp { Protocol::Udp } else { Protocol::Tcp },
+            &mut out,
+        )
         .then_some(out)
 }
 

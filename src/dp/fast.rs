@@ -7,6 +7,8 @@
 //! always give the same bytes (`tests/fastpath.rs` compares them).
 
 use std::net::SocketAddr;
+
+use hickory_server::net::xfer::Protocol;
 use std::sync::atomic::Ordering::Relaxed;
 
 use hickory_proto::op::ResponseCode;
@@ -37,9 +39,11 @@ impl DpHandler {
         &self,
         query: &[u8],
         src: SocketAddr,
-        udp: bool,
+        protocol: Protocol,
         out: &mut Vec<u8>,
     ) -> bool {
+        let started = std::time::Instant::now();
+        let udp = protocol == Protocol::Udp;
         let mut lower = [0u8; MAX_WIRE_LEN];
         let Some(q) = plain::read(query, &mut lower).filter(|q| !GENERAL_TYPES.contains(&q.qtype))
         else {
@@ -96,8 +100,10 @@ impl DpHandler {
         access.observe(&client, qname, rcode == ResponseCode::NXDomain, now);
         let stats = &shared.stats;
         stats.queries.fetch_add(1, Relaxed);
+        stats.count_query(q.qtype, protocol);
         outcome.count(stats);
         stats.count_rcode(rcode);
+        stats.answer_latency.observe(started.elapsed());
         // The same debug line as the general path's, so operators' query logs see every
         // query whichever path answered it; the name is decoded only when it is logged.
         if tracing::enabled!(tracing::Level::DEBUG) {

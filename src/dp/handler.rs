@@ -1,7 +1,7 @@
 //! Answering queries from the zone store (RFC 1034 section 4.3.2, RFC 2308, RFC 6891,
 //! RFC 8482) and zone transfers (RFC 5936).
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -15,87 +15,12 @@ use tracing::{debug, warn};
 use super::access::{Access, Client};
 use super::answer::Outcome;
 use super::config::Net;
+pub use super::stats::Stats;
 use super::zones::ZoneSet;
 use crate::dnssec::denial::EDNS_FLAG_CO as EDNS_CO;
 use crate::name::MAX_WIRE_LEN;
 use crate::signed::WireError;
 use crate::tsig::{TsigKey, Verified};
-
-/// Counters for the summary on SIGUSR1 and at shutdown.
-#[derive(Debug, Default)]
-pub struct Stats {
-    pub queries: AtomicU64,
-    pub noerror: AtomicU64,
-    pub nxdomain: AtomicU64,
-    pub refused: AtomicU64,
-    pub formerr: AtomicU64,
-    pub notimp: AtomicU64,
-    pub servfail: AtomicU64,
-    pub other_rcode: AtomicU64,
-    pub referrals: AtomicU64,
-    pub nodata: AtomicU64,
-    pub truncated: AtomicU64,
-    pub transfers: AtomicU64,
-    pub ixfr_incremental: AtomicU64,
-    /// Encrypted-replica runs sent: whole tables and deltas.
-    pub replica_full: AtomicU64,
-    pub replica_delta: AtomicU64,
-    pub updates_accepted: AtomicU64,
-    pub updates_refused: AtomicU64,
-    pub changes_answered: AtomicU64,
-    pub notify_sent: AtomicU64,
-    /// DNS-over-TLS connections whose handshake failed or did not finish in time.
-    pub tls_handshake_failures: AtomicU64,
-    /// Requests refused because their access class was over its quota.
-    pub rate_limited: AtomicU64,
-}
-
-impl Stats {
-    pub(super) fn count_rcode(&self, rcode: ResponseCode) {
-        let c = match rcode {
-            ResponseCode::NoError => &self.noerror,
-            ResponseCode::NXDomain => &self.nxdomain,
-            ResponseCode::Refused => &self.refused,
-            ResponseCode::FormErr => &self.formerr,
-            ResponseCode::NotImp => &self.notimp,
-            ResponseCode::ServFail => &self.servfail,
-            _ => &self.other_rcode,
-        };
-        c.fetch_add(1, Relaxed);
-    }
-
-    /// One line: `queries=.. noerror=.. ...`.
-    pub fn summary(&self) -> String {
-        let fields = [
-            ("queries", &self.queries),
-            ("noerror", &self.noerror),
-            ("nxdomain", &self.nxdomain),
-            ("nodata", &self.nodata),
-            ("referrals", &self.referrals),
-            ("refused", &self.refused),
-            ("formerr", &self.formerr),
-            ("notimp", &self.notimp),
-            ("servfail", &self.servfail),
-            ("other_rcode", &self.other_rcode),
-            ("truncated", &self.truncated),
-            ("transfers", &self.transfers),
-            ("ixfr_incremental", &self.ixfr_incremental),
-            ("replica_full", &self.replica_full),
-            ("replica_delta", &self.replica_delta),
-            ("updates_accepted", &self.updates_accepted),
-            ("updates_refused", &self.updates_refused),
-            ("changes_answered", &self.changes_answered),
-            ("notify_sent", &self.notify_sent),
-            ("tls_handshake_failures", &self.tls_handshake_failures),
-            ("rate_limited", &self.rate_limited),
-        ];
-        fields
-            .iter()
-            .map(|(k, v)| format!("{k}={}", v.load(Relaxed)))
-            .collect::<Vec<_>>()
-            .join(" ")
-    }
-}
 
 /// State shared by every listener: the zones (swapped whole on reload) and counters.
 #[derive(Debug)]
@@ -427,6 +352,28 @@ impl RequestHandler for DpHandler {
         request: &Request,
         handle: R,
     ) -> ResponseInfo {
+        let started = std::time::Instant::now();
+        let info = self.handle_message(request, handle).await;
+        // Answers only: UPDATEs wait for the journal's sync, transfers for the client.
+        let transfer = request
+            .queries
+            .queries()
+            .first()
+            .is_some_and(|q| matches!(q.query_type(), RecordType::AXFR | RecordType::IXFR));
+        if request.metadata.op_code == OpCode::Query && !transfer {
+            self.shared.stats.answer_latency.observe(started.elapsed());
+        }
+        info
+    }
+}
+
+impl DpHandler {
+    /// Classifies one message and hands it to the path for its kind.
+    async fn handle_message<R: ResponseHandler>(
+        &self,
+        request: &Request,
+        handle: R,
+    ) -> ResponseInfo {
         let shared = &self.shared;
         shared.stats.queries.fetch_add(1, Relaxed);
 
@@ -484,6 +431,9 @@ impl RequestHandler for DpHandler {
             }
         };
         let qtype = query.query_type();
+        shared
+            .stats
+            .count_query(u16::from(qtype), request.protocol());
         let mut buf = [0u8; MAX_WIRE_LEN];
         let Some(qname) = wire_name(query.name(), &mut buf) else {
             return self
@@ -672,10 +622,10 @@ impl crate::net::StreamHandler for DpHandler {
         &self,
         query: &[u8],
         src: std::net::SocketAddr,
-        udp: bool,
+        protocol: hickory_server::net::xfer::Protocol,
         out: &mut Vec<u8>,
     ) -> bool {
-        self.answer_plain(query, src, udp, out)
+        self.answer_plain(query, src, protocol, out)
     }
 
     fn malformed(&self) {

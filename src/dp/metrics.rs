@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::atomic::Ordering::Relaxed;
 
 use super::handler::Shared;
+use super::stats::{QUERY_TYPES, TRANSPORTS, UPDATE_REFUSALS};
 use crate::metrics::{Scrape, Source};
 
 impl Source for Shared {
@@ -15,6 +16,33 @@ impl Source for Shared {
             "mimi_dp_queries",
             "DNS messages received over UDP, TCP and DNS over TLS.",
             n(&st.queries),
+        )?;
+        let types: Vec<(&str, u64)> = QUERY_TYPES
+            .iter()
+            .zip(&st.query_types)
+            .map(|((_, label), c)| (*label, n(c)))
+            .collect();
+        s.counters(
+            "mimi_dp_query_types",
+            "Queries by type (QUERY messages; UPDATE and NOTIFY are counted apart).",
+            "type",
+            &types,
+        )?;
+        let transports: Vec<(&str, u64)> = TRANSPORTS
+            .iter()
+            .zip(&st.transports)
+            .map(|(label, c)| (*label, n(c)))
+            .collect();
+        s.counters(
+            "mimi_dp_query_transports",
+            "Queries by transport: UDP, TCP, DNS over TLS.",
+            "transport",
+            &transports,
+        )?;
+        s.latency(
+            "mimi_dp_answer_seconds",
+            "Time from a query's arrival at the server to its answer handed to the transport (transfers and UPDATEs left out).",
+            &st.answer_latency,
         )?;
         s.counters(
             "mimi_dp_responses",
@@ -69,6 +97,69 @@ impl Source for Shared {
                 ("refused", n(&st.updates_refused)),
             ],
         )?;
+        let refused: Vec<(&str, u64)> = UPDATE_REFUSALS
+            .iter()
+            .zip(&st.updates_refused_by)
+            .map(|((_, label), c)| (*label, n(c)))
+            .collect();
+        s.counters(
+            "mimi_dp_updates_refused",
+            "DNS UPDATEs refused, by the RCODE they were answered with.",
+            "rcode",
+            &refused,
+        )?;
+        s.latency(
+            "mimi_dp_journal_sync_seconds",
+            "Time for one group commit's journal write to be durable (write and fsync).",
+            &st.journal_sync,
+        )?;
+        let journals: Vec<(String, i64)> = st
+            .journal_bytes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(zone, b)| (zone.to_string(), i64::try_from(*b).unwrap_or(i64::MAX)))
+            .collect();
+        s.gauges(
+            "mimi_dp_journal_bytes",
+            "Size of each zone's journal.",
+            "zone",
+            &journals,
+        )?;
+        if let Some(pir) = &self.pir {
+            let ps = &pir.stats;
+            s.counter(
+                "mimi_dp_oprf_inputs",
+                "Identifiers evaluated under the OPRF for private lookups.",
+                n(&ps.oprf_inputs),
+            )?;
+            s.counter(
+                "mimi_dp_pir_keys_accepted",
+                "PIR evaluation keys uploaded whole and accepted.",
+                n(&ps.keys_accepted),
+            )?;
+            s.counters(
+                "mimi_dp_pir_queries",
+                "PIR queries answered, or refused because the workers' queue was full.",
+                "result",
+                &[("answered", n(&ps.queries)), ("busy", n(&ps.busy))],
+            )?;
+            s.latency(
+                "mimi_dp_pir_query_seconds",
+                "A PIR worker's time on one query.",
+                &ps.query_work,
+            )?;
+            s.gauge(
+                "mimi_dp_pir_queue",
+                "PIR queries queued or being answered now ([pir] max_queue bounds it).",
+                i64::try_from(pir.queued()).unwrap_or(i64::MAX),
+            )?;
+            s.gauge(
+                "mimi_dp_pir_key_bytes",
+                "Memory held by clients' PIR evaluation keys.",
+                i64::try_from(pir.key_bytes()).unwrap_or(i64::MAX),
+            )?;
+        }
         s.counter(
             "mimi_dp_changes_answered",
             "CHANGES questions answered (cache invalidation).",

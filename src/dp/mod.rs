@@ -21,6 +21,7 @@ pub mod ratelimit;
 mod replica;
 mod run;
 mod signed;
+pub mod stats;
 pub mod update;
 pub mod writer;
 mod xfr;

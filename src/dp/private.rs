@@ -210,6 +210,36 @@ pub struct PirService {
     pending: Mutex<HashMap<KeyId, Pending>>,
     pool: rayon::ThreadPool,
     queue: Arc<Semaphore>,
+    pub stats: PirStats,
+}
+
+/// The private-lookup work done (`/metrics`).
+#[derive(Debug, Default)]
+pub struct PirStats {
+    /// Identifiers evaluated under the OPRF.
+    pub oprf_inputs: AtomicU64,
+    /// Evaluation keys received whole and accepted.
+    pub keys_accepted: AtomicU64,
+    /// PIR queries answered, and refused because the workers' queue was full.
+    pub queries: AtomicU64,
+    pub busy: AtomicU64,
+    /// A worker's time on one PIR query.
+    pub query_work: crate::metrics::Latency,
+}
+
+impl PirService {
+    /// PIR queries queued or being answered now.
+    pub fn queued(&self) -> usize {
+        self.settings
+            .max_queue
+            .max(1)
+            .saturating_sub(self.queue.available_permits())
+    }
+
+    /// Bytes of evaluation keys held.
+    pub fn key_bytes(&self) -> usize {
+        self.keys.lock().unwrap_or_else(|p| p.into_inner()).bytes
+    }
 }
 
 impl std::fmt::Debug for PirService {
@@ -237,6 +267,7 @@ impl PirService {
             queue: Arc::new(Semaphore::new(settings.max_queue.max(1))),
             pool,
             settings,
+            stats: PirStats::default(),
         })
     }
 
@@ -259,8 +290,11 @@ impl PirService {
         }
         match request {
             Request::Oprf { blinded, .. } => {
-                oprf::request_count(&blinded)
+                let n = oprf::request_count(&blinded)
                     .map_err(|e| fail(R::FormErr, ede::BAD_REQUEST, e.to_string()))?;
+                self.stats
+                    .oprf_inputs
+                    .fetch_add(n as u64, Ordering::Relaxed);
                 pir.db
                     .oprf_evaluate(&blinded)
                     .map(Response::Oprf)
@@ -300,6 +334,7 @@ impl PirService {
                     ));
                 };
                 let Ok(permit) = self.queue.clone().try_acquire_owned() else {
+                    self.stats.busy.fetch_add(1, Ordering::Relaxed);
                     return Err(fail(
                         R::ServFail,
                         ede::BUSY,
@@ -309,13 +344,20 @@ impl PirService {
                 let (tx, rx) = tokio::sync::oneshot::channel();
                 let zone = zone.clone();
                 self.pool.spawn(move || {
+                    let started = Instant::now();
                     let result = zone.pir.db.answer(shard, &key, &query);
                     drop(permit);
-                    let _ = tx.send(result);
+                    let _ = tx.send((result, started.elapsed()));
                 });
                 match rx.await {
-                    Ok(Ok(answer)) => Ok(Response::Query(answer)),
-                    Ok(Err(e)) => Err(fail(R::FormErr, ede::BAD_REQUEST, e.to_string())),
+                    Ok((result, work)) => {
+                        self.stats.query_work.observe(work);
+                        self.stats.queries.fetch_add(1, Ordering::Relaxed);
+                        match result {
+                            Ok(answer) => Ok(Response::Query(answer)),
+                            Err(e) => Err(fail(R::FormErr, ede::BAD_REQUEST, e.to_string())),
+                        }
+                    }
                     Err(_) => Err(fail(R::ServFail, ede::BUSY, "PIR worker stopped")),
                 }
             }
@@ -405,6 +447,7 @@ impl PirService {
                 )
             })?;
         let size = ZoneDb::key_memory_bytes(&parsed);
+        self.stats.keys_accepted.fetch_add(1, Ordering::Relaxed);
         self.keys
             .lock()
             .unwrap_or_else(|p| p.into_inner())

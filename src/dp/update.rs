@@ -179,10 +179,7 @@ impl DpHandler {
                     _ => UpdateError::NotAuth(failure.to_string()),
                 };
                 warn!(src = %request.src(), "UPDATE refused: {e}");
-                self.shared
-                    .stats
-                    .updates_refused
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.shared.stats.count_update_refused(e.rcode());
                 return self
                     .send_tsig_failure(request, edns, &e, failure, keys, handle)
                     .await;
@@ -190,6 +187,7 @@ impl DpHandler {
         };
         let (Some(key), Some(role)) = (keys.get(signer.key), updaters.roles.get(signer.key)) else {
             let e = UpdateError::NotAuth("unknown key".into());
+            self.shared.stats.count_update_refused(e.rcode());
             return self.send_error(request, edns, &e, None, handle).await;
         };
         let started = Instant::now();
@@ -209,9 +207,7 @@ impl DpHandler {
                 debug!(%role, serial, ms = started.elapsed().as_secs_f64() * 1e3, "UPDATE applied");
             }
             Err(e) => {
-                stats
-                    .updates_refused
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                stats.count_update_refused(e.rcode());
                 info!(%role, rcode = %e.rcode(), "UPDATE refused: {e}");
             }
         }

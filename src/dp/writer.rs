@@ -444,6 +444,7 @@ fn open_zone(
         "zone loaded"
     );
     publish(&ctx.shared, served.clone());
+    ctx.shared.stats.note_journal(&origin, journal.size());
     Ok(State {
         origin,
         zone_file: zc.file,
@@ -976,6 +977,12 @@ fn finish(mut state: State, work: Work, replies: Vec<Reply>, reloaded: Option<us
         return fail_batch(state, work.undo, replies, &e.to_string());
     }
     let sync = started.elapsed();
+    state.ctx.shared.stats.journal_sync.observe(sync);
+    state
+        .ctx
+        .shared
+        .stats
+        .note_journal(&state.origin, state.journal.size());
     let mut owners = BTreeSet::new();
     let mut cuts_changed = false;
     let mut changed = 0;
@@ -1330,7 +1337,12 @@ fn compact(mut state: State, written: ZoneStore, changes: usize) -> State {
     let keep: Vec<&Diff> = state.history.iter().map(|d| &**d).collect();
     match state.journal.rewrite(&keep, &marks) {
         Ok(()) => {
-            info!(zone = %state.origin, serial, journal_bytes = state.journal.size(), "zone file rewritten, journal compacted")
+            info!(zone = %state.origin, serial, journal_bytes = state.journal.size(), "zone file rewritten, journal compacted");
+            state
+                .ctx
+                .shared
+                .stats
+                .note_journal(&state.origin, state.journal.size());
         }
         Err(e) => warn!(zone = %state.origin, "journal not compacted: {e}"),
     }

@@ -53,13 +53,13 @@ pub trait StreamHandler: RequestHandler + Clone {
         self.clone()
     }
     /// Answers `query` (one whole DNS message as received) into `out` (cleared by the caller) when it can
-    /// without the general path; false hands it to `handle_request`. `udp`: the answer must fit the UDP
+    /// without the general path; false hands it to `handle_request`. Over UDP the answer must fit the
     /// size the query allows (the fast path declines otherwise).
     fn answer_fast(
         &self,
         _query: &[u8],
         _src: std::net::SocketAddr,
-        _udp: bool,
+        _protocol: hickory_server::net::xfer::Protocol,
         _out: &mut Vec<u8>,
     ) -> bool {
         false

@@ -195,7 +195,7 @@ pub(crate) async fn connection<S, H>(
             _ => return,
         }
         out.clear();
-        if handler.answer_fast(&buf, src, false, &mut out) {
+        if handler.answer_fast(&buf, src, protocol, &mut out) {
             let Ok(n) = u16::try_from(out.len()) else {
                 warn!(%src, "fast answer longer than a TCP frame: closing");
                 return;

@@ -369,7 +369,8 @@ impl<H: StreamHandler> Worker<H> {
                 let out = &mut batch.outs[answers];
                 out.clear();
                 // A response (QR set) takes the general path, which drops it once parsed.
-                if query[2] & 0x80 == 0 && self.handler.answer_fast(query, src, true, out) {
+                if query[2] & 0x80 == 0 && self.handler.answer_fast(query, src, Protocol::Udp, out)
+                {
                     batch.answer_to[answers] = i;
                     answers += 1;
                 } else {

@@ -18,13 +18,14 @@ pub mod private;
 pub mod replica;
 pub mod secure;
 pub mod server;
+pub mod stats;
 pub mod transport;
 pub mod wire;
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -36,6 +37,7 @@ use tracing::{debug, warn};
 use self::cache::{Answer, Cache, Delegation, Entry, Hit, Negative};
 pub use self::config::ResolverConfig;
 use self::secure::Security;
+pub use self::stats::{RejectReason, ResolverStats};
 use crate::dnssec::validate::{Bogus, ZoneKeys};
 use crate::dnssec::{TYPE_DNSKEY, TYPE_DS};
 use crate::name::Name;
@@ -65,6 +67,7 @@ pub struct Rejection {
     pub provider: String,
     pub ssi: String,
     pub reason: String,
+    pub kind: RejectReason,
 }
 
 /// Why an identifier is not discoverable.
@@ -156,21 +159,6 @@ impl ResolveError {
             _ => None,
         }
     }
-}
-
-/// Counters for the resolver as a whole.
-#[derive(Debug, Default)]
-pub struct ResolverStats {
-    pub lookups: AtomicU64,
-    pub cache_hits: AtomicU64,
-    pub queries_sent: AtomicU64,
-    pub rejected_records: AtomicU64,
-    /// Private lookups whose PIR answer decoded to a slot that failed authentication
-    /// (a decryption failure of the scheme), answered as not found.
-    pub pir_decode_failures: AtomicU64,
-    /// Batch queries sent (each one query per PIR bucket) and the lookups they served.
-    pub pir_batches: AtomicU64,
-    pub pir_batched_lookups: AtomicU64,
 }
 
 /// What the tree said about a name, before verification.
@@ -377,9 +365,19 @@ impl Resolver {
         owner: &Name,
         context: Option<Context>,
     ) -> Result<LookupResult, ResolveError> {
+        self.stats.lookups.fetch_add(1, Relaxed);
+        let r = self.resolve_name(owner, context).await;
+        self.stats.count_outcome(&r);
+        r
+    }
+
+    async fn resolve_name(
+        &self,
+        owner: &Name,
+        context: Option<Context>,
+    ) -> Result<LookupResult, ResolveError> {
         let started = Instant::now();
         let context = context.unwrap_or(self.config.context);
-        self.stats.lookups.fetch_add(1, Relaxed);
         if !owner.is_subdomain_of(&self.config.apex) {
             return Err(ResolveError::OutsideTree {
                 name: owner.clone(),
@@ -401,6 +399,7 @@ impl Resolver {
             }
             _ => {}
         }
+        self.stats.cache_misses.fetch_add(1, Relaxed);
         let mut walk = Walk {
             queries: 0,
             referrals: 0,
@@ -597,9 +596,7 @@ impl Resolver {
     ) -> (Vec<Mapping>, Vec<Rejection>) {
         let trust = tree.unwrap_or(&self.trust);
         let (mut mappings, rejected) = accept(owner, records, trust, unix_now());
-        self.stats
-            .rejected_records
-            .fetch_add(rejected.len() as u64, Relaxed);
+        self.stats.count_rejected(&rejected);
         let cap = u32::try_from(self.config.cache.max_ttl.as_secs()).unwrap_or(u32::MAX);
         for m in &mut mappings {
             m.ttl = m.ttl.min(cap);
@@ -1283,26 +1280,37 @@ pub fn accept(
 ) -> (Vec<Mapping>, Vec<Rejection>) {
     let mut valid: Vec<(Ssi, u32)> = Vec::new();
     let mut rejected = Vec::new();
-    let mut reject = |provider: String, ssi: String, reason: String| {
+    let mut reject = |provider: String, ssi: String, kind: RejectReason, reason: String| {
         warn!(%owner, %provider, %ssi, "record rejected: {reason}");
         rejected.push(Rejection {
             provider,
             ssi,
             reason,
+            kind,
         });
     };
     for r in records {
         let bytes = match &r.data {
             HRData::Unknown { rdata, .. } => &rdata.anything[..],
             _ => {
-                reject(String::new(), String::new(), "not SSI record data".into());
+                reject(
+                    String::new(),
+                    String::new(),
+                    RejectReason::Malformed,
+                    "not SSI record data".into(),
+                );
                 continue;
             }
         };
         let ssi = match Ssi::from_wire(bytes) {
             Ok(s) => s,
             Err(e) => {
-                reject(String::new(), String::new(), format!("malformed: {e}"));
+                reject(
+                    String::new(),
+                    String::new(),
+                    RejectReason::Malformed,
+                    format!("malformed: {e}"),
+                );
                 continue;
             }
         };
@@ -1312,13 +1320,19 @@ pub fn accept(
                 reject(
                     ssi.provider.to_string(),
                     ssi.uri.clone(),
+                    RejectReason::WrongOwner,
                     format!("owner {} is not {owner}", r.name),
                 );
                 continue;
             }
         }
         if let Err(e) = verify_against(&ssi, owner, trust, now) {
-            reject(ssi.provider.to_string(), ssi.uri.clone(), e.to_string());
+            reject(
+                ssi.provider.to_string(),
+                ssi.uri.clone(),
+                RejectReason::of(&e),
+                e.to_string(),
+            );
             continue;
         }
         let ttl = r

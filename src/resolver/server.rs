@@ -1,7 +1,6 @@
 //! `mimi resolver serve`: the resolver behind a DNS listener, so an AP's own systems (or
 //! dig) can ask for SSI records and get only verified ones.
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -198,9 +197,7 @@ impl ResolverHandler {
         if !wire.write(out, left) || !q.finish(out, UDP_PAYLOAD, udp, 0) {
             return false;
         }
-        let stats = &resolver.stats;
-        stats.lookups.fetch_add(1, Relaxed);
-        stats.cache_hits.fetch_add(1, Relaxed);
+        resolver.stats.count_cached(wire.counts()[0] > 0);
         true
     }
 
@@ -304,9 +301,10 @@ impl crate::net::StreamHandler for ResolverHandler {
         &self,
         query: &[u8],
         _src: std::net::SocketAddr,
-        udp: bool,
+        protocol: hickory_server::net::xfer::Protocol,
         out: &mut Vec<u8>,
     ) -> bool {
+        let udp = protocol == hickory_server::net::xfer::Protocol::Udp;
         self.answer_cached(query, udp, out)
     }
 }

@@ -233,6 +233,8 @@ pub struct UpstreamStats {
     pub tls_handshakes: AtomicU64,
     /// Exchanges that went over a kept TLS connection instead of a new one.
     pub tls_reused: AtomicU64,
+    /// Query to answer, for each answered query of a walk.
+    pub latency: crate::metrics::Latency,
 }
 
 /// How a resolver reaches DPs (`[upstream]`): plain UDP/TCP on the deployment's port, or
@@ -312,6 +314,7 @@ impl Upstream {
     ) -> Result<(Message, bool), ExchangeError> {
         let (id, mut query) = build_query(qname, qtype, false, dnssec)?;
         let mac = self.sign(&mut query)?;
+        let started = std::time::Instant::now();
         let (reply, bytes, stream) = if self.uses_tls() {
             let bytes = self.request_once(ip, &query, wait).await?;
             let reply =
@@ -321,6 +324,7 @@ impl Upstream {
         } else {
             udp_then_tcp(self.server_addr(ip), &query, id, qname, qtype, wait).await?
         };
+        self.stats.latency.observe(started.elapsed());
         self.check_tsig(&bytes, mac.as_ref())?;
         Ok((reply, stream))
     }

@@ -229,6 +229,9 @@ impl Resolver {
                 progress(1);
                 continue;
             }
+            self.stats
+                .cache_misses
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let mut walk = Walk {
                 queries: 0,
                 referrals: 0,
@@ -328,10 +331,17 @@ impl Resolver {
                 }
             }
         }
-        results
+        let results: Vec<Result<LookupResult, ResolveError>> = results
             .into_iter()
             .map(|r| r.unwrap_or_else(|| Err(private_error(&self.config.apex, "not looked up"))))
-            .collect()
+            .collect();
+        self.stats
+            .lookups
+            .fetch_add(results.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        for r in &results {
+            self.stats.count_outcome(r);
+        }
+        results
     }
 
     /// The lookup result of fetched (or cached) slots: every record verified against the

@@ -290,6 +290,24 @@ impl Replicas {
         }
     }
 
+    /// Each ready replica: (zone, bytes on disk, serial of its first shard).
+    pub fn sizes(&self) -> Vec<(Name, u64, u32)> {
+        let mut out: Vec<(Name, u64, u32)> = self
+            .lock()
+            .iter()
+            .filter_map(|(z, h)| match h {
+                Held::Ready(r) => {
+                    let bytes = u64::from(r.config.shard_count) * file::file_bytes(&r.config);
+                    let serial = r.shards.first().map_or(0, |s| s.load().serial());
+                    Some((z.clone(), bytes, serial))
+                }
+                Held::Busy => None,
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
     /// Bytes the ready replicas take, without `except`'s.
     fn used_bytes(&self, except: &Name) -> u64 {
         self.lock()
