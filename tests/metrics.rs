@@ -15,12 +15,17 @@ use std::time::Duration;
 use common::*;
 use hickory_proto::op::{Message, MessageType, OpCode, Query};
 use hickory_proto::rr::RecordType;
+use mimi_discovery::dnssec::DnssecKey;
 use mimi_discovery::publish::{publish, SignedMapping};
 use mimi_discovery::record::{Context, TYPE_SSI};
 use mimi_discovery::resolver::replica::ReplicaSettings;
-use mimi_discovery::resolver::{Outcome, Resolver};
+use mimi_discovery::resolver::transport::tls_exchange;
+use mimi_discovery::resolver::{Outcome, ResolveError, Resolver};
+use mimi_discovery::tls::{self, ServerTrust};
 use mimi_discovery::tsig::{KeyFileFormat, TsigKey};
 use mimi_discovery::zone::WriteStyle;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const CONFIG_EXTRA: &str = "";
@@ -223,13 +228,20 @@ async fn every_named_metric_appears_and_moves_with_its_event() {
             "[[client]]\nprovider = \"chat.example.\"\ntsig = {:?}\nlookups_per_day = \"unlimited\"\n",
             path("ap.tsig")
         );
+        let ca = tls::make_ca("test CA", now() - 60, now() + 3600).unwrap();
+        let cert = tls::issue(&ca, &["dp.test".into()], now() - 60, now() + 3600).unwrap();
+        std::fs::write(dir.path().join("dp.pem"), &cert.cert_pem).unwrap();
+        std::fs::write(dir.path().join("dp.key"), &cert.key_pem).unwrap();
         let mut specs = vec![spec(root, &[1]), spec(carrier, &[2])];
         specs[0].config_extra = format!("[pir]\nthreads = 1\n{client}");
         specs[1].invalid = true;
         specs[1].config_extra = format!(
             "[metrics]\nlisten = \"@ADDR@:0\"\n[pir]\nthreads = 1\n\
+             [tls]\nlisten = [\"@ADDR@:0\"]\ncert = {:?}\nkey = {:?}\n\
              [access]\nanonymous_lookups_per_day = 20\nanonymous_burst = 20\n{client}\
              [[update]]\nprovider = \"chat.example.\"\ntsig = {:?}\n",
+            path("dp.pem"),
+            path("dp.key"),
             path("chat.tsig")
         );
         let tree = Tree::start(t, &keys.trust_toml(), specs).await;
@@ -265,6 +277,19 @@ async fn every_named_metric_appears_and_moves_with_its_event() {
         }
         query(tree.addr(2), "elsewhere.example.", RecordType::A).await;
         query_tcp(tree.addr(2), &alice, RecordType::SOA).await;
+        let pin = tls::spki_pin(&CertificateDer::from_pem_slice(cert.cert_pem.as_bytes()).unwrap())
+            .unwrap();
+        let reply = tls_exchange(
+            tree.server(2).tls_addrs[0],
+            "dp.test",
+            tls::client_config(&ServerTrust::Pins(vec![pin])).unwrap(),
+            &owner(ALICE),
+            TYPE_SSI,
+            Duration::from_secs(3),
+        )
+        .await
+        .unwrap();
+        assert!(!reply.answers.is_empty());
         // An UPDATE accepted, and one refused (a key the DP does not know).
         let bob = owner("+1 555 111 3333");
         let signed = SignedMapping {
@@ -286,6 +311,21 @@ async fn every_named_metric_appears_and_moves_with_its_event() {
         let absent = resolver.lookup(&sii("+1 555 111 9999"), None).await.unwrap();
         assert!(matches!(absent.outcome, Outcome::NotDiscoverable(_)));
         assert!(resolver.lookup(&sii("+1 555 111 7777"), None).await.is_err());
+        // Anchored on a key the (unsigned) tree does not publish: bogus.
+        let mut anchored = tree.config();
+        anchored.dnssec = Some(mimi_discovery::resolver::secure::TrustAnchor {
+            zone: apex(),
+            ds: vec![DnssecKey::generate(apex(), 257).ds_rdata()],
+        });
+        let anchored = Arc::new(Resolver::new(
+            anchored,
+            mimi_discovery::record::TrustStore::new(),
+        ));
+        let a0 = render(&anchored);
+        assert!(matches!(
+            anchored.lookup(&sii(ALICE), None).await,
+            Err(ResolveError::Bogus { .. })
+        ));
         // The UPDATE's NOTIFY reached the subscribed resolver, which fetched CHANGES.
         let notified = within(Duration::from_secs(5), || async {
             render(&resolver)
@@ -326,6 +366,7 @@ async fn every_named_metric_appears_and_moves_with_its_event() {
                 "mimi_dp_query_types_total{type=\"other\"}",
                 "mimi_dp_query_transports_total{transport=\"udp\"}",
                 "mimi_dp_query_transports_total{transport=\"tcp\"}",
+                "mimi_dp_query_transports_total{transport=\"tls\"}",
                 "mimi_dp_answer_seconds_count",
                 "mimi_dp_answer_seconds_sum",
                 "mimi_dp_answer_seconds_bucket{le=\"+Inf\"}",
@@ -357,7 +398,6 @@ async fn every_named_metric_appears_and_moves_with_its_event() {
             "the one A query"
         );
         assert!(d1.contains_key("mimi_dp_pir_queue"));
-        assert!(d1.contains_key("mimi_dp_query_transports_total{transport=\"tls\"}"));
 
         let r1 = render(&resolver);
         grew(
@@ -379,7 +419,11 @@ async fn every_named_metric_appears_and_moves_with_its_event() {
                 "mimi_resolver_upstream_seconds_sum",
             ],
         );
-        assert!(r1.contains_key("mimi_resolver_lookup_outcomes_total{outcome=\"bogus\"}"));
+        grew(
+            &a0,
+            &render(&anchored),
+            &["mimi_resolver_lookup_outcomes_total{outcome=\"bogus\"}"],
+        );
         assert!(r1.contains_key("mimi_resolver_invalidated_total{what=\"entries\"}"));
         let p1 = render(&replicating);
         grew(
