@@ -97,27 +97,6 @@ impl Scrape<'_> {
         e.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
     }
 
-    /// A counter family with two labels, a value per pair of label values.
-    pub fn counters2<V: AsRef<str>>(
-        &mut self,
-        name: &str,
-        help: &str,
-        labels: [&str; 2],
-        values: &[([V; 2], u64)],
-    ) -> fmt::Result {
-        let mut family = self.encoder.encode_descriptor(
-            name,
-            help,
-            None,
-            ConstCounter::new(0u64).metric_type(),
-        )?;
-        for ([a, b], n) in values {
-            let set = [(labels[0], a.as_ref()), (labels[1], b.as_ref())];
-            ConstCounter::new(*n).encode(family.encode_family(&set)?)?;
-        }
-        Ok(())
-    }
-
     /// A gauge family with one label, a value per label value.
     pub fn gauges<V: AsRef<str>>(
         &mut self,

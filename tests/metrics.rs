@@ -52,7 +52,12 @@ async fn get(addr: SocketAddr, path: &str) -> (String, String) {
 async fn scrape(addr: SocketAddr) -> HashMap<String, f64> {
     let (status, body) = get(addr, "/metrics").await;
     assert_eq!(status, "HTTP/1.1 200 OK", "{body}");
-    body.lines()
+    samples(&body)
+}
+
+/// Series (name with labels) to value, from the text of a scrape.
+fn samples(text: &str) -> HashMap<String, f64> {
+    text.lines()
         .filter(|l| !l.starts_with('#'))
         .filter_map(|l| l.rsplit_once(' '))
         .map(|(series, v)| (series.to_string(), v.parse().unwrap()))
@@ -178,12 +183,7 @@ fn at(m: &HashMap<String, f64>, series: &str) -> f64 {
 /// A resolver's scrape, rendered as `/metrics` renders it.
 fn render(r: &Arc<Resolver>) -> HashMap<String, f64> {
     let source: Arc<dyn mimi_discovery::metrics::Source> = r.clone();
-    let text = mimi_discovery::metrics::render(&source).unwrap();
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.rsplit_once(' '))
-        .map(|(series, v)| (series.to_string(), v.parse().unwrap()))
-        .collect()
+    samples(&mimi_discovery::metrics::render(&source).unwrap())
 }
 
 /// Asserts that each series grew from `before` to `after`, naming the ones that did not.
