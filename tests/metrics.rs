@@ -199,8 +199,10 @@ fn grew(before: &HashMap<String, f64>, after: &HashMap<String, f64>, series: &[&
 /// A root DP (.1) and the carrier's DP (.2), both offering private lookups; the carrier
 /// takes UPDATEs from chat.example., serves an invalid record (signed by a provider
 /// nobody trusts), gives anonymous clients a burst of 20 lookups and identified resolvers
-/// (TSIG ap-query.) no limit, and shows `/metrics`. Two resolvers: one looking up by PIR
-/// and subscribed to the carrier's changes, one holding a replica of the carrier's zone.
+/// (TSIG ap-query.) no limit, queues one PIR query at a time, serves DoT, and shows
+/// `/metrics`. Resolvers: one looking up by PIR and subscribed to the carrier's changes,
+/// one holding a replica of the carrier's zone, one anchored on a key the tree does not
+/// publish, and twelve private lookups at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_named_metric_appears_and_moves_with_its_event() {
     bounded(async {
@@ -236,7 +238,7 @@ async fn every_named_metric_appears_and_moves_with_its_event() {
         specs[0].config_extra = format!("[pir]\nthreads = 1\n{client}");
         specs[1].invalid = true;
         specs[1].config_extra = format!(
-            "[metrics]\nlisten = \"@ADDR@:0\"\n[pir]\nthreads = 1\n\
+            "[metrics]\nlisten = \"@ADDR@:0\"\n[pir]\nthreads = 1\nmax_queue = 1\n\
              [tls]\nlisten = [\"@ADDR@:0\"]\ncert = {:?}\nkey = {:?}\n\
              [access]\nanonymous_lookups_per_day = 20\nanonymous_burst = 20\n{client}\
              [[update]]\nprovider = \"chat.example.\"\ntsig = {:?}\n",
@@ -258,6 +260,7 @@ async fn every_named_metric_appears_and_moves_with_its_event() {
             dir.path().join("sub.tsig").as_path(),
         )
         .await;
+        let pir_config = config.clone();
         config.replica = Some(ReplicaSettings {
             dir: dir.path().join("replica"),
             max_bytes: 1 << 30,
@@ -345,6 +348,16 @@ async fn every_named_metric_appears_and_moves_with_its_event() {
             .await
             .unwrap();
         assert!(matches!(replica.outcome, Outcome::Found(_)));
+        // Private lookups at once, from resolvers of their own, against a PIR queue of one:
+        // some queries are told BUSY.
+        let mut at_once = tokio::task::JoinSet::new();
+        for _ in 0..12 {
+            let r = tree.resolver_with(pir_config.clone());
+            at_once.spawn(async move {
+                let _ = r.lookup_private(&sii(ALICE), None).await;
+            });
+        }
+        while at_once.join_next().await.is_some() {}
         // Anonymous lookups past the burst of 20.
         for _ in 0..20 {
             query(tree.addr(2), &alice, RecordType::from(TYPE_SSI)).await;
@@ -382,6 +395,7 @@ async fn every_named_metric_appears_and_moves_with_its_event() {
                 "mimi_dp_oprf_inputs_total",
                 "mimi_dp_pir_keys_accepted_total",
                 "mimi_dp_pir_queries_total{result=\"answered\"}",
+                "mimi_dp_pir_queries_total{result=\"busy\"}",
                 "mimi_dp_pir_query_seconds_count",
                 "mimi_dp_pir_key_bytes",
                 "mimi_dp_replica_runs_total{kind=\"full\"}",

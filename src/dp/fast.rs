@@ -7,12 +7,11 @@
 //! always give the same bytes (`tests/fastpath.rs` compares them).
 
 use std::net::SocketAddr;
-
-use hickory_server::net::xfer::Protocol;
 use std::sync::atomic::Ordering::Relaxed;
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
+use hickory_server::net::xfer::Protocol;
 
 use super::answer::Outcome;
 use super::handler::DpHandler;
