@@ -92,16 +92,27 @@ fuzz_target!(|data: &[u8]| {
     let mut fast = Vec::new();
     // As over TCP, without a size limit: the sink below gets the general path's answer
     // before any UDP truncation, so that is the one to compare with.
-    let answered_fast = fx.handler.answer_fast(message, src, Protocol::Tcp, &mut fast);
+    let answered_fast = fx
+        .handler
+        .answer_fast(message, src, Protocol::Tcp, &mut fast);
     match Request::from_bytes(message.to_vec(), src, protocol) {
         Ok(request) => {
             let sink = Sink::default();
-            fx.runtime
-                .block_on(fx.handler.handle_request::<_, TokioTime>(&request, sink.clone()));
+            fx.runtime.block_on(
+                fx.handler
+                    .handle_request::<_, TokioTime>(&request, sink.clone()),
+            );
             if answered_fast {
-                assert_eq!(fast, *sink.0.lock().expect("sink"), "fast and general paths differ");
+                assert_eq!(
+                    fast,
+                    *sink.0.lock().expect("sink"),
+                    "fast and general paths differ"
+                );
             }
         }
-        Err(_) => assert!(!answered_fast, "the fast path answered what hickory cannot parse"),
+        Err(_) => assert!(
+            !answered_fast,
+            "the fast path answered what hickory cannot parse"
+        ),
     }
 });
