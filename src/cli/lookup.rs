@@ -485,8 +485,7 @@ pub fn serve(config: PathBuf) -> anyhow::Result<u8> {
             s.lookups.load(std::sync::atomic::Ordering::Relaxed),
             s.cache_hits.load(std::sync::atomic::Ordering::Relaxed),
             s.queries_sent.load(std::sync::atomic::Ordering::Relaxed),
-            s.rejected_records
-                .load(std::sync::atomic::Ordering::Relaxed),
+            s.rejected_records(),
             s.pir_decode_failures
                 .load(std::sync::atomic::Ordering::Relaxed),
             s.pir_batches.load(std::sync::atomic::Ordering::Relaxed),

@@ -94,7 +94,7 @@ impl Source for Shared {
             "result",
             &[
                 ("accepted", n(&st.updates_accepted)),
-                ("refused", n(&st.updates_refused)),
+                ("refused", st.updates_refused()),
             ],
         )?;
         let refused: Vec<(&str, u64)> = UPDATE_REFUSALS

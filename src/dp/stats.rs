@@ -66,7 +66,6 @@ pub struct Stats {
     pub replica_full: AtomicU64,
     pub replica_delta: AtomicU64,
     pub updates_accepted: AtomicU64,
-    pub updates_refused: AtomicU64,
     pub changes_answered: AtomicU64,
     pub notify_sent: AtomicU64,
     /// DNS-over-TLS connections whose handshake failed or did not finish in time.
@@ -89,12 +88,7 @@ pub struct Stats {
 impl Stats {
     /// One query of type `qtype` over `protocol` (counted once, by the path that answers).
     pub(super) fn count_query(&self, qtype: u16, protocol: Protocol) {
-        let last = QUERY_TYPES.len() - 1;
-        let t = QUERY_TYPES[..last]
-            .iter()
-            .position(|(code, _)| *code == qtype)
-            .unwrap_or(last);
-        self.query_types[t].fetch_add(1, Relaxed);
+        self.query_types[row(&QUERY_TYPES, qtype)].fetch_add(1, Relaxed);
         let p = match protocol {
             Protocol::Udp => 0,
             Protocol::Tls => 2,
@@ -115,13 +109,15 @@ impl Stats {
 
     /// One UPDATE refused with `rcode`.
     pub(super) fn count_update_refused(&self, rcode: ResponseCode) {
-        self.updates_refused.fetch_add(1, Relaxed);
-        let last = UPDATE_REFUSALS.len() - 1;
-        let i = UPDATE_REFUSALS[..last]
+        self.updates_refused_by[row(&UPDATE_REFUSALS, rcode)].fetch_add(1, Relaxed);
+    }
+
+    /// UPDATEs refused, whatever the RCODE.
+    pub fn updates_refused(&self) -> u64 {
+        self.updates_refused_by
             .iter()
-            .position(|(code, _)| *code == rcode)
-            .unwrap_or(last);
-        self.updates_refused_by[i].fetch_add(1, Relaxed);
+            .map(|c| c.load(Relaxed))
+            .sum()
     }
 
     pub(super) fn count_rcode(&self, rcode: ResponseCode) {
@@ -139,7 +135,7 @@ impl Stats {
 
     /// One line: `queries=.. noerror=.. ...`.
     pub fn summary(&self) -> String {
-        let fields = [
+        let counters = [
             ("queries", &self.queries),
             ("noerror", &self.noerror),
             ("nxdomain", &self.nxdomain),
@@ -156,16 +152,26 @@ impl Stats {
             ("replica_full", &self.replica_full),
             ("replica_delta", &self.replica_delta),
             ("updates_accepted", &self.updates_accepted),
-            ("updates_refused", &self.updates_refused),
             ("changes_answered", &self.changes_answered),
             ("notify_sent", &self.notify_sent),
             ("tls_handshake_failures", &self.tls_handshake_failures),
             ("rate_limited", &self.rate_limited),
         ];
-        fields
+        counters
             .iter()
-            .map(|(k, v)| format!("{k}={}", v.load(Relaxed)))
+            .map(|(k, v)| (*k, v.load(Relaxed)))
+            .chain([("updates_refused", self.updates_refused())])
+            .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
             .join(" ")
     }
+}
+
+/// The row of `key` in a table whose last row ("other") takes every key not listed.
+fn row<K: PartialEq>(table: &[(K, &str)], key: K) -> usize {
+    let last = table.len() - 1;
+    table[..last]
+        .iter()
+        .position(|(k, _)| *k == key)
+        .unwrap_or(last)
 }

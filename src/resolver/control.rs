@@ -55,7 +55,7 @@ impl Resolver {
                     ("lookups", st.lookups.load(Relaxed)),
                     ("cache_hits", st.cache_hits.load(Relaxed)),
                     ("queries_sent", st.queries_sent.load(Relaxed)),
-                    ("rejected_records", st.rejected_records.load(Relaxed)),
+                    ("rejected_records", st.rejected_records()),
                     ("pir_decode_failures", st.pir_decode_failures.load(Relaxed)),
                     ("pir_batches", st.pir_batches.load(Relaxed)),
                     ("pir_batched_lookups", st.pir_batched_lookups.load(Relaxed)),

@@ -84,8 +84,8 @@ pub struct ResolverStats {
     /// Lookups the cache could not answer (they walked the tree or asked by PIR).
     pub cache_misses: AtomicU64,
     pub queries_sent: AtomicU64,
-    pub rejected_records: AtomicU64,
-    /// Records dropped, by [`RejectReason`] (in the order of [`RejectReason::ALL`]).
+    /// Records dropped, by [`RejectReason`] (indexed by its discriminant, the order of
+    /// [`RejectReason::ALL`]).
     pub rejected_by: [AtomicU64; RejectReason::ALL.len()],
     /// Private lookups whose PIR answer decoded to a slot that failed authentication
     /// (a decryption failure of the scheme), answered as not found.
@@ -116,14 +116,25 @@ impl ResolverStats {
     }
 
     pub(super) fn count_rejected(&self, rejected: &[super::Rejection]) {
-        self.rejected_records
-            .fetch_add(rejected.len() as u64, Relaxed);
         for r in rejected {
-            let i = RejectReason::ALL
-                .iter()
-                .position(|k| *k == r.kind)
-                .unwrap_or(RejectReason::ALL.len() - 1);
-            self.rejected_by[i].fetch_add(1, Relaxed);
+            self.rejected_by[r.kind as usize].fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Records dropped, whatever the reason.
+    pub fn rejected_records(&self) -> u64 {
+        self.rejected_by.iter().map(|c| c.load(Relaxed)).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_are_counted_at_their_own_index() {
+        for (i, k) in RejectReason::ALL.iter().enumerate() {
+            assert_eq!(*k as usize, i, "{}", k.label());
         }
     }
 }
